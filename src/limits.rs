@@ -1,0 +1,133 @@
+//! Every bound in shardbar, in one place.
+//!
+//! Each constant says what it bounds and why it has the value it has. Names carry their
+//! unit last (`_bytes`, `_ms`, `_max`). Where the config file may override a value, the
+//! constant is the default and the config validation uses the `*_CEILING` next to it.
+//! Hitting any of these has a defined outcome, named in the comment: an ERROR or ABORT to
+//! the peer, a close with a reason the runtime acts on, or a counted drop.
+
+/// Largest WAMP message we accept from a peer, after transport framing is removed.
+/// 16 MiB is the RawSocket maximum (L = 15); WebSocket peers get the same cap so a client
+/// sees one limit whatever the transport. Outcome: RawSocket and WebSocket both fail the
+/// connection (RawSocket: spec MUST; WebSocket: close 1009 "message too big").
+pub const MESSAGE_SIZE_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// Ceiling for `limits.message_size_max` in the config file.
+pub const MESSAGE_SIZE_CEILING_BYTES: usize = MESSAGE_SIZE_MAX_BYTES;
+
+/// Largest HTTP request head (request line + headers) before the WebSocket upgrade.
+/// Browsers send < 2 KiB; 16 KiB leaves room for cookies. Outcome: HTTP 431 and close.
+pub const HTTP_HEAD_MAX_BYTES: usize = 16 * 1024;
+
+/// Most headers in one HTTP request head. Outcome: HTTP 431 and close.
+pub const HTTP_HEADERS_MAX: usize = 64;
+
+/// Most WebSocket frames (fragments) in one message. Bounds the per-message bookkeeping of a
+/// peer that fragments into 1-byte frames. Outcome: close 1009.
+pub const WS_FRAGMENTS_MAX: usize = 65_536;
+
+/// Largest control-frame payload (RFC 6455 §5.5). Outcome: close 1002.
+pub const WS_CONTROL_PAYLOAD_MAX_BYTES: usize = 125;
+
+/// Size of one socket read. 64 KiB amortises the syscall over many small messages while a
+/// slow subscriber pinning one chunk stays cheap (see `PAYLOAD_COPY_BELOW_BYTES`).
+pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Payload slices smaller than this are copied out of the read chunk into a right-sized
+/// buffer, so a slow consumer holding a 64-byte EVENT does not pin a 64 KiB read chunk.
+pub const PAYLOAD_COPY_BELOW_BYTES: usize = 4 * 1024;
+
+/// Most bytes coalesced into one socket write. Large enough to carry thousands of small
+/// EVENTs per syscall, small enough that one connection cannot monopolise a shard's turn.
+pub const WRITE_COALESCE_MAX_BYTES: usize = 256 * 1024;
+
+/// Default cap on bytes queued for one connection and not yet written. Above it the
+/// connection is a slow consumer (policy per realm: disconnect, or drop and count).
+/// NATS uses 64 MiB; we use less because WAMP events are typically small and a trading
+/// client 8 MiB behind is already useless.
+pub const PENDING_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// Ceiling for the configurable pending-bytes cap.
+pub const PENDING_BYTES_CEILING: usize = 1024 * 1024 * 1024;
+
+/// Default: a connection with queued bytes that made no write progress for this long is a
+/// slow consumer. Outcome: the slow-consumer policy.
+pub const WRITE_DEADLINE_MS: u64 = 10_000;
+
+/// Default WebSocket / RawSocket ping interval. Half-open TCP connections otherwise keep
+/// stale registrations alive forever (the most common Crossbar complaint).
+pub const PING_INTERVAL_MS: u64 = 30_000;
+
+/// Default time to wait for a pong before the connection is reaped.
+pub const PING_TIMEOUT_MS: u64 = 15_000;
+
+/// Time a new connection has to finish its transport handshake and send HELLO.
+/// Outcome: the connection is closed.
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+
+/// Time allowed for sessions to be told GOODBYE and for queues to flush on shutdown.
+pub const SHUTDOWN_GRACE_MS: u64 = 3_000;
+
+/// Longest URI (topic, procedure, error, realm). Outcome: `wamp.error.invalid_uri`.
+pub const URI_LEN_MAX_BYTES: usize = 4 * 1024;
+
+/// Deepest nesting of lists/dicts a decoder follows. Bounds recursion on hostile input.
+/// Outcome: protocol violation (ABORT).
+pub const VALUE_DEPTH_MAX: usize = 64;
+
+/// Most shards (cores) one router runs. Shard sets are 64-bit masks.
+pub const SHARDS_MAX: usize = 64;
+
+/// Most subscriptions one session holds. Outcome: ERROR on SUBSCRIBE
+/// (`shardbar.error.limit_exceeded`).
+pub const SESSION_SUBSCRIPTIONS_MAX: usize = 65_536;
+
+/// Most registrations one session holds. Outcome: ERROR on REGISTER.
+pub const SESSION_REGISTRATIONS_MAX: usize = 65_536;
+
+/// Most CALLs one caller session has outstanding. Outcome: ERROR on CALL.
+pub const SESSION_CALLS_MAX: usize = 65_536;
+
+/// Most INVOCATIONs one callee session has outstanding. Outcome: the CALL that would
+/// exceed it gets ERROR `shardbar.error.limit_exceeded`, so no callee is buried.
+pub const SESSION_INVOCATIONS_MAX: usize = 65_536;
+
+/// Most SUBSCRIBE/REGISTER requests of one session waiting for the shard barrier.
+/// Outcome: ERROR on the request.
+pub const SESSION_PENDING_ROUTE_CHANGES_MAX: usize = 4_096;
+
+/// Most entries in a PUBLISH's exclude/eligible lists. Outcome: protocol violation.
+pub const PUBLISH_FILTER_ENTRIES_MAX: usize = 4_096;
+
+/// Most realms alive on a router (configured + auto-created). Outcome: ABORT
+/// `wamp.error.no_such_realm`.
+pub const REALMS_MAX: usize = 1_024;
+
+/// Most sessions one shard holds. Outcome: ABORT `shardbar.error.limit_exceeded`.
+pub const SHARD_SESSIONS_MAX: usize = 1_000_000;
+
+/// Capacity of one inter-shard channel, in batches. A full channel never blocks the loop:
+/// the sending shard keeps the batch in its outbox and stops reading its connections until
+/// the outbox drains.
+pub const MESH_CHANNEL_BATCHES: usize = 1_024;
+
+/// Messages per mesh batch before it is cut and a new one started.
+pub const MESH_BATCH_MESSAGES_MAX: usize = 4_096;
+
+/// Outbox size (in messages, over all destinations) above which a shard stops reading its
+/// connections until the mesh drains. TCP then pushes back on publishers.
+pub const MESH_OUTBOX_PAUSE_MESSAGES: usize = 64 * 1024;
+
+/// Most mesh batches handled from one peer before the loop yields.
+pub const MESH_BATCHES_PER_TURN_MAX: usize = 64;
+
+/// Most WAMP messages handled from one connection's read before the loop yields.
+pub const MESSAGES_PER_READ_MAX: usize = 4_096;
+
+/// Size of the default generated-ID space: IDs are in [1, 2^53].
+pub const ID_MAX: u64 = 1 << 53;
+
+const _: () = assert!(SHARDS_MAX <= 64, "shard sets are u64 masks");
+const _: () = assert!(PAYLOAD_COPY_BELOW_BYTES < READ_CHUNK_BYTES);
+const _: () = assert!(WRITE_COALESCE_MAX_BYTES <= PENDING_BYTES_MAX);
+const _: () = assert!(PING_TIMEOUT_MS < PING_INTERVAL_MS * 2);

@@ -1,0 +1,7 @@
+//! The sans-IO WAMP router: no sockets, no threads, no clock reads, no glommio.
+//!
+//! Time comes in as `now`, bytes come in as buffers, and everything goes out through
+//! `poll_*`. That makes the whole router testable in a deterministic multi-shard simulation
+//! (`tests/simulation.rs`) and keeps the runtime (`crate::shard`) thin and swappable.
+
+pub mod wire;

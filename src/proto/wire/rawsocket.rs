@@ -1,0 +1,1 @@
+//! RawSocket transport codec (stub).

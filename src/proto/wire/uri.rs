@@ -1,0 +1,113 @@
+//! URI rules (`basic/building_blocks.md` § URIs).
+//!
+//! Loose rules are the default and MUST hold: components separated by `.`, no whitespace,
+//! no `#`, no empty component (except in patterns). Strict rules (per realm) also limit
+//! components to `[0-9a-z_]`. Application URIs must not start with `wamp.`; the router
+//! refuses to let clients register or publish there.
+
+use crate::limits::URI_LEN_MAX_BYTES;
+
+/// How a subscription or registration matches URIs (`Options.match`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MatchPolicy {
+    Exact,
+    Prefix,
+    Wildcard,
+}
+
+impl MatchPolicy {
+    pub fn parse(s: &str) -> Option<MatchPolicy> {
+        match s {
+            "exact" => Some(MatchPolicy::Exact),
+            "prefix" => Some(MatchPolicy::Prefix),
+            "wildcard" => Some(MatchPolicy::Wildcard),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchPolicy::Exact => "exact",
+            MatchPolicy::Prefix => "prefix",
+            MatchPolicy::Wildcard => "wildcard",
+        }
+    }
+}
+
+/// Whether `uri` is valid. `allow_empty` permits empty components (wildcard patterns, and
+/// prefix patterns that end in `.`); `strict` limits component characters to `[0-9a-z_]`.
+pub fn is_valid(uri: &str, strict: bool, allow_empty: bool) -> bool {
+    if uri.is_empty() || uri.len() > URI_LEN_MAX_BYTES {
+        return false;
+    }
+    for component in uri.split('.') {
+        if component.is_empty() {
+            if !allow_empty {
+                return false;
+            }
+            continue;
+        }
+        let ok = if strict {
+            component.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        } else {
+            !component.chars().any(|c| c.is_whitespace() || c == '#')
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether a URI used with `policy` is valid: exact needs every component; prefix may end
+/// with an empty component ("com.app." is a prefix); wildcard may have empty components
+/// anywhere (they match any one component).
+pub fn is_valid_for(uri: &str, policy: MatchPolicy, strict: bool) -> bool {
+    match policy {
+        MatchPolicy::Exact => is_valid(uri, strict, false),
+        MatchPolicy::Prefix | MatchPolicy::Wildcard => is_valid(uri, strict, true),
+    }
+}
+
+/// URIs under `wamp.` are the router's own.
+pub fn is_reserved(uri: &str) -> bool {
+    uri.starts_with("wamp.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loose_rules() {
+        assert!(is_valid("com.myapp.topic1", false, false));
+        assert!(is_valid("com.MyApp.Topic-1", false, false));
+        assert!(!is_valid("com..topic", false, false));
+        assert!(!is_valid("com.my app", false, false));
+        assert!(!is_valid("com.#", false, false));
+        assert!(!is_valid("", false, false));
+        assert!(!is_valid("com.app.", false, false));
+        assert!(!is_valid(".com", false, false));
+    }
+
+    #[test]
+    fn strict_rules() {
+        assert!(is_valid("com.myapp.topic_1", true, false));
+        assert!(!is_valid("com.MyApp", true, false));
+        assert!(!is_valid("com.my-app", true, false));
+    }
+
+    #[test]
+    fn pattern_rules() {
+        assert!(is_valid_for("com..topic", MatchPolicy::Wildcard, false));
+        assert!(is_valid_for("com.app.", MatchPolicy::Prefix, false));
+        assert!(!is_valid_for("com..topic", MatchPolicy::Exact, false));
+        assert!(!is_valid_for("com. .x", MatchPolicy::Wildcard, false));
+    }
+
+    #[test]
+    fn length_is_bounded() {
+        let long = "a".repeat(URI_LEN_MAX_BYTES + 1);
+        assert!(!is_valid(&long, false, false));
+    }
+}

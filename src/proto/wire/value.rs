@@ -1,0 +1,230 @@
+//! The dynamic value model for WAMP `Options`/`Details` dicts and for payloads that must be
+//! transcoded between serializers.
+//!
+//! Every serializer decodes into and encodes from [`Value`]. Integers are normalised at
+//! decode time: a non-negative integer is always [`Value::UInt`], a negative one always
+//! [`Value::Int`], so equality and lookups do not depend on which serializer a value came
+//! from. Binary data is [`Value::Bytes`]; the JSON codec maps it to and from the WAMP
+//! `"\u0000" + base64` string convention.
+
+/// One decoded value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    /// A non-negative integer.
+    UInt(u64),
+    /// A negative integer (always `< 0`).
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Bytes(Vec<u8>),
+    List(Vec<Value>),
+    Dict(Dict),
+}
+
+impl Value {
+    /// An integer value from a signed number, normalised (non-negative → `UInt`).
+    pub fn int(v: i64) -> Value {
+        if v >= 0 { Value::UInt(v as u64) } else { Value::Int(v) }
+    }
+
+    pub fn str(s: impl Into<String>) -> Value {
+        Value::Str(s.into())
+    }
+
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            Value::UInt(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn as_i64(&self) -> Option<i64> {
+        match *self {
+            Value::UInt(v) => i64::try_from(v).ok(),
+            Value::Int(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// A number as f64 (integers convert; used for timeouts that clients send either way).
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Value::UInt(v) => Some(v as f64),
+            Value::Int(v) => Some(v as f64),
+            Value::Float(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match *self {
+            Value::Bool(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_list(&self) -> Option<&[Value]> {
+        match self {
+            Value::List(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    pub fn as_dict(&self) -> Option<&Dict> {
+        match self {
+            Value::Dict(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// A short name of the value's type, for error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::UInt(_) | Value::Int(_) => "integer",
+            Value::Float(_) => "float",
+            Value::Str(_) => "string",
+            Value::Bytes(_) => "binary",
+            Value::List(_) => "list",
+            Value::Dict(_) => "dict",
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Value {
+        Value::Str(s.to_owned())
+    }
+}
+impl From<String> for Value {
+    fn from(s: String) -> Value {
+        Value::Str(s)
+    }
+}
+impl From<u64> for Value {
+    fn from(v: u64) -> Value {
+        Value::UInt(v)
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Value {
+        Value::Bool(v)
+    }
+}
+impl From<Dict> for Value {
+    fn from(d: Dict) -> Value {
+        Value::Dict(d)
+    }
+}
+impl From<Vec<Value>> for Value {
+    fn from(l: Vec<Value>) -> Value {
+        Value::List(l)
+    }
+}
+
+/// A dict with string keys that keeps insertion order (so re-encoding reproduces the
+/// peer's key order) and looks keys up linearly: WAMP option dicts hold a handful of keys,
+/// where a scan beats hashing.
+///
+/// Keys are unique: [`Dict::insert`] replaces, and decoders keep the last of duplicate keys.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Dict(Vec<(String, Value)>);
+
+impl Dict {
+    pub const fn new() -> Dict {
+        Dict(Vec::new())
+    }
+
+    pub fn with_capacity(n: usize) -> Dict {
+        Dict(Vec::with_capacity(n))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
+        self.0.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Insert or replace `key`.
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<Value>) {
+        let key = key.into();
+        let value = value.into();
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((key, value)),
+        }
+    }
+
+    /// Builder form of [`Dict::insert`].
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<Value>) -> Dict {
+        self.insert(key, value);
+        self
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        let i = self.0.iter().position(|(k, _)| k == key)?;
+        Some(self.0.remove(i).1)
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &Value)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
+    }
+}
+
+impl FromIterator<(String, Value)> for Dict {
+    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Dict {
+        let mut d = Dict::new();
+        for (k, v) in iter {
+            d.insert(k, v);
+        }
+        d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dict_keeps_order_and_replaces() {
+        let mut d = Dict::new().with("b", 1u64).with("a", 2u64);
+        d.insert("b", 3u64);
+        let keys: Vec<&str> = d.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["b", "a"]);
+        assert_eq!(d.get("b"), Some(&Value::UInt(3)));
+        assert_eq!(d.remove("a"), Some(Value::UInt(2)));
+        assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn int_normalises_sign() {
+        assert_eq!(Value::int(5), Value::UInt(5));
+        assert_eq!(Value::int(-5), Value::Int(-5));
+        assert_eq!(Value::UInt(7).as_i64(), Some(7));
+        assert_eq!(Value::UInt(u64::MAX).as_i64(), None);
+    }
+}
