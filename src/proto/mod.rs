@@ -5,3 +5,12 @@
 //! (`tests/simulation.rs`) and keeps the runtime (`crate::shard`) thin and swappable.
 
 pub mod wire;
+
+pub mod broker;
+pub mod dealer;
+pub mod frame;
+pub mod mesh;
+pub mod options;
+pub mod pattern;
+pub mod realm;
+pub mod session;

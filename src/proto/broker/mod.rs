@@ -1,0 +1,396 @@
+//! The broker's state on one shard, in three parts with different owners:
+//!
+//! - **Route replica** (every shard): (topic, match) → subscription ID and the set of shards
+//!   with members. A publisher's shard resolves a publication here, so delivery never asks
+//!   another shard. Updated only by the owner's `SubRoute` messages.
+//! - **Owned subscriptions** (the owner shard, `hash(realm, topic, match) % shards`): the
+//!   authoritative ID and shard set; the owner pushes every change to all replicas.
+//! - **Local membership** (the home shard of each subscriber): subscription ID → the
+//!   sessions on this shard, so one delivery message fans out locally.
+//!
+//! Nothing here sends anything: `core.rs` turns the results into messages.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::mesh::{Filters, ShardSet, SubTarget};
+use super::options::{self, OptionError};
+use super::pattern::{PrefixTrie, WildcardTrie};
+use super::session::ConnId;
+use super::wire::ids::router_scope_id;
+use super::wire::uri::MatchPolicy;
+use super::wire::{Dict, Id};
+
+/// A replica's entry for one subscription.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubRoute {
+    pub id: Id,
+    pub shards: ShardSet,
+}
+
+/// The owner's entry for one subscription.
+#[derive(Clone, Debug)]
+pub struct OwnedSub {
+    pub id: Id,
+    pub topic: Arc<str>,
+    pub policy: MatchPolicy,
+    pub shards: ShardSet,
+}
+
+/// A subscriber on this shard.
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub session: Id,
+    pub conn: ConnId,
+    pub authid: Arc<str>,
+    pub authrole: Arc<str>,
+}
+
+/// A subscription's members on this shard. `members` is a dense vec for fan-out speed;
+/// `pos` makes removal O(1) (swap-remove).
+#[derive(Debug)]
+pub struct LocalSub {
+    pub topic: Arc<str>,
+    pub policy: MatchPolicy,
+    pub members: Vec<Member>,
+    pos: HashMap<Id, usize>,
+}
+
+/// A subscription request waiting for the owner's barrier; later local SUBSCRIBEs for the
+/// same (topic, match) wait on the same request.
+#[derive(Debug)]
+pub struct PendingSub {
+    pub token: u64,
+    /// (session, SUBSCRIBE.Request)
+    pub waiters: Vec<(Id, Id)>,
+}
+
+type Key = (Arc<str>, MatchPolicy);
+
+#[derive(Debug, Default)]
+pub struct Broker {
+    exact: HashMap<Arc<str>, SubRoute>,
+    prefix: PrefixTrie<SubRoute>,
+    wildcard: WildcardTrie<SubRoute>,
+
+    owned: HashMap<Key, OwnedSub>,
+    owned_by_id: HashMap<Id, Key>,
+    next_seq: u64,
+
+    local: HashMap<Id, LocalSub>,
+    local_by_topic: HashMap<Key, Id>,
+    pending: HashMap<Key, PendingSub>,
+    pending_by_token: HashMap<u64, Key>,
+}
+
+/// What `leave` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Leave {
+    NotMember,
+    /// Others remain on this shard.
+    Left,
+    /// That was the last member on this shard: release the shard's interest.
+    LastLeft,
+}
+
+impl Broker {
+    // ---- route replica ----
+
+    /// Apply the owner's update: the subscription's shard set, or removal when empty.
+    pub fn set_route(&mut self, topic: &Arc<str>, policy: MatchPolicy, id: Id, shards: ShardSet) {
+        let route = SubRoute { id, shards };
+        if shards == 0 {
+            match policy {
+                MatchPolicy::Exact => {
+                    self.exact.remove(topic);
+                }
+                MatchPolicy::Prefix => {
+                    self.prefix.remove(topic);
+                }
+                MatchPolicy::Wildcard => {
+                    self.wildcard.remove(topic);
+                }
+            }
+            return;
+        }
+        match policy {
+            MatchPolicy::Exact => {
+                self.exact.insert(topic.clone(), route);
+            }
+            MatchPolicy::Prefix => *self.prefix.entry_or_insert_with(topic, || route) = route,
+            MatchPolicy::Wildcard => *self.wildcard.entry_or_insert_with(topic, || route) = route,
+        }
+    }
+
+    /// Every subscription matching `topic`, with the shards that have members.
+    pub fn routes(&self, topic: &str, mut visit: impl FnMut(SubTarget, ShardSet)) {
+        if let Some(r) = self.exact.get(topic) {
+            visit(SubTarget { subscription: r.id, pattern: false }, r.shards);
+        }
+        self.prefix.matches(topic, |r| visit(SubTarget { subscription: r.id, pattern: true }, r.shards));
+        self.wildcard.matches(topic, |r| visit(SubTarget { subscription: r.id, pattern: true }, r.shards));
+    }
+
+    /// Number of subscriptions in the replica (exact, prefix, wildcard).
+    pub fn route_count(&self) -> usize {
+        self.exact.len() + self.prefix.len() + self.wildcard.len()
+    }
+
+    // ---- owned subscriptions ----
+
+    /// Add `shard` to the subscription for (topic, policy), creating it if needed.
+    /// Returns the subscription and whether the shard set changed.
+    pub fn owner_add(
+        &mut self,
+        owner: usize,
+        topic: &Arc<str>,
+        policy: MatchPolicy,
+        shard: usize,
+    ) -> (&OwnedSub, bool) {
+        let key = (topic.clone(), policy);
+        if !self.owned.contains_key(&key) {
+            self.next_seq += 1;
+            let id = router_scope_id(self.next_seq, owner);
+            self.owned_by_id.insert(id, key.clone());
+            self.owned.insert(key.clone(), OwnedSub { id, topic: topic.clone(), policy, shards: 0 });
+        }
+        let sub = self.owned.get_mut(&key).expect("inserted above");
+        let bit = 1u64 << shard;
+        let changed = sub.shards & bit == 0;
+        sub.shards |= bit;
+        (sub, changed)
+    }
+
+    /// Remove `shard` from subscription `id`. Returns the subscription's new state (shard
+    /// set 0 = deleted), or None if the owner does not know it.
+    pub fn owner_release(&mut self, id: Id, shard: usize) -> Option<OwnedSub> {
+        let key = self.owned_by_id.get(&id)?.clone();
+        let sub = self.owned.get_mut(&key)?;
+        sub.shards &= !(1u64 << shard);
+        let out = sub.clone();
+        if out.shards == 0 {
+            self.owned.remove(&key);
+            self.owned_by_id.remove(&id);
+        }
+        Some(out)
+    }
+
+    pub fn owned(&self) -> impl Iterator<Item = &OwnedSub> {
+        self.owned.values()
+    }
+
+    // ---- local membership ----
+
+    /// The local subscription for (topic, policy), if this shard already has members.
+    pub fn local_id(&self, topic: &str, policy: MatchPolicy) -> Option<Id> {
+        // A borrowed (str, policy) lookup needs an owned key; topics are short.
+        self.local_by_topic.get(&(Arc::from(topic), policy)).copied()
+    }
+
+    pub fn local(&self, id: Id) -> Option<&LocalSub> {
+        self.local.get(&id)
+    }
+
+    /// Register the shard's local entry once the owner confirmed subscription `id`.
+    pub fn local_create(&mut self, id: Id, topic: Arc<str>, policy: MatchPolicy) {
+        self.local_by_topic.insert((topic.clone(), policy), id);
+        self.local.entry(id).or_insert_with(|| LocalSub { topic, policy, members: Vec::new(), pos: HashMap::new() });
+    }
+
+    /// Add a member; false if it already was one.
+    pub fn join(&mut self, id: Id, member: Member) -> bool {
+        let Some(sub) = self.local.get_mut(&id) else { return false };
+        if sub.pos.contains_key(&member.session) {
+            return false;
+        }
+        sub.pos.insert(member.session, sub.members.len());
+        sub.members.push(member);
+        true
+    }
+
+    pub fn leave(&mut self, id: Id, session: Id) -> Leave {
+        let Some(sub) = self.local.get_mut(&id) else { return Leave::NotMember };
+        let Some(i) = sub.pos.remove(&session) else { return Leave::NotMember };
+        sub.members.swap_remove(i);
+        if let Some(moved) = sub.members.get(i) {
+            sub.pos.insert(moved.session, i);
+        }
+        if !sub.members.is_empty() {
+            return Leave::Left;
+        }
+        let key = (sub.topic.clone(), sub.policy);
+        self.local.remove(&id);
+        self.local_by_topic.remove(&key);
+        Leave::LastLeft
+    }
+
+    /// Drop an empty local entry (a confirmation arrived after all waiters left).
+    pub fn local_remove_if_empty(&mut self, id: Id) -> bool {
+        match self.local.get(&id) {
+            Some(sub) if sub.members.is_empty() => {
+                let key = (sub.topic.clone(), sub.policy);
+                self.local.remove(&id);
+                self.local_by_topic.remove(&key);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    // ---- pending requests ----
+
+    /// Queue a SUBSCRIBE behind a request in flight; returns false if none is in flight.
+    pub fn pending_wait(&mut self, topic: &Arc<str>, policy: MatchPolicy, waiter: (Id, Id)) -> bool {
+        match self.pending.get_mut(&(topic.clone(), policy)) {
+            Some(p) => {
+                p.waiters.push(waiter);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn pending_start(&mut self, topic: Arc<str>, policy: MatchPolicy, token: u64, waiter: (Id, Id)) {
+        let key = (topic, policy);
+        self.pending_by_token.insert(token, key.clone());
+        self.pending.insert(key, PendingSub { token, waiters: vec![waiter] });
+    }
+
+    /// Take a confirmed request: its key and waiters.
+    pub fn pending_finish(&mut self, token: u64) -> Option<(Arc<str>, MatchPolicy, Vec<(Id, Id)>)> {
+        let key = self.pending_by_token.remove(&token)?;
+        let p = self.pending.remove(&key)?;
+        Some((key.0, key.1, p.waiters))
+    }
+}
+
+/// `PUBLISH.Options`, validated.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PublishOptions {
+    pub acknowledge: bool,
+    pub exclude_me: bool,
+    pub disclose_me: bool,
+    pub retain: bool,
+    pub filters: Option<Box<Filters>>,
+}
+
+impl PublishOptions {
+    pub fn parse(d: &Dict) -> Result<PublishOptions, OptionError> {
+        const M: &str = "PUBLISH";
+        options::check_forward_for(d, M)?;
+        options::check_transparency(d, M)?;
+        let filters = Filters {
+            exclude: options::opt_id_list(d, M, "exclude")?.unwrap_or_default(),
+            exclude_authid: options::opt_str_list(d, M, "exclude_authid")?.unwrap_or_default(),
+            exclude_authrole: options::opt_str_list(d, M, "exclude_authrole")?.unwrap_or_default(),
+            eligible: options::opt_id_list(d, M, "eligible")?,
+            eligible_authid: options::opt_str_list(d, M, "eligible_authid")?,
+            eligible_authrole: options::opt_str_list(d, M, "eligible_authrole")?,
+        };
+        Ok(PublishOptions {
+            acknowledge: options::opt_bool(d, M, "acknowledge")?.unwrap_or(false),
+            exclude_me: options::opt_bool(d, M, "exclude_me")?.unwrap_or(true),
+            disclose_me: options::opt_bool(d, M, "disclose_me")?.unwrap_or(false),
+            retain: options::opt_bool(d, M, "retain")?.unwrap_or(false),
+            filters: (filters != Filters::default()).then(|| Box::new(filters)),
+        })
+    }
+}
+
+/// `SUBSCRIBE.Options`, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SubscribeOptions {
+    pub policy: MatchPolicy,
+    pub get_retained: bool,
+}
+
+impl SubscribeOptions {
+    pub fn parse(d: &Dict) -> Result<SubscribeOptions, OptionError> {
+        const M: &str = "SUBSCRIBE";
+        options::check_forward_for(d, M)?;
+        let policy = match options::opt_str(d, M, "match")? {
+            None => MatchPolicy::Exact,
+            Some(s) => MatchPolicy::parse(s).ok_or_else(|| format!("{M}.Options.match: unknown match policy {s:?}"))?,
+        };
+        Ok(SubscribeOptions { policy, get_retained: options::opt_bool(d, M, "get_retained")?.unwrap_or(false) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(session: Id) -> Member {
+        Member { session, conn: session, authid: Arc::from("a"), authrole: Arc::from("r") }
+    }
+
+    #[test]
+    fn membership_swap_remove_keeps_positions() {
+        let mut b = Broker::default();
+        b.local_create(7, Arc::from("t"), MatchPolicy::Exact);
+        for s in 1..=4 {
+            assert!(b.join(7, member(s)));
+        }
+        assert!(!b.join(7, member(2)));
+        assert_eq!(b.leave(7, 1), Leave::Left);
+        assert_eq!(b.leave(7, 1), Leave::NotMember);
+        assert_eq!(b.leave(7, 3), Leave::Left);
+        let left: Vec<Id> = b.local(7).unwrap().members.iter().map(|m| m.session).collect();
+        assert_eq!(left.len(), 2);
+        assert!(left.contains(&2) && left.contains(&4));
+        assert_eq!(b.leave(7, 2), Leave::Left);
+        assert_eq!(b.leave(7, 4), Leave::LastLeft);
+        assert!(b.local(7).is_none());
+        assert_eq!(b.local_id("t", MatchPolicy::Exact), None);
+    }
+
+    #[test]
+    fn routes_cover_all_policies() {
+        let mut b = Broker::default();
+        b.set_route(&Arc::from("a.b.c"), MatchPolicy::Exact, 1, 0b01);
+        b.set_route(&Arc::from("a.b"), MatchPolicy::Prefix, 2, 0b10);
+        b.set_route(&Arc::from("a..c"), MatchPolicy::Wildcard, 3, 0b11);
+        let mut seen = Vec::new();
+        b.routes("a.b.c", |t, s| seen.push((t.subscription, t.pattern, s)));
+        seen.sort();
+        assert_eq!(seen, [(1, false, 0b01), (2, true, 0b10), (3, true, 0b11)]);
+        b.set_route(&Arc::from("a.b"), MatchPolicy::Prefix, 2, 0);
+        let mut n = 0;
+        b.routes("a.b.c", |_, _| n += 1);
+        assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn owner_tracks_shards_and_deletes() {
+        let mut b = Broker::default();
+        let t: Arc<str> = Arc::from("t");
+        let (s, changed) = b.owner_add(1, &t, MatchPolicy::Exact, 0);
+        let id = s.id;
+        assert!(changed);
+        assert_eq!(super::super::wire::ids::owner_of(id), 1);
+        let (s, changed) = b.owner_add(1, &t, MatchPolicy::Exact, 0);
+        assert!(!changed);
+        assert_eq!(s.id, id);
+        b.owner_add(1, &t, MatchPolicy::Exact, 3);
+        assert_eq!(b.owner_release(id, 0).unwrap().shards, 0b1000);
+        assert_eq!(b.owner_release(id, 3).unwrap().shards, 0);
+        assert!(b.owner_release(id, 3).is_none());
+        // A new subscription for the same topic gets a new ID.
+        let (s, _) = b.owner_add(1, &t, MatchPolicy::Exact, 0);
+        assert_ne!(s.id, id);
+    }
+
+    #[test]
+    fn publish_options_validate_like_the_vectors() {
+        use crate::proto::wire::Value;
+        assert!(PublishOptions::parse(&Dict::new()).unwrap().exclude_me);
+        let e = PublishOptions::parse(&Dict::new().with("exclude", Value::str("hello"))).unwrap_err();
+        assert!(e.contains("exclude"), "{e}");
+        let e = PublishOptions::parse(&Dict::new().with("enc_algo", Value::str("invalid"))).unwrap_err();
+        assert!(e.contains("enc_algo"), "{e}");
+        let ok = PublishOptions::parse(&Dict::new().with("eligible", Vec::<Value>::new())).unwrap();
+        assert_eq!(ok.filters.unwrap().eligible, Some(vec![]));
+        let e = SubscribeOptions::parse(&Dict::new().with("match", Value::str("invalid"))).unwrap_err();
+        assert!(e.contains("match"), "{e}");
+    }
+}

@@ -1,0 +1,136 @@
+//! Outgoing frames: a WAMP message encoded once, with its transport header in front, as one
+//! `Bytes` that any number of connections can share.
+//!
+//! The message is encoded after a fixed headroom; the transport header is then written
+//! right-aligned into the headroom and the buffer is sliced to start at it. One allocation,
+//! no copy, and the same bytes go to every receiver with the same (serializer, transport).
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use super::wire::{DecodeError, Message, Serializer, encode, rawsocket, websocket};
+
+/// How a connection frames messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    WebSocket,
+    RawSocket,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::WebSocket => "websocket",
+            Transport::RawSocket => "rawsocket",
+        }
+    }
+}
+
+/// The framing of one connection: transport and serializer. Frames for equal `Framing`s are
+/// byte-identical, which is what makes encode-once fan-out possible.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Framing {
+    pub transport: Transport,
+    pub serializer: Serializer,
+}
+
+impl Framing {
+    /// A small dense index (0..6) for per-framing caches.
+    pub fn index(self) -> usize {
+        let t = match self.transport {
+            Transport::WebSocket => 0,
+            Transport::RawSocket => 1,
+        };
+        t * 3 + (self.serializer as usize - 1)
+    }
+
+    pub const COUNT: usize = 6;
+}
+
+/// Room reserved in front of an encoded message for the largest transport header
+/// (WebSocket server frame: 2 + 8 bytes).
+const HEADROOM: usize = 10;
+
+/// Encode `msg` and frame it for `framing`.
+pub fn encode_frame(framing: Framing, msg: &Message) -> Result<Bytes, DecodeError> {
+    let mut buf = Vec::with_capacity(HEADROOM + 64);
+    buf.resize(HEADROOM, 0);
+    encode(framing.serializer, msg, &mut buf)?;
+    Ok(frame_body(framing, buf))
+}
+
+/// Frame an already-encoded body that sits in `buf[HEADROOM..]`.
+fn frame_body(framing: Framing, mut buf: Vec<u8>) -> Bytes {
+    let body_len = buf.len() - HEADROOM;
+    let mut header = [0u8; HEADROOM];
+    let n = match framing.transport {
+        Transport::WebSocket => {
+            let opcode =
+                if framing.serializer.is_binary() { websocket::OpCode::Binary } else { websocket::OpCode::Text };
+            websocket::encode_header(opcode, true, body_len as u64, &mut header)
+        }
+        Transport::RawSocket => {
+            let h = rawsocket::encode_header(rawsocket::FrameKind::Message, body_len as u32);
+            header[..4].copy_from_slice(&h);
+            4
+        }
+    };
+    let start = HEADROOM - n;
+    buf[start..HEADROOM].copy_from_slice(&header[..n]);
+    Bytes::from(buf).slice(start..)
+}
+
+/// Bytes waiting to be written to one connection.
+#[derive(Debug, Default)]
+pub struct OutQueue {
+    frames: VecDeque<Bytes>,
+    bytes: usize,
+}
+
+impl OutQueue {
+    pub fn push(&mut self, frame: Bytes) {
+        self.bytes += frame.len();
+        self.frames.push_back(frame);
+    }
+
+    /// Bytes queued and not yet taken.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Move whole frames into `out` until it holds at least `max_bytes` (a frame larger than
+    /// the remaining room is still taken whole if `out` is empty, so progress is guaranteed).
+    /// Returns the number of bytes moved.
+    pub fn drain_into(&mut self, out: &mut Vec<u8>, max_bytes: usize) -> usize {
+        let start = out.len();
+        while let Some(front) = self.frames.front() {
+            if out.len() > start && out.len() - start + front.len() > max_bytes {
+                break;
+            }
+            out.extend_from_slice(front);
+            self.bytes -= front.len();
+            self.frames.pop_front();
+            if out.len() - start >= max_bytes {
+                break;
+            }
+        }
+        out.len() - start
+    }
+
+    /// Take the next whole frame (for writers that send frames without coalescing).
+    pub fn pop(&mut self) -> Option<Bytes> {
+        let f = self.frames.pop_front()?;
+        self.bytes -= f.len();
+        Some(f)
+    }
+
+    pub fn clear(&mut self) {
+        self.frames.clear();
+        self.bytes = 0;
+    }
+}

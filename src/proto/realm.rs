@@ -1,0 +1,111 @@
+//! Realms: routing namespaces, and the router-wide settings the sans-IO core runs with.
+//!
+//! [`RouterConfig`] is the validated, plain-data form of the config file that the core
+//! needs (the TOML parsing lives in `crate::config`). A [`Realm`] on a shard holds that
+//! shard's part of the realm's broker and dealer state.
+
+use std::sync::Arc;
+
+use super::broker::Broker;
+use super::dealer::Dealer;
+use crate::limits;
+
+/// What happens when a connection's queued bytes exceed `pending_bytes_max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlowConsumerPolicy {
+    /// Close the session with `shardbar.close.slow_consumer` (default, like NATS).
+    Disconnect,
+    /// Drop EVENTs that do not fit and count them; RPC traffic is never dropped.
+    Drop,
+}
+
+impl SlowConsumerPolicy {
+    pub fn parse(s: &str) -> Option<SlowConsumerPolicy> {
+        match s {
+            "disconnect" => Some(SlowConsumerPolicy::Disconnect),
+            "drop" => Some(SlowConsumerPolicy::Drop),
+            _ => None,
+        }
+    }
+}
+
+/// Per-realm settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RealmConfig {
+    pub name: String,
+    /// Enforce strict URIs (`[0-9a-z_]` components) instead of the loose default.
+    pub strict_uri: bool,
+    pub slow_consumer: SlowConsumerPolicy,
+    /// Allow anonymous sessions (authrole `anonymous`).
+    pub anonymous: bool,
+}
+
+impl RealmConfig {
+    pub fn new(name: impl Into<String>) -> RealmConfig {
+        RealmConfig {
+            name: name.into(),
+            strict_uri: false,
+            slow_consumer: SlowConsumerPolicy::Disconnect,
+            anonymous: true,
+        }
+    }
+}
+
+/// Router-wide settings for the core.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouterConfig {
+    pub realms: Vec<RealmConfig>,
+    /// Create a realm (with `realm_template`'s settings) when a HELLO names an unknown one.
+    pub auto_create_realms: bool,
+    pub realm_template: RealmConfig,
+    /// Queued-bytes cap per connection (the slow-consumer threshold).
+    pub pending_bytes_max: usize,
+    /// Largest incoming message accepted.
+    pub message_size_max: usize,
+}
+
+impl Default for RouterConfig {
+    /// shardbar's no-argument defaults: realm `realm1`, anonymous, every permission.
+    fn default() -> RouterConfig {
+        RouterConfig {
+            realms: vec![RealmConfig::new("realm1")],
+            auto_create_realms: false,
+            realm_template: RealmConfig::new("*"),
+            pending_bytes_max: limits::PENDING_BYTES_MAX,
+            message_size_max: limits::MESSAGE_SIZE_MAX_BYTES,
+        }
+    }
+}
+
+impl RouterConfig {
+    /// The settings for `name`, if it is configured or may be auto-created.
+    pub fn realm(&self, name: &str) -> Option<RealmConfig> {
+        if let Some(r) = self.realms.iter().find(|r| r.name == name) {
+            return Some(r.clone());
+        }
+        self.auto_create_realms.then(|| RealmConfig { name: name.to_owned(), ..self.realm_template.clone() })
+    }
+}
+
+/// One realm's state on one shard.
+#[derive(Debug)]
+pub struct Realm {
+    pub name: Arc<str>,
+    pub config: RealmConfig,
+    pub broker: Broker,
+    pub dealer: Dealer,
+    /// Established sessions of this realm on this shard.
+    pub sessions: usize,
+}
+
+impl Realm {
+    pub fn new(config: RealmConfig) -> Realm {
+        Realm {
+            name: Arc::from(config.name.as_str()),
+            config,
+            broker: Broker::default(),
+            dealer: Dealer::default(),
+            sessions: 0,
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! One WAMP session on its home shard: identity, announced features, and the session-scope
+//! tables the router keeps for it (its subscriptions, registrations, calls as caller and
+//! invocations as callee), so that when it ends every trace can be removed.
+//!
+//! The connection-level state machine (ExpectHello → Established → Closing) lives in
+//! `core.rs` next to the connection; this file holds what exists only while established.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use super::mesh::{CallKey, Invoke};
+use super::wire::ids::RequestIds;
+use super::wire::uri::MatchPolicy;
+use super::wire::{Dict, Id, Value};
+
+/// Connection handle: slot index in the low 32 bits, generation in the high 32.
+pub type ConnId = u64;
+
+/// The roles and features a client announced in HELLO (`Details.roles`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientFeatures {
+    pub publisher: bool,
+    pub subscriber: bool,
+    pub caller: bool,
+    pub callee: bool,
+    /// Caller accepts progressive results.
+    pub caller_progressive_results: bool,
+    /// Callee can send progressive results.
+    pub callee_progressive_results: bool,
+    /// Callee understands INTERRUPT.
+    pub callee_call_canceling: bool,
+}
+
+impl ClientFeatures {
+    /// Read `HELLO.Details.roles`. A client that announces no roles at all is treated as
+    /// having all four (some minimal clients omit them; refusing them helps nobody).
+    pub fn from_hello(details: &Dict) -> ClientFeatures {
+        let Some(roles) = details.get("roles").and_then(Value::as_dict) else {
+            return ClientFeatures {
+                publisher: true,
+                subscriber: true,
+                caller: true,
+                callee: true,
+                ..Default::default()
+            };
+        };
+        let feature = |role: &str, name: &str| -> bool {
+            roles
+                .get(role)
+                .and_then(Value::as_dict)
+                .and_then(|r| r.get("features"))
+                .and_then(Value::as_dict)
+                .and_then(|f| f.get(name))
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        };
+        let canceling = |role: &str| feature(role, "call_canceling") || feature(role, "call_cancelling");
+        ClientFeatures {
+            publisher: roles.contains_key("publisher"),
+            subscriber: roles.contains_key("subscriber"),
+            caller: roles.contains_key("caller"),
+            callee: roles.contains_key("callee"),
+            caller_progressive_results: feature("caller", "progressive_call_results"),
+            callee_progressive_results: feature("callee", "progressive_call_results"),
+            callee_call_canceling: canceling("callee"),
+        }
+    }
+}
+
+/// An invocation this session (as callee) has not answered yet.
+#[derive(Clone, Debug)]
+pub struct InvocationState {
+    pub call: CallKey,
+    /// The caller went away or canceled: the answer is dropped, not relayed. The entry
+    /// stays until the callee answers, so a late YIELD is not a protocol violation.
+    pub caller_gone: bool,
+    /// The caller asked for progressive results.
+    pub receive_progress: bool,
+}
+
+/// An established session.
+#[derive(Debug)]
+pub struct Session {
+    pub id: Id,
+    pub conn: ConnId,
+    pub realm: Arc<str>,
+    pub authid: Arc<str>,
+    pub authrole: Arc<str>,
+    pub authmethod: Arc<str>,
+    pub features: ClientFeatures,
+    /// Subscription IDs this session is a member of.
+    pub subscriptions: HashSet<Id>,
+    /// Registrations held: ID → (procedure, policy).
+    pub registrations: HashMap<Id, (Arc<str>, MatchPolicy)>,
+    /// REGISTERs waiting for the owner's barrier: token → (procedure, policy).
+    pub pending_registrations: HashMap<u64, (Arc<str>, MatchPolicy)>,
+    /// Invocations that overtook the REGISTERED of a pending registration; released in
+    /// order once it is confirmed.
+    pub parked: Vec<Box<Invoke>>,
+    /// Outstanding calls as caller: CALL.Request → call sequence in the shard's call table.
+    pub calls: HashMap<Id, u64>,
+    /// Outstanding invocations as callee: INVOCATION.Request → state.
+    pub invocations: HashMap<Id, InvocationState>,
+    /// Session-scope IDs for INVOCATIONs sent to this session.
+    pub invocation_ids: RequestIds,
+}
+
+impl Session {
+    pub fn new(
+        id: Id,
+        conn: ConnId,
+        realm: Arc<str>,
+        authid: Arc<str>,
+        authrole: Arc<str>,
+        features: ClientFeatures,
+    ) -> Session {
+        Session {
+            id,
+            conn,
+            realm,
+            authid,
+            authrole,
+            authmethod: Arc::from("anonymous"),
+            features,
+            subscriptions: HashSet::new(),
+            registrations: HashMap::new(),
+            pending_registrations: HashMap::new(),
+            parked: Vec::new(),
+            calls: HashMap::new(),
+            invocations: HashMap::new(),
+            invocation_ids: RequestIds::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features_from_autobahn_hello() {
+        let features = Dict::new().with("progressive_call_results", true).with("call_canceling", true);
+        let roles = Dict::new()
+            .with("caller", Dict::new().with("features", features.clone()))
+            .with("callee", Dict::new().with("features", features))
+            .with("subscriber", Dict::new());
+        let f = ClientFeatures::from_hello(&Dict::new().with("roles", roles));
+        assert!(f.caller && f.callee && f.subscriber && !f.publisher);
+        assert!(f.caller_progressive_results && f.callee_progressive_results && f.callee_call_canceling);
+    }
+
+    #[test]
+    fn no_roles_means_all_roles() {
+        let f = ClientFeatures::from_hello(&Dict::new());
+        assert!(f.caller && f.callee && f.publisher && f.subscriber);
+        assert!(!f.callee_call_canceling);
+    }
+}
