@@ -7,6 +7,7 @@
 pub mod wire;
 
 pub mod broker;
+pub mod core;
 pub mod dealer;
 pub mod frame;
 pub mod mesh;
