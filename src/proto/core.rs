@@ -250,7 +250,10 @@ impl Output {
             Some(m) => Payload::from_values(c, Some(&[Value::Str(m)]), None),
             None => Payload::empty(),
         };
-        self.send(conn, &Message::Error { request_type, request, details: Dict::new(), error: error.to_owned(), payload });
+        self.send(
+            conn,
+            &Message::Error { request_type, request, details: Dict::new(), error: error.to_owned(), payload },
+        );
     }
 }
 
@@ -566,11 +569,14 @@ impl ShardCore {
 
     /// ABORT the connection's session with `reason` and close the transport.
     fn abort(&mut self, conn: ConnId, reason: &str, message: &str) {
-        self.out.send(conn, &Message::Abort {
-            details: Dict::new().with("message", message),
-            reason: reason.to_owned(),
-            payload: Payload::empty(),
-        });
+        self.out.send(
+            conn,
+            &Message::Abort {
+                details: Dict::new().with("message", message),
+                reason: reason.to_owned(),
+                payload: Payload::empty(),
+            },
+        );
         if let Some(sid) = self.session_of(conn) {
             self.end_session(sid);
         }
@@ -600,10 +606,13 @@ impl ShardCore {
         if n <= 10 || n.is_power_of_two() {
             tracing::warn!(conn, dropped_bytes = dropped, total = n, "slow consumer disconnected");
         }
-        self.out.send(conn, &Message::Goodbye {
-            details: Dict::new().with("message", "slow consumer: too many bytes queued or no write progress"),
-            reason: uris::SLOW_CONSUMER.to_owned(),
-        });
+        self.out.send(
+            conn,
+            &Message::Goodbye {
+                details: Dict::new().with("message", "slow consumer: too many bytes queued or no write progress"),
+                reason: uris::SLOW_CONSUMER.to_owned(),
+            },
+        );
         if let Some(sid) = self.session_of(conn) {
             self.end_session(sid);
         }
@@ -711,17 +720,26 @@ impl ShardCore {
             self.send_mesh(owner_of(sub), MeshMsg::SubscribeRelease { realm: s.realm.clone(), subscription: sub });
         }
         for &reg in s.registrations.keys() {
-            self.send_mesh(owner_of(reg), MeshMsg::UnregisterReq { realm: s.realm.clone(), registration: reg, callee: sid });
+            self.send_mesh(
+                owner_of(reg),
+                MeshMsg::UnregisterReq { realm: s.realm.clone(), registration: reg, callee: sid },
+            );
         }
         for inv in s.parked {
-            self.send_mesh(inv.call.shard, MeshMsg::Bounced { call: inv.call, callee: sid, reason: Bounce::CalleeGone });
+            self.send_mesh(
+                inv.call.shard,
+                MeshMsg::Bounced { call: inv.call, callee: sid, reason: Bounce::CalleeGone },
+            );
         }
         for &seq in s.calls.values() {
             if let Some(pc) = self.calls.remove(&seq)
                 && let Some(callee) = pc.callee
             {
                 let call = CallKey { shard: self.shard, seq };
-                self.send_mesh(callee.shard, MeshMsg::CancelInvoke { call, callee: callee.session, mode: "killnowait" });
+                self.send_mesh(
+                    callee.shard,
+                    MeshMsg::CancelInvoke { call, callee: callee.session, mode: "killnowait" },
+                );
             }
         }
         for st in s.invocations.values() {
@@ -734,7 +752,12 @@ impl ShardCore {
                 );
                 self.send_mesh(
                     st.call.shard,
-                    MeshMsg::CallFailed { call: st.call, error: uris::CANCELED.to_owned(), details: Dict::new(), payload },
+                    MeshMsg::CallFailed {
+                        call: st.call,
+                        error: uris::CANCELED.to_owned(),
+                        details: Dict::new(),
+                        payload,
+                    },
                 );
             }
         }
@@ -743,7 +766,8 @@ impl ShardCore {
     fn on_session_message(&mut self, conn: ConnId, sid: Id, msg: Message, now: Instant) {
         match msg {
             Message::Goodbye { .. } => {
-                self.out.send(conn, &Message::Goodbye { details: Dict::new(), reason: uris::GOODBYE_AND_OUT.to_owned() });
+                self.out
+                    .send(conn, &Message::Goodbye { details: Dict::new(), reason: uris::GOODBYE_AND_OUT.to_owned() });
                 self.end_session(sid);
             }
             Message::Abort { .. } => {
@@ -759,7 +783,9 @@ impl ShardCore {
                 self.on_call(conn, sid, request, options, procedure, payload)
             }
             Message::Cancel { request, options } => self.on_cancel(conn, sid, request, options),
-            Message::Register { request, options, procedure } => self.on_register(conn, sid, request, options, procedure),
+            Message::Register { request, options, procedure } => {
+                self.on_register(conn, sid, request, options, procedure)
+            }
             Message::Unregister { request, registration } => self.on_unregister(conn, sid, request, registration),
             Message::Yield { request, options, payload } => self.on_yield(conn, sid, request, options, payload),
             Message::Error { request_type: code::INVOCATION, request, details, error, payload } => {
@@ -771,14 +797,26 @@ impl ShardCore {
             ),
             // Acknowledged delivery is not announced, so there is nothing to acknowledge.
             Message::EventReceived { .. } => {}
-            other => self.protocol_violation(conn, &format!("{} is not valid from a client in an established session", other.name())),
+            other => self.protocol_violation(
+                conn,
+                &format!("{} is not valid from a client in an established session", other.name()),
+            ),
         }
     }
 
     // ---------------------------------------------------------------- broker
 
     #[allow(clippy::too_many_arguments)]
-    fn on_publish(&mut self, conn: ConnId, sid: Id, request: Id, options: Dict, topic: String, payload: Payload, _now: Instant) {
+    fn on_publish(
+        &mut self,
+        conn: ConnId,
+        sid: Id,
+        request: Id,
+        options: Dict,
+        topic: String,
+        payload: Payload,
+        _now: Instant,
+    ) {
         let opts = match PublishOptions::parse(&options) {
             Ok(o) => o,
             Err(e) => return self.protocol_violation(conn, &e),
@@ -786,7 +824,13 @@ impl ShardCore {
         let Some(s) = self.sessions.get(&sid) else { return };
         let Some(realm) = self.realms.get(&s.realm) else { return };
         if !uri::is_valid(&topic, realm.config.strict_uri, false) || uri::is_reserved(&topic) {
-            return self.out.error(conn, code::PUBLISH, request, uris::INVALID_URI, Some(format!("invalid topic {topic:?}")));
+            return self.out.error(
+                conn,
+                code::PUBLISH,
+                request,
+                uris::INVALID_URI,
+                Some(format!("invalid topic {topic:?}")),
+            );
         }
         self.out.stats.publications += 1;
         let id = self.ids.next_global();
@@ -893,10 +937,22 @@ impl ShardCore {
         let token = self.next_token + 1;
         let realm = self.realm_mut(&realm_name);
         if !uri::is_valid_for(&topic, opts.policy, realm.config.strict_uri) {
-            return self.out.error(conn, code::SUBSCRIBE, request, uris::INVALID_URI, Some(format!("invalid topic {topic:?}")));
+            return self.out.error(
+                conn,
+                code::SUBSCRIBE,
+                request,
+                uris::INVALID_URI,
+                Some(format!("invalid topic {topic:?}")),
+            );
         }
         if full {
-            return self.out.error(conn, code::SUBSCRIBE, request, uris::LIMIT_EXCEEDED, Some("too many subscriptions".into()));
+            return self.out.error(
+                conn,
+                code::SUBSCRIBE,
+                request,
+                uris::LIMIT_EXCEEDED,
+                Some("too many subscriptions".into()),
+            );
         }
         if let Some(id) = realm.broker.local_id(&topic, opts.policy) {
             realm.broker.join(id, member);
@@ -945,7 +1001,13 @@ impl ShardCore {
         if s.registrations.len() + s.pending_registrations.len() >= limits::SESSION_REGISTRATIONS_MAX
             || s.pending_registrations.len() >= limits::SESSION_PENDING_ROUTE_CHANGES_MAX
         {
-            return self.out.error(conn, code::REGISTER, request, uris::LIMIT_EXCEEDED, Some("too many registrations".into()));
+            return self.out.error(
+                conn,
+                code::REGISTER,
+                request,
+                uris::LIMIT_EXCEEDED,
+                Some("too many registrations".into()),
+            );
         }
         self.next_token += 1;
         let token = self.next_token;
@@ -991,7 +1053,13 @@ impl ShardCore {
             return self.out.error(conn, code::CALL, request, uris::INVALID_URI, Some(msg));
         }
         if s.calls.len() >= limits::SESSION_CALLS_MAX {
-            return self.out.error(conn, code::CALL, request, uris::LIMIT_EXCEEDED, Some("too many calls in flight".into()));
+            return self.out.error(
+                conn,
+                code::CALL,
+                request,
+                uris::LIMIT_EXCEEDED,
+                Some("too many calls in flight".into()),
+            );
         }
         if s.calls.contains_key(&request) {
             return self.protocol_violation(conn, &format!("CALL.Request {request} is already in flight"));
@@ -1068,7 +1136,13 @@ impl ShardCore {
             self.out.stats.errors_sent += 1;
             self.out.send(
                 conn,
-                &Message::Error { request_type: code::CALL, request: pc.request, details, error: error.to_owned(), payload },
+                &Message::Error {
+                    request_type: code::CALL,
+                    request: pc.request,
+                    details,
+                    error: error.to_owned(),
+                    payload,
+                },
             );
         }
     }
@@ -1081,7 +1155,9 @@ impl ShardCore {
                 "kill" => "kill",
                 _ => "killnowait",
             },
-            Ok(Some(other)) => return self.protocol_violation(conn, &format!("CANCEL.Options.mode: unknown mode {other:?}")),
+            Ok(Some(other)) => {
+                return self.protocol_violation(conn, &format!("CANCEL.Options.mode: unknown mode {other:?}"));
+            }
             Err(e) => return self.protocol_violation(conn, &e),
         };
         let Some(&seq) = self.sessions.get(&sid).and_then(|s| s.calls.get(&request)) else {
@@ -1104,8 +1180,7 @@ impl ShardCore {
             return self.send_mesh(inv.call.shard, msg);
         };
         if !s.registrations.contains_key(&inv.registration) {
-            let pending =
-                s.pending_registrations.values().any(|(u, p)| *u == inv.reg_uri && *p == inv.reg_policy);
+            let pending = s.pending_registrations.values().any(|(u, p)| *u == inv.reg_uri && *p == inv.reg_policy);
             if pending && s.parked.len() < limits::SESSION_INVOCATIONS_MAX {
                 s.parked.push(inv);
                 return;
@@ -1165,7 +1240,15 @@ impl ShardCore {
         }
     }
 
-    fn on_invocation_error(&mut self, conn: ConnId, sid: Id, request: Id, details: Dict, error: String, payload: Payload) {
+    fn on_invocation_error(
+        &mut self,
+        conn: ConnId,
+        sid: Id,
+        request: Id,
+        details: Dict,
+        error: String,
+        payload: Payload,
+    ) {
         let Some(s) = self.sessions.get_mut(&sid) else { return };
         let Some(st) = s.invocations.remove(&request) else {
             return self.protocol_violation(conn, &format!("ERROR for unknown INVOCATION.Request {request}"));
@@ -1221,8 +1304,14 @@ impl ShardCore {
             MeshMsg::RegisterReq { realm, procedure, policy, invoke, disclose_caller, callee, token } => {
                 let owner = self.shard;
                 let callee = Callee { shard: from, session: callee };
-                let result =
-                    self.realm_mut(&realm).dealer.owner_register(owner, &procedure, policy, invoke, disclose_caller, callee);
+                let result = self.realm_mut(&realm).dealer.owner_register(
+                    owner,
+                    &procedure,
+                    policy,
+                    invoke,
+                    disclose_caller,
+                    callee,
+                );
                 match result {
                     Err((uri, message)) => {
                         let result = Err((uri, message));
@@ -1231,7 +1320,8 @@ impl ShardCore {
                     Ok(reg) => {
                         let reg = reg.clone();
                         let callees = Arc::new(reg.callees.clone());
-                        let done = BarrierDone::Register { to: from, realm: realm.clone(), token, registration: reg.id };
+                        let done =
+                            BarrierDone::Register { to: from, realm: realm.clone(), token, registration: reg.id };
                         self.broadcast_barrier(done, |barrier| MeshMsg::RegRoute {
                             realm: realm.clone(),
                             registration: reg.id,
@@ -1261,7 +1351,14 @@ impl ShardCore {
                 }
             }
             MeshMsg::RegRoute { realm, registration, procedure, policy, invoke, disclose_caller, callees, barrier } => {
-                let view = OwnedRegView { id: registration, procedure: &procedure, policy, invoke, disclose_caller, callees: &callees };
+                let view = OwnedRegView {
+                    id: registration,
+                    procedure: &procedure,
+                    policy,
+                    invoke,
+                    disclose_caller,
+                    callees: &callees,
+                };
                 self.realm_mut(&realm).dealer.set_route(&view);
                 if let Some(b) = barrier {
                     self.send_mesh(from, MeshMsg::BarrierAck { barrier: b });
@@ -1291,7 +1388,13 @@ impl ShardCore {
                 let Some(pc) = self.calls.get_mut(&call.seq) else { return };
                 if pc.tried.len() >= 8 {
                     let msg = format!("no callee of {} accepted the call ({reason:?})", pc.procedure);
-                    return self.fail_call(call.seq, uris::NO_AVAILABLE_CALLEE, Dict::new(), Some(msg), Payload::empty());
+                    return self.fail_call(
+                        call.seq,
+                        uris::NO_AVAILABLE_CALLEE,
+                        Dict::new(),
+                        Some(msg),
+                        Payload::empty(),
+                    );
                 }
                 pc.tried.push(callee);
                 self.out.stats.calls_rerouted += 1;
@@ -1421,13 +1524,19 @@ impl ShardCore {
                 st.caller_gone = true;
                 self.send_mesh(
                     call.shard,
-                    MeshMsg::CallFailed { call, error: uris::CANCELED.to_owned(), details: Dict::new(), payload: Payload::empty() },
+                    MeshMsg::CallFailed {
+                        call,
+                        error: uris::CANCELED.to_owned(),
+                        details: Dict::new(),
+                        payload: Payload::empty(),
+                    },
                 );
             }
             _ => {
                 st.caller_gone = true;
                 if mode == "killnowait" && can_interrupt {
-                    self.out.send(conn, &Message::Interrupt { request, options: Dict::new().with("mode", "killnowait") });
+                    self.out
+                        .send(conn, &Message::Interrupt { request, options: Dict::new().with("mode", "killnowait") });
                 }
             }
         }
@@ -1480,4 +1589,3 @@ fn welcome_details(authid: &str, authrole: &str, shard: ShardId) -> Dict {
         .with("roles", Dict::new().with("broker", broker).with("dealer", dealer))
         .with("agent", concat!("shardbar-", env!("CARGO_PKG_VERSION")))
 }
-

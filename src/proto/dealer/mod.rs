@@ -330,7 +330,7 @@ mod tests {
         let callees = Arc::new((1..=3).map(|s| Callee { shard: 0, session: s }).collect::<Vec<_>>());
         let p: Arc<str> = Arc::from("p");
         let mut rng = IdGen::new(3);
-        let mut route = |invoke| {
+        let route = |invoke| {
             let mut d = Dealer::default();
             d.set_route(&OwnedRegView { invoke, ..view(9, &p, MatchPolicy::Exact, &callees) });
             d.resolve("p").unwrap().clone()

@@ -1,0 +1,564 @@
+//! Deterministic multi-shard simulation of the router core (see `tests/sim/mod.rs`).
+//!
+//! Each test states its goal and runs over many seeds; shard counts 1, 2 and 4 rotate with
+//! the seed, and clients sit on random shards with random serializers. A failure names the
+//! seed; replay it with `SIM_SEED=<n> cargo test --test simulation <name>`.
+
+mod sim;
+
+use shardbar::proto::wire::{Dict, Id, Message, Serializer, Value};
+use sim::{ClientId, Sim, for_seeds, seeds, serializer_for};
+
+const SEEDS: u64 = 1000;
+
+fn shards_for(seed: u64) -> usize {
+    [1, 2, 4][(seed % 3) as usize]
+}
+
+/// A client on a random shard with a random serializer, joined to realm1.
+fn random_client(s: &mut Sim) -> ClientId {
+    let shard = s.rng.below(s.shards());
+    let ser = serializer_for(s.rng.below(3));
+    s.join(shard, ser)
+}
+
+fn uint(v: &Value) -> u64 {
+    v.as_u64().expect("uint")
+}
+
+/// Goal: per (publisher, subscriber) pair, events arrive in publish order across topics,
+/// with none lost. Method: 2 publishers publish 40 events each to random topics among four
+/// (with random mesh progress between publishes) to 3 subscribers on random shards that
+/// subscribed to all four topics (exactly) and to their prefix; check each subscription's
+/// sequence per publisher is exactly 0..40.
+#[test]
+fn publisher_order_holds_across_topics() {
+    for_seeds("publisher_order_holds_across_topics", seeds(SEEDS), |seed| {
+        let mut s = Sim::new(shards_for(seed), seed);
+        let subs: Vec<ClientId> = (0..3).map(|_| random_client(&mut s)).collect();
+        let pubs: Vec<ClientId> = (0..2).map(|_| random_client(&mut s)).collect();
+        for &c in &subs {
+            for t in 0..4 {
+                s.subscribe_wait(c, &format!("sim.topic{t}"), Dict::new());
+            }
+            s.subscribe_wait(c, "sim.", Dict::new().with("match", "prefix"));
+        }
+        for seq in 0..40u64 {
+            for (pi, &p) in pubs.iter().enumerate() {
+                let t = s.rng.below(4);
+                s.publish(p, &format!("sim.topic{t}"), Dict::new(), vec![Value::UInt(pi as u64), Value::UInt(seq)]);
+                let k = s.rng.below(4);
+                s.run_some(k);
+            }
+        }
+        s.run_until_idle();
+        for &c in &subs {
+            let events = s.take_events(c);
+            // (subscription kind: exact=false/prefix=true, publisher) -> sequence
+            let mut seen: std::collections::HashMap<(bool, u64), Vec<u64>> = Default::default();
+            for (_, details, args) in events {
+                let pattern = details.contains_key("topic");
+                seen.entry((pattern, uint(&args[0]))).or_default().push(uint(&args[1]));
+            }
+            for pattern in [false, true] {
+                for pi in 0..2u64 {
+                    let got = seen.get(&(pattern, pi)).cloned().unwrap_or_default();
+                    assert_eq!(got, (0..40).collect::<Vec<_>>(), "subscriber {c} publisher {pi} pattern={pattern}");
+                }
+            }
+        }
+    });
+}
+
+/// Goal: SUBSCRIBED precedes every EVENT of that subscription, even when the subscription
+/// is made while a publisher is publishing. Method: subscribe without waiting while a
+/// publisher on another random shard keeps publishing; in the subscriber's message log,
+/// no EVENT may name a subscription before its SUBSCRIBED.
+#[test]
+fn subscribed_precedes_event() {
+    for_seeds("subscribed_precedes_event", seeds(SEEDS), |seed| {
+        let mut s = Sim::new(shards_for(seed), seed);
+        let sub = random_client(&mut s);
+        let publisher = random_client(&mut s);
+        let other = random_client(&mut s);
+        s.subscribe_wait(other, "sim.t", Dict::new());
+        s.subscribe(sub, "sim.t", Dict::new());
+        for seq in 0..20u64 {
+            s.publish(publisher, "sim.t", Dict::new(), vec![Value::UInt(seq)]);
+            let k = s.rng.below(3);
+            s.run_some(k);
+        }
+        s.run_until_idle();
+        let mut known = std::collections::HashSet::new();
+        for m in &s.clients[sub].log {
+            match m {
+                Message::Subscribed { subscription, .. } => {
+                    known.insert(*subscription);
+                }
+                Message::Event { subscription, .. } => {
+                    assert!(known.contains(subscription), "EVENT before SUBSCRIBED");
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(known.len(), 1, "subscribed exactly once");
+        // The bystander got all 20.
+        assert_eq!(s.take_events(other).len(), 20);
+    });
+}
+
+/// Goal: no lost event in the subscribe-then-publish-over-RPC race. Method: S subscribes
+/// and waits for SUBSCRIBED, then calls a procedure of P (another random shard) that
+/// publishes to the topic and then yields; S must receive the event.
+#[test]
+fn subscribe_then_publish_over_rpc_loses_nothing() {
+    for_seeds("subscribe_then_publish_over_rpc_loses_nothing", seeds(SEEDS), |seed| {
+        let mut s = Sim::new(shards_for(seed), seed);
+        let p = random_client(&mut s);
+        let sub = random_client(&mut s);
+        s.register_wait(p, "sim.trigger", Dict::new()).expect("register");
+        let topic = format!("sim.race.{seed}");
+        let sid = s.subscribe_wait(sub, &topic, Dict::new());
+        let call = s.call(sub, "sim.trigger", Dict::new(), vec![]);
+        let inv = s.wait_for(p, |m| matches!(m, Message::Invocation { .. }));
+        let Message::Invocation { request, .. } = inv else { unreachable!() };
+        s.publish(p, &topic, Dict::new(), vec![Value::str("hello")]);
+        s.yield_(p, request, Dict::new(), vec![]);
+        s.wait_for(sub, |m| matches!(m, Message::Result { request, .. } if *request == call));
+        s.run_until_idle();
+        let events = s.take_events(sub);
+        assert_eq!(events.len(), 1, "the event published before the RESULT must arrive");
+        assert_eq!(events[0].0, sid);
+    });
+}
+
+/// Goal: publisher exclusion, identification and black/white listing admit exactly the
+/// right receivers. Method: four subscribers and a subscribed publisher on random shards;
+/// each publication's receiver set is compared with the expected one.
+#[test]
+fn exclusion_and_listing_rules() {
+    for_seeds("exclusion_and_listing_rules", seeds(SEEDS / 4), |seed| {
+        let mut s = Sim::new(shards_for(seed), seed);
+        let subs: Vec<ClientId> = (0..4).map(|_| random_client(&mut s)).collect();
+        let p = random_client(&mut s);
+        for &c in subs.iter().chain([&p]) {
+            s.subscribe_wait(c, "sim.filter", Dict::new());
+        }
+        let ids: Vec<Id> = subs.iter().map(|&c| s.session(c)).collect();
+        let authid = |s: &Sim, c: ClientId| format!("anonymous-{:x}", s.session(c));
+        let cases: Vec<(Dict, Vec<ClientId>)> = vec![
+            (Dict::new(), subs.clone()),
+            (Dict::new().with("exclude_me", false), subs.iter().copied().chain([p]).collect()),
+            (Dict::new().with("exclude", vec![Value::UInt(ids[1])]), vec![subs[0], subs[2], subs[3]]),
+            (Dict::new().with("eligible", vec![Value::UInt(ids[2]), Value::UInt(ids[3])]), vec![subs[2], subs[3]]),
+            (Dict::new().with("exclude_authid", vec![Value::Str(authid(&s, subs[0]))]), subs[1..].to_vec()),
+            (Dict::new().with("eligible_authid", vec![Value::Str(authid(&s, subs[3]))]), vec![subs[3]]),
+            (Dict::new().with("eligible_authrole", vec![Value::str("anonymous")]), subs.clone()),
+            (Dict::new().with("exclude_authrole", vec![Value::str("anonymous")]), vec![]),
+            (
+                Dict::new()
+                    .with("eligible", vec![Value::UInt(ids[0]), Value::UInt(ids[1])])
+                    .with("exclude", vec![Value::UInt(ids[0])]),
+                vec![subs[1]],
+            ),
+        ];
+        for (i, (options, expected)) in cases.into_iter().enumerate() {
+            s.publish(p, "sim.filter", options.clone(), vec![Value::UInt(i as u64)]);
+            s.run_until_idle();
+            let mut got: Vec<ClientId> = Vec::new();
+            for &c in subs.iter().chain([&p]) {
+                let ev = s.take_events(c);
+                assert!(ev.len() <= 1);
+                if !ev.is_empty() {
+                    got.push(c);
+                }
+            }
+            let mut want = expected.clone();
+            want.sort();
+            got.sort();
+            assert_eq!(got, want, "case {i}: {options:?}");
+        }
+        // Publisher identification.
+        s.publish(p, "sim.filter", Dict::new().with("disclose_me", true), vec![]);
+        s.run_until_idle();
+        let ev = s.take_events(subs[0]);
+        assert_eq!(ev[0].1.get("publisher").and_then(Value::as_u64), Some(s.session(p)));
+        assert_eq!(ev[0].1.get("publisher_authrole").and_then(Value::as_str), Some("anonymous"));
+        s.publish(p, "sim.filter", Dict::new(), vec![]);
+        s.run_until_idle();
+        let ev = s.take_events(subs[0]);
+        assert!(ev[0].1.get("publisher").is_none(), "no disclosure unless asked");
+    });
+}
+
+/// Goal: prefix and wildcard subscriptions match as the spec says, carry `Details.topic`,
+/// and share IDs per (topic, match). Method: three subscribers with exact, prefix and
+/// wildcard subscriptions; publish to topics that match subsets.
+#[test]
+fn pattern_subscriptions_match() {
+    for_seeds("pattern_subscriptions_match", seeds(SEEDS / 4), |seed| {
+        let mut s = Sim::new(shards_for(seed), seed);
+        let (a, b, c, d) = (random_client(&mut s), random_client(&mut s), random_client(&mut s), random_client(&mut s));
+        let p = random_client(&mut s);
+        let exact = s.subscribe_wait(a, "com.app.x", Dict::new());
+        let prefix = s.subscribe_wait(b, "com.app", Dict::new().with("match", "prefix"));
+        let wild = s.subscribe_wait(c, "com..x", Dict::new().with("match", "wildcard"));
+        let shared = s.subscribe_wait(d, "com..x", Dict::new().with("match", "wildcard"));
+        assert_eq!(wild, shared, "same (topic, match) shares one subscription ID");
+        assert!(exact != prefix && prefix != wild && exact != wild);
+        let deliveries = |s: &mut Sim, topic: &str| -> Vec<(ClientId, Id, Option<String>)> {
+            s.publish(p, topic, Dict::new(), vec![]);
+            s.run_until_idle();
+            let mut out = Vec::new();
+            for cl in [a, b, c, d] {
+                for (sub, details, _) in s.take_events(cl) {
+                    out.push((cl, sub, details.get("topic").and_then(Value::as_str).map(str::to_owned)));
+                }
+            }
+            out
+        };
+        let t = Some("com.app.x".to_string());
+        assert_eq!(
+            deliveries(&mut s, "com.app.x"),
+            vec![(a, exact, None), (b, prefix, t.clone()), (c, wild, t.clone()), (d, wild, t)]
+        );
+        assert_eq!(
+            deliveries(&mut s, "com.apple"),
+            vec![(b, prefix, Some("com.apple".into()))],
+            "prefix is by characters"
+        );
+        assert_eq!(
+            deliveries(&mut s, "com.b.x"),
+            vec![(c, wild, Some("com.b.x".into())), (d, wild, Some("com.b.x".into()))]
+        );
+        assert!(deliveries(&mut s, "com.b.x.y").is_empty(), "wildcard needs the same component count");
+        assert!(deliveries(&mut s, "org.app.x").is_empty());
+    });
+}
+
+/// Goal: every shared-registration policy picks callees as the spec says, and conflicting
+/// registrations are refused. Method: three callees on random shards register the same
+/// procedure with one policy; one caller makes 9 calls; count invocations per callee.
+#[test]
+fn shared_registration_policies() {
+    for_seeds("shared_registration_policies", seeds(SEEDS / 4), |seed| {
+        for policy in ["roundrobin", "first", "last", "random"] {
+            let mut s = Sim::new(shards_for(seed), seed);
+            let callees: Vec<ClientId> = (0..3).map(|_| random_client(&mut s)).collect();
+            let caller = random_client(&mut s);
+            for &c in &callees {
+                s.register_wait(c, "sim.shared", Dict::new().with("invoke", policy)).expect("register");
+            }
+            let other = random_client(&mut s);
+            let wrong = if policy == "random" { "first" } else { "random" };
+            assert_eq!(
+                s.register_wait(other, "sim.shared", Dict::new().with("invoke", wrong)),
+                Err("wamp.error.procedure_already_exists".into())
+            );
+            assert_eq!(
+                s.register_wait(other, "sim.shared", Dict::new()),
+                Err("wamp.error.procedure_already_exists".into())
+            );
+            let mut counts = [0usize; 3];
+            let mut order = Vec::new();
+            for i in 0..9u64 {
+                let call = s.call(caller, "sim.shared", Dict::new(), vec![Value::UInt(i)]);
+                s.run_until_idle();
+                let mut answered = false;
+                for (k, &c) in callees.iter().enumerate() {
+                    let invs: Vec<Message> = s.clients[c].inbox.drain(..).collect();
+                    for m in invs {
+                        if let Message::Invocation { request, .. } = m {
+                            counts[k] += 1;
+                            order.push(k);
+                            s.yield_(c, request, Dict::new(), vec![Value::UInt(k as u64)]);
+                            answered = true;
+                        }
+                    }
+                }
+                assert!(answered, "{policy}: call {i} reached no callee");
+                s.wait_for(caller, |m| matches!(m, Message::Result { request, .. } if *request == call));
+            }
+            match policy {
+                "roundrobin" => {
+                    assert_eq!(counts, [3, 3, 3], "roundrobin");
+                    assert_eq!(&order[..3], &order[3..6]);
+                    assert_eq!(&order[..3], &order[6..9]);
+                }
+                "first" => assert_eq!(counts, [9, 0, 0]),
+                "last" => assert_eq!(counts, [0, 0, 9]),
+                _ => assert_eq!(counts.iter().sum::<usize>(), 9),
+            }
+        }
+        // single: a second registration is refused until the first goes away.
+        let mut s = Sim::new(shards_for(seed), seed);
+        let (x, y) = (random_client(&mut s), random_client(&mut s));
+        s.register_wait(x, "sim.single", Dict::new()).expect("first");
+        assert_eq!(s.register_wait(y, "sim.single", Dict::new()), Err("wamp.error.procedure_already_exists".into()));
+        s.disconnect(x);
+        s.run_until_idle();
+        s.register_wait(y, "sim.single", Dict::new()).expect("free again once the callee left");
+    });
+}
+
+/// Goal: per (caller, callee), invocations arrive in call order across procedures.
+/// Method: one callee registers two procedures; a caller calls them alternately with random
+/// mesh progress between calls; the callee's INVOCATION args must be 0..30 in order.
+#[test]
+fn caller_order_holds_across_procedures() {
+    for_seeds("caller_order_holds_across_procedures", seeds(SEEDS), |seed| {
+        let mut s = Sim::new(shards_for(seed), seed);
+        let callee = random_client(&mut s);
+        let caller = random_client(&mut s);
+        s.register_wait(callee, "sim.p1", Dict::new()).unwrap();
+        s.register_wait(callee, "sim.p2", Dict::with_capacity(0).with("match", "prefix")).unwrap();
+        for i in 0..30u64 {
+            let proc_ = if i % 2 == 0 { "sim.p1" } else { "sim.p2.sub" };
+            s.call(caller, proc_, Dict::new(), vec![Value::UInt(i)]);
+            let k = s.rng.below(3);
+            s.run_some(k);
+        }
+        s.run_until_idle();
+        let mut seqs = Vec::new();
+        for m in s.clients[callee].inbox.drain(..) {
+            if let Message::Invocation { payload, details, .. } = m {
+                let i = uint(&payload.args().unwrap()[0]);
+                if i % 2 == 1 {
+                    assert_eq!(details.get("procedure").and_then(Value::as_str), Some("sim.p2.sub"));
+                }
+                seqs.push(i);
+            }
+        }
+        assert_eq!(seqs, (0..30).collect::<Vec<_>>());
+    });
+}
+
+/// Goal: when a callee vanishes mid-call the caller gets an ERROR (never waits forever) and
+/// the registration is freed; when a caller vanishes the callee is interrupted and its late
+/// YIELD is dropped without a protocol violation. Method: script both cases.
+#[test]
+fn sessions_vanishing_mid_call_are_cleaned_up() {
+    for_seeds("sessions_vanishing_mid_call_are_cleaned_up", seeds(SEEDS / 2), |seed| {
+        let mut s = Sim::new(shards_for(seed), seed);
+        let callee = random_client(&mut s);
+        let caller = random_client(&mut s);
+        s.register_wait(callee, "sim.slow", Dict::new()).unwrap();
+        let call = s.call(caller, "sim.slow", Dict::new(), vec![]);
+        s.wait_for(callee, |m| matches!(m, Message::Invocation { .. }));
+        s.disconnect(callee);
+        match s.wait_for(caller, |m| matches!(m, Message::Error { .. } | Message::Result { .. })) {
+            Message::Error { request, error, .. } => {
+                assert_eq!(request, call);
+                assert_eq!(error, "wamp.error.canceled");
+            }
+            other => panic!("expected ERROR, got {other:?}"),
+        }
+        // The registration was freed.
+        let callee2 = random_client(&mut s);
+        s.register_wait(callee2, "sim.slow", Dict::new()).expect("registration freed");
+        // Now the caller vanishes mid-call.
+        s.call(caller, "sim.slow", Dict::new(), vec![]);
+        let Message::Invocation { request, .. } = s.wait_for(callee2, |m| matches!(m, Message::Invocation { .. }))
+        else {
+            unreachable!()
+        };
+        s.disconnect(caller);
+        match s.wait_for(callee2, |m| matches!(m, Message::Interrupt { .. })) {
+            Message::Interrupt { request: r, .. } => assert_eq!(r, request),
+            _ => unreachable!(),
+        }
+        s.yield_(callee2, request, Dict::new(), vec![]);
+        s.run_until_idle();
+        assert!(!s.clients[callee2].closed, "a late YIELD after INTERRUPT is not a protocol violation");
+        // And the callee still serves others.
+        let caller2 = random_client(&mut s);
+        let c2 = s.call(caller2, "sim.slow", Dict::new(), vec![]);
+        let Message::Invocation { request, .. } = s.wait_for(callee2, |m| matches!(m, Message::Invocation { .. }))
+        else {
+            unreachable!()
+        };
+        s.yield_(callee2, request, Dict::new(), vec![Value::str("ok")]);
+        s.wait_for(caller2, |m| matches!(m, Message::Result { request, .. } if *request == c2));
+    });
+}
+
+/// Goal: progressive results are relayed in order and only when asked for; a callee that
+/// answers `wamp.error.unavailable` has the call re-routed. Method: scripted exchanges.
+#[test]
+fn progressive_results_and_rerouting() {
+    for_seeds("progressive_results_and_rerouting", seeds(SEEDS / 4), |seed| {
+        let mut s = Sim::new(shards_for(seed), seed);
+        let callee = random_client(&mut s);
+        let caller = random_client(&mut s);
+        s.register_wait(callee, "sim.progress", Dict::new()).unwrap();
+        let call = s.call(caller, "sim.progress", Dict::new().with("receive_progress", true), vec![]);
+        let Message::Invocation { request, details, .. } =
+            s.wait_for(callee, |m| matches!(m, Message::Invocation { .. }))
+        else {
+            unreachable!()
+        };
+        assert_eq!(details.get("receive_progress"), Some(&Value::Bool(true)));
+        for i in 0..3u64 {
+            s.yield_(callee, request, Dict::new().with("progress", true), vec![Value::UInt(i)]);
+        }
+        s.yield_(callee, request, Dict::new(), vec![Value::str("done")]);
+        s.run_until_idle();
+        let results: Vec<(bool, Value)> = s.clients[caller]
+            .inbox
+            .drain(..)
+            .filter_map(|m| match m {
+                Message::Result { request, details, payload } if request == call => {
+                    Some((details.get("progress") == Some(&Value::Bool(true)), payload.args().unwrap()[0].clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            results,
+            vec![(true, Value::UInt(0)), (true, Value::UInt(1)), (true, Value::UInt(2)), (false, Value::str("done"))]
+        );
+
+        // Re-routing: the first callee is unavailable, the second answers.
+        let (r1, r2) = (random_client(&mut s), random_client(&mut s));
+        s.register_wait(r1, "sim.rr", Dict::new().with("invoke", "first")).unwrap();
+        s.register_wait(r2, "sim.rr", Dict::new().with("invoke", "first")).unwrap();
+        let call = s.call(caller, "sim.rr", Dict::new(), vec![]);
+        let Message::Invocation { request, .. } = s.wait_for(r1, |m| matches!(m, Message::Invocation { .. })) else {
+            unreachable!()
+        };
+        s.send(
+            r1,
+            &Message::Error {
+                request_type: 68,
+                request,
+                details: Dict::new(),
+                error: "wamp.error.unavailable".into(),
+                payload: Default::default(),
+            },
+        );
+        let Message::Invocation { request, .. } = s.wait_for(r2, |m| matches!(m, Message::Invocation { .. })) else {
+            unreachable!()
+        };
+        s.yield_(r2, request, Dict::new(), vec![Value::str("from r2")]);
+        s.wait_for(caller, |m| matches!(m, Message::Result { request, .. } if *request == call));
+    });
+}
+
+/// Goal: each protocol violation gets ABORT `wamp.error.protocol_violation`, the session's
+/// subscriptions and registrations are removed, and other sessions do not notice.
+/// Method: for each violation, a fresh client with a subscription and a registration
+/// commits it; then a publish and a re-registration show the cleanup.
+#[test]
+fn protocol_violations_abort_and_clean_up() {
+    let violations: Vec<(&str, Box<dyn Fn(&mut Sim, ClientId)>)> = vec![
+        ("second HELLO", Box::new(|s, c| s.send(c, &Message::Hello { realm: "realm1".into(), details: Dict::new() }))),
+        ("garbage bytes", Box::new(|s, c| s.send_raw(c, b"\xff\xfe not wamp".to_vec()))),
+        (
+            "unknown message type",
+            Box::new(|s, c| {
+                let ser = s.clients[c].ser;
+                let bytes =
+                    shardbar::proto::wire::encode_to_vec(ser, &Message::Published { request: 1, publication: 2 })
+                        .unwrap();
+                // PUBLISHED is router-to-client only.
+                s.send_raw(c, bytes)
+            }),
+        ),
+        ("YIELD for unknown invocation", Box::new(|s, c| s.yield_(c, 999, Dict::new(), vec![]))),
+        (
+            "ERROR for a CALL",
+            Box::new(|s, c| {
+                s.send(
+                    c,
+                    &Message::Error {
+                        request_type: 48,
+                        request: 1,
+                        details: Dict::new(),
+                        error: "x.y".into(),
+                        payload: Default::default(),
+                    },
+                )
+            }),
+        ),
+        (
+            "bad option type",
+            Box::new(|s, c| {
+                s.publish(c, "sim.t", Dict::new().with("acknowledge", "yes"), vec![]);
+            }),
+        ),
+        (
+            "bad match policy",
+            Box::new(|s, c| {
+                s.subscribe(c, "sim.t", Dict::new().with("match", "regex"));
+            }),
+        ),
+    ];
+    for_seeds("protocol_violations_abort_and_clean_up", seeds(60), |seed| {
+        for (name, violate) in &violations {
+            let mut s = Sim::new(shards_for(seed), seed);
+            let bystander = random_client(&mut s);
+            let publisher = random_client(&mut s);
+            s.subscribe_wait(bystander, "sim.t", Dict::new());
+            let bad = random_client(&mut s);
+            s.subscribe_wait(bad, "sim.t", Dict::new());
+            s.register_wait(bad, "sim.owned", Dict::new()).unwrap();
+            violate(&mut s, bad);
+            let abort = s.wait_for(bad, |m| matches!(m, Message::Abort { .. }));
+            let Message::Abort { reason, details, .. } = abort else { unreachable!() };
+            assert_eq!(reason, "wamp.error.protocol_violation", "{name}");
+            assert!(details.get("message").and_then(Value::as_str).is_some_and(|m| !m.is_empty()), "{name}: says why");
+            assert!(s.clients[bad].closed, "{name}: transport closed");
+            s.run_until_idle();
+            s.publish(publisher, "sim.t", Dict::new(), vec![]);
+            s.run_until_idle();
+            assert_eq!(s.take_events(bystander).len(), 1, "{name}: bystander unaffected");
+            let fresh = random_client(&mut s);
+            s.register_wait(fresh, "sim.owned", Dict::new())
+                .unwrap_or_else(|e| panic!("{name}: registration not freed: {e}"));
+        }
+    });
+}
+
+/// Goal: messages before HELLO, unknown realms and non-anonymous auth requests get the
+/// right ABORT. Method: one-shard scripted sessions.
+#[test]
+fn session_opening_rules() {
+    let mut s = Sim::new(2, 1);
+    let c = s.connect(0, Serializer::Json);
+    s.subscribe(c, "sim.t", Dict::new());
+    let Message::Abort { reason, .. } = s.wait_for(c, |m| matches!(m, Message::Abort { .. })) else { unreachable!() };
+    assert_eq!(reason, "wamp.error.protocol_violation");
+
+    let c = s.connect(1, Serializer::MsgPack);
+    s.send(c, &Message::Hello { realm: "nope".into(), details: Dict::new() });
+    let Message::Abort { reason, .. } = s.wait_for(c, |m| matches!(m, Message::Abort { .. })) else { unreachable!() };
+    assert_eq!(reason, "wamp.error.no_such_realm");
+
+    let c = s.connect(1, Serializer::Cbor);
+    s.send(
+        c,
+        &Message::Hello {
+            realm: "realm1".into(),
+            details: Dict::new().with("authmethods", vec![Value::str("ticket")]),
+        },
+    );
+    let Message::Abort { reason, .. } = s.wait_for(c, |m| matches!(m, Message::Abort { .. })) else { unreachable!() };
+    assert_eq!(reason, "wamp.error.no_matching_auth_method");
+
+    // GOODBYE is echoed and the transport can carry a new session.
+    let c = s.join(0, Serializer::Json);
+    let first = s.session(c);
+    s.send(c, &Message::Goodbye { details: Dict::new(), reason: "wamp.close.close_realm".into() });
+    let Message::Goodbye { reason, .. } = s.wait_for(c, |m| matches!(m, Message::Goodbye { .. })) else {
+        unreachable!()
+    };
+    assert_eq!(reason, "wamp.close.goodbye_and_out");
+    s.send(c, &Message::Hello { realm: "realm1".into(), details: Dict::new() });
+    let Message::Welcome { session, details } = s.wait_for(c, |m| matches!(m, Message::Welcome { .. })) else {
+        unreachable!()
+    };
+    assert_ne!(session, first);
+    assert!(session >= 1 && session <= 1 << 53);
+    let broker = details.get("roles").and_then(|r| r.as_dict()).and_then(|r| r.get("broker"));
+    assert!(broker.is_some(), "WELCOME announces the broker role");
+}
