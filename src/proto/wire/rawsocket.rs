@@ -333,7 +333,8 @@ impl Decoder {
     }
 
     /// The next complete frame, `Ok(None)` if more bytes are needed. After an `Err` the
-    /// connection must be failed; the decoder state is then meaningless.
+    /// connection must be failed; the bad prefix is left in `buf`, so a further call
+    /// returns the same error.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, Error> {
         let (kind, len) = match self.pending {
             Some(pending) => pending,

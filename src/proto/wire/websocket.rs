@@ -185,30 +185,34 @@ fn parse_head<T>(
     parse_start: fn(&[u8]) -> Result<T, HttpError>,
 ) -> Result<Option<(T, Headers, usize)>, HttpError> {
     let window = buf.get(..limits::HTTP_HEAD_MAX_BYTES).unwrap_or(buf);
-    let mut rest = window;
-    let mut start = None;
+    // No line end in the bounded window: either wait, or the head is too large.
+    let incomplete = || if buf.len() >= limits::HTTP_HEAD_MAX_BYTES { Err(HttpError::HeadTooLarge) } else { Ok(None) };
+    let Some((line, mut rest)) = split_line(window) else {
+        return incomplete();
+    };
+    let start = parse_start(line)?;
     let mut fields = Vec::new();
     loop {
-        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
-            // No line end in the bounded window: either wait, or the head is too large.
-            return if buf.len() >= limits::HTTP_HEAD_MAX_BYTES { Err(HttpError::HeadTooLarge) } else { Ok(None) };
+        let Some((line, after)) = split_line(rest) else {
+            return incomplete();
         };
-        let (line, after) = rest.split_at(nl);
-        rest = after.get(1..).unwrap_or_default();
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if start.is_none() {
-            start = Some(parse_start(line)?);
-            continue;
-        }
+        rest = after;
         if line.is_empty() {
-            let len = window.len() - rest.len();
-            return Ok(start.map(|s| (s, Headers(fields), len)));
+            return Ok(Some((start, Headers(fields), window.len() - rest.len())));
         }
         if fields.len() == limits::HTTP_HEADERS_MAX {
             return Err(HttpError::TooManyHeaders);
         }
         fields.push(parse_field_line(line)?);
     }
+}
+
+/// The first complete line of `buf` without its CRLF or LF, and what follows it.
+fn split_line(buf: &[u8]) -> Option<(&[u8], &[u8])> {
+    let nl = buf.iter().position(|&b| b == b'\n')?;
+    let (line, after) = buf.split_at(nl);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    Some((line, after.get(1..).unwrap_or_default()))
 }
 
 fn parse_request_line(line: &[u8]) -> Result<(String, String, HttpVersion), HttpError> {
@@ -428,7 +432,7 @@ pub fn accept(req: &Request, opts: &AcceptOptions<'_>) -> Result<Accepted, Rejec
     }
     let serializer = select_protocol(req, opts.serializers);
     if serializer.is_none() && !opts.allow_no_protocol {
-        return Err(Rejection::new(400, "no supported subprotocol (wamp.2.json, wamp.2.msgpack, wamp.2.cbor)"));
+        return Err(Rejection::new(400, "no acceptable WAMP subprotocol offered"));
     }
     Ok(Accepted { serializer, accept_key: accept_key(key) })
 }
@@ -1298,10 +1302,7 @@ mod tests {
             choose("Sec-WebSocket-Protocol: foo\r\nSec-WebSocket-Protocol: wamp.2.json\r\n", all),
             Ok(Some(Json))
         );
-        let none = Err(Rejection {
-            status: 400,
-            reason: "no supported subprotocol (wamp.2.json, wamp.2.msgpack, wamp.2.cbor)",
-        });
+        let none = Err(Rejection { status: 400, reason: "no acceptable WAMP subprotocol offered" });
         assert_eq!(choose("Sec-WebSocket-Protocol: WAMP.2.JSON\r\n", all), none);
         assert_eq!(choose("Sec-WebSocket-Protocol: wamp.2.msgpack\r\n", &[Json]), none);
         assert_eq!(choose("", all), none);
