@@ -788,6 +788,8 @@ impl Decoder {
             }
             let frame = *frame;
             self.frame = None;
+            // Cannot panic: `processed == len` was reached in this call, with
+            // `processed <= available <= buf.len()`.
             let payload = buf.split_to(frame.len);
             if let Some(event) = self.complete_frame(frame, payload)? {
                 return Ok(Some(event));
