@@ -57,28 +57,33 @@ pub fn encode_frame(framing: Framing, msg: &Message) -> Result<Bytes, DecodeErro
     let mut buf = Vec::with_capacity(HEADROOM + 64);
     buf.resize(HEADROOM, 0);
     encode(framing.serializer, msg, &mut buf)?;
-    Ok(frame_body(framing, buf))
+    frame_body(framing, buf)
 }
 
-/// Frame an already-encoded body that sits in `buf[HEADROOM..]`.
-fn frame_body(framing: Framing, mut buf: Vec<u8>) -> Bytes {
+/// Frame an already-encoded body that sits in `buf[HEADROOM..]`. A body over RawSocket's
+/// 16 MiB frame limit (an EVENT can exceed a maximal PUBLISH by its header) is an error the
+/// caller counts and drops.
+fn frame_body(framing: Framing, mut buf: Vec<u8>) -> Result<Bytes, DecodeError> {
     let body_len = buf.len() - HEADROOM;
+    if framing.transport == Transport::RawSocket && body_len > rawsocket::FRAME_PAYLOAD_MAX_BYTES {
+        return Err(DecodeError::new(format!("a {body_len}-byte message exceeds RawSocket's 16 MiB frame limit")));
+    }
     let mut header = [0u8; HEADROOM];
     let n = match framing.transport {
         Transport::WebSocket => {
             let opcode =
                 if framing.serializer.is_binary() { websocket::OpCode::Binary } else { websocket::OpCode::Text };
-            websocket::encode_header(opcode, true, body_len as u64, &mut header)
+            websocket::encode_header(opcode, true, body_len, &mut header)
         }
         Transport::RawSocket => {
-            let h = rawsocket::encode_header(rawsocket::FrameKind::Message, body_len as u32);
+            let h = rawsocket::encode_header(rawsocket::FrameKind::Message, body_len);
             header[..4].copy_from_slice(&h);
             4
         }
     };
     let start = HEADROOM - n;
     buf[start..HEADROOM].copy_from_slice(&header[..n]);
-    Bytes::from(buf).slice(start..)
+    Ok(Bytes::from(buf).slice(start..))
 }
 
 /// Bytes waiting to be written to one connection.

@@ -1,0 +1,65 @@
+//! WebSocket codec hot paths: unmasking client payloads in place, and decoding a read
+//! buffer full of small masked frames (the publisher side of a fan-out).
+//!
+//! Run: `cargo bench --bench websocket`. To compare two runs, save a baseline with
+//! `-- --save-baseline before` and compare with `-- --baseline before`.
+//!
+//! `unmask/bytewise` is the one-byte-at-a-time definition of RFC 6455 §5.3, kept here only
+//! as the reference the word-at-a-time `unmask/word` is measured against.
+
+use std::hint::black_box;
+
+use bytes::BytesMut;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use shardbar::proto::wire::websocket::{Decoder, Event, OpCode, Role, unmask, write_masked_frame};
+
+const KEY: [u8; 4] = [0x37, 0xFA, 0x21, 0x3D];
+
+fn unmask_bytewise(buf: &mut [u8], key: [u8; 4]) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b ^= key[i % 4];
+    }
+}
+
+fn bench_unmask(c: &mut Criterion) {
+    let mut group = c.benchmark_group("unmask");
+    for (name, len) in [("64B", 64), ("1KiB", 1024), ("64KiB", 64 * 1024)] {
+        let mut buf = vec![0xA5u8; len];
+        group.throughput(Throughput::Bytes(len as u64));
+        group.bench_with_input(BenchmarkId::new("word", name), &len, |b, _| {
+            b.iter(|| unmask(black_box(&mut buf), black_box(KEY)))
+        });
+        group.bench_with_input(BenchmarkId::new("bytewise", name), &len, |b, _| {
+            b.iter(|| unmask_bytewise(black_box(&mut buf), black_box(KEY)))
+        });
+    }
+    group.finish();
+}
+
+fn bench_decode(c: &mut Criterion) {
+    // 1000 masked 64-byte binary frames, as one read buffer would hold them.
+    const FRAMES: usize = 1000;
+    let mut wire = Vec::new();
+    for i in 0..FRAMES {
+        write_masked_frame(OpCode::Binary, true, &[i as u8; 64], KEY, &mut wire);
+    }
+    let mut group = c.benchmark_group("decode");
+    group.throughput(Throughput::Elements(FRAMES as u64));
+    group.bench_function("1000x64B_masked_binary", |b| {
+        b.iter_batched_ref(
+            || (BytesMut::from(&wire[..]), Decoder::new(Role::Server, 1 << 20)),
+            |(buf, dec)| {
+                let mut n = 0;
+                while let Ok(Some(Event::Message { data, .. })) = dec.decode(buf) {
+                    n += data.len();
+                }
+                black_box(n)
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_unmask, bench_decode);
+criterion_main!(benches);
