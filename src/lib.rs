@@ -6,5 +6,7 @@
 //! `now`, bytes come in as buffers, and everything goes out through `poll_*` methods. The
 //! runtime ([`shard`]) is the only code that names glommio or touches a socket.
 
+pub mod config;
 pub mod limits;
 pub mod proto;
+pub mod shard;

@@ -1,0 +1,560 @@
+//! One task per connection: transport detection, handshakes, and the read/write loop.
+//!
+//! The first byte decides the transport: `0x7F` can never start an HTTP request, so it
+//! means RawSocket; anything else is HTTP (a WebSocket upgrade, `/health`, `/metrics`).
+//!
+//! The loop, per turn: decode every complete frame in the read buffer and hand each WAMP
+//! message to the core; write control frames and the connection's queued frames as one
+//! coalesced write (capped at `limits::WRITE_COALESCE_MAX_BYTES`); then wait for the first
+//! of: readable socket, a wake-up (frames queued or close requested), or a timer (liveness
+//! ping, ping timeout, HELLO deadline). A write that makes no progress for the write
+//! deadline makes the connection a slow consumer.
+
+use std::io;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::future::or;
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::{ConnHandle, Shard};
+use crate::config::ListenerConfig;
+use crate::limits;
+use crate::proto::core::ConnInfo;
+use crate::proto::frame::{Framing, Transport};
+use crate::proto::wire::{rawsocket, websocket};
+
+/// Counts the connection in `open_conns` for as long as the task runs.
+struct OpenGuard(Rc<Shard>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open_conns.set(self.0.open_conns.get().saturating_sub(1));
+    }
+}
+
+/// Serve one accepted stream. `tcp`: the stream may carry HTTP/WebSocket (Unix sockets
+/// carry RawSocket only).
+pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    shard: Rc<Shard>,
+    mut stream: S,
+    listener: Rc<ListenerConfig>,
+    tcp: bool,
+) {
+    shard.open_conns.set(shard.open_conns.get() + 1);
+    let _guard = OpenGuard(shard.clone());
+    if shard.shutting_down.get() {
+        return;
+    }
+    let handshake = Duration::from_millis(limits::HANDSHAKE_TIMEOUT_MS);
+    let deadline = Instant::now() + handshake;
+    let mut buf = BytesMut::with_capacity(limits::READ_CHUNK_BYTES);
+    if !read_until(&mut stream, &mut buf, deadline, |b| !b.is_empty()).await {
+        return;
+    }
+    if buf[0] == rawsocket::MAGIC {
+        rawsocket_handshake(shard, stream, buf, &listener, deadline).await;
+    } else if tcp {
+        http(shard, stream, buf, &listener, deadline).await;
+    }
+}
+
+/// Read until `done(buf)` or the deadline; false on EOF, error or timeout.
+async fn read_until<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    deadline: Instant,
+    done: impl Fn(&[u8]) -> bool,
+) -> bool {
+    while !done(buf) {
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        let start = prepare_read(buf);
+        let r = or(async { Some(stream.read(&mut buf[start..]).await) }, async {
+            glommio::timer::sleep(deadline - now).await;
+            None
+        })
+        .await;
+        let n = match r {
+            Some(Ok(n)) if n > 0 => n,
+            _ => {
+                buf.truncate(start);
+                return false;
+            }
+        };
+        buf.truncate(start + n);
+    }
+    true
+}
+
+/// Make room for a read; returns where the new bytes start. The caller truncates to what
+/// was actually read.
+fn prepare_read(buf: &mut BytesMut) -> usize {
+    if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(limits::READ_CHUNK_BYTES);
+    }
+    let start = buf.len();
+    let spare = buf.capacity() - start;
+    buf.resize(start + spare, 0);
+    start
+}
+
+async fn write_all_by<S: AsyncWrite + Unpin>(stream: &mut S, data: &[u8], deadline: Duration) -> io::Result<()> {
+    let mut pos = 0;
+    while pos < data.len() {
+        let w = or(async { Some(stream.write(&data[pos..]).await) }, async {
+            glommio::timer::sleep(deadline).await;
+            None
+        })
+        .await;
+        match w {
+            Some(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Some(Ok(n)) => pos += n,
+            Some(Err(e)) => return Err(e),
+            None => return Err(io::ErrorKind::TimedOut.into()),
+        }
+    }
+    stream.flush().await
+}
+
+async fn rawsocket_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    shard: Rc<Shard>,
+    mut stream: S,
+    mut buf: BytesMut,
+    listener: &ListenerConfig,
+    deadline: Instant,
+) {
+    if !read_until(&mut stream, &mut buf, deadline, |b| b.len() >= rawsocket::HANDSHAKE_BYTES).await {
+        return;
+    }
+    let request = [buf[0], buf[1], buf[2], buf[3]];
+    let _ = buf.split_to(rawsocket::HANDSHAKE_BYTES);
+    let max_in = shard.config.router.message_size_max;
+    let our_exp = rawsocket::len_exp_for(max_in);
+    let result = if shard.core.borrow().connection_count() >= limits::SHARD_SESSIONS_MAX {
+        Err(rawsocket::HandshakeError::MaxConnections)
+    } else {
+        rawsocket::accept(request, &listener.serializers, 0)
+    };
+    let hs = match result {
+        Ok(hs) => hs,
+        Err(e) => {
+            tracing::debug!(shard = shard.id, error = %e, "rawsocket handshake refused");
+            if let Some(reply) = e.reply() {
+                let _ = write_all_by(&mut stream, &reply, Duration::from_secs(1)).await;
+            }
+            let _ = stream.close().await;
+            return;
+        }
+    };
+    let reply = rawsocket::success_reply(hs.serializer, our_exp);
+    if write_all_by(&mut stream, &reply, Duration::from_secs(5)).await.is_err() {
+        return;
+    }
+    let framing = Framing { transport: Transport::RawSocket, serializer: hs.serializer };
+    let codec = Codec::Raw(rawsocket::Decoder::new(max_in));
+    session(shard, stream, buf, codec, framing, hs.max_len_bytes()).await;
+}
+
+async fn http<S: AsyncRead + AsyncWrite + Unpin>(
+    shard: Rc<Shard>,
+    mut stream: S,
+    mut buf: BytesMut,
+    listener: &ListenerConfig,
+    deadline: Instant,
+) {
+    let (request, consumed) = loop {
+        match websocket::parse_request(&buf) {
+            Ok(Some(r)) => break r,
+            Ok(None) => {
+                let len = buf.len();
+                if !read_until(&mut stream, &mut buf, deadline, |b| b.len() > len).await {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = write_all_by(&mut stream, &e.response(), Duration::from_secs(1)).await;
+                let _ = stream.close().await;
+                return;
+            }
+        }
+    };
+    let _ = buf.split_to(consumed);
+    if request.is_websocket_upgrade() {
+        let opts = websocket::AcceptOptions {
+            serializers: &listener.serializers,
+            allow_no_protocol: listener.websocket_testee,
+        };
+        match websocket::accept(&request, &opts) {
+            Ok(accepted) => {
+                if write_all_by(&mut stream, &accepted.response(), Duration::from_secs(5)).await.is_err() {
+                    return;
+                }
+                let max_in = shard.config.router.message_size_max;
+                let decoder = websocket::Decoder::new(websocket::Role::Server, max_in);
+                match (listener.websocket_testee, accepted.serializer) {
+                    (true, _) => echo(stream, buf, decoder).await,
+                    (false, Some(ser)) => {
+                        let framing = Framing { transport: Transport::WebSocket, serializer: ser };
+                        session(shard, stream, buf, Codec::Ws(decoder), framing, usize::MAX).await;
+                    }
+                    (false, None) => {}
+                }
+            }
+            Err(rejection) => {
+                tracing::debug!(shard = shard.id, error = %rejection, "websocket upgrade refused");
+                let _ = write_all_by(&mut stream, &rejection.response(), Duration::from_secs(1)).await;
+                let _ = stream.close().await;
+            }
+        }
+        return;
+    }
+    let response = match (request.method.as_str(), request.path_without_query()) {
+        ("GET", "/health") => {
+            let ready = shard.serving.load(Ordering::SeqCst) >= shard.config.shards && !shard.shutting_down.get();
+            if ready {
+                websocket::http_response(200, &[("Content-Type", "text/plain")], b"ok\n")
+            } else {
+                websocket::http_response(503, &[("Content-Type", "text/plain")], b"starting or stopping\n")
+            }
+        }
+        _ => websocket::http_response(
+            426,
+            &[("Content-Type", "text/plain"), ("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")],
+            b"shardbar is a WAMP router: connect with a WebSocket (wamp.2.json, wamp.2.msgpack, wamp.2.cbor) or RawSocket\n",
+        ),
+    };
+    let _ = write_all_by(&mut stream, &response, Duration::from_secs(5)).await;
+    let _ = stream.close().await;
+}
+
+/// Transport decoder of a WAMP connection.
+enum Codec {
+    Ws(websocket::Decoder),
+    Raw(rawsocket::Decoder),
+}
+
+enum Decoded {
+    Message(Bytes),
+    Ping(Bytes),
+    Pong,
+    /// The peer closed (WebSocket Close; carries the code to echo).
+    Close(Option<u16>),
+}
+
+/// A transport error: the WebSocket close code to send, and why.
+struct TransportError {
+    ws_code: Option<u16>,
+    reason: String,
+}
+
+impl Codec {
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, TransportError> {
+        match self {
+            Codec::Ws(d) => match d.decode(buf) {
+                Ok(None) => Ok(None),
+                Ok(Some(websocket::Event::Message { data, .. })) => Ok(Some(Decoded::Message(data))),
+                Ok(Some(websocket::Event::Ping(p))) => Ok(Some(Decoded::Ping(p))),
+                Ok(Some(websocket::Event::Pong(_))) => Ok(Some(Decoded::Pong)),
+                Ok(Some(websocket::Event::Close { code, .. })) => Ok(Some(Decoded::Close(code))),
+                Err(e) => Err(TransportError { ws_code: Some(e.code), reason: e.reason.to_owned() }),
+            },
+            Codec::Raw(d) => match d.decode(buf) {
+                Ok(None) => Ok(None),
+                Ok(Some(rawsocket::Frame::Message(m))) => Ok(Some(Decoded::Message(m))),
+                Ok(Some(rawsocket::Frame::Ping(p))) => Ok(Some(Decoded::Ping(p))),
+                Ok(Some(rawsocket::Frame::Pong(_))) => Ok(Some(Decoded::Pong)),
+                Err(e) => Err(TransportError { ws_code: None, reason: e.to_string() }),
+            },
+        }
+    }
+
+    fn write_pong(&self, payload: &[u8], out: &mut Vec<u8>) {
+        match self {
+            Codec::Ws(_) => websocket::write_frame(websocket::OpCode::Pong, payload, out),
+            Codec::Raw(_) => rawsocket::write_frame(rawsocket::FrameKind::Pong, payload, out),
+        }
+    }
+
+    fn write_ping(&self, payload: &[u8], out: &mut Vec<u8>) {
+        match self {
+            Codec::Ws(_) => websocket::write_frame(websocket::OpCode::Ping, payload, out),
+            Codec::Raw(_) => rawsocket::write_frame(rawsocket::FrameKind::Ping, payload, out),
+        }
+    }
+
+    fn write_close(&self, code: u16, reason: &str, out: &mut Vec<u8>) {
+        if let Codec::Ws(_) = self {
+            websocket::write_close(code, reason, out);
+        }
+    }
+}
+
+enum Wake {
+    Read(io::Result<usize>),
+    Notified,
+    Timer,
+    GateOpen,
+}
+
+/// The WAMP connection loop (WebSocket or RawSocket).
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+    shard: Rc<Shard>,
+    mut stream: S,
+    mut buf: BytesMut,
+    mut codec: Codec,
+    framing: Framing,
+    max_out_message: usize,
+) {
+    let opened = Instant::now();
+    let conn = shard.core.borrow_mut().handle_open(ConnInfo { framing, max_out_message }, opened);
+    let handle = Rc::new(ConnHandle { notify: Default::default(), closing: Default::default() });
+    shard.conns.borrow_mut().insert(conn, handle.clone());
+    tracing::debug!(
+        shard = shard.id,
+        conn,
+        transport = framing.transport.name(),
+        serializer = framing.serializer.name(),
+        "connection open"
+    );
+
+    let limits_cfg = shard.config.limits.clone();
+    let mut wbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut control: Vec<u8> = Vec::new();
+    let mut last_rx = Instant::now();
+    let mut ping_sent: Option<Instant> = None;
+    let mut ever_established = false;
+    let mut peer_done = false;
+    let mut end_reason: &'static str = "peer closed";
+    let mut ws_close: Option<(u16, String)> = None;
+
+    loop {
+        // 1. Hand every complete message to the core.
+        let mut handled = 0usize;
+        while handled < limits::MESSAGES_PER_READ_MAX && !peer_done {
+            match codec.decode(&mut buf) {
+                Ok(None) => break,
+                Ok(Some(Decoded::Message(data))) => {
+                    shard.core.borrow_mut().handle_message(conn, data, Instant::now());
+                    handled += 1;
+                }
+                Ok(Some(Decoded::Ping(p))) => codec.write_pong(&p, &mut control),
+                Ok(Some(Decoded::Pong)) => ping_sent = None,
+                Ok(Some(Decoded::Close(code))) => {
+                    // Echo the close (RFC 6455 §5.5.1) and end.
+                    ws_close = Some((code.unwrap_or(1000), String::new()));
+                    peer_done = true;
+                    end_reason = "peer closed";
+                }
+                Err(e) => {
+                    tracing::debug!(shard = shard.id, conn, reason = %e.reason, "transport error");
+                    if let Some(code) = e.ws_code {
+                        ws_close = Some((code, e.reason.clone()));
+                    }
+                    peer_done = true;
+                    end_reason = "transport error";
+                }
+            }
+        }
+        if handled > 0 {
+            shard.request_flush();
+            if !ever_established {
+                ever_established = shard.core.borrow().session_of(conn).is_some();
+            }
+        }
+        let closing = handle.closing.get();
+        if peer_done || closing.is_some() {
+            if let Some(reason) = closing {
+                end_reason = reason;
+                if ws_close.is_none() {
+                    let code = if reason == "shutdown" { 1001 } else { 1000 };
+                    ws_close = Some((code, reason.to_owned()));
+                }
+            }
+            break;
+        }
+
+        // 2. Write control frames and queued frames, coalesced.
+        wbuf.clear();
+        wbuf.append(&mut control);
+        let more_queued = {
+            let mut core = shard.core.borrow_mut();
+            match core.out_queue(conn) {
+                Some(q) => {
+                    q.drain_into(&mut wbuf, limits::WRITE_COALESCE_MAX_BYTES);
+                    !q.is_empty()
+                }
+                None => false,
+            }
+        };
+        if !wbuf.is_empty() {
+            match write_all_by(&mut stream, &wbuf, limits_cfg.write_deadline).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    shard.core.borrow_mut().handle_write_stalled(conn, Instant::now());
+                    shard.request_flush();
+                    end_reason = "write stalled";
+                    break;
+                }
+                Err(_) => {
+                    end_reason = "write failed";
+                    peer_done = true;
+                    break;
+                }
+            }
+        }
+        if more_queued {
+            glommio::yield_if_needed().await;
+            continue;
+        }
+
+        // 3. Wait for input, a wake-up or a timer.
+        let now = Instant::now();
+        let mut timer_at = now + Duration::from_secs(3600);
+        if let Some(interval) = limits_cfg.ping_interval {
+            timer_at = timer_at.min(match ping_sent {
+                Some(sent) => sent + limits_cfg.ping_timeout,
+                None => last_rx + interval,
+            });
+        }
+        if !ever_established {
+            timer_at = timer_at.min(opened + Duration::from_millis(limits::HANDSHAKE_TIMEOUT_MS));
+        }
+        let paused = shard.read_gate.is_closed();
+        let start = prepare_read(&mut buf);
+        let wake = {
+            let read = async {
+                if paused {
+                    shard.read_gate.open().await;
+                    Wake::GateOpen
+                } else {
+                    Wake::Read(stream.read(&mut buf[start..]).await)
+                }
+            };
+            let notified = async {
+                handle.notify.notified().await;
+                Wake::Notified
+            };
+            let timer = async {
+                glommio::timer::sleep(timer_at.saturating_duration_since(now)).await;
+                Wake::Timer
+            };
+            or(read, or(notified, timer)).await
+        };
+        match wake {
+            Wake::Read(Ok(0)) | Wake::Read(Err(_)) => {
+                buf.truncate(start);
+                peer_done = true;
+                end_reason = "peer closed";
+                break;
+            }
+            Wake::Read(Ok(n)) => {
+                buf.truncate(start + n);
+                last_rx = Instant::now();
+                ping_sent = None;
+            }
+            Wake::Notified | Wake::GateOpen => buf.truncate(start),
+            Wake::Timer => {
+                buf.truncate(start);
+                let now = Instant::now();
+                if !ever_established && now >= opened + Duration::from_millis(limits::HANDSHAKE_TIMEOUT_MS) {
+                    ever_established = shard.core.borrow().session_of(conn).is_some();
+                    if !ever_established {
+                        end_reason = "no HELLO in time";
+                        ws_close = Some((1000, "no HELLO in time".into()));
+                        break;
+                    }
+                }
+                if let Some(interval) = limits_cfg.ping_interval {
+                    match ping_sent {
+                        Some(sent) if now >= sent + limits_cfg.ping_timeout => {
+                            tracing::info!(shard = shard.id, conn, "liveness ping timed out; closing");
+                            end_reason = "ping timeout";
+                            peer_done = true;
+                            break;
+                        }
+                        None if now >= last_rx + interval => {
+                            codec.write_ping(
+                                &(now.duration_since(opened).as_micros() as u64).to_be_bytes(),
+                                &mut control,
+                            );
+                            ping_sent = Some(now);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    // Closing: flush what is queued (bounded), say goodbye at the transport level, close.
+    if !peer_done || ws_close.is_some() {
+        wbuf.clear();
+        wbuf.append(&mut control);
+        if let Some(q) = shard.core.borrow_mut().out_queue(conn) {
+            q.drain_into(&mut wbuf, usize::MAX);
+        }
+        if let Some((code, reason)) = &ws_close {
+            codec.write_close(*code, reason, &mut wbuf);
+        }
+        let grace = Duration::from_millis(limits::SHUTDOWN_GRACE_MS);
+        let _ = write_all_by(&mut stream, &wbuf, grace).await;
+    }
+    let _ = or(async { stream.close().await }, async {
+        glommio::timer::sleep(Duration::from_millis(200)).await;
+        Ok(())
+    })
+    .await;
+    shard.conns.borrow_mut().remove(&conn);
+    shard.core.borrow_mut().handle_close(conn, Instant::now());
+    shard.request_flush();
+    tracing::debug!(shard = shard.id, conn, reason = end_reason, "connection closed");
+}
+
+/// WebSocket testee mode: echo every message (for the Autobahn testsuite), no WAMP.
+async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, mut buf: BytesMut, mut decoder: websocket::Decoder) {
+    let mut out = Vec::new();
+    loop {
+        let mut done = false;
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(None) => break,
+                Ok(Some(websocket::Event::Message { binary, data })) => {
+                    let op = if binary { websocket::OpCode::Binary } else { websocket::OpCode::Text };
+                    websocket::write_frame(op, &data, &mut out);
+                }
+                Ok(Some(websocket::Event::Ping(p))) => websocket::write_frame(websocket::OpCode::Pong, &p, &mut out),
+                Ok(Some(websocket::Event::Pong(_))) => {}
+                Ok(Some(websocket::Event::Close { code, .. })) => {
+                    websocket::write_close(code.unwrap_or(1000), "", &mut out);
+                    done = true;
+                    break;
+                }
+                Err(e) => {
+                    websocket::write_close(e.code, e.reason, &mut out);
+                    done = true;
+                    break;
+                }
+            }
+        }
+        if !out.is_empty() {
+            if write_all_by(&mut stream, &out, Duration::from_secs(30)).await.is_err() {
+                return;
+            }
+            out.clear();
+        }
+        if done {
+            let _ = stream.close().await;
+            return;
+        }
+        let start = prepare_read(&mut buf);
+        match stream.read(&mut buf[start..]).await {
+            Ok(n) if n > 0 => buf.truncate(start + n),
+            _ => return,
+        }
+    }
+}
