@@ -450,7 +450,8 @@ fn progressive_results_and_rerouting() {
 /// commits it; then a publish and a re-registration show the cleanup.
 #[test]
 fn protocol_violations_abort_and_clean_up() {
-    let violations: Vec<(&str, Box<dyn Fn(&mut Sim, ClientId)>)> = vec![
+    type Violation = Box<dyn Fn(&mut Sim, ClientId)>;
+    let violations: Vec<(&str, Violation)> = vec![
         ("second HELLO", Box::new(|s, c| s.send(c, &Message::Hello { realm: "realm1".into(), details: Dict::new() }))),
         ("garbage bytes", Box::new(|s, c| s.send_raw(c, b"\xff\xfe not wamp".to_vec()))),
         (
@@ -558,7 +559,7 @@ fn session_opening_rules() {
         unreachable!()
     };
     assert_ne!(session, first);
-    assert!(session >= 1 && session <= 1 << 53);
+    assert!((1..=1 << 53).contains(&session));
     let broker = details.get("roles").and_then(|r| r.as_dict()).and_then(|r| r.get("broker"));
     assert!(broker.is_some(), "WELCOME announces the broker role");
 }

@@ -1192,7 +1192,7 @@ impl ShardCore {
             let msg = bounce(Bounce::Overloaded);
             return self.send_mesh(inv.call.shard, msg);
         }
-        let request = s.invocation_ids.next();
+        let request = s.invocation_ids.next_id();
         let receive_progress = inv.receive_progress && s.features.callee_progressive_results;
         s.invocations.insert(request, InvocationState { call: inv.call, caller_gone: false, receive_progress });
         let conn = s.conn;

@@ -87,8 +87,8 @@ pub fn check_memlock() -> Result<(), RunError> {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct we pass; no other memory is touched.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
-    if rc == 0 && lim.rlim_cur != libc::RLIM_INFINITY && (lim.rlim_cur as u64) < MEMLOCK_MIN_BYTES {
-        return Err(RunError::Memlock { current: lim.rlim_cur as u64 });
+    if rc == 0 && lim.rlim_cur != libc::RLIM_INFINITY && lim.rlim_cur < MEMLOCK_MIN_BYTES {
+        return Err(RunError::Memlock { current: lim.rlim_cur });
     }
     Ok(())
 }

@@ -67,6 +67,9 @@ pub struct PendingSub {
 
 type Key = (Arc<str>, MatchPolicy);
 
+/// A confirmed subscription request: topic, policy and the (session, request) waiters.
+pub type Confirmed = (Arc<str>, MatchPolicy, Vec<(Id, Id)>);
+
 #[derive(Debug, Default)]
 pub struct Broker {
     exact: HashMap<Arc<str>, SubRoute>,
@@ -257,7 +260,7 @@ impl Broker {
     }
 
     /// Take a confirmed request: its key and waiters.
-    pub fn pending_finish(&mut self, token: u64) -> Option<(Arc<str>, MatchPolicy, Vec<(Id, Id)>)> {
+    pub fn pending_finish(&mut self, token: u64) -> Option<Confirmed> {
         let key = self.pending_by_token.remove(&token)?;
         let p = self.pending.remove(&key)?;
         Some((key.0, key.1, p.waiters))

@@ -54,14 +54,14 @@ impl IdGen {
     /// the small n used here: picking among callees).
     pub fn below(&mut self, n: usize) -> usize {
         debug_assert!(n > 0);
-        ((self.next_u64() >> 32) * n as u64 >> 32) as usize
+        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
     }
 }
 
 /// A router-scope ID whose low 6 bits name the owner shard. `seq` starts at 1.
 pub fn router_scope_id(seq: u64, owner_shard: usize) -> Id {
     debug_assert!(owner_shard < SHARDS_MAX);
-    debug_assert!(seq >= 1 && seq < (ID_MAX >> 6));
+    debug_assert!((1..(ID_MAX >> 6)).contains(&seq));
     (seq << 6) | owner_shard as u64
 }
 
@@ -78,7 +78,7 @@ pub struct RequestIds {
 }
 
 impl RequestIds {
-    pub fn next(&mut self) -> Id {
+    pub fn next_id(&mut self) -> Id {
         self.last = if self.last >= ID_MAX { 1 } else { self.last + 1 };
         self.last
     }
@@ -107,16 +107,16 @@ mod tests {
         for shard in [0, 1, 5, 63] {
             let id = router_scope_id(12345, shard);
             assert_eq!(owner_of(id), shard);
-            assert!(id >= 1 && id <= ID_MAX);
+            assert!((1..=ID_MAX).contains(&id));
         }
     }
 
     #[test]
     fn request_ids_wrap_to_one() {
         let mut r = RequestIds { last: ID_MAX - 1 };
-        assert_eq!(r.next(), ID_MAX);
-        assert_eq!(r.next(), 1);
-        assert_eq!(r.next(), 2);
+        assert_eq!(r.next_id(), ID_MAX);
+        assert_eq!(r.next_id(), 1);
+        assert_eq!(r.next_id(), 2);
     }
 
     #[test]
