@@ -292,6 +292,22 @@ struct PendingRegister {
     request: Id,
 }
 
+/// What to do when an unregistration is confirmed by its owner.
+#[derive(Debug)]
+enum Unregistering {
+    /// Send UNREGISTERED for this request.
+    Reply { session: Id, conn: ConnId, request: Id },
+    /// One of an ended session's registrations (teardown token).
+    Teardown(u64),
+}
+
+/// An ended callee session: its callers' errors wait until its registrations are released.
+#[derive(Debug)]
+struct Teardown {
+    remaining: usize,
+    calls: Vec<CallKey>,
+}
+
 /// How a core is set up.
 #[derive(Clone, Debug)]
 pub struct CoreConfig {
@@ -319,6 +335,10 @@ pub struct ShardCore {
     next_barrier: BarrierId,
     next_token: u64,
     pending_registers: HashMap<u64, PendingRegister>,
+    /// Unregistrations waiting for the owner's answer, by token.
+    pending_unregisters: HashMap<u64, Unregistering>,
+    /// Ended sessions whose callers are told only once every registration is released.
+    teardowns: HashMap<u64, Teardown>,
 
     calls: HashMap<u64, PendingCall>,
     next_call: u64,
@@ -354,6 +374,8 @@ impl ShardCore {
             next_barrier: 0,
             next_token: 0,
             pending_registers: HashMap::new(),
+            pending_unregisters: HashMap::new(),
+            teardowns: HashMap::new(),
             calls: HashMap::new(),
             next_call: 0,
             invocations: HashMap::new(),
@@ -719,11 +741,28 @@ impl ShardCore {
         for sub in releases {
             self.send_mesh(owner_of(sub), MeshMsg::SubscribeRelease { realm: s.realm.clone(), subscription: sub });
         }
-        for &reg in s.registrations.keys() {
-            self.send_mesh(
-                owner_of(reg),
-                MeshMsg::UnregisterReq { realm: s.realm.clone(), registration: reg, callee: sid },
-            );
+        let mut orphaned = Vec::new();
+        for st in s.invocations.values() {
+            self.invocations.remove(&st.call);
+            if !st.caller_gone {
+                orphaned.push(st.call);
+            }
+        }
+        if s.registrations.is_empty() {
+            self.fail_orphaned(orphaned);
+        } else {
+            self.next_token += 1;
+            let teardown = self.next_token;
+            self.teardowns.insert(teardown, Teardown { remaining: s.registrations.len(), calls: orphaned });
+            for &reg in s.registrations.keys() {
+                self.next_token += 1;
+                let token = self.next_token;
+                self.pending_unregisters.insert(token, Unregistering::Teardown(teardown));
+                self.send_mesh(
+                    owner_of(reg),
+                    MeshMsg::UnregisterReq { realm: s.realm.clone(), registration: reg, callee: sid, token },
+                );
+            }
         }
         for inv in s.parked {
             self.send_mesh(
@@ -742,24 +781,20 @@ impl ShardCore {
                 );
             }
         }
-        for st in s.invocations.values() {
-            self.invocations.remove(&st.call);
-            if !st.caller_gone {
-                let payload = Payload::from_values(
-                    Serializer::Json,
-                    Some(&[Value::str("callee disconnected from in-flight request")]),
-                    None,
-                );
-                self.send_mesh(
-                    st.call.shard,
-                    MeshMsg::CallFailed {
-                        call: st.call,
-                        error: uris::CANCELED.to_owned(),
-                        details: Dict::new(),
-                        payload,
-                    },
-                );
-            }
+    }
+
+    /// Tell the callers of a vanished callee's invocations that their calls are canceled.
+    fn fail_orphaned(&mut self, calls: Vec<CallKey>) {
+        for call in calls {
+            let payload = Payload::from_values(
+                Serializer::Json,
+                Some(&[Value::str("callee disconnected from in-flight request")]),
+                None,
+            );
+            self.send_mesh(
+                call.shard,
+                MeshMsg::CallFailed { call, error: uris::CANCELED.to_owned(), details: Dict::new(), payload },
+            );
         }
     }
 
@@ -1037,8 +1072,10 @@ impl ShardCore {
             return self.out.error(conn, code::UNREGISTER, request, uris::NO_SUCH_REGISTRATION, None);
         }
         let realm = s.realm.clone();
-        self.send_mesh(owner_of(registration), MeshMsg::UnregisterReq { realm, registration, callee: sid });
-        self.out.send(conn, &Message::Unregistered { request, details: None });
+        self.next_token += 1;
+        let token = self.next_token;
+        self.pending_unregisters.insert(token, Unregistering::Reply { session: sid, conn, request });
+        self.send_mesh(owner_of(registration), MeshMsg::UnregisterReq { realm, registration, callee: sid, token });
     }
 
     fn on_call(&mut self, conn: ConnId, sid: Id, request: Id, options: Dict, procedure: String, payload: Payload) {
@@ -1335,8 +1372,10 @@ impl ShardCore {
                     }
                 }
             }
-            MeshMsg::UnregisterReq { realm, registration, callee } => {
-                if let Some(reg) = self.realm_mut(&realm).dealer.owner_unregister(registration, callee) {
+            MeshMsg::UnregisterReq { realm, registration, callee, token } => {
+                let result = self.realm_mut(&realm).dealer.owner_unregister(registration, callee);
+                self.send_mesh(from, MeshMsg::UnregisterDone { token });
+                if let Some(reg) = result {
                     let callees = Arc::new(reg.callees.clone());
                     self.broadcast(|| MeshMsg::RegRoute {
                         realm: realm.clone(),
@@ -1365,6 +1404,27 @@ impl ShardCore {
                 }
             }
             MeshMsg::RegisterDone { realm, token, result } => self.on_register_done(realm, token, result),
+            MeshMsg::UnregisterDone { token } => match self.pending_unregisters.remove(&token) {
+                Some(Unregistering::Reply { session, conn, request }) => {
+                    if self.sessions.contains_key(&session) {
+                        self.out.send(conn, &Message::Unregistered { request, details: None });
+                    }
+                }
+                Some(Unregistering::Teardown(t)) => {
+                    let done = match self.teardowns.get_mut(&t) {
+                        Some(td) if td.remaining > 1 => {
+                            td.remaining -= 1;
+                            None
+                        }
+                        Some(_) => self.teardowns.remove(&t),
+                        None => None,
+                    };
+                    if let Some(td) = done {
+                        self.fail_orphaned(td.calls);
+                    }
+                }
+                None => {}
+            },
             MeshMsg::BarrierAck { barrier } => {
                 let done = match self.barriers.get_mut(&barrier) {
                     Some(b) if b.remaining > 1 => {
@@ -1465,7 +1525,11 @@ impl ShardCore {
         let Some(s) = self.sessions.get_mut(&p.session) else {
             // The session ended while its REGISTER waited: undo.
             if let Ok(reg) = result {
-                self.send_mesh(owner_of(reg), MeshMsg::UnregisterReq { realm, registration: reg, callee: p.session });
+                // Token 0: nobody waits for the answer.
+                self.send_mesh(
+                    owner_of(reg),
+                    MeshMsg::UnregisterReq { realm, registration: reg, callee: p.session, token: 0 },
+                );
             }
             return;
         };

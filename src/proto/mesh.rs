@@ -204,8 +204,13 @@ pub enum MeshMsg {
     },
     /// From the owner: the registration's ID, or the error URI and message.
     RegisterDone { realm: Arc<str>, token: u64, result: Result<Id, (&'static str, String)> },
-    /// To the owner: remove `callee` from the registration.
-    UnregisterReq { realm: Arc<str>, registration: Id, callee: Id },
+    /// To the owner: remove `callee` from the registration. The owner always answers
+    /// [`MeshMsg::UnregisterDone`] with the token, so the requester can hold UNREGISTERED
+    /// (or the errors for a vanished callee's calls) until the procedure is really free:
+    /// otherwise a client reacting to them could register anew and reach the owner first.
+    UnregisterReq { realm: Arc<str>, registration: Id, callee: Id, token: u64 },
+    /// From the owner: the unregistration with this token is applied.
+    UnregisterDone { token: u64 },
     /// From the owner to every shard: the registration's callees in registration order
     /// (empty = deleted).
     RegRoute {
