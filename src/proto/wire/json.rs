@@ -2,31 +2,36 @@
 //! validating scanner that lets payloads pass through without being decoded, and
 //! [`Value`] ⇄ JSON for dicts and transcoded payloads.
 //!
-//! **Scanning.** [`skip_value`] is a hand-written validating scanner: it checks one JSON
+//! **Scanning.** `skip_value` is a hand-written validating scanner: it checks one JSON
 //! value against RFC 8259 completely (string escapes, surrogate pairs, UTF-8, the number
-//! grammar, literals, nesting up to [`limits::VALUE_DEPTH_MAX`]) and returns where it ends
-//! and its [`ValueKind`], building nothing. `Reader::skip` uses it for the payload, and the
-//! decoders run it first so that what the reader accepts and what the decoders accept are
-//! decided by one piece of code. Strings are scanned eight bytes at a time.
+//! grammar, literals, nesting of at most [`VALUE_DEPTH_MAX`] lists/dicts counted from the
+//! element itself) and returns where it ends and its [`ValueKind`], building nothing.
+//! `Reader::skip` uses it for the payload. The hand parser below is built from the same
+//! string, number and literal functions and the same depth rule, so what `skip` accepts is
+//! exactly what the decoders accept (a test checks this against serde_json too). Strings
+//! are scanned eight bytes at a time. A string starting with the escape `\u0000` is
+//! `ValueKind::Bytes` without its base64 being checked.
 //!
-//! **Decoding.** Dicts and values are built from the scanned slice. `{}` (the common
-//! `Options`) allocates nothing; `uint()` and `string()` parse scalars by hand. Larger
-//! values go to simd-json, which parses in place, so the slice is copied into a
-//! thread-local scratch buffer first (thread-per-core: one per shard, reused). Values of at
-//! most [`HAND_PARSE_MAX_BYTES`] are built by the hand-written parser in this file instead:
-//! measured with `bench/codec_json.rs`, simd-json's per-document setup (structural index
-//! pass, tape, padding copy) costs more than it saves on the small `Options`/`Details`
-//! dicts that make up most WAMP traffic. The hand parser is also the fallback when
-//! simd-json refuses a value the scanner accepted, which happens only for numbers outside
-//! its range: integers beyond i64/u64 (floats here) and floats beyond f64 (`1e999` is
-//! infinity here, and is written back as `null`).
+//! **Decoding.** `{}` (the common `Options`) allocates nothing; `uint()` and `string()`
+//! parse scalars by hand, taking escape-free strings straight from the slice. Values larger
+//! than `HAND_PARSE_MAX_BYTES` are scanned for their extent and go to simd-json, which
+//! parses in place, so the slice is copied into a thread-local scratch buffer first
+//! (thread-per-core: one per shard, reused). Smaller values are validated and built in one
+//! pass by the hand-written parser in this file: measured with `bench/codec_json.rs`,
+//! simd-json's per-document setup (structural index pass, tape, padded copy) costs more
+//! than it saves on the small `Options`/`Details` dicts that make up most WAMP traffic (see
+//! the constant for the figures). The hand parser is also the fallback when simd-json
+//! refuses a value the scanner accepted, which happens only for numbers outside its range:
+//! integers beyond i64/u64 (floats here) and floats beyond f64 (`1e999` is infinity here,
+//! and is written back as `null`).
 //!
 //! **Value mapping.** Non-negative integers are `UInt`, negative ones `Int`, integers
 //! outside both ranges and numbers with a fraction or exponent `Float` (`-0` is `UInt(0)`).
 //! A string starting with U+0000 is WAMP binary: `Bytes` of the base64 (standard alphabet,
 //! padded) that follows; when that is not valid base64 the string stays a `Str`. Of
 //! duplicate dict keys the last value wins. Lone surrogate escapes (`"\ud800"`) are
-//! rejected everywhere, since no Rust string can hold them.
+//! rejected everywhere, since no Rust string can hold them. `string()` (URIs, reasons)
+//! refuses a binary string rather than return text with a NUL in it.
 //!
 //! **Encoding** reproduces autobahn-python (`json.dumps(separators=(',', ':'),
 //! ensure_ascii=False)`) byte for byte: no spaces; `"` and `\` escaped, control characters
@@ -48,7 +53,9 @@ use super::value::{Dict, Value};
 use crate::limits::VALUE_DEPTH_MAX;
 
 /// Values (as encoded bytes) up to this size are built by the hand-written parser; larger
-/// ones by simd-json. See the module doc and `bench/codec_json.rs` for the measurement.
+/// ones by simd-json. Measured with `bench/codec_json.rs` (`json_payload_values`), forcing
+/// one builder or the other: hand-built is ~20% faster at 64 B, the two are even from
+/// ~600 B to 1 KiB, and simd-json is ~5% faster at 64 KiB.
 const HAND_PARSE_MAX_BYTES: usize = 512;
 
 /// A scratch buffer grown past this by one large value is released after use, so one
@@ -672,14 +679,27 @@ fn tape_value(nodes: &[Node<'_>], i: &mut usize, depth: usize) -> Result<Value, 
     })
 }
 
-/// Build the value that occupies all of `json`, which the scanner has already validated.
-fn build(json: &[u8]) -> Result<Value, DecodeError> {
-    if json.len() <= HAND_PARSE_MAX_BYTES {
-        return Parser::document(json);
+/// Validate and build the value starting at `start` (no leading whitespace); returns it
+/// and the position just after it.
+///
+/// When what is left of the input is small, the hand parser validates and builds in one
+/// pass. Otherwise the scanner finds the value's extent first, and a large value goes to
+/// simd-json; either way the grammar is checked by the same functions.
+fn build_at(buf: &[u8], start: usize) -> Result<(Value, usize), DecodeError> {
+    if buf.len().saturating_sub(start) > HAND_PARSE_MAX_BYTES {
+        let (end, _) = skip_value(buf, start)?;
+        if end - start > HAND_PARSE_MAX_BYTES {
+            let json = buf.get(start..end).unwrap_or_default();
+            // The grammar has been checked, so simd-json can only refuse a number beyond its
+            // range (integers beyond 64 bits, floats beyond f64); the hand parser decodes
+            // those as floats.
+            let v = simd_value(json).or_else(|_| Parser::document(json))?;
+            return Ok((v, end));
+        }
     }
-    // The grammar has been checked, so simd-json can only refuse a number beyond its range
-    // (integers beyond 64 bits, floats beyond f64); the hand parser decodes those as floats.
-    simd_value(json).or_else(|_| Parser::document(json))
+    let mut p = Parser { buf, pos: start };
+    let v = p.value(0)?;
+    Ok((v, p.pos))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -714,10 +734,9 @@ impl<'a> Reader<'a> {
         Ok(self.pos)
     }
 
-    /// Scan and build the element at `start`, leaving `pos` after it.
+    /// Build the element at `start`, leaving `pos` after it.
     fn build_element(&mut self, start: usize) -> Result<Value, DecodeError> {
-        let (end, _) = skip_value(self.buf, start)?;
-        let v = build(self.buf.get(start..end).unwrap_or_default())?;
+        let (v, end) = build_at(self.buf, start)?;
         self.pos = end;
         Ok(v)
     }
@@ -864,8 +883,8 @@ pub fn decode_values(raw: &[u8]) -> Result<Vec<Value>, DecodeError> {
         return Ok(out);
     }
     loop {
-        let (end, _) = skip_value(raw, pos)?;
-        out.push(build(raw.get(pos..end).unwrap_or_default())?);
+        let (v, end) = build_at(raw, pos)?;
+        out.push(v);
         pos = skip_ws(raw, end);
         match raw.get(pos) {
             None => return Ok(out),
