@@ -29,6 +29,8 @@ use super::mesh::{
 use super::options;
 use super::realm::{Realm, RouterConfig, SlowConsumerPolicy};
 use super::session::{ClientFeatures, ConnId, InvocationState, Session};
+pub use super::stats::Stats;
+use super::stats::{RealmSnapshot, Snapshot};
 use super::wire::ids::{IdGen, owner_of};
 use super::wire::message::code;
 use super::wire::uri::{self, MatchPolicy};
@@ -68,47 +70,6 @@ pub enum CoreEvent {
     /// Flush what is queued for the connection (bounded by the shutdown grace), then
     /// close its transport and call `handle_close`.
     Close { conn: ConnId, reason: &'static str },
-}
-
-/// Per-shard counters: plain integers, read by the runtime on request (no atomics).
-#[derive(Clone, Debug, Default)]
-pub struct Stats {
-    pub connections_opened: u64,
-    pub connections_closed: u64,
-    pub sessions_opened: u64,
-    pub sessions_closed: u64,
-    /// Messages received, by WAMP message code (0..=70; 337 and unknown go to slot 0).
-    pub messages_in: Vec<u64>,
-    /// Messages sent, by WAMP message code (EVENTs counted per receiver).
-    pub messages_out: Vec<u64>,
-    pub bytes_in: u64,
-    pub bytes_out_queued: u64,
-    pub publications: u64,
-    pub events_delivered: u64,
-    pub events_dropped_slow: u64,
-    pub events_dropped_too_big: u64,
-    pub slow_consumer_disconnects: u64,
-    pub protocol_violations: u64,
-    pub calls: u64,
-    pub calls_ok: u64,
-    pub calls_error: u64,
-    pub calls_rerouted: u64,
-    pub invocations: u64,
-    pub errors_sent: u64,
-    pub mesh_batches_out: u64,
-    pub mesh_messages_out: u64,
-    pub mesh_batches_in: u64,
-    pub mesh_messages_in: u64,
-    pub encode_failures: u64,
-}
-
-impl Stats {
-    fn new() -> Stats {
-        Stats { messages_in: vec![0; 71], messages_out: vec![0; 71], ..Default::default() }
-    }
-    fn slot(code: u64) -> usize {
-        if code <= 70 { code as usize } else { 0 }
-    }
 }
 
 #[derive(Debug)]
@@ -233,6 +194,11 @@ impl Output {
 
     fn send(&mut self, conn: ConnId, msg: &Message) -> bool {
         let Some(c) = self.conns.get(conn) else { return false };
+        match msg {
+            Message::Error { error, .. } => self.stats.count_error_uri(error),
+            Message::Abort { reason, .. } => self.stats.count_error_uri(reason),
+            _ => {}
+        }
         match encode_frame(c.info.framing, msg) {
             Ok(frame) => self.push(conn, frame, Class::Control, msg.code()),
             Err(e) => {
@@ -244,7 +210,6 @@ impl Output {
     }
 
     fn error(&mut self, conn: ConnId, request_type: u64, request: Id, error: &str, message: Option<String>) {
-        self.stats.errors_sent += 1;
         let c = self.conns.get(conn).map(|c| c.info.framing.serializer).unwrap_or_default();
         let payload = match message {
             Some(m) => Payload::from_values(c, Some(&[Value::Str(m)]), None),
@@ -283,6 +248,7 @@ struct PendingCall {
     /// Callees that bounced this call (re-routing skips them).
     tried: SmallVec<[Id; 2]>,
     disclose: Identity,
+    read_at: Instant,
 }
 
 /// A REGISTER waiting for its owner's barrier.
@@ -344,6 +310,8 @@ pub struct ShardCore {
     next_call: u64,
     /// Invocations running on this shard's callees: call key → (callee session, INVOCATION.Request).
     invocations: HashMap<CallKey, (Id, Id)>,
+    /// `/metrics` requests in progress: token → snapshots received so far.
+    stats_requests: HashMap<u64, Vec<Snapshot>>,
     /// Scratch: per-destination-shard targets of the publication being routed.
     route_scratch: Vec<SmallVec<[SubTarget; 2]>>,
 }
@@ -361,7 +329,7 @@ impl ShardCore {
                 dirty: Vec::new(),
                 slow: Vec::new(),
                 events: VecDeque::new(),
-                stats: Stats::new(),
+                stats: Stats::default(),
                 pending_bytes_max: cfg.router.pending_bytes_max,
             },
             router: cfg.router,
@@ -379,6 +347,7 @@ impl ShardCore {
             calls: HashMap::new(),
             next_call: 0,
             invocations: HashMap::new(),
+            stats_requests: HashMap::new(),
             route_scratch: (0..cfg.shards).map(|_| SmallVec::new()).collect(),
         }
     }
@@ -433,42 +402,42 @@ impl ShardCore {
     /// One WAMP message arrived on `conn`.
     pub fn handle_message(&mut self, conn: ConnId, frame: Bytes, now: Instant) {
         self.on_frame(conn, frame, now);
-        self.settle();
+        self.settle(now);
     }
 
     /// The transport of `conn` is gone (closed by the peer, by the runtime, or reaped).
-    pub fn handle_close(&mut self, conn: ConnId, _now: Instant) {
+    pub fn handle_close(&mut self, conn: ConnId, now: Instant) {
         if let Some(c) = self.out.conns.remove(conn) {
             self.out.stats.connections_closed += 1;
             if let ConnState::Established(sid) = c.state {
                 self.end_session(sid);
             }
         }
-        self.settle();
+        self.settle(now);
     }
 
     /// A batch of messages from shard `from`, in the order it sent them.
-    pub fn handle_mesh(&mut self, from: ShardId, batch: Vec<MeshMsg>, _now: Instant) {
+    pub fn handle_mesh(&mut self, from: ShardId, batch: Vec<MeshMsg>, now: Instant) {
         self.out.stats.mesh_batches_in += 1;
         self.out.stats.mesh_messages_in += batch.len() as u64;
         for msg in batch {
-            self.on_mesh(from, msg);
+            self.on_mesh(from, msg, now);
         }
-        self.settle();
+        self.settle(now);
     }
 
     /// The runtime found `conn` making no write progress for the write deadline.
-    pub fn handle_write_stalled(&mut self, conn: ConnId, _now: Instant) {
+    pub fn handle_write_stalled(&mut self, conn: ConnId, now: Instant) {
         if !self.out.slow.contains(&conn) {
             self.out.slow.push(conn);
         }
-        self.settle();
+        self.settle(now);
     }
 
     /// Router shutdown: GOODBYE `wamp.close.system_shutdown` to every session. Each
     /// connection is closed when its GOODBYE echo arrives; the runtime closes the rest after
     /// `limits::SHUTDOWN_GRACE_MS`.
-    pub fn shutdown(&mut self) {
+    pub fn shutdown(&mut self, now: Instant) {
         let conns: Vec<(ConnId, Id)> = self.sessions.values().map(|s| (s.conn, s.id)).collect();
         for (conn, sid) in conns {
             self.out.send(
@@ -484,7 +453,71 @@ impl ShardCore {
                 c.state = ConnState::Closing;
             }
         }
-        self.settle();
+        self.settle(now);
+    }
+
+    /// This shard's counters and gauges.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut snap = Snapshot {
+            shard: self.shard,
+            stats: self.out.stats.clone(),
+            realms: Vec::with_capacity(self.realms.len()),
+            connections: Default::default(),
+            pending_out_bytes: 0,
+            mesh_outbox: self.outbox_len as u64,
+        };
+        for (_, slot) in &self.out.conns.entries {
+            if let Some(c) = slot {
+                snap.connections[c.info.framing.index()] += 1;
+                snap.pending_out_bytes += c.out.bytes() as u64;
+            }
+        }
+        let mut realms: Vec<&Realm> = self.realms.values().collect();
+        realms.sort_by(|a, b| a.name.cmp(&b.name));
+        for r in realms {
+            snap.realms.push(RealmSnapshot {
+                name: r.name.to_string(),
+                stats: r.stats.clone(),
+                sessions: r.sessions as u64,
+                subscriptions: r.broker.route_count() as u64,
+                registrations: r.dealer.route_count() as u64,
+            });
+        }
+        snap
+    }
+
+    /// Start gathering every shard's snapshot; poll [`ShardCore::take_stats`] with the token.
+    /// At most a handful are in flight (one per scrape), so the map stays tiny.
+    pub fn request_stats(&mut self, now: Instant) -> u64 {
+        self.next_token += 1;
+        let token = self.next_token;
+        self.stats_requests.insert(token, vec![self.snapshot()]);
+        let me = self.shard;
+        for shard in (0..self.shards).filter(|&s| s != me) {
+            self.send_mesh(shard, MeshMsg::StatsRequest { token });
+        }
+        self.settle(now);
+        token
+    }
+
+    /// Every shard's snapshot, once all have answered (sorted by shard).
+    pub fn take_stats(&mut self, token: u64) -> Option<Vec<Snapshot>> {
+        if self.stats_requests.get(&token)?.len() < self.shards {
+            return None;
+        }
+        let mut list = self.stats_requests.remove(&token)?;
+        list.sort_by_key(|s| s.shard);
+        Some(list)
+    }
+
+    /// Give up on a stats request (the scrape timed out).
+    pub fn cancel_stats(&mut self, token: u64) {
+        self.stats_requests.remove(&token);
+    }
+
+    /// The runtime found a mesh channel full.
+    pub fn count_mesh_full(&mut self) {
+        self.out.stats.mesh_channel_full += 1;
     }
 
     // ---------------------------------------------------------------- outputs
@@ -535,10 +568,10 @@ impl ShardCore {
     // ---------------------------------------------------------------- internals
 
     /// Finish an input: run messages this shard sent itself, and act on slow consumers.
-    fn settle(&mut self) {
+    fn settle(&mut self, now: Instant) {
         loop {
             while let Some(msg) = self.local.pop_front() {
-                self.on_mesh(self.shard, msg);
+                self.on_mesh(self.shard, msg, now);
             }
             if self.out.slow.is_empty() {
                 break;
@@ -815,7 +848,7 @@ impl ShardCore {
             Message::Subscribe { request, options, topic } => self.on_subscribe(conn, sid, request, options, topic),
             Message::Unsubscribe { request, subscription } => self.on_unsubscribe(conn, sid, request, subscription),
             Message::Call { request, options, procedure, payload } => {
-                self.on_call(conn, sid, request, options, procedure, payload)
+                self.on_call(conn, sid, request, options, procedure, payload, now)
             }
             Message::Cancel { request, options } => self.on_cancel(conn, sid, request, options),
             Message::Register { request, options, procedure } => {
@@ -850,7 +883,7 @@ impl ShardCore {
         options: Dict,
         topic: String,
         payload: Payload,
-        _now: Instant,
+        now: Instant,
     ) {
         let opts = match PublishOptions::parse(&options) {
             Ok(o) => o,
@@ -882,6 +915,7 @@ impl ShardCore {
             exclude_me: opts.exclude_me,
             filters: opts.filters,
             payload,
+            read_at: now,
         });
         let scratch = &mut self.route_scratch;
         realm.broker.routes(&publication.topic, |target, mut shards: ShardSet| {
@@ -899,10 +933,13 @@ impl ShardCore {
             }
             let targets = std::mem::take(&mut self.route_scratch[shard]);
             if shard == self.shard {
-                self.deliver_local(&publication, &targets);
+                self.deliver_local(&publication, &targets, now);
             } else {
                 self.send_mesh(shard, MeshMsg::Deliver { publication: publication.clone(), targets });
             }
+        }
+        if let Some(r) = self.realms.get_mut(&publication.realm) {
+            r.stats.publications += 1;
         }
         if opts.acknowledge {
             self.out.send(conn, &Message::Published { request, publication: id });
@@ -911,8 +948,10 @@ impl ShardCore {
 
     /// Fan a publication out to this shard's members of `targets`: one EVENT encoding per
     /// (subscription, serializer, transport), one payload transcoding per serializer.
-    fn deliver_local(&mut self, p: &Publication, targets: &[SubTarget]) {
+    fn deliver_local(&mut self, p: &Publication, targets: &[SubTarget], now: Instant) {
+        self.out.stats.routing_latency.observe(now.saturating_duration_since(p.read_at));
         let Some(realm) = self.realms.get(&p.realm) else { return };
+        let mut delivered = 0u64;
         let mut payloads: [Option<Payload>; 3] = Default::default();
         for t in targets {
             let Some(local) = realm.broker.local(t.subscription) else { continue };
@@ -954,9 +993,13 @@ impl ShardCore {
                 }
                 let frame = slot.clone().unwrap_or_default();
                 if self.out.push(m.conn, frame, Class::Event, code::EVENT) {
-                    self.out.stats.events_delivered += 1;
+                    delivered += 1;
                 }
             }
+        }
+        self.out.stats.events_delivered += delivered;
+        if let Some(r) = self.realms.get_mut(&p.realm) {
+            r.stats.events_delivered += delivered;
         }
     }
 
@@ -1078,7 +1121,17 @@ impl ShardCore {
         self.send_mesh(owner_of(registration), MeshMsg::UnregisterReq { realm, registration, callee: sid, token });
     }
 
-    fn on_call(&mut self, conn: ConnId, sid: Id, request: Id, options: Dict, procedure: String, payload: Payload) {
+    #[allow(clippy::too_many_arguments)]
+    fn on_call(
+        &mut self,
+        conn: ConnId,
+        sid: Id,
+        request: Id,
+        options: Dict,
+        procedure: String,
+        payload: Payload,
+        now: Instant,
+    ) {
         let opts = match CallOptions::parse(&options) {
             Ok(o) => o,
             Err(e) => return self.protocol_violation(conn, &e),
@@ -1102,6 +1155,9 @@ impl ShardCore {
             return self.protocol_violation(conn, &format!("CALL.Request {request} is already in flight"));
         }
         self.out.stats.calls += 1;
+        if let Some(r) = self.realms.get_mut(&s.realm) {
+            r.stats.calls += 1;
+        }
         self.next_call += 1;
         let seq = self.next_call;
         let disclose = Identity { session: sid, authid: s.authid.clone(), authrole: s.authrole.clone() };
@@ -1117,6 +1173,7 @@ impl ShardCore {
                 callee: None,
                 tried: SmallVec::new(),
                 disclose,
+                read_at: now,
             },
         );
         if let Some(s) = self.sessions.get_mut(&sid) {
@@ -1147,6 +1204,7 @@ impl ShardCore {
                         receive_progress: pc.options.receive_progress,
                         timeout_ms: pc.options.timeout as u64,
                         payload: pc.payload.clone(),
+                        read_at: pc.read_at,
                     };
                     let shard = callee.shard;
                     pc.callee = Some(callee);
@@ -1164,13 +1222,15 @@ impl ShardCore {
     fn fail_call(&mut self, seq: u64, error: &str, details: Dict, message: Option<String>, payload: Payload) {
         let Some(pc) = self.calls.remove(&seq) else { return };
         self.out.stats.calls_error += 1;
+        if let Some(r) = self.realms.get_mut(&pc.realm) {
+            r.stats.calls_error += 1;
+        }
         let Some(s) = self.sessions.get_mut(&pc.caller) else { return };
         s.calls.remove(&pc.request);
         let conn = s.conn;
         if let Some(m) = message {
             self.out.error(conn, code::CALL, pc.request, error, Some(m));
         } else {
-            self.out.stats.errors_sent += 1;
             self.out.send(
                 conn,
                 &Message::Error {
@@ -1210,7 +1270,7 @@ impl ShardCore {
     }
 
     /// An invocation arrives at its callee's shard.
-    fn start_invocation(&mut self, inv: Box<Invoke>) {
+    fn start_invocation(&mut self, inv: Box<Invoke>, now: Instant) {
         let bounce = |reason| MeshMsg::Bounced { call: inv.call, callee: inv.callee, reason };
         let Some(s) = self.sessions.get_mut(&inv.callee) else {
             let msg = bounce(Bounce::CalleeGone);
@@ -1250,6 +1310,7 @@ impl ShardCore {
             details.insert("timeout", inv.timeout_ms);
         }
         self.out.stats.invocations += 1;
+        self.out.stats.routing_latency.observe(now.saturating_duration_since(inv.read_at));
         let Invoke { registration, payload, .. } = *inv;
         self.out.send(conn, &Message::Invocation { request, registration, details, payload });
     }
@@ -1304,13 +1365,13 @@ impl ShardCore {
 
     // ---------------------------------------------------------------- mesh
 
-    fn on_mesh(&mut self, from: ShardId, msg: MeshMsg) {
+    fn on_mesh(&mut self, from: ShardId, msg: MeshMsg, now: Instant) {
         match msg {
             MeshMsg::SubscribeReq { realm, topic, policy, token } => {
                 let owner = self.shard;
                 let sub = self.realm_mut(&realm).broker.owner_add(owner, &topic, policy, from).0.clone();
                 let done = BarrierDone::Subscribe { to: from, realm: realm.clone(), token, subscription: sub.id };
-                self.broadcast_barrier(done, |barrier| MeshMsg::SubRoute {
+                self.broadcast_barrier(done, now, |barrier| MeshMsg::SubRoute {
                     realm: realm.clone(),
                     subscription: sub.id,
                     topic: sub.topic.clone(),
@@ -1321,7 +1382,7 @@ impl ShardCore {
             }
             MeshMsg::SubscribeRelease { realm, subscription } => {
                 if let Some(sub) = self.realm_mut(&realm).broker.owner_release(subscription, from) {
-                    self.broadcast(|| MeshMsg::SubRoute {
+                    self.broadcast(now, || MeshMsg::SubRoute {
                         realm: realm.clone(),
                         subscription,
                         topic: sub.topic.clone(),
@@ -1359,7 +1420,7 @@ impl ShardCore {
                         let callees = Arc::new(reg.callees.clone());
                         let done =
                             BarrierDone::Register { to: from, realm: realm.clone(), token, registration: reg.id };
-                        self.broadcast_barrier(done, |barrier| MeshMsg::RegRoute {
+                        self.broadcast_barrier(done, now, |barrier| MeshMsg::RegRoute {
                             realm: realm.clone(),
                             registration: reg.id,
                             procedure: reg.procedure.clone(),
@@ -1377,7 +1438,7 @@ impl ShardCore {
                 self.send_mesh(from, MeshMsg::UnregisterDone { token });
                 if let Some(reg) = result {
                     let callees = Arc::new(reg.callees.clone());
-                    self.broadcast(|| MeshMsg::RegRoute {
+                    self.broadcast(now, || MeshMsg::RegRoute {
                         realm: realm.clone(),
                         registration,
                         procedure: reg.procedure.clone(),
@@ -1403,7 +1464,7 @@ impl ShardCore {
                     self.send_mesh(from, MeshMsg::BarrierAck { barrier: b });
                 }
             }
-            MeshMsg::RegisterDone { realm, token, result } => self.on_register_done(realm, token, result),
+            MeshMsg::RegisterDone { realm, token, result } => self.on_register_done(realm, token, result, now),
             MeshMsg::UnregisterDone { token } => match self.pending_unregisters.remove(&token) {
                 Some(Unregistering::Reply { session, conn, request }) => {
                     if self.sessions.contains_key(&session) {
@@ -1438,8 +1499,8 @@ impl ShardCore {
                     self.finish_barrier(done);
                 }
             }
-            MeshMsg::Deliver { publication, targets } => self.deliver_local(&publication, &targets),
-            MeshMsg::Invoke(inv) => self.start_invocation(inv),
+            MeshMsg::Deliver { publication, targets } => self.deliver_local(&publication, &targets, now),
+            MeshMsg::Invoke(inv) => self.start_invocation(inv, now),
             MeshMsg::Yielded { call, progress, payload } => self.on_yielded(call, progress, payload),
             MeshMsg::CallFailed { call, error, details, payload } => {
                 self.fail_call(call.seq, &error, details, None, payload);
@@ -1461,12 +1522,21 @@ impl ShardCore {
                 self.route_call(call.seq);
             }
             MeshMsg::CancelInvoke { call, callee, mode } => self.on_cancel_invoke(call, callee, mode),
+            MeshMsg::StatsRequest { token } => {
+                let snapshot = Box::new(self.snapshot());
+                self.send_mesh(from, MeshMsg::StatsReply { token, snapshot });
+            }
+            MeshMsg::StatsReply { token, snapshot } => {
+                if let Some(list) = self.stats_requests.get_mut(&token) {
+                    list.push(*snapshot);
+                }
+            }
         }
     }
 
     /// Send a route update to every other shard with a barrier, apply it here, and run
     /// `done` once every other shard acknowledged.
-    fn broadcast_barrier(&mut self, done: BarrierDone, make: impl Fn(Option<BarrierId>) -> MeshMsg) {
+    fn broadcast_barrier(&mut self, done: BarrierDone, now: Instant, make: impl Fn(Option<BarrierId>) -> MeshMsg) {
         self.next_barrier += 1;
         let id = self.next_barrier;
         for shard in 0..self.shards {
@@ -1475,7 +1545,7 @@ impl ShardCore {
             }
         }
         // Apply locally now (no ack needed from ourselves).
-        self.on_mesh(self.shard, make(None));
+        self.on_mesh(self.shard, make(None), now);
         if self.shards == 1 {
             self.finish_barrier(done);
         } else {
@@ -1484,13 +1554,13 @@ impl ShardCore {
     }
 
     /// Send a route update to every shard, this one included, without waiting.
-    fn broadcast(&mut self, make: impl Fn() -> MeshMsg) {
+    fn broadcast(&mut self, now: Instant, make: impl Fn() -> MeshMsg) {
         for shard in 0..self.shards {
             if shard != self.shard {
                 self.send_mesh(shard, make());
             }
         }
-        self.on_mesh(self.shard, make());
+        self.on_mesh(self.shard, make(), now);
     }
 
     fn finish_barrier(&mut self, done: BarrierDone) {
@@ -1520,7 +1590,13 @@ impl ShardCore {
         }
     }
 
-    fn on_register_done(&mut self, realm: Arc<str>, token: u64, result: Result<Id, (&'static str, String)>) {
+    fn on_register_done(
+        &mut self,
+        realm: Arc<str>,
+        token: u64,
+        result: Result<Id, (&'static str, String)>,
+        now: Instant,
+    ) {
         let Some(p) = self.pending_registers.remove(&token) else { return };
         let Some(s) = self.sessions.get_mut(&p.session) else {
             // The session ended while its REGISTER waited: undo.
@@ -1545,7 +1621,7 @@ impl ShardCore {
                     parked.into_iter().partition(|inv| inv.reg_uri == procedure && inv.reg_policy == policy);
                 s.parked = rest;
                 for inv in mine {
-                    self.start_invocation(inv);
+                    self.start_invocation(inv, now);
                 }
             }
             Err((uri, message)) => self.out.error(conn, code::REGISTER, p.request, uri, Some(message)),
@@ -1560,7 +1636,11 @@ impl ShardCore {
         let (caller, request) = (pc.caller, pc.request);
         let details = if progress { Dict::new().with("progress", true) } else { Dict::new() };
         if !progress {
-            self.calls.remove(&call.seq);
+            if let Some(pc) = self.calls.remove(&call.seq)
+                && let Some(r) = self.realms.get_mut(&pc.realm)
+            {
+                r.stats.calls_ok += 1;
+            }
             self.out.stats.calls_ok += 1;
         }
         let Some(s) = self.sessions.get_mut(&caller) else { return };

@@ -15,9 +15,11 @@
 //!   spec's per-(publisher, subscriber) order across topics would break.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use smallvec::SmallVec;
 
+use super::stats::Snapshot;
 use super::wire::uri::MatchPolicy;
 use super::wire::{Dict, Id, Payload};
 
@@ -76,6 +78,8 @@ pub struct Publication {
     pub exclude_me: bool,
     pub filters: Option<Box<Filters>>,
     pub payload: Payload,
+    /// When the PUBLISH was read (routing-latency metric).
+    pub read_at: Instant,
 }
 
 /// Session identity disclosed to receivers.
@@ -158,6 +162,8 @@ pub struct Invoke {
     /// Call timeout in ms as forwarded to the callee (`INVOCATION.Details.timeout`), 0 = none.
     pub timeout_ms: u64,
     pub payload: Payload,
+    /// When the CALL was read (routing-latency metric).
+    pub read_at: Instant,
 }
 
 /// Why a callee's shard could not even start an invocation.
@@ -176,11 +182,23 @@ pub enum Bounce {
 pub enum MeshMsg {
     // ---- control plane: subscriptions ----
     /// To the owner: the sender wants to have members for (topic, policy).
-    SubscribeReq { realm: Arc<str>, topic: Arc<str>, policy: MatchPolicy, token: u64 },
+    SubscribeReq {
+        realm: Arc<str>,
+        topic: Arc<str>,
+        policy: MatchPolicy,
+        token: u64,
+    },
     /// From the owner: every shard now routes the subscription to the requester.
-    SubscribeDone { realm: Arc<str>, token: u64, subscription: Id },
+    SubscribeDone {
+        realm: Arc<str>,
+        token: u64,
+        subscription: Id,
+    },
     /// To the owner: the sender has no members left for this subscription.
-    SubscribeRelease { realm: Arc<str>, subscription: Id },
+    SubscribeRelease {
+        realm: Arc<str>,
+        subscription: Id,
+    },
     /// From the owner to every shard: the subscription's full shard set (empty = deleted).
     SubRoute {
         realm: Arc<str>,
@@ -203,14 +221,25 @@ pub enum MeshMsg {
         token: u64,
     },
     /// From the owner: the registration's ID, or the error URI and message.
-    RegisterDone { realm: Arc<str>, token: u64, result: Result<Id, (&'static str, String)> },
+    RegisterDone {
+        realm: Arc<str>,
+        token: u64,
+        result: Result<Id, (&'static str, String)>,
+    },
     /// To the owner: remove `callee` from the registration. The owner always answers
     /// [`MeshMsg::UnregisterDone`] with the token, so the requester can hold UNREGISTERED
     /// (or the errors for a vanished callee's calls) until the procedure is really free:
     /// otherwise a client reacting to them could register anew and reach the owner first.
-    UnregisterReq { realm: Arc<str>, registration: Id, callee: Id, token: u64 },
+    UnregisterReq {
+        realm: Arc<str>,
+        registration: Id,
+        callee: Id,
+        token: u64,
+    },
     /// From the owner: the unregistration with this token is applied.
-    UnregisterDone { token: u64 },
+    UnregisterDone {
+        token: u64,
+    },
     /// From the owner to every shard: the registration's callees in registration order
     /// (empty = deleted).
     RegRoute {
@@ -226,20 +255,52 @@ pub enum MeshMsg {
     },
 
     /// To a barrier's owner: the sender applied the route update.
-    BarrierAck { barrier: BarrierId },
+    BarrierAck {
+        barrier: BarrierId,
+    },
 
     // ---- data plane ----
     /// Deliver a publication to these subscriptions' members on the receiving shard.
-    Deliver { publication: Arc<Publication>, targets: SmallVec<[SubTarget; 2]> },
+    Deliver {
+        publication: Arc<Publication>,
+        targets: SmallVec<[SubTarget; 2]>,
+    },
     /// Start an invocation on the callee's shard.
     Invoke(Box<Invoke>),
     /// A YIELD (progressive or final) travelling back to the caller's shard.
-    Yielded { call: CallKey, progress: bool, payload: Payload },
+    Yielded {
+        call: CallKey,
+        progress: bool,
+        payload: Payload,
+    },
     /// An ERROR from the callee, or a failure on the callee's side, back to the caller's shard.
-    CallFailed { call: CallKey, error: String, details: Dict, payload: Payload },
+    CallFailed {
+        call: CallKey,
+        error: String,
+        details: Dict,
+        payload: Payload,
+    },
     /// The invocation could not be started or was refused as unavailable: re-route.
-    Bounced { call: CallKey, callee: Id, reason: Bounce },
+    Bounced {
+        call: CallKey,
+        callee: Id,
+        reason: Bounce,
+    },
     /// The caller is gone (or canceled): the callee's shard drops the invocation's result
     /// and interrupts the callee if it supports call canceling.
-    CancelInvoke { call: CallKey, callee: Id, mode: &'static str },
+    CancelInvoke {
+        call: CallKey,
+        callee: Id,
+        mode: &'static str,
+    },
+
+    // ---- observability ----
+    /// Ask for the receiver's counters (`/metrics`).
+    StatsRequest {
+        token: u64,
+    },
+    StatsReply {
+        token: u64,
+        snapshot: Box<Snapshot>,
+    },
 }

@@ -15,3 +15,4 @@ pub mod options;
 pub mod pattern;
 pub mod realm;
 pub mod session;
+pub mod stats;

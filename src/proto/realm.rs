@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::broker::Broker;
 use super::dealer::Dealer;
+use super::stats::RealmStats;
 use crate::limits;
 
 /// What happens when a connection's queued bytes exceed `pending_bytes_max`.
@@ -96,6 +97,7 @@ pub struct Realm {
     pub dealer: Dealer,
     /// Established sessions of this realm on this shard.
     pub sessions: usize,
+    pub stats: RealmStats,
 }
 
 impl Realm {
@@ -106,6 +108,7 @@ impl Realm {
             broker: Broker::default(),
             dealer: Dealer::default(),
             sessions: 0,
+            stats: RealmStats::default(),
         }
     }
 }

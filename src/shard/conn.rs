@@ -213,7 +213,15 @@ async fn http<S: AsyncRead + AsyncWrite + Unpin>(
         }
         return;
     }
-    let response = match (request.method.as_str(), request.path_without_query()) {
+    let response = plain_http(&shard, &request, true).await;
+    let _ = write_all_by(&mut stream, &response, Duration::from_secs(5)).await;
+    let _ = stream.close().await;
+}
+
+/// Answer `/health`, `/metrics`, and anything else that is not a WebSocket upgrade.
+/// `wamp_listener`: the request came to the WAMP port (then other paths get 426).
+async fn plain_http(shard: &Rc<Shard>, request: &websocket::Request, wamp_listener: bool) -> Vec<u8> {
+    match (request.method.as_str(), request.path_without_query()) {
         ("GET", "/health") => {
             let ready = shard.serving.load(Ordering::SeqCst) >= shard.config.shards && !shard.shutting_down.get();
             if ready {
@@ -222,12 +230,58 @@ async fn http<S: AsyncRead + AsyncWrite + Unpin>(
                 websocket::http_response(503, &[("Content-Type", "text/plain")], b"starting or stopping\n")
             }
         }
-        _ => websocket::http_response(
+        ("GET", "/metrics") => match gather_metrics(shard).await {
+            Some(text) => {
+                websocket::http_response(200, &[("Content-Type", "text/plain; version=0.0.4")], text.as_bytes())
+            }
+            None => websocket::http_response(503, &[("Content-Type", "text/plain")], b"a shard did not answer in time\n"),
+        },
+        _ if wamp_listener => websocket::http_response(
             426,
             &[("Content-Type", "text/plain"), ("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")],
             b"shardbar is a WAMP router: connect with a WebSocket (wamp.2.json, wamp.2.msgpack, wamp.2.cbor) or RawSocket\n",
         ),
+        _ => websocket::http_response(404, &[("Content-Type", "text/plain")], b"try /metrics or /health\n"),
+    }
+}
+
+/// Ask every shard for its counters over the mesh and render them (bounded wait).
+async fn gather_metrics(shard: &Rc<Shard>) -> Option<String> {
+    let token = shard.core.borrow_mut().request_stats(Instant::now());
+    shard.request_flush();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        if let Some(snaps) = shard.core.borrow_mut().take_stats(token) {
+            return Some(crate::proto::stats::render_prometheus(&snaps));
+        }
+        if Instant::now() >= deadline {
+            shard.core.borrow_mut().cancel_stats(token);
+            return None;
+        }
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A connection to the separate metrics listener: HTTP only.
+pub(crate) async fn serve_http_only<S: AsyncRead + AsyncWrite + Unpin>(shard: Rc<Shard>, mut stream: S) {
+    let deadline = Instant::now() + Duration::from_millis(limits::HANDSHAKE_TIMEOUT_MS);
+    let mut buf = BytesMut::with_capacity(4096);
+    let request = loop {
+        match websocket::parse_request(&buf) {
+            Ok(Some((r, _))) => break r,
+            Ok(None) => {
+                let len = buf.len();
+                if !read_until(&mut stream, &mut buf, deadline, |b| b.len() > len).await {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = write_all_by(&mut stream, &e.response(), Duration::from_secs(1)).await;
+                return;
+            }
+        }
     };
+    let response = plain_http(&shard, &request, false).await;
     let _ = write_all_by(&mut stream, &response, Duration::from_secs(5)).await;
     let _ = stream.close().await;
 }

@@ -221,7 +221,9 @@ impl Shard {
         {
             let mut core = self.core.borrow_mut();
             while let Some((to, batch)) = core.poll_mesh() {
-                self.send_batch(to, batch);
+                if self.send_batch(to, batch) {
+                    core.count_mesh_full();
+                }
             }
             core.take_dirty(&mut dirty);
             while let Some(ev) = core.poll_event() {
@@ -244,18 +246,23 @@ impl Shard {
         }
     }
 
-    fn send_batch(&self, to: usize, batch: Batch) {
-        let Some(senders) = &self.senders else { return };
+    /// Send a batch now if the channel has room, else queue it behind the sender task.
+    /// Returns whether the channel was full.
+    fn send_batch(&self, to: usize, batch: Batch) -> bool {
+        let Some(senders) = &self.senders else { return false };
         let mut backlog = self.backlog.borrow_mut();
+        let mut full = false;
         if backlog[to].is_empty() && !self.in_flight[to].get() {
             match senders.try_send_to(to, batch) {
-                Ok(()) => return,
+                Ok(()) => return false,
                 Err(GlommioError::WouldBlock(ResourceType::Channel(batch))) => {
                     backlog[to].push_back(batch);
+                    full = true;
                 }
                 Err(e) => {
-                    tracing::error!(shard = self.id, peer = to, error = %e, "mesh channel closed; batch lost");
-                    return;
+                    // Only during shutdown: the peer is gone.
+                    tracing::debug!(shard = self.id, peer = to, error = %e, "mesh channel closed; batch dropped");
+                    return false;
                 }
             }
         } else {
@@ -263,6 +270,7 @@ impl Shard {
         }
         self.backlog_len.set(self.backlog_len.get() + 1);
         self.backlog_notify[to].notify();
+        full
     }
 
     pub fn request_flush(&self) {
@@ -387,6 +395,11 @@ async fn shard_main(
             ListenAddr::Unix(_) => {}
         }
     }
+    if let (0, Some(addr)) = (id, config.metrics_addr) {
+        let listener =
+            glommio::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr} (metrics): {e}"))?;
+        accept_tasks.push(glommio::spawn_local(accept_metrics(shard.clone(), listener)));
+    }
     serving.fetch_add(1, Ordering::SeqCst);
     tracing::info!(shard = id, shards = n, "shard serving");
 
@@ -420,7 +433,7 @@ async fn shard_main(
     tracing::info!(shard = id, "shutting down");
     shard.shutting_down.set(true);
     drop(accept_tasks);
-    shard.core.borrow_mut().shutdown();
+    shard.core.borrow_mut().shutdown(Instant::now());
     shard.flush_now();
     let deadline = Instant::now() + Duration::from_millis(limits::SHUTDOWN_GRACE_MS);
     while shard.open_conns.get() > 0 && Instant::now() < deadline {
@@ -451,6 +464,20 @@ async fn accept_tcp(shard: Rc<Shard>, listener: glommio::net::TcpListener, l: Rc
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
                 tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn accept_metrics(shard: Rc<Shard>, listener: glommio::net::TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                glommio::spawn_local(conn::serve_http_only(shard.clone(), stream)).detach();
+            }
+            Err(e) => {
+                tracing::warn!(shard = shard.id, error = %e, "metrics accept failed");
                 glommio::timer::sleep(Duration::from_millis(50)).await;
             }
         }

@@ -1,0 +1,395 @@
+//! Per-shard counters, their snapshots, and the Prometheus text rendering.
+//!
+//! Counters are plain integers owned by one shard's core — no atomics on the hot path.
+//! `/metrics` asks every shard for a [`Snapshot`] over the mesh and renders them together,
+//! labelled by shard (and realm where the counter belongs to one).
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+use super::frame::Framing;
+use super::wire::message::code_name;
+
+/// Most distinct error URIs counted per shard; more are counted under `_other`, so a
+/// callee inventing URIs cannot grow the map without bound.
+pub const ERROR_URIS_MAX: usize = 256;
+
+/// Upper bounds (µs) of the routing-latency histogram buckets.
+pub const LATENCY_BOUNDS_US: [u64; 14] =
+    [5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000];
+
+/// A fixed-bucket latency histogram (Prometheus style: cumulative on output).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LatencyHistogram {
+    /// Count per bucket; the last slot is +Inf.
+    pub buckets: [u64; LATENCY_BOUNDS_US.len() + 1],
+    pub sum_us: u64,
+    pub count: u64,
+}
+
+impl LatencyHistogram {
+    pub fn observe(&mut self, d: Duration) {
+        let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
+        let i = LATENCY_BOUNDS_US.iter().position(|&b| us <= b).unwrap_or(LATENCY_BOUNDS_US.len());
+        self.buckets[i] += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+        self.count += 1;
+    }
+}
+
+/// Counters that belong to one realm on one shard.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RealmStats {
+    pub sessions_opened: u64,
+    pub publications: u64,
+    pub events_delivered: u64,
+    pub calls: u64,
+    pub calls_ok: u64,
+    pub calls_error: u64,
+}
+
+/// Shard-wide counters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stats {
+    pub connections_opened: u64,
+    pub connections_closed: u64,
+    pub sessions_opened: u64,
+    pub sessions_closed: u64,
+    /// Messages received, by WAMP message code (0..=70; unknown/undecodable in slot 0).
+    pub messages_in: Vec<u64>,
+    /// Messages queued for sending, by code (EVENTs counted per receiver).
+    pub messages_out: Vec<u64>,
+    pub bytes_in: u64,
+    pub bytes_out_queued: u64,
+    pub publications: u64,
+    pub events_delivered: u64,
+    pub events_dropped_slow: u64,
+    pub events_dropped_too_big: u64,
+    pub slow_consumer_disconnects: u64,
+    pub protocol_violations: u64,
+    pub calls: u64,
+    pub calls_ok: u64,
+    pub calls_error: u64,
+    pub calls_rerouted: u64,
+    pub invocations: u64,
+    /// ERROR and ABORT URIs sent to clients.
+    pub errors_by_uri: HashMap<String, u64>,
+    pub mesh_batches_out: u64,
+    pub mesh_messages_out: u64,
+    pub mesh_batches_in: u64,
+    pub mesh_messages_in: u64,
+    /// Times a mesh channel was full and a batch had to wait (counted by the runtime).
+    pub mesh_channel_full: u64,
+    pub encode_failures: u64,
+    /// Time from a PUBLISH/CALL being read to its EVENTs/INVOCATION being queued.
+    pub routing_latency: LatencyHistogram,
+}
+
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats {
+            connections_opened: 0,
+            connections_closed: 0,
+            sessions_opened: 0,
+            sessions_closed: 0,
+            messages_in: vec![0; 71],
+            messages_out: vec![0; 71],
+            bytes_in: 0,
+            bytes_out_queued: 0,
+            publications: 0,
+            events_delivered: 0,
+            events_dropped_slow: 0,
+            events_dropped_too_big: 0,
+            slow_consumer_disconnects: 0,
+            protocol_violations: 0,
+            calls: 0,
+            calls_ok: 0,
+            calls_error: 0,
+            calls_rerouted: 0,
+            invocations: 0,
+            errors_by_uri: HashMap::new(),
+            mesh_batches_out: 0,
+            mesh_messages_out: 0,
+            mesh_batches_in: 0,
+            mesh_messages_in: 0,
+            mesh_channel_full: 0,
+            encode_failures: 0,
+            routing_latency: LatencyHistogram::default(),
+        }
+    }
+}
+
+impl Stats {
+    /// The `messages_*` slot of a message code.
+    pub fn slot(code: u64) -> usize {
+        if code <= 70 { code as usize } else { 0 }
+    }
+
+    pub fn count_error_uri(&mut self, uri: &str) {
+        if let Some(n) = self.errors_by_uri.get_mut(uri) {
+            *n += 1;
+        } else if self.errors_by_uri.len() < ERROR_URIS_MAX {
+            self.errors_by_uri.insert(uri.to_owned(), 1);
+        } else {
+            *self.errors_by_uri.entry("_other".to_owned()).or_default() += 1;
+        }
+    }
+}
+
+/// Gauges of one realm on one shard at snapshot time.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RealmSnapshot {
+    pub name: String,
+    pub stats: RealmStats,
+    pub sessions: u64,
+    pub subscriptions: u64,
+    pub registrations: u64,
+}
+
+/// Everything one shard reports for `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Snapshot {
+    pub shard: usize,
+    pub stats: Stats,
+    pub realms: Vec<RealmSnapshot>,
+    /// Open connections by framing (`Framing::index`).
+    pub connections: [u64; Framing::COUNT],
+    /// Bytes queued for writing over all connections.
+    pub pending_out_bytes: u64,
+    /// Mesh messages waiting in the outbox.
+    pub mesh_outbox: u64,
+}
+
+const FRAMINGS: [(&str, &str); Framing::COUNT] = [
+    ("websocket", "json"),
+    ("websocket", "msgpack"),
+    ("websocket", "cbor"),
+    ("rawsocket", "json"),
+    ("rawsocket", "msgpack"),
+    ("rawsocket", "cbor"),
+];
+
+/// Render shard snapshots in the Prometheus text exposition format (version 0.0.4).
+pub fn render_prometheus(snaps: &[Snapshot]) -> String {
+    let mut o = String::with_capacity(16 * 1024);
+    let family = |o: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(o, "# HELP shardbar_{name} {help}");
+        let _ = writeln!(o, "# TYPE shardbar_{name} {kind}");
+    };
+    macro_rules! shard_counter {
+        ($name:literal, $help:literal, $field:ident) => {
+            family(&mut o, $name, "counter", $help);
+            for s in snaps {
+                let _ = writeln!(o, "shardbar_{}{{shard=\"{}\"}} {}", $name, s.shard, s.stats.$field);
+            }
+        };
+    }
+    macro_rules! realm_counter {
+        ($name:literal, $help:literal, $field:ident) => {
+            family(&mut o, $name, "counter", $help);
+            for s in snaps {
+                for r in &s.realms {
+                    let _ = writeln!(
+                        o,
+                        "shardbar_{}{{shard=\"{}\",realm=\"{}\"}} {}",
+                        $name,
+                        s.shard,
+                        escape(&r.name),
+                        r.stats.$field
+                    );
+                }
+            }
+        };
+    }
+
+    family(&mut o, "connections", "gauge", "Open connections, by transport and serializer.");
+    for s in snaps {
+        for (i, (t, ser)) in FRAMINGS.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "shardbar_connections{{shard=\"{}\",transport=\"{t}\",serializer=\"{ser}\"}} {}",
+                s.shard, s.connections[i]
+            );
+        }
+    }
+    shard_counter!("connections_opened_total", "Connections opened (transport handshake done).", connections_opened);
+    shard_counter!("connections_closed_total", "Connections closed.", connections_closed);
+    family(&mut o, "sessions", "gauge", "Established sessions.");
+    for s in snaps {
+        for r in &s.realms {
+            let _ =
+                writeln!(o, "shardbar_sessions{{shard=\"{}\",realm=\"{}\"}} {}", s.shard, escape(&r.name), r.sessions);
+        }
+    }
+    realm_counter!("sessions_opened_total", "Sessions established.", sessions_opened);
+    shard_counter!("sessions_closed_total", "Sessions ended.", sessions_closed);
+
+    for (name, help, pick) in [
+        ("messages_in_total", "WAMP messages received, by type.", 0),
+        ("messages_out_total", "WAMP messages queued for sending, by type (EVENTs per receiver).", 1),
+    ] {
+        family(&mut o, name, "counter", help);
+        for s in snaps {
+            let counts = if pick == 0 { &s.stats.messages_in } else { &s.stats.messages_out };
+            for (code, &n) in counts.iter().enumerate() {
+                if n > 0 {
+                    let t = if code == 0 { "INVALID" } else { code_name(code as u64) };
+                    let _ = writeln!(o, "shardbar_{name}{{shard=\"{}\",type=\"{t}\"}} {n}", s.shard);
+                }
+            }
+        }
+    }
+    shard_counter!("bytes_in_total", "WAMP message bytes received (transport framing excluded).", bytes_in);
+    shard_counter!("bytes_out_total", "Bytes queued for sending (framing included).", bytes_out_queued);
+    realm_counter!("publications_total", "PUBLISH messages routed.", publications);
+    realm_counter!("events_delivered_total", "EVENTs queued to subscribers.", events_delivered);
+    shard_counter!(
+        "events_dropped_slow_consumer_total",
+        "EVENTs dropped for slow consumers (realm policy drop).",
+        events_dropped_slow
+    );
+    shard_counter!(
+        "events_dropped_too_big_total",
+        "Messages dropped because the peer's RawSocket limit is smaller.",
+        events_dropped_too_big
+    );
+    shard_counter!("slow_consumer_disconnects_total", "Sessions closed as slow consumers.", slow_consumer_disconnects);
+    shard_counter!("protocol_violations_total", "Sessions aborted for protocol violations.", protocol_violations);
+    realm_counter!("calls_total", "CALLs received from callers on this shard.", calls);
+    realm_counter!("calls_ok_total", "CALLs answered with a final RESULT.", calls_ok);
+    realm_counter!("calls_error_total", "CALLs answered with an ERROR.", calls_error);
+    shard_counter!("calls_rerouted_total", "CALLs re-routed to another callee.", calls_rerouted);
+    shard_counter!("invocations_total", "INVOCATIONs sent to callees on this shard.", invocations);
+    family(&mut o, "errors_total", "counter", "ERROR and ABORT messages sent, by URI.");
+    for s in snaps {
+        let mut uris: Vec<_> = s.stats.errors_by_uri.iter().collect();
+        uris.sort();
+        for (uri, n) in uris {
+            let _ = writeln!(o, "shardbar_errors_total{{shard=\"{}\",uri=\"{}\"}} {n}", s.shard, escape(uri));
+        }
+    }
+    family(&mut o, "pending_out_bytes", "gauge", "Bytes queued for writing, all connections.");
+    for s in snaps {
+        let _ = writeln!(o, "shardbar_pending_out_bytes{{shard=\"{}\"}} {}", s.shard, s.pending_out_bytes);
+    }
+    family(&mut o, "subscriptions", "gauge", "Subscriptions in the shard's routing replica.");
+    for s in snaps {
+        for r in &s.realms {
+            let _ = writeln!(
+                o,
+                "shardbar_subscriptions{{shard=\"{}\",realm=\"{}\"}} {}",
+                s.shard,
+                escape(&r.name),
+                r.subscriptions
+            );
+        }
+    }
+    family(&mut o, "registrations", "gauge", "Registrations in the shard's routing replica.");
+    for s in snaps {
+        for r in &s.realms {
+            let _ = writeln!(
+                o,
+                "shardbar_registrations{{shard=\"{}\",realm=\"{}\"}} {}",
+                s.shard,
+                escape(&r.name),
+                r.registrations
+            );
+        }
+    }
+    shard_counter!("mesh_batches_sent_total", "Batches sent to other shards.", mesh_batches_out);
+    shard_counter!(
+        "mesh_messages_sent_total",
+        "Messages sent to other shards (batch size = messages/batches).",
+        mesh_messages_out
+    );
+    shard_counter!("mesh_batches_received_total", "Batches received from other shards.", mesh_batches_in);
+    shard_counter!("mesh_messages_received_total", "Messages received from other shards.", mesh_messages_in);
+    shard_counter!("mesh_channel_full_total", "Times a mesh channel was full and a batch waited.", mesh_channel_full);
+    family(&mut o, "mesh_outbox_messages", "gauge", "Mesh messages waiting to be sent.");
+    for s in snaps {
+        let _ = writeln!(o, "shardbar_mesh_outbox_messages{{shard=\"{}\"}} {}", s.shard, s.mesh_outbox);
+    }
+    shard_counter!("encode_failures_total", "Messages that could not be encoded (a bug if non-zero).", encode_failures);
+
+    family(
+        &mut o,
+        "routing_latency_seconds",
+        "histogram",
+        "Time from a PUBLISH/CALL being read to its EVENTs/INVOCATION being queued.",
+    );
+    for s in snaps {
+        let h = &s.stats.routing_latency;
+        let mut cumulative = 0;
+        for (i, b) in LATENCY_BOUNDS_US.iter().enumerate() {
+            cumulative += h.buckets[i];
+            let _ = writeln!(
+                o,
+                "shardbar_routing_latency_seconds_bucket{{shard=\"{}\",le=\"{}\"}} {cumulative}",
+                s.shard,
+                *b as f64 / 1e6
+            );
+        }
+        cumulative += h.buckets[LATENCY_BOUNDS_US.len()];
+        let _ =
+            writeln!(o, "shardbar_routing_latency_seconds_bucket{{shard=\"{}\",le=\"+Inf\"}} {cumulative}", s.shard);
+        let _ = writeln!(o, "shardbar_routing_latency_seconds_sum{{shard=\"{}\"}} {}", s.shard, h.sum_us as f64 / 1e6);
+        let _ = writeln!(o, "shardbar_routing_latency_seconds_count{{shard=\"{}\"}} {}", s.shard, h.count);
+    }
+    o
+}
+
+/// Escape a label value (backslash, quote, newline).
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_and_sum() {
+        let mut h = LatencyHistogram::default();
+        h.observe(Duration::from_micros(3));
+        h.observe(Duration::from_micros(700));
+        h.observe(Duration::from_secs(5));
+        assert_eq!(h.buckets[0], 1);
+        assert_eq!(h.buckets[7], 1, "700 µs falls in the ≤1 ms bucket");
+        assert_eq!(h.buckets[LATENCY_BOUNDS_US.len()], 1);
+        assert_eq!(h.count, 3);
+        assert_eq!(h.sum_us, 5_000_703);
+    }
+
+    #[test]
+    fn error_uris_are_bounded() {
+        let mut s = Stats::default();
+        for i in 0..ERROR_URIS_MAX + 10 {
+            s.count_error_uri(&format!("app.error.e{i}"));
+        }
+        assert_eq!(s.errors_by_uri.len(), ERROR_URIS_MAX + 1);
+        assert_eq!(s.errors_by_uri["_other"], 10);
+    }
+
+    #[test]
+    fn renders_labelled_families() {
+        let mut a = Snapshot { shard: 0, ..Default::default() };
+        a.stats.messages_in[16] = 5;
+        a.stats.count_error_uri("wamp.error.no_such_procedure");
+        a.realms.push(RealmSnapshot { name: "realm1".into(), sessions: 2, ..Default::default() });
+        a.connections[0] = 2;
+        let b = Snapshot { shard: 1, ..Default::default() };
+        let text = render_prometheus(&[a, b]);
+        assert!(text.contains("shardbar_messages_in_total{shard=\"0\",type=\"PUBLISH\"} 5\n"));
+        assert!(text.contains("shardbar_sessions{shard=\"0\",realm=\"realm1\"} 2\n"));
+        assert!(text.contains("shardbar_connections{shard=\"0\",transport=\"websocket\",serializer=\"json\"} 2\n"));
+        assert!(text.contains("shardbar_errors_total{shard=\"0\",uri=\"wamp.error.no_such_procedure\"} 1\n"));
+        assert!(text.contains("shardbar_routing_latency_seconds_bucket{shard=\"1\",le=\"+Inf\"} 0\n"));
+        // Every sample line belongs to a family declared with # TYPE.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            let base = name.trim_end_matches("_bucket").trim_end_matches("_sum").trim_end_matches("_count");
+            assert!(text.contains(&format!("# TYPE {base} ")) || text.contains(&format!("# TYPE {name} ")), "{line}");
+        }
+    }
+}
