@@ -7,6 +7,8 @@
 //! from. Binary data is [`Value::Bytes`]; the JSON codec maps it to and from the WAMP
 //! `"\u0000" + base64` string convention.
 
+use std::collections::HashMap;
+
 /// One decoded value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
@@ -133,50 +135,80 @@ impl From<Vec<Value>> for Value {
 }
 
 /// A dict with string keys that keeps insertion order (so re-encoding reproduces the
-/// peer's key order) and looks keys up linearly: WAMP option dicts hold a handful of keys,
-/// where a scan beats hashing.
+/// peer's key order). Keys are unique: [`Dict::insert`] replaces, and decoders keep the
+/// last of duplicate keys.
 ///
-/// Keys are unique: [`Dict::insert`] replaces, and decoders keep the last of duplicate keys.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Dict(Vec<(String, Value)>);
+/// WAMP option dicts hold a handful of keys, where a linear scan beats hashing; above
+/// `INDEX_ABOVE` keys a hash index is kept as well, so a hostile dict with 100k keys
+/// decodes in linear time instead of quadratic.
+#[derive(Clone, Debug, Default)]
+pub struct Dict {
+    entries: Vec<(String, Value)>,
+    index: Option<HashMap<String, usize>>,
+}
+
+/// Entry count above which a dict keeps a hash index.
+const INDEX_ABOVE: usize = 16;
+
+impl PartialEq for Dict {
+    fn eq(&self, other: &Dict) -> bool {
+        self.entries == other.entries
+    }
+}
 
 impl Dict {
     pub const fn new() -> Dict {
-        Dict(Vec::new())
+        Dict { entries: Vec::new(), index: None }
     }
 
     pub fn with_capacity(n: usize) -> Dict {
-        Dict(Vec::with_capacity(n))
+        Dict { entries: Vec::with_capacity(n), index: None }
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.entries.is_empty()
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        match &self.index {
+            Some(ix) => ix.get(key).copied(),
+            None => self.entries.iter().position(|(k, _)| k == key),
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.position(key).map(|i| &self.entries[i].1)
     }
 
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
-        self.0.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.position(key).map(|i| &mut self.entries[i].1)
     }
 
     pub fn contains_key(&self, key: &str) -> bool {
-        self.get(key).is_some()
+        self.position(key).is_some()
     }
 
     /// Insert or replace `key`.
     pub fn insert(&mut self, key: impl Into<String>, value: impl Into<Value>) {
         let key = key.into();
         let value = value.into();
-        match self.0.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.0.push((key, value)),
+        if let Some(i) = self.position(&key) {
+            self.entries[i].1 = value;
+            return;
         }
+        if let Some(ix) = &mut self.index {
+            ix.insert(key.clone(), self.entries.len());
+        } else if self.entries.len() >= INDEX_ABOVE {
+            let mut ix: HashMap<String, usize> =
+                self.entries.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect();
+            ix.insert(key.clone(), self.entries.len());
+            self.index = Some(ix);
+        }
+        self.entries.push((key, value));
     }
 
     /// Builder form of [`Dict::insert`].
@@ -186,12 +218,18 @@ impl Dict {
     }
 
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        let i = self.0.iter().position(|(k, _)| k == key)?;
-        Some(self.0.remove(i).1)
+        let i = self.position(key)?;
+        let (_, v) = self.entries.remove(i);
+        if self.index.is_some() {
+            // Rare (the router's own dicts): rebuild rather than shift every position.
+            self.index = (self.entries.len() > INDEX_ABOVE)
+                .then(|| self.entries.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect());
+        }
+        Some(v)
     }
 
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &Value)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v))
+        self.entries.iter().map(|(k, v)| (k.as_str(), v))
     }
 }
 
@@ -218,6 +256,24 @@ mod tests {
         assert_eq!(d.get("b"), Some(&Value::UInt(3)));
         assert_eq!(d.remove("a"), Some(Value::UInt(2)));
         assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn large_dicts_stay_linear_and_consistent() {
+        // 100k distinct keys plus a duplicate: would be ~5e9 comparisons without the index.
+        let mut d = Dict::new();
+        for i in 0..100_000u64 {
+            d.insert(format!("k{i}"), i);
+        }
+        d.insert("k5", 99u64);
+        assert_eq!(d.len(), 100_000);
+        assert_eq!(d.get("k5"), Some(&Value::UInt(99)));
+        assert_eq!(d.get("k99999"), Some(&Value::UInt(99_999)));
+        assert_eq!(d.remove("k0"), Some(Value::UInt(0)));
+        assert_eq!(d.get("k1"), Some(&Value::UInt(1)));
+        assert_eq!(d.iter().next().map(|(k, _)| k), Some("k1"), "order kept");
+        let small = Dict::new().with("a", 1u64);
+        assert_eq!(small, small.clone());
     }
 
     #[test]
