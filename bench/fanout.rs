@@ -1,0 +1,98 @@
+//! What does one publication cost the router core, by number of local subscribers?
+//!
+//! One shard, N subscriber connections (RawSocket + MessagePack) on one topic, one
+//! publisher. Each iteration hands the core one encoded PUBLISH (64-byte payload) and then
+//! drains every subscriber's out queue, as the runtime's writer would. Throughput is in
+//! delivered EVENTs, so the per-element time is the marginal cost of one more subscriber:
+//! the EVENT is encoded once and its bytes shared by every receiver.
+//!
+//! Also measured: encoding one EVENT frame (the per-(subscription, serializer) cost).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use shardbar::proto::core::{ConnInfo, CoreConfig, ShardCore};
+use shardbar::proto::frame::{Framing, Transport, encode_frame};
+use shardbar::proto::realm::RouterConfig;
+use shardbar::proto::session::ConnId;
+use shardbar::proto::wire::{Dict, Message, Payload, Serializer, Value, encode_to_vec};
+
+const SER: Serializer = Serializer::MsgPack;
+
+fn send(core: &mut ShardCore, conn: ConnId, msg: &Message) {
+    core.handle_message(conn, Bytes::from(encode_to_vec(SER, msg).unwrap()), Instant::now());
+}
+
+fn drain(core: &mut ShardCore, dirty: &mut Vec<ConnId>) -> usize {
+    dirty.clear();
+    core.take_dirty(dirty);
+    let mut bytes = 0;
+    for &c in dirty.iter() {
+        if let Some(q) = core.out_queue(c) {
+            while let Some(f) = q.pop() {
+                bytes += f.len();
+            }
+        }
+    }
+    bytes
+}
+
+fn setup(subscribers: usize) -> (ShardCore, ConnId) {
+    let mut router = RouterConfig::default();
+    router.pending_bytes_max = 1 << 30;
+    let mut core = ShardCore::new(CoreConfig { shard: 0, shards: 1, seed: 1, router: Arc::new(router) });
+    let info =
+        ConnInfo { framing: Framing { transport: Transport::RawSocket, serializer: SER }, max_out_message: usize::MAX };
+    let hello = Message::Hello { realm: "realm1".into(), details: Dict::new() };
+    let mut dirty = Vec::new();
+    for _ in 0..subscribers {
+        let c = core.handle_open(info, Instant::now());
+        send(&mut core, c, &hello);
+        send(&mut core, c, &Message::Subscribe { request: 1, options: Dict::new(), topic: "bench.topic".into() });
+    }
+    let publisher = core.handle_open(info, Instant::now());
+    send(&mut core, publisher, &hello);
+    drain(&mut core, &mut dirty);
+    (core, publisher)
+}
+
+fn fanout(c: &mut Criterion) {
+    let payload = Payload::from_values(SER, Some(&[Value::Bytes(vec![7u8; 56])]), None);
+    let publish = Bytes::from(
+        encode_to_vec(
+            SER,
+            &Message::Publish { request: 1, options: Dict::new(), topic: "bench.topic".into(), payload },
+        )
+        .unwrap(),
+    );
+    let mut group = c.benchmark_group("core_fanout_msgpack_64B");
+    for n in [1usize, 100, 10_000] {
+        let (mut core, publisher) = setup(n);
+        let mut dirty = Vec::with_capacity(n);
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
+            b.iter(|| {
+                core.handle_message(publisher, publish.clone(), Instant::now());
+                let bytes = drain(&mut core, &mut dirty);
+                assert!(bytes >= n * 64, "every subscriber got its EVENT");
+            })
+        });
+    }
+    group.finish();
+}
+
+fn encode_event(c: &mut Criterion) {
+    let mut group = c.benchmark_group("encode_event_frame");
+    for ser in Serializer::ALL {
+        let payload = Payload::from_values(ser, Some(&[Value::str("x".repeat(56))]), None);
+        let msg = Message::Event { subscription: 1234567, publication: 7654321987, details: Dict::new(), payload };
+        let framing = Framing { transport: Transport::WebSocket, serializer: ser };
+        group.bench_function(ser.name(), |b| b.iter(|| encode_frame(framing, &msg).unwrap()));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, fanout, encode_event);
+criterion_main!(benches);
