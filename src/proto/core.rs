@@ -1011,7 +1011,8 @@ impl ShardCore {
         let Some(s) = self.sessions.get(&sid) else { return };
         let realm_name = s.realm.clone();
         let member = Member { session: sid, conn, authid: s.authid.clone(), authrole: s.authrole.clone() };
-        let full = s.subscriptions.len() >= limits::SESSION_SUBSCRIPTIONS_MAX;
+        let full = s.subscriptions.len() + s.pending_subscribes >= limits::SESSION_SUBSCRIPTIONS_MAX
+            || s.pending_subscribes >= limits::SESSION_PENDING_ROUTE_CHANGES_MAX;
         let token = self.next_token + 1;
         let realm = self.realm_mut(&realm_name);
         if !uri::is_valid_for(&topic, opts.policy, realm.config.strict_uri) {
@@ -1041,6 +1042,10 @@ impl ShardCore {
             return;
         }
         let topic: Arc<str> = Arc::from(topic);
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.pending_subscribes += 1;
+        }
+        let realm = self.realms.get_mut(&realm_name).expect("created above");
         if realm.broker.pending_wait(&topic, opts.policy, (sid, request)) {
             return;
         }
@@ -1580,6 +1585,7 @@ impl ShardCore {
         r.broker.local_create(subscription, topic, policy);
         for (sid, request) in waiters {
             let Some(s) = self.sessions.get_mut(&sid) else { continue };
+            s.pending_subscribes = s.pending_subscribes.saturating_sub(1);
             let member = Member { session: sid, conn: s.conn, authid: s.authid.clone(), authrole: s.authrole.clone() };
             r.broker.join(subscription, member);
             s.subscriptions.insert(subscription);

@@ -94,6 +94,9 @@ pub struct Session {
     pub registrations: HashMap<Id, (Arc<str>, MatchPolicy)>,
     /// REGISTERs waiting for the owner's barrier: token → (procedure, policy).
     pub pending_registrations: HashMap<u64, (Arc<str>, MatchPolicy)>,
+    /// SUBSCRIBEs waiting for the owner's barrier (bounded by
+    /// `limits::SESSION_PENDING_ROUTE_CHANGES_MAX`).
+    pub pending_subscribes: usize,
     /// Invocations that overtook the REGISTERED of a pending registration; released in
     /// order once it is confirmed.
     pub parked: Vec<Box<Invoke>>,
@@ -125,6 +128,7 @@ impl Session {
             subscriptions: HashSet::new(),
             registrations: HashMap::new(),
             pending_registrations: HashMap::new(),
+            pending_subscribes: 0,
             parked: Vec::new(),
             calls: HashMap::new(),
             invocations: HashMap::new(),

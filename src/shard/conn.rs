@@ -461,7 +461,9 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         }
-        if more_queued {
+        // More to write, or complete frames left in the buffer (the per-turn message cap
+        // was hit): give other tasks a turn, then go on without waiting for the socket.
+        if more_queued || handled >= limits::MESSAGES_PER_READ_MAX {
             glommio::yield_if_needed().await;
             continue;
         }
