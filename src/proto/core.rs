@@ -1471,11 +1471,10 @@ impl ShardCore {
             }
             MeshMsg::RegisterDone { realm, token, result } => self.on_register_done(realm, token, result, now),
             MeshMsg::UnregisterDone { token } => match self.pending_unregisters.remove(&token) {
-                Some(Unregistering::Reply { session, conn, request }) => {
-                    if self.sessions.contains_key(&session) {
-                        self.out.send(conn, &Message::Unregistered { request, details: None });
-                    }
+                Some(Unregistering::Reply { session, conn, request }) if self.sessions.contains_key(&session) => {
+                    self.out.send(conn, &Message::Unregistered { request, details: None });
                 }
+                Some(Unregistering::Reply { .. }) => {}
                 Some(Unregistering::Teardown(t)) => {
                     let done = match self.teardowns.get_mut(&t) {
                         Some(td) if td.remaining > 1 => {
