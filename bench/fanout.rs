@@ -40,8 +40,7 @@ fn drain(core: &mut ShardCore, dirty: &mut Vec<ConnId>) -> usize {
 }
 
 fn setup(subscribers: usize) -> (ShardCore, ConnId) {
-    let mut router = RouterConfig::default();
-    router.pending_bytes_max = 1 << 30;
+    let router = RouterConfig { pending_bytes_max: 1 << 30, ..RouterConfig::default() };
     let mut core = ShardCore::new(CoreConfig { shard: 0, shards: 1, seed: 1, router: Arc::new(router) });
     let info =
         ConnInfo { framing: Framing { transport: Transport::RawSocket, serializer: SER }, max_out_message: usize::MAX };
