@@ -79,14 +79,16 @@ fn zero_bytes(w: u64) -> u64 {
     w.wrapping_sub(ONES) & !w & HIGHS
 }
 
-/// Whether any byte of the word is `"`, `\` or a control character (< 0x20): the bytes
-/// that end a run of plain string content, both when scanning and when escaping.
+/// Where the word has a `"`, `\` or control character (< 0x20), the bytes that end a run
+/// of plain string content when scanning and when escaping: `None` if there is none, else
+/// the count of plain bytes before the first (the lowest flagged byte is always exact).
 #[inline(always)]
-fn has_string_special(w: u64) -> bool {
+fn string_special(w: u64) -> Option<usize> {
     let quote = zero_bytes(w ^ (ONES * u64::from(b'"')));
     let backslash = zero_bytes(w ^ (ONES * u64::from(b'\\')));
     let control = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
-    (quote | backslash | control) != 0
+    let special = quote | backslash | control;
+    if special == 0 { None } else { Some((special.trailing_zeros() / 8) as usize) }
 }
 
 /// The 8 bytes at `pos` as a little-endian word, if there are 8.
@@ -167,14 +169,21 @@ fn scan_string(buf: &[u8], start: usize) -> Result<StrScan, DecodeError> {
     let mut escaped = false;
     let mut high = 0u64;
     loop {
-        // Plain content, eight bytes at a time. Non-ASCII bytes are plain here; they are
-        // remembered and UTF-8 is checked once at the end.
-        while let Some(w) = word_at(buf, pos) {
-            high |= w & HIGHS;
-            if has_string_special(w) {
-                break;
+        // Plain content, eight bytes at a time, then straight to the first special byte.
+        // Non-ASCII bytes are plain here; they are remembered and UTF-8 is checked once at
+        // the end.
+        if let Some(w) = word_at(buf, pos) {
+            match string_special(w) {
+                None => {
+                    high |= w & HIGHS;
+                    pos += 8;
+                    continue;
+                }
+                Some(plain) => {
+                    high |= w & HIGHS & ((1u64 << (8 * plain)) - 1);
+                    pos += plain;
+                }
             }
-            pos += 8;
         }
         let Some(&b) = buf.get(pos) else {
             return Err(syntax("unterminated string", start));
@@ -1019,11 +1028,14 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
     let mut run = 0;
     let mut i = 0;
     while i < bytes.len() {
-        if let Some(w) = word_at(bytes, i)
-            && !has_string_special(w)
-        {
-            i += 8;
-            continue;
+        if let Some(w) = word_at(bytes, i) {
+            match string_special(w) {
+                None => {
+                    i += 8;
+                    continue;
+                }
+                Some(plain) => i += plain,
+            }
         }
         let b = bytes[i];
         let short = match b {
@@ -1261,6 +1273,14 @@ mod tests {
             msg.extend_from_slice(bad);
             msg.extend_from_slice(b",{}]");
             assert!(decode(Serializer::Json, &Bytes::from(msg)).is_err());
+        }
+        // A bad byte at every offset before the closing quote, inside and after the first
+        // eight-byte word; good UTF-8 in the same places passes.
+        for n in 0..20 {
+            let pad = "a".repeat(n);
+            assert!(parse(format!("\"{pad}\u{e9}\"").as_bytes()).is_ok());
+            assert!(parse(&[b"\"", pad.as_bytes(), b"\xff\""].concat()).is_err(), "offset {n}");
+            assert!(parse(&[b"\"", pad.as_bytes(), b"\xc3\\n\""].concat()).is_err(), "offset {n}");
         }
         // Non-ASCII outside strings is a syntax error.
         assert!(parse(b"[\xc3\xa9]").is_err());
