@@ -7,12 +7,17 @@
 //! the EVENT is encoded once and its bytes shared by every receiver.
 //!
 //! Also measured: encoding one EVENT frame (the per-(subscription, serializer) cost).
+//!
+//! For instruction counts that do not depend on machine load, run a fixed number of
+//! publications under callgrind instead of criterion:
+//! `FANOUT_PROFILE=100:20000 valgrind --tool=callgrind target/release/deps/fanout-<hash>`
+//! (subscribers:publications; subtract a `:0` run to remove setup).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use shardbar::proto::core::{ConnInfo, CoreConfig, ShardCore};
 use shardbar::proto::frame::{Framing, Transport, encode_frame};
 use shardbar::proto::realm::RouterConfig;
@@ -93,5 +98,34 @@ fn encode_event(c: &mut Criterion) {
     group.finish();
 }
 
+/// Fixed-count mode for callgrind: `FANOUT_PROFILE=<subscribers>:<publications>`.
+fn profile(spec: &str) {
+    let (n, iters) = spec.split_once(':').expect("FANOUT_PROFILE=<subscribers>:<publications>");
+    let (n, iters): (usize, usize) = (n.parse().expect("subscribers"), iters.parse().expect("publications"));
+    let payload = Payload::from_values(SER, Some(&[Value::Bytes(vec![7u8; 56])]), None);
+    let publish = Bytes::from(
+        encode_to_vec(
+            SER,
+            &Message::Publish { request: 1, options: Dict::new(), topic: "bench.topic".into(), payload },
+        )
+        .unwrap(),
+    );
+    let (mut core, publisher) = setup(n);
+    let mut dirty = Vec::with_capacity(n);
+    let mut total = 0;
+    for _ in 0..iters {
+        core.handle_message(publisher, publish.clone(), Instant::now());
+        total += drain(&mut core, &mut dirty);
+    }
+    println!("{iters} publications to {n} subscribers: {total} bytes delivered");
+}
+
 criterion_group!(benches, fanout, encode_event);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var("FANOUT_PROFILE") {
+        return profile(&spec);
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -13,7 +13,8 @@
 //! `handle_*` returns, so the control plane behaves the same with 1 shard or 64. The one
 //! exception is local delivery of a publication, done directly (the hot path).
 
-use std::collections::{HashMap, VecDeque};
+use crate::proto::Map;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -291,27 +292,27 @@ pub struct ShardCore {
     router: Arc<RouterConfig>,
     ids: IdGen,
     out: Output,
-    sessions: HashMap<Id, Session>,
-    realms: HashMap<Arc<str>, Realm>,
+    sessions: Map<Id, Session>,
+    realms: Map<Arc<str>, Realm>,
 
     outbox: Vec<Vec<MeshMsg>>,
     outbox_len: usize,
     local: VecDeque<MeshMsg>,
-    barriers: HashMap<BarrierId, Barrier>,
+    barriers: Map<BarrierId, Barrier>,
     next_barrier: BarrierId,
     next_token: u64,
-    pending_registers: HashMap<u64, PendingRegister>,
+    pending_registers: Map<u64, PendingRegister>,
     /// Unregistrations waiting for the owner's answer, by token.
-    pending_unregisters: HashMap<u64, Unregistering>,
+    pending_unregisters: Map<u64, Unregistering>,
     /// Ended sessions whose callers are told only once every registration is released.
-    teardowns: HashMap<u64, Teardown>,
+    teardowns: Map<u64, Teardown>,
 
-    calls: HashMap<u64, PendingCall>,
+    calls: Map<u64, PendingCall>,
     next_call: u64,
     /// Invocations running on this shard's callees: call key → (callee session, INVOCATION.Request).
-    invocations: HashMap<CallKey, (Id, Id)>,
+    invocations: Map<CallKey, (Id, Id)>,
     /// `/metrics` requests in progress: token → snapshots received so far.
-    stats_requests: HashMap<u64, Vec<Snapshot>>,
+    stats_requests: Map<u64, Vec<Snapshot>>,
     /// Scratch: per-destination-shard targets of the publication being routed.
     route_scratch: Vec<SmallVec<[SubTarget; 2]>>,
 }
@@ -333,21 +334,21 @@ impl ShardCore {
                 pending_bytes_max: cfg.router.pending_bytes_max,
             },
             router: cfg.router,
-            sessions: HashMap::new(),
-            realms: HashMap::new(),
+            sessions: Map::default(),
+            realms: Map::default(),
             outbox: (0..cfg.shards).map(|_| Vec::new()).collect(),
             outbox_len: 0,
             local: VecDeque::new(),
-            barriers: HashMap::new(),
+            barriers: Map::default(),
             next_barrier: 0,
             next_token: 0,
-            pending_registers: HashMap::new(),
-            pending_unregisters: HashMap::new(),
-            teardowns: HashMap::new(),
-            calls: HashMap::new(),
+            pending_registers: Map::default(),
+            pending_unregisters: Map::default(),
+            teardowns: Map::default(),
+            calls: Map::default(),
             next_call: 0,
-            invocations: HashMap::new(),
-            stats_requests: HashMap::new(),
+            invocations: Map::default(),
+            stats_requests: Map::default(),
             route_scratch: (0..cfg.shards).map(|_| SmallVec::new()).collect(),
         }
     }
@@ -765,8 +766,12 @@ impl ShardCore {
         }
         let realm = self.realm_mut(&s.realm);
         realm.sessions = realm.sessions.saturating_sub(1);
+        // Hash-map order must not leak into what is sent (simulation seeds replay exactly):
+        // every loop below walks its IDs sorted.
+        let mut subs: Vec<Id> = s.subscriptions.iter().copied().collect();
+        subs.sort_unstable();
         let mut releases = Vec::new();
-        for &sub in &s.subscriptions {
+        for sub in subs {
             if realm.broker.leave(sub, sid) == Leave::LastLeft {
                 releases.push(sub);
             }
@@ -774,8 +779,10 @@ impl ShardCore {
         for sub in releases {
             self.send_mesh(owner_of(sub), MeshMsg::SubscribeRelease { realm: s.realm.clone(), subscription: sub });
         }
+        let mut invocations: Vec<(&Id, &InvocationState)> = s.invocations.iter().collect();
+        invocations.sort_unstable_by_key(|(request, _)| **request);
         let mut orphaned = Vec::new();
-        for st in s.invocations.values() {
+        for (_, st) in invocations {
             self.invocations.remove(&st.call);
             if !st.caller_gone {
                 orphaned.push(st.call);
@@ -787,7 +794,9 @@ impl ShardCore {
             self.next_token += 1;
             let teardown = self.next_token;
             self.teardowns.insert(teardown, Teardown { remaining: s.registrations.len(), calls: orphaned });
-            for &reg in s.registrations.keys() {
+            let mut regs: Vec<Id> = s.registrations.keys().copied().collect();
+            regs.sort_unstable();
+            for reg in regs {
                 self.next_token += 1;
                 let token = self.next_token;
                 self.pending_unregisters.insert(token, Unregistering::Teardown(teardown));
@@ -803,7 +812,9 @@ impl ShardCore {
                 MeshMsg::Bounced { call: inv.call, callee: sid, reason: Bounce::CalleeGone },
             );
         }
-        for &seq in s.calls.values() {
+        let mut seqs: Vec<u64> = s.calls.values().copied().collect();
+        seqs.sort_unstable();
+        for seq in seqs {
             if let Some(pc) = self.calls.remove(&seq)
                 && let Some(callee) = pc.callee
             {

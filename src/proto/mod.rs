@@ -16,3 +16,9 @@ pub mod pattern;
 pub mod realm;
 pub mod session;
 pub mod stats;
+
+/// The core's hash map: aHash with random keys (fast, and still resistant to peers choosing
+/// colliding topic names). Code that emits messages never depends on its iteration order.
+pub type Map<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+/// The core's hash set (see [`Map`]).
+pub type Set<K> = std::collections::HashSet<K, ahash::RandomState>;

@@ -11,8 +11,7 @@
 //! paths) for wildcards. Both are generic over the value stored per pattern, so the broker
 //! and the dealer share them.
 
-use std::collections::HashMap;
-
+use crate::proto::Map;
 const ROOT: u32 = 0;
 
 /// A byte trie mapping prefix patterns to values.
@@ -175,7 +174,7 @@ pub struct WildcardTrie<T> {
 
 #[derive(Debug)]
 struct WildNode<T> {
-    children: HashMap<Box<str>, u32>,
+    children: Map<Box<str>, u32>,
     /// The child for an empty pattern component (matches any one component).
     wild: Option<u32>,
     value: Option<T>,
@@ -183,7 +182,7 @@ struct WildNode<T> {
 
 impl<T> WildNode<T> {
     fn new() -> Self {
-        WildNode { children: HashMap::new(), wild: None, value: None }
+        WildNode { children: Map::default(), wild: None, value: None }
     }
     fn is_empty(&self) -> bool {
         self.children.is_empty() && self.wild.is_none() && self.value.is_none()

@@ -5,7 +5,7 @@
 //! The connection-level state machine (ExpectHello → Established → Closing) lives in
 //! `core.rs` next to the connection; this file holds what exists only while established.
 
-use std::collections::{HashMap, HashSet};
+use crate::proto::{Map, Set};
 use std::sync::Arc;
 
 use super::mesh::{CallKey, Invoke};
@@ -89,11 +89,11 @@ pub struct Session {
     pub authmethod: Arc<str>,
     pub features: ClientFeatures,
     /// Subscription IDs this session is a member of.
-    pub subscriptions: HashSet<Id>,
+    pub subscriptions: Set<Id>,
     /// Registrations held: ID → (procedure, policy).
-    pub registrations: HashMap<Id, (Arc<str>, MatchPolicy)>,
+    pub registrations: Map<Id, (Arc<str>, MatchPolicy)>,
     /// REGISTERs waiting for the owner's barrier: token → (procedure, policy).
-    pub pending_registrations: HashMap<u64, (Arc<str>, MatchPolicy)>,
+    pub pending_registrations: Map<u64, (Arc<str>, MatchPolicy)>,
     /// SUBSCRIBEs waiting for the owner's barrier (bounded by
     /// `limits::SESSION_PENDING_ROUTE_CHANGES_MAX`).
     pub pending_subscribes: usize,
@@ -101,9 +101,9 @@ pub struct Session {
     /// order once it is confirmed.
     pub parked: Vec<Box<Invoke>>,
     /// Outstanding calls as caller: CALL.Request → call sequence in the shard's call table.
-    pub calls: HashMap<Id, u64>,
+    pub calls: Map<Id, u64>,
     /// Outstanding invocations as callee: INVOCATION.Request → state.
-    pub invocations: HashMap<Id, InvocationState>,
+    pub invocations: Map<Id, InvocationState>,
     /// Session-scope IDs for INVOCATIONs sent to this session.
     pub invocation_ids: RequestIds,
 }
@@ -125,13 +125,13 @@ impl Session {
             authrole,
             authmethod: Arc::from("anonymous"),
             features,
-            subscriptions: HashSet::new(),
-            registrations: HashMap::new(),
-            pending_registrations: HashMap::new(),
+            subscriptions: Set::default(),
+            registrations: Map::default(),
+            pending_registrations: Map::default(),
             pending_subscribes: 0,
             parked: Vec::new(),
-            calls: HashMap::new(),
-            invocations: HashMap::new(),
+            calls: Map::default(),
+            invocations: Map::default(),
             invocation_ids: RequestIds::default(),
         }
     }

@@ -10,7 +10,7 @@
 //!
 //! Nothing here sends anything: `core.rs` turns the results into messages.
 
-use std::collections::HashMap;
+use crate::proto::Map;
 use std::sync::Arc;
 
 use super::mesh::{Filters, ShardSet, SubTarget};
@@ -53,7 +53,7 @@ pub struct LocalSub {
     pub topic: Arc<str>,
     pub policy: MatchPolicy,
     pub members: Vec<Member>,
-    pos: HashMap<Id, usize>,
+    pos: Map<Id, usize>,
 }
 
 /// A subscription request waiting for the owner's barrier; later local SUBSCRIBEs for the
@@ -72,18 +72,18 @@ pub type Confirmed = (Arc<str>, MatchPolicy, Vec<(Id, Id)>);
 
 #[derive(Debug, Default)]
 pub struct Broker {
-    exact: HashMap<Arc<str>, SubRoute>,
+    exact: Map<Arc<str>, SubRoute>,
     prefix: PrefixTrie<SubRoute>,
     wildcard: WildcardTrie<SubRoute>,
 
-    owned: HashMap<Key, OwnedSub>,
-    owned_by_id: HashMap<Id, Key>,
+    owned: Map<Key, OwnedSub>,
+    owned_by_id: Map<Id, Key>,
     next_seq: u64,
 
-    local: HashMap<Id, LocalSub>,
-    local_by_topic: HashMap<Key, Id>,
-    pending: HashMap<Key, PendingSub>,
-    pending_by_token: HashMap<u64, Key>,
+    local: Map<Id, LocalSub>,
+    local_by_topic: Map<Key, Id>,
+    pending: Map<Key, PendingSub>,
+    pending_by_token: Map<u64, Key>,
 }
 
 /// What `leave` did.
@@ -197,7 +197,7 @@ impl Broker {
     /// Register the shard's local entry once the owner confirmed subscription `id`.
     pub fn local_create(&mut self, id: Id, topic: Arc<str>, policy: MatchPolicy) {
         self.local_by_topic.insert((topic.clone(), policy), id);
-        self.local.entry(id).or_insert_with(|| LocalSub { topic, policy, members: Vec::new(), pos: HashMap::new() });
+        self.local.entry(id).or_insert_with(|| LocalSub { topic, policy, members: Vec::new(), pos: Map::default() });
     }
 
     /// Add a member; false if it already was one.
@@ -280,6 +280,10 @@ pub struct PublishOptions {
 impl PublishOptions {
     pub fn parse(d: &Dict) -> Result<PublishOptions, OptionError> {
         const M: &str = "PUBLISH";
+        if d.is_empty() {
+            // The common case on the hot path: every option at its default.
+            return Ok(PublishOptions { exclude_me: true, ..PublishOptions::default() });
+        }
         options::check_forward_for(d, M)?;
         options::check_transparency(d, M)?;
         let filters = Filters {

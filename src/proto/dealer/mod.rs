@@ -9,7 +9,7 @@
 //!
 //! Calls in flight live in `core.rs` (caller side) and in each callee's `Session`.
 
-use std::collections::HashMap;
+use crate::proto::Map;
 use std::sync::Arc;
 
 use super::mesh::{Callee, InvokePolicy};
@@ -50,12 +50,12 @@ type Key = (Arc<str>, MatchPolicy);
 
 #[derive(Debug, Default)]
 pub struct Dealer {
-    exact: HashMap<Arc<str>, RegRoute>,
+    exact: Map<Arc<str>, RegRoute>,
     prefix: PrefixTrie<RegRoute>,
     wildcard: WildcardTrie<RegRoute>,
 
-    owned: HashMap<Key, OwnedReg>,
-    owned_by_id: HashMap<Id, Key>,
+    owned: Map<Key, OwnedReg>,
+    owned_by_id: Map<Id, Key>,
     next_seq: u64,
 }
 
@@ -280,6 +280,9 @@ pub struct CallOptions {
 impl CallOptions {
     pub fn parse(d: &Dict) -> Result<CallOptions, OptionError> {
         const M: &str = "CALL";
+        if d.is_empty() {
+            return Ok(CallOptions::default());
+        }
         options::check_forward_for(d, M)?;
         options::check_transparency(d, M)?;
         Ok(CallOptions {
