@@ -24,6 +24,10 @@ use shardbar::proto::realm::RouterConfig;
 use shardbar::proto::session::ConnId;
 use shardbar::proto::wire::{Dict, Message, Payload, Serializer, Value, encode_to_vec};
 
+// The router binary's allocator, so allocation costs match production.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SER: Serializer = Serializer::MsgPack;
 
 fn send(core: &mut ShardCore, conn: ConnId, msg: &Message) {

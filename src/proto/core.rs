@@ -160,37 +160,86 @@ enum Class {
     Control,
 }
 
+/// What pushing one frame did (the counters are the caller's to add up).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pushed {
+    Queued,
+    /// Connection closing, or gone.
+    Skipped,
+    /// Larger than the peer's RawSocket limit.
+    TooBig,
+    /// Over the pending-bytes cap under the drop policy (EVENTs only).
+    DroppedSlow,
+    /// Over the pending-bytes cap: the connection is now a slow consumer.
+    Slow,
+}
+
+/// Queue `frame` on connection `c` (id `conn`), applying the size limit and the
+/// slow-consumer policy. The hot path of fan-out: no lookups, no counters.
+#[inline]
+fn push_frame(
+    c: &mut Conn,
+    conn: ConnId,
+    frame: Bytes,
+    class: Class,
+    pending_bytes_max: usize,
+    dirty: &mut Vec<ConnId>,
+) -> Pushed {
+    if c.closing {
+        return Pushed::Skipped;
+    }
+    if frame.len() > c.info.max_out_message.saturating_add(4) {
+        return Pushed::TooBig;
+    }
+    if c.out.bytes() + frame.len() > pending_bytes_max {
+        if class == Class::Event && c.slow_policy == SlowConsumerPolicy::Drop {
+            return Pushed::DroppedSlow;
+        }
+        return Pushed::Slow;
+    }
+    c.out.push(frame);
+    if !c.dirty {
+        c.dirty = true;
+        dirty.push(conn);
+    }
+    Pushed::Queued
+}
+
 impl Output {
+    /// Count a push outcome that is not `Queued` (rare: kept out of the fan-out loop).
+    #[cold]
+    fn count_unqueued(&mut self, conn: ConnId, outcome: Pushed, len: usize) {
+        match outcome {
+            Pushed::TooBig => {
+                // RawSocket: the peer announced it cannot receive this. Drop, count, log.
+                self.stats.events_dropped_too_big += 1;
+                tracing::debug!(conn, len, "message larger than the peer's limit dropped");
+            }
+            Pushed::DroppedSlow => self.stats.events_dropped_slow += 1,
+            Pushed::Slow => {
+                if !self.slow.contains(&conn) {
+                    self.slow.push(conn);
+                }
+            }
+            Pushed::Queued | Pushed::Skipped => {}
+        }
+    }
+
     /// Queue a frame. Returns whether it was queued.
     fn push(&mut self, conn: ConnId, frame: Bytes, class: Class, msg_code: u64) -> bool {
         let Some(c) = self.conns.get_mut(conn) else { return false };
-        if c.closing {
-            return false;
-        }
-        if frame.len() > c.info.max_out_message.saturating_add(4) {
-            // RawSocket: the peer announced it cannot receive this. Drop, count, log.
-            self.stats.events_dropped_too_big += 1;
-            tracing::debug!(conn, len = frame.len(), "message larger than the peer's limit dropped");
-            return false;
-        }
-        if c.out.bytes() + frame.len() > self.pending_bytes_max {
-            if class == Class::Event && c.slow_policy == SlowConsumerPolicy::Drop {
-                self.stats.events_dropped_slow += 1;
-                return false;
+        let len = frame.len();
+        match push_frame(c, conn, frame, class, self.pending_bytes_max, &mut self.dirty) {
+            Pushed::Queued => {
+                self.stats.bytes_out_queued += len as u64;
+                self.stats.messages_out[Stats::slot(msg_code)] += 1;
+                true
             }
-            if !self.slow.contains(&conn) {
-                self.slow.push(conn);
+            other => {
+                self.count_unqueued(conn, other, len);
+                false
             }
-            return false;
         }
-        self.stats.bytes_out_queued += frame.len() as u64;
-        self.stats.messages_out[Stats::slot(msg_code)] += 1;
-        c.out.push(frame);
-        if !c.dirty {
-            c.dirty = true;
-            self.dirty.push(conn);
-        }
-        true
     }
 
     fn send(&mut self, conn: ConnId, msg: &Message) -> bool {
@@ -963,6 +1012,7 @@ impl ShardCore {
         self.out.stats.routing_latency.observe(now.saturating_duration_since(p.read_at));
         let Some(realm) = self.realms.get(&p.realm) else { return };
         let mut delivered = 0u64;
+        let mut bytes = 0u64;
         let mut payloads: [Option<Payload>; 3] = Default::default();
         for t in targets {
             let Some(local) = realm.broker.local(t.subscription) else { continue };
@@ -977,38 +1027,33 @@ impl ShardCore {
                 {
                     continue;
                 }
-                let Some(framing) = self.out.conns.get(m.conn).map(|c| c.info.framing) else { continue };
+                let Some(c) = self.out.conns.get_mut(m.conn) else { continue };
+                let framing = c.info.framing;
                 let slot = &mut frames[framing.index()];
                 if slot.is_none() {
-                    let ser = framing.serializer as usize - 1;
-                    if payloads[ser].is_none() {
-                        match p.payload.transcode(framing.serializer) {
-                            Ok(t) => payloads[ser] = Some(t),
-                            Err(e) => {
-                                self.out.stats.encode_failures += 1;
-                                tracing::warn!(error = %e, "payload transcoding failed");
-                                continue;
-                            }
-                        }
-                    }
-                    let details = details.get_or_insert_with(|| event_details(p, t.pattern)).clone();
-                    let payload = payloads[ser].clone().unwrap_or_default();
-                    let event = Message::Event { subscription: t.subscription, publication: p.id, details, payload };
-                    match encode_frame(framing, &event) {
+                    match encode_event(p, t, framing, &mut payloads, &mut details) {
                         Ok(f) => *slot = Some(f),
-                        Err(_) => {
+                        Err(e) => {
                             self.out.stats.encode_failures += 1;
+                            tracing::warn!(error = %e, "EVENT encoding failed");
                             continue;
                         }
                     }
                 }
-                let frame = slot.clone().unwrap_or_default();
-                if self.out.push(m.conn, frame, Class::Event, code::EVENT) {
-                    delivered += 1;
+                let Some(frame) = slot.clone() else { continue };
+                let len = frame.len();
+                match push_frame(c, m.conn, frame, Class::Event, self.out.pending_bytes_max, &mut self.out.dirty) {
+                    Pushed::Queued => {
+                        delivered += 1;
+                        bytes += len as u64;
+                    }
+                    other => self.out.count_unqueued(m.conn, other, len),
                 }
             }
         }
         self.out.stats.events_delivered += delivered;
+        self.out.stats.messages_out[code::EVENT as usize] += delivered;
+        self.out.stats.bytes_out_queued += bytes;
         if let Some(r) = self.realms.get_mut(&p.realm) {
             r.stats.events_delivered += delivered;
         }
@@ -1701,6 +1746,25 @@ impl ShardCore {
             }
         }
     }
+}
+
+/// Encode the EVENT of publication `p` through subscription `t` for `framing`: the payload
+/// is transcoded at most once per serializer (cached in `payloads`) and the details built
+/// once per subscription (cached in `details`).
+fn encode_event(
+    p: &Publication,
+    t: &SubTarget,
+    framing: Framing,
+    payloads: &mut [Option<Payload>; 3],
+    details: &mut Option<Dict>,
+) -> Result<Bytes, super::wire::DecodeError> {
+    let ser = framing.serializer as usize - 1;
+    if payloads[ser].is_none() {
+        payloads[ser] = Some(p.payload.transcode(framing.serializer)?);
+    }
+    let details = details.get_or_insert_with(|| event_details(p, t.pattern)).clone();
+    let payload = payloads[ser].clone().unwrap_or_default();
+    encode_frame(framing, &Message::Event { subscription: t.subscription, publication: p.id, details, payload })
 }
 
 /// `EVENT.Details` for a publication delivered through a subscription.

@@ -54,10 +54,25 @@ const HEADROOM: usize = 10;
 
 /// Encode `msg` and frame it for `framing`.
 pub fn encode_frame(framing: Framing, msg: &Message) -> Result<Bytes, DecodeError> {
-    let mut buf = Vec::with_capacity(HEADROOM + 64);
+    // Room for the envelope and the payload up front: growing the buffer costs a realloc
+    // and a copy per message.
+    let mut buf = Vec::with_capacity(HEADROOM + 96 + payload_len(msg));
     buf.resize(HEADROOM, 0);
     encode(framing.serializer, msg, &mut buf)?;
     frame_body(framing, buf)
+}
+
+/// The raw payload size of a message, for buffer sizing (a transcoded payload may differ a
+/// little; the buffer then grows once).
+fn payload_len(msg: &Message) -> usize {
+    match msg {
+        Message::Event { payload, details, .. } => payload.len_bytes() + 16 * details.len(),
+        Message::Invocation { payload, details, .. } | Message::Result { payload, details, .. } => {
+            payload.len_bytes() + 16 * details.len()
+        }
+        Message::Error { payload, .. } | Message::Abort { payload, .. } => payload.len_bytes(),
+        _ => 64,
+    }
 }
 
 /// Frame an already-encoded body that sits in `buf[HEADROOM..]`. A body over RawSocket's

@@ -40,6 +40,29 @@ pub fn is_valid(uri: &str, strict: bool, allow_empty: bool) -> bool {
     if uri.is_empty() || uri.len() > URI_LEN_MAX_BYTES {
         return false;
     }
+    if uri.is_ascii() {
+        // The common case, byte by byte: empty components, and whitespace or `#`.
+        let mut component_len = 0usize;
+        for &b in uri.as_bytes() {
+            if b == b'.' {
+                if component_len == 0 && !allow_empty {
+                    return false;
+                }
+                component_len = 0;
+                continue;
+            }
+            let ok = if strict {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'
+            } else {
+                !(b.is_ascii_whitespace() || b == b'#' || b == 0x0b)
+            };
+            if !ok {
+                return false;
+            }
+            component_len += 1;
+        }
+        return component_len > 0 || allow_empty;
+    }
     for component in uri.split('.') {
         if component.is_empty() {
             if !allow_empty {
@@ -103,6 +126,27 @@ mod tests {
         assert!(is_valid_for("com.app.", MatchPolicy::Prefix, false));
         assert!(!is_valid_for("com..topic", MatchPolicy::Exact, false));
         assert!(!is_valid_for("com. .x", MatchPolicy::Wildcard, false));
+    }
+
+    #[test]
+    fn ascii_fast_path_agrees_with_the_general_rules() {
+        // \u{0b} (vertical tab) is whitespace for `char::is_whitespace` but not for
+        // `u8::is_ascii_whitespace`; both paths must reject it.
+        for uri in ["a.b", "a..b", "a.b.", ".a", "a b", "a\u{0b}b", "a#b", "A.b", "a_1.b2", "", "a\u{a0}b", "é.b"] {
+            for (strict, empty) in [(false, false), (false, true), (true, false), (true, true)] {
+                let general = uri.split('.').all(|c| {
+                    if c.is_empty() {
+                        return empty;
+                    }
+                    if strict {
+                        c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                    } else {
+                        !c.chars().any(|ch| ch.is_whitespace() || ch == '#')
+                    }
+                }) && !uri.is_empty();
+                assert_eq!(is_valid(uri, strict, empty), general, "{uri:?} strict={strict} empty={empty}");
+            }
+        }
     }
 
     #[test]
