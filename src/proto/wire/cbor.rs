@@ -661,25 +661,15 @@ pub fn encode_value(v: &Value, out: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests {
-    use std::panic::{AssertUnwindSafe, catch_unwind};
-
     use bytes::Bytes as Frame;
 
     use super::*;
+    use crate::proto::wire::fuzz::{Binary, hex, to_hex};
     use crate::proto::wire::message::{Message, Reader as _, Serializer, decode, encode_to_vec};
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s = s.replace(' ', "");
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
-    }
 
     /// Input for a `Reader` in a test (leaked: tests are short-lived).
     fn input(h: &str) -> &'static [u8] {
         hex(h).leak()
-    }
-
-    fn to_hex(b: &[u8]) -> String {
-        b.iter().map(|x| format!("{x:02x}")).collect()
     }
 
     fn enc(v: &Value) -> String {
@@ -1060,167 +1050,42 @@ mod tests {
     // Robustness: random and mutated frames must never panic, and whatever decodes must
     // re-encode to something that decodes to the same bytes again.
 
-    /// The CBOR byte strings of every single-message WAMP test vector.
-    fn vector_frames() -> Vec<Vec<u8>> {
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/wamp-vectors/singlemessage");
-        let mut out = Vec::new();
-        for dir in ["basic", "advanced"] {
-            for entry in std::fs::read_dir(format!("{root}/{dir}")).expect("vector dir") {
-                let doc: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(entry.expect("entry").path()).expect("read")).expect("json");
-                for sample in doc["samples"].as_array().into_iter().flatten() {
-                    for v in sample["serializers"]["cbor"].as_array().into_iter().flatten() {
-                        out.push(hex(v["bytes_hex"].as_str().expect("bytes_hex")));
-                    }
-                }
-            }
-        }
-        assert!(out.len() >= 30, "only {} vectors", out.len());
-        out
-    }
-
-    /// splitmix64: deterministic, so a failure reproduces.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-    }
-
-    /// Initial bytes with large, indefinite or reserved lengths, tags, simple values, break.
-    const INTERESTING: &[u8] = &[
-        0x00, 0x17, 0x1b, 0x1f, 0x3b, 0x5b, 0x5f, 0x7b, 0x7f, 0x9b, 0x9f, 0xbb, 0xbf, 0xc1, 0xd9, 0xdf, 0xf7, 0xf8,
-        0xf9, 0xfb, 0xfc, 0xff,
-    ];
-
-    fn mutate(rng: &mut Rng, base: &[u8], corpus: &[Vec<u8>]) -> Vec<u8> {
-        let mut b = base.to_vec();
-        for _ in 0..1 + rng.below(4) {
-            let i = rng.below(b.len() + 1);
-            match rng.below(8) {
-                0 if i < b.len() => b[i] ^= 1 << rng.below(8),
-                1 if i < b.len() => b[i] = INTERESTING[rng.below(INTERESTING.len())],
-                2 if i < b.len() => b[i] = rng.next() as u8,
-                3 => {
-                    let n = rng.below(8);
-                    b.splice(i..i, (0..n).map(|_| rng.next() as u8));
-                }
-                4 => {
-                    let end = (i + 1 + rng.below(8)).min(b.len());
-                    b.drain(i.min(end)..end);
-                }
-                5 => b.truncate(i),
-                6 => {
-                    let other = &corpus[rng.below(corpus.len())];
-                    let from = rng.below(other.len());
-                    let to = (from + rng.below(16)).min(other.len());
-                    b.splice(i..i, other[from..to].iter().copied());
-                }
-                _ => {
-                    let header: &[u8] = match rng.below(5) {
-                        0 => &[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
-                        1 => &[0x7a, 0xff, 0xff, 0xff, 0xff],
-                        2 => &[0x5f, 0x41],
-                        3 => &[0x9f],
-                        _ => &[BREAK],
-                    };
-                    b.splice(i..i, header.iter().copied());
-                }
-            }
-        }
-        b
-    }
-
-    /// Decode `bytes`; when that works, re-encode, decode again and transcode to msgpack.
-    /// Returns whether the frame decoded.
-    fn exercise(bytes: &[u8]) -> bool {
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let Ok(msg) = decode(Serializer::Cbor, &Frame::from(bytes.to_vec())) else {
-                return false;
-            };
-            let again = encode_to_vec(Serializer::Cbor, &msg).expect("re-encode");
-            let msg2 = decode(Serializer::Cbor, &Frame::from(again.clone())).expect("decode our own bytes");
-            assert_eq!(encode_to_vec(Serializer::Cbor, &msg2).expect("encode"), again);
-            if let Ok(msgpack) = encode_to_vec(Serializer::MsgPack, &msg) {
-                decode(Serializer::MsgPack, &Frame::from(msgpack)).expect("decode the msgpack transcode");
-            }
-            true
-        }));
-        outcome.unwrap_or_else(|_| panic!("panicked on input {}", to_hex(bytes)))
-    }
+    const FUZZ: Binary = Binary {
+        serializer: Serializer::Cbor,
+        transcode_to: Serializer::MsgPack,
+        // Initial bytes with large, indefinite or reserved lengths, tags, simple values, break.
+        interesting: &[
+            0x00, 0x17, 0x1b, 0x1f, 0x3b, 0x5b, 0x5f, 0x7b, 0x7f, 0x9b, 0x9f, 0xbb, 0xbf, 0xc1, 0xd9, 0xdf, 0xf7, 0xf8,
+            0xf9, 0xfb, 0xfc, 0xff,
+        ],
+        headers: &[
+            &[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+            &[0x7a, 0xff, 0xff, 0xff, 0xff],
+            &[0x5f, 0x41],
+            &[0x9f],
+            &[BREAK],
+        ],
+    };
 
     #[test]
     fn vectors_truncated_or_extended_fail_cleanly() {
-        for v in vector_frames() {
-            assert!(exercise(&v), "{}", to_hex(&v));
-            assert!(decode(Serializer::Cbor, &Frame::from(v.clone())).is_ok(), "{}", to_hex(&v));
-            for cut in 0..v.len() {
-                assert!(decode(Serializer::Cbor, &Frame::from(v[..cut].to_vec())).is_err(), "{}", to_hex(&v[..cut]));
-            }
-            let mut longer = v.clone();
-            longer.push(0xf6);
-            assert!(decode(Serializer::Cbor, &Frame::from(longer)).is_err());
-        }
+        FUZZ.vectors_truncated_or_extended_fail_cleanly(0xf6);
     }
 
     #[test]
     fn skip_and_value_agree_on_mutated_items() {
-        // `skip` and value decoding walk items separately; on any input, whatever decodes as a
-        // value must skip to the same end, and whatever `skip` rejects must not decode.
-        let corpus = vector_frames();
-        let mut rng = Rng(0x5eed_0004);
-        let mut decoded = 0;
-        for _ in 0..40_000 {
-            let base = &corpus[rng.below(corpus.len())];
-            let bytes = mutate(&mut rng, base, &corpus);
-            let mut walked = Cursor::new(&bytes);
-            let skipped = walked.skip();
-            let mut built = Cursor::new(&bytes);
-            match built.value(0, Mode::Payload) {
-                Ok(_) => {
-                    decoded += 1;
-                    assert!(skipped.is_ok(), "skip failed where decoding worked: {}", to_hex(&bytes));
-                    assert_eq!(walked.pos(), built.pos(), "{}", to_hex(&bytes));
-                }
-                Err(_) if skipped.is_err() => {}
-                // Only key types are checked by decoding and not by `skip`.
-                Err(e) => assert!(e.0.contains("dict keys"), "{e} for {}", to_hex(&bytes)),
-            }
-        }
-        assert!(decoded > 1_000, "only {decoded} mutants decoded");
+        FUZZ.skip_and_value_agree(0x5eed_0004, |bytes| {
+            let mut walked = Cursor::new(bytes);
+            let skipped = walked.skip().map(|_| walked.pos());
+            let mut built = Cursor::new(bytes);
+            (skipped.ok(), built.value(0, Mode::Payload).map(|_| built.pos()))
+        });
     }
 
     #[test]
     fn mutated_and_random_frames_never_panic() {
-        let corpus = vector_frames();
-        // SHARDBAR_FUZZ_ROUNDS and SHARDBAR_FUZZ_SEED allow a longer or different run.
-        let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
-        let rounds = env("SHARDBAR_FUZZ_ROUNDS").unwrap_or(40_000);
-        let mut rng = Rng(env("SHARDBAR_FUZZ_SEED").unwrap_or(0x5eed_0002));
-        let mut decoded = 0;
-        for _ in 0..rounds {
-            let base = &corpus[rng.below(corpus.len())];
-            decoded += usize::from(exercise(&mutate(&mut rng, base, &corpus)));
-        }
-        // Enough mutants must still decode for the re-encode checks to mean something.
-        assert!(decoded as u64 > rounds / 40, "only {decoded} of {rounds} mutants decoded");
-        for _ in 0..rounds / 4 {
-            let len = rng.below(48);
-            let mut b: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-            // Half of them start like a message so the decoder gets past the first byte.
-            if rng.below(2) == 0 {
-                b.splice(0..0, [[0x82u8, 0x84, 0x85, 0x86, 0x9f][rng.below(5)], [16u8, 0x01, 0x03][rng.below(3)]]);
-            }
-            exercise(&b);
-        }
+        FUZZ.mutated_and_random_frames_never_panic(0x5eed_0002, |rng| {
+            [[0x82u8, 0x84, 0x85, 0x86, 0x9f][rng.below(5)], [16u8, 0x01, 0x03][rng.below(3)]]
+        });
     }
 }

@@ -1178,6 +1178,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::proto::wire::fuzz::{Rng, vector_frames};
     use crate::proto::wire::message::{Message, Payload, Reader as _, Serializer, Writer as _, decode, encode_to_vec};
 
     /// Validate `json` as one document (the scanner, then only whitespace).
@@ -1583,51 +1584,6 @@ mod tests {
         assert!(decode_json(r#"[16,7,{},"t",[1,]]"#).is_err());
     }
 
-    /// A small deterministic generator (xorshift64*), so the fuzz test needs no crate.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-    }
-
-    /// The JSON bytes of every vector variant.
-    fn vector_corpus() -> Vec<Vec<u8>> {
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/wamp-vectors/singlemessage");
-        let mut out = Vec::new();
-        for dir in ["basic", "advanced"] {
-            let mut files: Vec<_> = std::fs::read_dir(format!("{root}/{dir}"))
-                .expect("vector dir")
-                .map(|e| e.expect("entry").path())
-                .collect();
-            files.sort();
-            for path in files {
-                let doc: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("vector json");
-                for sample in doc["samples"].as_array().into_iter().flatten() {
-                    for variant in sample["serializers"]["json"].as_array().into_iter().flatten() {
-                        let hex = variant["bytes_hex"].as_str().expect("bytes_hex");
-                        let bytes = (0..hex.len())
-                            .step_by(2)
-                            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
-                            .collect();
-                        out.push(bytes);
-                    }
-                }
-            }
-        }
-        assert!(out.len() >= 30, "vector corpus too small: {}", out.len());
-        out
-    }
-
     fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
         const INTERESTING: &[u8] = b"[]{}\",:\\-+.0123456789eEtfnu \x00\x1f\x7f\x80\xc3\xed\xff/";
         let mut v = input.to_vec();
@@ -1663,8 +1619,8 @@ mod tests {
     /// have a payload that decodes (what `skip` accepts, `decode_values` must accept).
     #[test]
     fn fuzz_decode_never_panics() {
-        let corpus = vector_corpus();
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let corpus = vector_frames(Serializer::Json);
+        let mut rng = Rng::XorShift64Star(0x9E37_79B9_7F4A_7C15);
         let mut accepted = 0;
         let mut checked = 0;
         for round in 0..20_000 {
@@ -1719,12 +1675,12 @@ mod tests {
     /// hand parser and simd-json build the same values from what it accepts.
     #[test]
     fn scanner_agrees_with_serde_json() {
-        let mut corpus = vector_corpus();
+        let mut corpus = vector_frames(Serializer::Json);
         // Documents beyond the hand-parse threshold, so mutations also reach simd-json.
         let joined = corpus.join(&b","[..]);
         corpus.push([&b"["[..], &joined, b"]"].concat());
         corpus.push([&b"{\"k\":["[..], &joined, b"],\"s\":\"\\u0000AAEC\\n\"}"].concat());
-        let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+        let mut rng = Rng::XorShift64Star(0xD1B5_4A32_D192_ED03);
         let (mut big, mut big_ok) = (0, 0);
         for _ in 0..20_000 {
             let input = {

@@ -5,6 +5,8 @@
 //! traits; `websocket` and `rawsocket` are incremental transport codecs over `BytesMut`.
 
 pub mod cbor;
+#[cfg(test)]
+pub(crate) mod fuzz;
 pub mod ids;
 pub mod json;
 pub mod message;
