@@ -1,0 +1,155 @@
+// Starts and stops a real shardbar router for the smoke tests.
+//
+// The binary is $SHARDBAR_BIN (tests/run.sh exports it), else target/debug/shardbar.
+// Every router listens on a free loopback port (WebSocket and RawSocket on that one port,
+// JSON/MessagePack/CBOR), is ready once GET /health answers 200, and is stopped by its PID
+// with SIGTERM (SIGKILL only if it has not exited within the grace period).
+
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const READY_TIMEOUT_MS = 15_000;
+const STOP_GRACE_MS = 8_000;
+const LOG_TAIL_BYTES = 16 * 1024;
+
+// Routers still running when the test process exits (a crashed hook, an uncaught error):
+// killed by PID on the way out so nothing outlives the test file.
+const live = new Set();
+process.on('exit', () => {
+  for (const child of live) {
+    try { child.kill('SIGKILL'); } catch { /* already gone */ }
+  }
+});
+
+export function routerBinary() {
+  const bin = process.env.SHARDBAR_BIN || path.join(REPO_ROOT, 'target', 'debug', 'shardbar');
+  if (!existsSync(bin)) {
+    throw new Error(`shardbar binary not found at ${bin}: run \`cargo build --bins\` or set SHARDBAR_BIN`);
+  }
+  return bin;
+}
+
+/** A TCP port that was free on 127.0.0.1 a moment ago. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function healthStatus(port) {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/health', timeout: 500 }, (res) => {
+      res.resume();
+      resolve(res.statusCode);
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(0));
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function startOnce({ shards, serializers }) {
+  const bin = routerBinary();
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'shardbar-js-'));
+  const config = path.join(dir, 'router.toml');
+  writeFileSync(config, [
+    '[router]',
+    `shards = ${shards}`,
+    '',
+    '[[listener]]',
+    `address = "127.0.0.1:${port}"`,
+    `serializers = [${serializers.map((s) => `"${s}"`).join(', ')}]`,
+    '',
+  ].join('\n'));
+
+  const child = spawn(bin, ['--config', config, '--log', 'warn'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  live.add(child);
+  let log = '';
+  const keep = (chunk) => {
+    log += chunk.toString();
+    if (log.length > LOG_TAIL_BYTES) log = log.slice(-LOG_TAIL_BYTES);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  const exited = new Promise((resolve) => {
+    child.on('exit', (code, signal) => {
+      live.delete(child);
+      resolve({ code, signal });
+    });
+  });
+  let exitInfo = null;
+  exited.then((info) => { exitInfo = info; });
+
+  const router = {
+    port,
+    pid: child.pid,
+    wsUrl: `ws://127.0.0.1:${port}/ws`,
+    log: () => log,
+    exitInfo: () => exitInfo,
+    /** SIGTERM by PID, wait for a clean exit; SIGKILL after the grace period. */
+    async stop() {
+      if (exitInfo === null) {
+        child.kill('SIGTERM');
+        let timer;
+        const grace = new Promise((r) => { timer = setTimeout(() => r('timeout'), STOP_GRACE_MS); });
+        const first = await Promise.race([exited, grace]);
+        clearTimeout(timer);
+        if (first === 'timeout') {
+          child.kill('SIGKILL');
+          await exited;
+          rmSync(dir, { recursive: true, force: true });
+          throw new Error(`router pid ${child.pid} ignored SIGTERM for ${STOP_GRACE_MS} ms; killed\n${log}`);
+        }
+      }
+      rmSync(dir, { recursive: true, force: true });
+      return exitInfo;
+    },
+  };
+
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (exitInfo !== null) {
+      rmSync(dir, { recursive: true, force: true });
+      const err = new Error(`router exited before it was ready (${JSON.stringify(exitInfo)})\n${log}`);
+      err.routerLog = log;
+      throw err;
+    }
+    if ((await healthStatus(port)) === 200) return router;
+    await sleep(50);
+  }
+  await router.stop().catch(() => {});
+  throw new Error(`router on port ${port} not ready within ${READY_TIMEOUT_MS} ms\n${log}`);
+}
+
+/**
+ * Start a router; resolves once /health answers 200. Retries with a new port if the
+ * chosen port was taken in between (the only expected start failure).
+ */
+export async function startRouter({ shards = 2, serializers = ['json', 'msgpack', 'cbor'] } = {}) {
+  let lastError;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      return await startOnce({ shards, serializers });
+    } catch (e) {
+      lastError = e;
+      if (!/address already in use|Address in use|EADDRINUSE/i.test(e.routerLog || '')) throw e;
+    }
+  }
+  throw lastError;
+}
