@@ -37,7 +37,9 @@ fn main() -> ExitCode {
         eprintln!("shardbar: log filter {:?} is not valid; using \"info\"", config.log);
         tracing_subscriber::EnvFilter::new("info")
     });
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    // Colour only on a terminal: logs piped to files or journald stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).init();
     let listeners: Vec<String> = config.listeners.iter().map(|l| l.addr.to_string()).collect();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
