@@ -337,7 +337,8 @@ impl Codec {
     fn write_ping(&self, payload: &[u8], out: &mut Vec<u8>) {
         match self {
             Codec::Ws(_) => websocket::write_frame(websocket::OpCode::Ping, payload, out),
-            Codec::Raw(_) => rawsocket::write_frame(rawsocket::FrameKind::Ping, payload, out),
+            // Not sent (see `session`): RawSocket liveness is TCP keepalive.
+            Codec::Raw(_) => {}
         }
     }
 
@@ -377,6 +378,11 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     );
 
     let limits_cfg = shard.config.limits.clone();
+    // Application-level pings only on WebSocket, where RFC 6455 obliges every client to
+    // answer. RawSocket PING support is optional in practice (Autobahn|Python's asyncio
+    // transport raises on a PING), so RawSocket liveness comes from TCP keepalive, set on
+    // the socket at accept (`keepalive_for`).
+    let ping_interval = if matches!(codec, Codec::Ws(_)) { limits_cfg.ping_interval } else { None };
     let mut wbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut control: Vec<u8> = Vec::new();
     let mut last_rx = Instant::now();
@@ -471,7 +477,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         // 3. Wait for input, a wake-up or a timer.
         let now = Instant::now();
         let mut timer_at = now + Duration::from_secs(3600);
-        if let Some(interval) = limits_cfg.ping_interval {
+        if let Some(interval) = ping_interval {
             timer_at = timer_at.min(match ping_sent {
                 Some(sent) => sent + limits_cfg.ping_timeout,
                 None => last_rx + interval,
@@ -525,7 +531,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                         break;
                     }
                 }
-                if let Some(interval) = limits_cfg.ping_interval {
+                if let Some(interval) = ping_interval {
                     match ping_sent {
                         Some(sent) if now >= sent + limits_cfg.ping_timeout => {
                             tracing::info!(shard = shard.id, conn, "liveness ping timed out; closing");

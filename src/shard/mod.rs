@@ -121,18 +121,26 @@ fn start_signal_thread(flag: Arc<AtomicBool>) {
 
 /// Check that every TCP listener can be bound before starting shards, so an address in use
 /// is reported once and clearly instead of stranding the other shards.
+///
+/// The probe binds *without* SO_REUSEPORT: the shards' own sockets use it, so a second
+/// router (or anything) already listening on the port would otherwise be joined silently
+/// and the kernel would split connections between the two processes.
 fn precheck_listeners(config: &Config) -> Result<(), RunError> {
-    for l in &config.listeners {
-        if let ListenAddr::Tcp(addr) = &l.addr {
-            let sock =
-                socket2::Socket::new(socket2::Domain::for_address(*addr), socket2::Type::STREAM, None).and_then(|s| {
-                    s.set_reuse_port(true)?;
-                    s.bind(&(*addr).into())?;
-                    Ok(s)
-                });
-            if let Err(e) = sock {
-                return Err(RunError::Bind { addr: l.addr.to_string(), error: e.to_string() });
-            }
+    let tcp = config.listeners.iter().filter_map(|l| match l.addr {
+        ListenAddr::Tcp(a) => Some(a),
+        ListenAddr::Unix(_) => None,
+    });
+    for addr in tcp.chain(config.metrics_addr) {
+        let probe =
+            socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None).and_then(|s| {
+                // SO_REUSEADDR only lets the probe bind over TIME_WAIT leftovers, never over a
+                // listening socket.
+                s.set_reuse_address(true)?;
+                s.bind(&addr.into())?;
+                s.listen(1)
+            });
+        if let Err(e) = probe {
+            return Err(RunError::Bind { addr: addr.to_string(), error: e.to_string() });
         }
     }
     Ok(())
@@ -459,6 +467,14 @@ async fn accept_tcp(shard: Rc<Shard>, listener: glommio::net::TcpListener, l: Rc
         match listener.accept().await {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
+                if let Some(ka) = keepalive_for(&shard.config) {
+                    use std::os::fd::{AsRawFd, BorrowedFd};
+                    // SAFETY: the fd belongs to `stream`, which outlives this borrow.
+                    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+                    if let Err(e) = socket2::SockRef::from(&fd).set_tcp_keepalive(&ka) {
+                        tracing::debug!(shard = shard.id, error = %e, "could not set TCP keepalive");
+                    }
+                }
                 glommio::spawn_local(conn::serve(shard.clone(), stream, l.clone(), true)).detach();
             }
             Err(e) => {
@@ -468,6 +484,16 @@ async fn accept_tcp(shard: Rc<Shard>, listener: glommio::net::TcpListener, l: Rc
             }
         }
     }
+}
+
+/// TCP keepalive matching the liveness settings: probes start after `ping_interval` of
+/// silence and the kernel drops the connection after 3 unanswered probes spread over
+/// `ping_timeout`. This is what reaps half-open RawSocket connections (whose clients may
+/// not implement RawSocket PING); WebSocket connections get application pings as well.
+fn keepalive_for(config: &Config) -> Option<socket2::TcpKeepalive> {
+    let idle = config.limits.ping_interval?;
+    let every = (config.limits.ping_timeout / 3).max(Duration::from_secs(1));
+    Some(socket2::TcpKeepalive::new().with_time(idle.max(Duration::from_secs(1))).with_interval(every).with_retries(3))
 }
 
 async fn accept_metrics(shard: Rc<Shard>, listener: glommio::net::TcpListener) {
