@@ -54,6 +54,7 @@ pub mod uris {
     pub const GOODBYE_AND_OUT: &str = "wamp.close.goodbye_and_out";
     pub const SYSTEM_SHUTDOWN: &str = "wamp.close.system_shutdown";
     pub const LIMIT_EXCEEDED: &str = "shardbar.error.limit_exceeded";
+    pub const PAYLOAD_SIZE_EXCEEDED: &str = "wamp.error.payload_size_exceeded";
     pub const SLOW_CONSUMER: &str = "shardbar.close.slow_consumer";
 }
 
@@ -242,6 +243,30 @@ impl Output {
         }
     }
 
+    /// Send a message that must not vanish silently (RPC traffic, WELCOME): if it is larger
+    /// than the peer accepts, nothing is queued and `Err(size)` lets the caller answer
+    /// differently (`wamp.error.payload_size_exceeded`).
+    fn try_send(&mut self, conn: ConnId, msg: &Message) -> Result<(), usize> {
+        let Some(c) = self.conns.get(conn) else { return Ok(()) };
+        let (framing, max) = (c.info.framing, c.info.max_out_message);
+        let frame = match encode_frame(framing, msg) {
+            Ok(f) => f,
+            Err(e) => {
+                self.stats.encode_failures += 1;
+                tracing::warn!(conn, error = %e, "could not encode {}", msg.name());
+                return Ok(());
+            }
+        };
+        if frame.len() > max.saturating_add(4) {
+            return Err(frame.len());
+        }
+        if let Message::Error { error, .. } = msg {
+            self.stats.count_error_uri(error);
+        }
+        self.push(conn, frame, Class::Control, msg.code());
+        Ok(())
+    }
+
     fn send(&mut self, conn: ConnId, msg: &Message) -> bool {
         let Some(c) = self.conns.get(conn) else { return false };
         match msg {
@@ -322,6 +347,9 @@ enum Unregistering {
 struct Teardown {
     remaining: usize,
     calls: Vec<CallKey>,
+    /// The session's connection: the runtime closes it only once this completes, so a peer
+    /// that sees the connection end can register the same procedure again at once.
+    conn: ConnId,
 }
 
 /// How a core is set up.
@@ -474,6 +502,23 @@ impl ShardCore {
             self.on_mesh(from, msg, now);
         }
         self.settle(now);
+    }
+
+    /// The runtime is about to close `conn` (ping timeout, HELLO deadline, transport error,
+    /// or a close the core asked for): end its session now, so its registrations are
+    /// released before the peer sees the connection end. Poll [`ShardCore::teardown_pending`]
+    /// before closing the socket.
+    pub fn handle_closing(&mut self, conn: ConnId, now: Instant) {
+        if let Some(sid) = self.session_of(conn) {
+            self.end_session(sid);
+        }
+        self.settle(now);
+    }
+
+    /// Whether the session that lived on `conn` still waits for owners to confirm that its
+    /// registrations are released.
+    pub fn teardown_pending(&self, conn: ConnId) -> bool {
+        self.teardowns.values().any(|t| t.conn == conn)
     }
 
     /// The runtime found `conn` making no write progress for the write deadline.
@@ -801,7 +846,21 @@ impl ShardCore {
             c.state = ConnState::Established(id);
             c.slow_policy = slow_policy;
         }
-        self.out.send(conn, &Message::Welcome { session: id, details: welcome });
+        if self.out.try_send(conn, &Message::Welcome { session: id, details: welcome }).is_err() {
+            // A client with a tiny RawSocket limit (512 bytes) gets the compact form: its
+            // identity and bare roles, no feature lists.
+            let roles = Dict::new().with("broker", Dict::new()).with("dealer", Dict::new());
+            let s = &self.sessions[&id];
+            let compact = Dict::new()
+                .with("authid", &*s.authid)
+                .with("authrole", &*s.authrole)
+                .with("authmethod", "anonymous")
+                .with("roles", roles);
+            if self.out.try_send(conn, &Message::Welcome { session: id, details: compact }).is_err() {
+                self.end_session(id);
+                self.close_conn(conn, "peer limit too small for WELCOME");
+            }
+        }
     }
 
     /// Remove every trace of a session on this shard and tell the owners and peers.
@@ -842,7 +901,8 @@ impl ShardCore {
         } else {
             self.next_token += 1;
             let teardown = self.next_token;
-            self.teardowns.insert(teardown, Teardown { remaining: s.registrations.len(), calls: orphaned });
+            self.teardowns
+                .insert(teardown, Teardown { remaining: s.registrations.len(), calls: orphaned, conn: s.conn });
             let mut regs: Vec<Id> = s.registrations.keys().copied().collect();
             regs.sort_unstable();
             for reg in regs {
@@ -1291,17 +1351,13 @@ impl ShardCore {
         let conn = s.conn;
         if let Some(m) = message {
             self.out.error(conn, code::CALL, pc.request, error, Some(m));
-        } else {
-            self.out.send(
-                conn,
-                &Message::Error {
-                    request_type: code::CALL,
-                    request: pc.request,
-                    details,
-                    error: error.to_owned(),
-                    payload,
-                },
-            );
+            return;
+        }
+        let msg =
+            Message::Error { request_type: code::CALL, request: pc.request, details, error: error.to_owned(), payload };
+        if let Err(len) = self.out.try_send(conn, &msg) {
+            let m = format!("the callee's ERROR {error} ({len} bytes) is larger than this client accepts");
+            self.out.error(conn, code::CALL, pc.request, uris::PAYLOAD_SIZE_EXCEEDED, Some(m));
         }
     }
 
@@ -1372,8 +1428,27 @@ impl ShardCore {
         }
         self.out.stats.invocations += 1;
         self.out.stats.routing_latency.observe(now.saturating_duration_since(inv.read_at));
+        let call = inv.call;
+        let callee = inv.callee;
         let Invoke { registration, payload, .. } = *inv;
-        self.out.send(conn, &Message::Invocation { request, registration, details, payload });
+        if let Err(len) = self.out.try_send(conn, &Message::Invocation { request, registration, details, payload }) {
+            // The callee cannot receive it: the call fails instead of waiting forever.
+            if let Some(s) = self.sessions.get_mut(&callee) {
+                s.invocations.remove(&request);
+            }
+            self.invocations.remove(&call);
+            let message = format!("the INVOCATION ({len} bytes) is larger than the callee accepts");
+            let payload = Payload::from_values(Serializer::Json, Some(&[Value::Str(message)]), None);
+            self.send_mesh(
+                call.shard,
+                MeshMsg::CallFailed {
+                    call,
+                    error: uris::PAYLOAD_SIZE_EXCEEDED.to_owned(),
+                    details: Dict::new(),
+                    payload,
+                },
+            );
+        }
     }
 
     fn on_yield(&mut self, conn: ConnId, sid: Id, request: Id, options: Dict, payload: Payload) {
@@ -1694,8 +1769,19 @@ impl ShardCore {
         if progress && !pc.options.receive_progress {
             return;
         }
-        let (caller, request) = (pc.caller, pc.request);
+        let (caller, request, callee) = (pc.caller, pc.request, pc.callee.clone());
+        let Some(conn) = self.sessions.get(&caller).map(|s| s.conn) else { return };
         let details = if progress { Dict::new().with("progress", true) } else { Dict::new() };
+        if let Err(len) = self.out.try_send(conn, &Message::Result { request, details, payload }) {
+            // The caller cannot receive this RESULT: fail the call instead of leaving it
+            // waiting, and stop a progressive callee from producing more.
+            let m = format!("the RESULT ({len} bytes) is larger than this client accepts");
+            self.fail_call(call.seq, uris::PAYLOAD_SIZE_EXCEEDED, Dict::new(), Some(m), Payload::empty());
+            if progress && let Some(c) = callee {
+                self.send_mesh(c.shard, MeshMsg::CancelInvoke { call, callee: c.session, mode: "killnowait" });
+            }
+            return;
+        }
         if !progress {
             if let Some(pc) = self.calls.remove(&call.seq)
                 && let Some(r) = self.realms.get_mut(&pc.realm)
@@ -1703,13 +1789,10 @@ impl ShardCore {
                 r.stats.calls_ok += 1;
             }
             self.out.stats.calls_ok += 1;
+            if let Some(s) = self.sessions.get_mut(&caller) {
+                s.calls.remove(&request);
+            }
         }
-        let Some(s) = self.sessions.get_mut(&caller) else { return };
-        if !progress {
-            s.calls.remove(&request);
-        }
-        let conn = s.conn;
-        self.out.send(conn, &Message::Result { request, details, payload });
     }
 
     fn on_cancel_invoke(&mut self, call: CallKey, callee: Id, mode: &'static str) {

@@ -553,7 +553,16 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
 
-    // Closing: flush what is queued (bounded), say goodbye at the transport level, close.
+    // Closing. First end the session and wait (bounded) until its registrations are
+    // released at their owners: a peer that sees the connection end and registers the same
+    // procedure again must not get `procedure_already_exists`.
+    shard.core.borrow_mut().handle_closing(conn, Instant::now());
+    shard.request_flush();
+    let release_deadline = Instant::now() + Duration::from_millis(limits::SHUTDOWN_GRACE_MS);
+    while shard.core.borrow().teardown_pending(conn) && Instant::now() < release_deadline {
+        glommio::timer::sleep(Duration::from_micros(200)).await;
+    }
+    // Then flush what is queued (bounded), say goodbye at the transport level, close.
     if !peer_done || ws_close.is_some() {
         wbuf.clear();
         wbuf.append(&mut control);
