@@ -1,0 +1,143 @@
+"""Liveness: WebSocket ping / RawSocket PING every ``ping_interval_ms``; a connection that does
+not answer within ``ping_timeout_ms`` is closed and its registrations are freed, so a
+restarted callee can register the same procedure again (the stale-registration problem
+of routers without liveness checks).
+
+Time is inherent here: the router pings on a timer. The router below pings after 300 ms of
+silence and waits 300 ms for the answer; the tests allow 10 s for what should take ~0.6 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from autobahn.wamp.exception import ApplicationError
+
+import rawwamp as rw
+from abclient import Pool
+
+INTERVAL_MS = 300
+TIMEOUT_MS = 300
+
+
+@pytest.fixture(scope="module")
+def lrouter():
+    from conftest import Router
+
+    r = Router(name="liveness", limits={"ping_interval_ms": INTERVAL_MS, "ping_timeout_ms": TIMEOUT_MS})
+    r.start()
+    yield r
+    r.cleanup()
+
+
+def uid() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+async def register_retrying(session, proc, within: float):
+    """Register, retrying on procedure_already_exists for at most ``within`` seconds; returns
+    the number of refused attempts."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    refused = 0
+    while True:
+        try:
+            await session.register(lambda: "new owner", proc)
+            return refused
+        except ApplicationError as e:
+            assert e.error == "wamp.error.procedure_already_exists", e
+            refused += 1
+            assert loop.time() < deadline, f"{proc} still registered after {within}s"
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("kind", ["rs-msgpack", "ws-json", "unix-cbor"])
+async def test_silent_callee_is_reaped_and_procedure_freed(lrouter, kind):
+    # Goal: a callee that stops answering pings is closed after about
+    # ping_interval + ping_timeout, and its procedure can then be registered by another
+    # client (immediately: the router frees it when it drops the connection).
+    # Method: a raw callee registers, then reads without answering pings until the router
+    # closes it (recording how many pings it saw and how long it took); then an Autobahn
+    # session registers the same procedure and a caller reaches the new owner.
+    proc = f"test.live.{uid()}"
+    async with Pool(lrouter) as pool:
+        silent = pool.track_raw(await rw.open_raw(lrouter, kind))
+        await silent.hello()
+        await silent.register(proc)
+        silent.answer_pings = False
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        got, _ = await silent.recv_closed(timeout=10)
+        elapsed = loop.time() - t0
+        assert got == [], got
+        assert silent.pings_seen >= 1, "closed without being pinged"
+        assert elapsed >= (INTERVAL_MS + TIMEOUT_MS) / 1000 * 0.8, f"closed after only {elapsed:.2f}s"
+        assert elapsed < 10
+        newcomer = await pool.connect("ws-msgpack")
+        refused = await register_retrying(newcomer, proc, within=5)
+        caller = await pool.connect("ws-json")
+        assert await caller.call(proc) == "new owner"
+        assert refused == 0, f"procedure still registered {refused} times after the router closed the callee"
+        assert "liveness ping timed out" in lrouter.log_text()
+
+
+async def test_callee_that_stops_reading_is_reaped(lrouter):
+    # Goal: a callee that stops reading altogether (half-open peer) is reaped too.
+    # Method: raw RawSocket callee registers and never reads again; another session retries
+    # REGISTER (bounded, 10 s) until the router has freed the procedure; it must not be
+    # freed before about one ping interval.
+    proc = f"test.live.stuck.{uid()}"
+    async with Pool(lrouter) as pool:
+        silent = pool.track_raw(await rw.raw_session(lrouter, "rs-json"))
+        await silent.register(proc)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        newcomer = await pool.connect("rs-cbor")
+        refused = await register_retrying(newcomer, proc, within=10)
+        elapsed = loop.time() - t0
+        assert refused >= 1 and elapsed >= INTERVAL_MS / 1000 * 0.8, "freed before any ping could time out"
+        caller = await pool.connect("ws-cbor")
+        assert await caller.call(proc) == "new owner"
+
+
+async def test_responsive_clients_stay_connected(lrouter):
+    # Goal: clients that answer pings are not reaped, however idle: a raw RawSocket client, a
+    # raw WebSocket client and an Autobahn WebSocket session stay usable after five pings.
+    # Method: the raw clients read (answering pings) until each has seen five pings, which
+    # takes at least five ping intervals of silence; then every one does an RPC round trip.
+    proc = f"test.live.ok.{uid()}"
+    async with Pool(lrouter) as pool:
+        callee = await pool.connect("ws-json")
+        await callee.register(lambda: "alive", proc)
+        raws = [pool.track_raw(await rw.raw_session(lrouter, k)) for k in ("rs-msgpack", "ws-cbor")]
+
+        await asyncio.gather(*(asyncio.wait_for(_read_pings(c, 5), 20) for c in raws))
+        for c in raws:
+            m = await c.call_expect([rw.CALL, c.request_id(), {}, proc, []], rw.RESULT)
+            assert m[0] == rw.RESULT and m[3] == ["alive"], m
+        caller = await pool.connect("rs-json")
+        assert await caller.call(proc) == "alive"
+        assert callee.is_attached()
+
+
+async def _read_pings(c, n):
+    """Read, answering pings, until ``n`` pings were seen; any WAMP message is unexpected."""
+    while c.pings_seen < n:
+        ftype_payload = None
+        if isinstance(c, rw.RawSocketConn):
+            ftype, payload = await c.recv_frame(10)
+            if ftype == 1:
+                c.pings_seen += 1
+                await c.send_frame(payload, 2)
+                continue
+            ftype_payload = (ftype, payload)
+        else:
+            fin, op, payload = await c.recv_ws_frame(10)
+            if op == rw.OP_PING:
+                c.pings_seen += 1
+                await c.send_raw(rw.ws_frame(rw.OP_PONG, payload))
+                continue
+            ftype_payload = (op, payload)
+        raise AssertionError(f"unexpected frame while idle: {ftype_payload!r}")
