@@ -438,3 +438,40 @@ async def test_callee_leaving_mid_call_fails_the_call(router):
         with pytest.raises(ApplicationError) as e:
             await caller.call(proc)
         assert e.value.error == "wamp.error.no_such_procedure"
+
+
+@pytest.mark.parametrize("ending", ["goodbye", "abort", "close"])
+async def test_session_end_frees_registrations_and_subscriptions(router, ending):
+    # Goal: however a session ends — GOODBYE (answered with goodbye_and_out, the transport
+    # may then carry a new session), client ABORT, or the socket closing — its registrations
+    # are freed at once and its subscriptions stop receiving.
+    # Method: raw session on shard 0 registers a procedure and subscribes; it ends; a session
+    # on shard 1 registers the same procedure (must succeed first time) and a publication
+    # reaches only the remaining subscriber. After GOODBYE the same transport says HELLO again.
+    proc, topic = f"test.rpc.end.{uid()}", f"test.rpc.end.{uid()}"
+    async with Pool(router) as pool:
+        c = await pool.raw("rs-msgpack", shard=0)
+        await c.register(proc)
+        await c.subscribe(topic)
+        if ending == "goodbye":
+            await c.send([rw.GOODBYE, {}, "wamp.close.close_realm"])
+            m = await c.recv()
+            assert m[0] == rw.GOODBYE and m[2] == "wamp.close.goodbye_and_out", m
+        elif ending == "abort":
+            await c.send([rw.ABORT, {"message": "bye"}, "wamp.close.goodbye_and_out"])
+            got, _ = await c.recv_closed()
+            assert got == [], "ABORT must not be answered"
+        else:
+            c.close()
+        other_session = await pool.connect("ws-json", shard=1)
+        await other_session.register(lambda: "new", proc)
+        assert await other_session.call(proc) == "new"
+        if ending == "goodbye":
+            await c.hello()
+            sub_id = await c.subscribe(topic)
+            pub = await pool.raw("rs-json", shard=1)
+            m = await pub.call_expect([rw.PUBLISH, pub.request_id(), {"acknowledge": True}, topic, ["again"]],
+                                      rw.PUBLISHED)
+            assert m[0] == rw.PUBLISHED
+            ev = await c.recv()
+            assert ev[0] == rw.EVENT and ev[1] == sub_id and ev[4] == ["again"], ev

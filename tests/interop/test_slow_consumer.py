@@ -173,14 +173,16 @@ def slow_limits(**extra):
 
 
 @pytest.mark.async_timeout(90)
-async def test_stuck_subscriber_is_disconnected(make_router):
+@pytest.mark.parametrize("stuck_shard", [1, 0], ids=["stuck-on-other-shard", "stuck-on-publisher-shard"])
+async def test_stuck_subscriber_is_disconnected(make_router, stuck_shard):
     # Goal: with the default realm policy (disconnect), a subscriber that stops reading is
     # disconnected once more than pending_bytes_max is queued for it; the router's memory
     # stays bounded; the fast subscribers get every event in order; the router logs it.
-    # Method: the flood scenario (module doc); then the stuck client resumes reading and
-    # must reach EOF, with GOODBYE shardbar.close.slow_consumer if it arrives before EOF.
+    # Method: the flood scenario (module doc), with the stuck subscriber on the publisher's
+    # shard (local delivery) or the other one (mesh delivery); then the stuck client resumes
+    # reading and must get GOODBYE shardbar.close.slow_consumer, then EOF.
     router = make_router(name="slow-disconnect", limits=slow_limits())
-    f = await flood(router)
+    f = await flood(router, stuck_shard=stuck_shard)
     try:
         check_fast_and_rss(f)
         seqs, goodbye = await read_stuck_until_closed(f.stuck)

@@ -410,10 +410,17 @@ async def test_websocket_upgrade_picks_an_offered_wamp_subprotocol(vrouter):
     ("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 426),
     ("GET /health HTTP/1.1\r\nHost: x\r\n\r\n", 200),
     ("HELLO THERE\r\n\r\n", 400),
-], ids=["get-root", "get-no-upgrade", "post", "health", "garbage"])
+    ("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n"
+     "Sec-WebSocket-Protocol: wamp.2.json\r\n\r\n", 426),
+    ("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + "a" * 20000 + "\r\n\r\n", 431),
+    ("GET / HTTP/1.1\r\n" + "".join(f"X-H{i}: v\r\n" for i in range(100)) + "\r\n", 431),
+], ids=["get-root", "get-no-upgrade", "post", "health", "garbage", "ws-version-8", "head-too-large",
+        "too-many-headers"])
 async def test_plain_http(vrouter, request_text, status):
-    # Goal: plain HTTP gets 426 Upgrade Required naming websocket (except /health: 200);
-    # garbage that is not HTTP gets 400; the connection is closed either way.
+    # Goal: plain HTTP gets 426 Upgrade Required naming websocket (except /health: 200), as
+    # does an upgrade with an unsupported WebSocket version; garbage that is not HTTP gets
+    # 400; a head over 16 KiB or with more than 64 fields gets 431; the connection is closed.
     # Method: raw HTTP request, read to EOF.
     got, headers, body = await rw.http_exchange(vrouter.port, request_text.encode())
     assert got == status, (got, headers, body)
@@ -450,3 +457,37 @@ async def test_garbage_websocket_frame_on_a_healthy_router_under_load(vrouter):
             assert got and got[0][0] == rw.ABORT, got
         stop.set()
         assert await asyncio.wait_for(task, 30) > 0
+
+
+@pytest.mark.async_timeout(40)
+async def test_connections_that_never_say_hello_are_closed(vrouter):
+    # Goal: a connection that never completes its transport handshake, or never sends HELLO
+    # after it, is closed by the router (HANDSHAKE_TIMEOUT_MS = 10 s in src/limits.rs), so
+    # idle sockets cannot pile up.
+    # Method: open four at once — TCP with no bytes, half a RawSocket handshake, RawSocket
+    # handshake without HELLO, WebSocket upgrade without HELLO — and wait (bounded, 20 s)
+    # for EOF on each; none may be closed before ~10 s, none may stay past 20 s.
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    r1, w1 = await asyncio.open_connection("127.0.0.1", vrouter.port)
+    r2, w2 = await asyncio.open_connection("127.0.0.1", vrouter.port)
+    w2.write(b"\x7f\xf2")
+    await w2.drain()
+    rs = await rw.RawSocketConn.open(port=vrouter.port, serializer="json")
+    ws = await rw.WebSocketConn.open(vrouter.port, "cbor")
+
+    async def eof_after(reader):
+        while await asyncio.wait_for(reader.read(4096), 20):
+            pass
+        return loop.time() - t0
+
+    try:
+        times = await asyncio.gather(eof_after(r1), eof_after(r2), eof_after(rs.reader), eof_after(ws.reader))
+    except asyncio.TimeoutError:
+        raise AssertionError("a connection without HELLO was still open after 20 s") from None
+    finally:
+        for w in (w1, w2):
+            w.close()
+        rs.close()
+        ws.close()
+    assert min(times) >= 9.0, f"closed too early: {times}"
