@@ -306,3 +306,28 @@ async def test_autobahn_sees_invalid_uri_as_application_error(router):
         with pytest.raises(ApplicationError) as e:
             await c.subscribe(lambda *a: None, "com..bad")
         assert e.value.error == "wamp.error.invalid_uri"
+
+
+async def test_json_escapes_in_uris_and_option_keys(router):
+    # Goal: the router decodes JSON string escapes in topics and option keys: a topic sent
+    # as "test.\\u00fc..." (a JSON escape) is the topic "test.ü...", and the option key
+    # "\\u0061cknowledge" is "acknowledge".
+    # Method: raw JSON publisher writes the escapes by hand; a MessagePack subscriber on the
+    # other shard is subscribed to the unescaped topic (exact) and a prefix with a non-ASCII
+    # character; both events arrive, with the concrete topic unescaped in Details.topic.
+    tag = uid()
+    topic = f"test.\u00fc.\u2713.{tag}"
+    async with Pool(router) as pool:
+        sub = await pool.raw("rs-msgpack", shard=1)
+        exact_id = await sub.subscribe(topic)
+        prefix_id = await sub.subscribe(f"test.pfx\u00e9.{tag}", {"match": "prefix"})
+        pub = await pool.raw("rs-json", shard=0)
+        await pub.send_payload(b'[16,1,{"\\u0061cknowledge":true},"test.\\u00fc.\\u2713.%s",["one"]]' % tag.encode())
+        m = await pub.recv()
+        assert m[:2] == [rw.PUBLISHED, 1], m
+        await pub.send_payload(b'[16,2,{"acknowledge":true},"test.pfx\\u00e9.%s.\\u00e0",["two"]]' % tag.encode())
+        m = await pub.recv()
+        assert m[:2] == [rw.PUBLISHED, 2], m
+        e1, e2 = await sub.recv(), await sub.recv()
+        assert e1[1] == exact_id and e1[4] == ["one"] and "topic" not in e1[3], e1
+        assert e2[1] == prefix_id and e2[4] == ["two"] and e2[3]["topic"] == f"test.pfx\u00e9.{tag}.\u00e0", e2

@@ -148,15 +148,23 @@ async def test_violation_before_hello(vrouter, case):
         await witness.check()
 
 
-async def test_hello_for_unknown_realm_aborts(vrouter):
-    # Goal: HELLO for a realm that does not exist (auto_create_realms off) gets ABORT
-    # wamp.error.no_such_realm (not a violation) and the transport may be reused or closed.
-    # Method: raw RawSocket JSON client.
+@pytest.mark.parametrize("realm,details,reason", [
+    ("no.such.realm", {}, "wamp.error.no_such_realm"),
+    ("bad realm", {}, "wamp.error.invalid_uri"),
+    ("realm1", {"authmethods": ["ticket"], "authid": "joe"}, "wamp.error.no_matching_auth_method"),
+], ids=["unknown-realm", "invalid-realm-uri", "no-anonymous-auth"])
+async def test_hello_refused(vrouter, realm, details, reason):
+    # Goal: a HELLO the router cannot accept (unknown realm with auto_create_realms off,
+    # invalid realm URI, only non-anonymous auth methods) gets ABORT with the matching reason
+    # (not a protocol violation) and no WELCOME.
+    # Method: raw RawSocket JSON client sends the HELLO; expect ABORT; others keep working.
     async with Pool(vrouter) as pool:
+        witness = await Witness.create(pool)
         c = pool.track_raw(await rw.open_raw(vrouter, "rs-json"))
-        await c.send([rw.HELLO, "no.such.realm", {"roles": {"caller": {}}}])
+        await c.send([rw.HELLO, realm, {"roles": {"caller": {}}, **details}])
         m = await c.recv()
-        assert m[0] == rw.ABORT and m[2] == "wamp.error.no_such_realm", m
+        assert m[0] == rw.ABORT and m[2] == reason, m
+        await witness.check()
 
 
 async def test_duplicate_call_request_in_flight_aborts(vrouter):
@@ -219,7 +227,12 @@ async def test_rawsocket_oversize_frame_closes(vrouter, when):
         else:
             c = pool.track_raw(await rw.RawSocketConn.open(port=vrouter.port, serializer="msgpack"))
         await c.send_raw(rw.rawsocket_prefix(MAX + 1))
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
         got, closed = await c.recv_closed()
+        # Before HELLO the router would also close after its 10 s HELLO deadline: the close
+        # must come from the length check, long before that.
+        assert loop.time() - t0 < 3, "closed only by a timeout, not by the length check"
         assert got == [] or (len(got) == 1 and got[0][0] == rw.ABORT), got
         await witness.check()
         if when == "after-hello":
