@@ -238,15 +238,17 @@ class RawSocketConn(_Conn):
         return cls(reader, writer, serializer, 2 ** (9 + (reply[1] >> 4)), sock)
 
     async def send_frame(self, payload: bytes, frame_type: int = 0):
-        self.writer.write(rawsocket_prefix(len(payload), frame_type) + payload)
-        await self.writer.drain()
+        await self.send_raw(rawsocket_prefix(len(payload), frame_type) + payload)
 
     async def send_payload(self, payload: bytes):
         await self.send_frame(payload, 0)
 
     async def send_raw(self, data: bytes):
-        self.writer.write(data)
-        await self.writer.drain()
+        try:
+            self.writer.write(data)
+            await self.writer.drain()
+        except (ConnectionResetError, BrokenPipeError):
+            raise Closed("connection lost while sending") from None
 
     async def recv_frame(self, timeout: float = 10.0):
         """The next frame as (type, payload); raises Closed on EOF/reset."""
@@ -383,8 +385,11 @@ class WebSocketConn(_Conn):
         return cls(reader, writer, serializer)
 
     async def send_raw(self, data: bytes):
-        self.writer.write(data)
-        await self.writer.drain()
+        try:
+            self.writer.write(data)
+            await self.writer.drain()
+        except (ConnectionResetError, BrokenPipeError):
+            raise Closed("connection lost while sending") from None
 
     async def send_payload(self, payload: bytes, opcode: int | None = None):
         await self.send_raw(ws_frame(self.opcode if opcode is None else opcode, payload))

@@ -26,6 +26,20 @@ def echo(*args, **kwargs):
     return CallResult(*args, **kwargs)
 
 
+async def register_within(session, proc, seconds: float):
+    """Register ``lambda: "new"``, retrying on procedure_already_exists for at most
+    ``seconds`` (for teardown that is legitimately asynchronous)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        try:
+            return await session.register(lambda: "new", proc)
+        except ApplicationError as e:
+            if e.error != "wamp.error.procedure_already_exists" or loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.02)
+
+
 @pytest.mark.parametrize("callee_kind", ALL_KINDS)
 async def test_call_reaches_every_kind_on_the_other_shard(router, callee_kind):
     # Goal: calls from JSON, MessagePack and CBOR callers reach a callee of each
@@ -444,10 +458,10 @@ async def test_callee_leaving_mid_call_fails_the_call(router):
 async def test_session_end_frees_registrations_and_subscriptions(router, ending):
     # Goal: however a session ends — GOODBYE (answered with goodbye_and_out, the transport
     # may then carry a new session), client ABORT, or the socket closing — its registrations
-    # are freed at once and its subscriptions stop receiving.
+    # are freed: at once for GOODBYE/ABORT, within a bounded time after a close.
     # Method: raw session on shard 0 registers a procedure and subscribes; it ends; a session
-    # on shard 1 registers the same procedure (must succeed first time) and a publication
-    # reaches only the remaining subscriber. After GOODBYE the same transport says HELLO again.
+    # on shard 1 registers the same procedure. After GOODBYE the same transport says HELLO
+    # again, subscribes and receives an event.
     proc, topic = f"test.rpc.end.{uid()}", f"test.rpc.end.{uid()}"
     async with Pool(router) as pool:
         c = await pool.raw("rs-msgpack", shard=0)
@@ -464,7 +478,13 @@ async def test_session_end_frees_registrations_and_subscriptions(router, ending)
         else:
             c.close()
         other_session = await pool.connect("ws-json", shard=1)
-        await other_session.register(lambda: "new", proc)
+        if ending == "close":
+            # Nothing orders the router's noticing our FIN before another connection's
+            # REGISTER: allow a short, bounded delay.
+            await register_within(other_session, proc, 2.0)
+        else:
+            # The GOODBYE echo / the EOF after our ABORT come after the session was ended.
+            await other_session.register(lambda: "new", proc)
         assert await other_session.call(proc) == "new"
         if ending == "goodbye":
             await c.hello()
