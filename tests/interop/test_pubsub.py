@@ -190,7 +190,6 @@ async def test_pattern_subscriptions(router):
         pub = await pool.connect("rs-json", shard=1)
         p_sess = await pool.connect("ws-cbor", shard=0)
         w_sess = await pool.connect("rs-msgpack", shard=0)
-        all_sess = await pool.connect("ws-json", shard=0)
         subs = {
             "prefix": (p_sess, await subscribe(p_sess, prefix, "prefix")),
             "wildcard": (w_sess, await subscribe(w_sess, wildcard, "wildcard")),
