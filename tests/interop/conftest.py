@@ -174,7 +174,7 @@ def make_router(request):
 
 
 @pytest.fixture(scope="session")
-def router():
+def router(request):
     """The shared router: 2 shards, defaults except liveness pings off.
 
     Pings are off here because Autobahn|Python's asyncio RawSocket transport does not answer
@@ -183,6 +183,9 @@ def router():
     r = Router(name="shared", limits={"ping_interval_ms": 0})
     r.start()
     yield r
+    r.stop()
+    if request.session.testsfailed:
+        sys.stderr.write(f"\n--- shared router log, last 4000 characters ---\n{r.log_text()[-4000:]}\n")
     r.cleanup()
 
 

@@ -313,3 +313,56 @@ async def test_rss_bound_catches_an_unbounded_queue(make_router):
         assert "slow consumer disconnected" not in router.log_text()
     finally:
         cleanup(f)
+
+
+@pytest.mark.async_timeout(60)
+async def test_drop_policy_never_drops_rpc_messages(make_router):
+    # Goal: under slow_consumer = "drop" only EVENTs may be dropped: a RESULT for a stuck
+    # client whose queue is full of events is either delivered or the client is disconnected
+    # as a slow consumer (GOODBYE shardbar.close.slow_consumer) — never silently lost.
+    # Method: pending_bytes_max 64 KiB; the stuck client (4 KiB receive buffer) subscribes and
+    # CALLs a procedure of a raw callee, then stops reading; 8 MiB of events fill its
+    # socket buffers and queue; the callee then YIELDs. The stuck client resumes reading:
+    # it must see the RESULT, or GOODBYE slow_consumer / EOF, within 10 s.
+    router = make_router(name="slow-drop-rpc", limits=slow_limits(pending_bytes_max=64 << 10),
+                         realms=[{"name": "realm1", "slow_consumer": "drop"}])
+    tag = uuid.uuid4().hex[:12]
+    topic, proc = f"test.droprpc.{tag}", f"test.droprpc.{tag}.proc"
+    callee = await rw.raw_session(router, "rs-json", shard=0)
+    await callee.register(proc)
+    stuck = await rw.RawSocketConn.open(port=router.port, serializer="msgpack", rcvbuf=4096)
+    await stuck.hello()
+    await stuck.subscribe(topic)
+    pub = await rw.raw_session(router, "rs-msgpack", shard=0)
+    try:
+        await stuck.send([rw.CALL, 99, {}, proc, []])
+        inv, _ = await callee.recv_until(lambda m: m[0] == rw.INVOCATION)
+        for i in range(256):
+            await pub.send([rw.PUBLISH, pub.request_id(), {}, topic, [i, PAYLOAD]])
+        m = await pub.call_expect([rw.PUBLISH, pub.request_id(), {"acknowledge": True}, topic, [-1]], rw.PUBLISHED)
+        assert m[0] == rw.PUBLISHED
+        await callee.send([rw.YIELD, inv[1], {}, ["the result"]])
+        # A later acknowledged call to the callee proves the YIELD was processed.
+        probe = await callee.call_expect([rw.CALL, callee.request_id(), {}, "test.nothing.here", []], rw.RESULT)
+        assert probe[0] == rw.ERROR
+        outcome = None
+        while outcome is None:
+            try:
+                m = await stuck.recv(10)
+            except rw.Closed:
+                outcome = "closed"
+                break
+            except asyncio.TimeoutError:
+                raise AssertionError("stuck client connected, reading, but neither RESULT nor GOODBYE arrived") from None
+            if m[0] == rw.RESULT:
+                assert m[1] == 99 and m[3] == ["the result"], m
+                outcome = "result"
+            elif m[0] == rw.GOODBYE:
+                assert m[2] == "shardbar.close.slow_consumer", m
+                outcome = "goodbye"
+        print(f"drop policy, RPC to a stuck client: {outcome}")
+        if outcome != "result":
+            assert "slow consumer disconnected" in router.log_text()
+    finally:
+        for c in (callee, stuck, pub):
+            c.close()

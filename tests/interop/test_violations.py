@@ -255,6 +255,27 @@ async def test_rawsocket_bad_frame_prefix_closes(vrouter, prefix):
         await assert_freed(pool, proc)
 
 
+async def test_rawsocket_16_mib_message_uses_the_x_bit(router):
+    # Goal: with the default 16 MiB limit (L=15) a message of exactly 2^24 bytes is legal and
+    # is framed with the X bit and a zero 24-bit length (wamp-proto PR #508); the router
+    # accepts it.
+    # Method: on the shared router (default message_size_max), a raw MessagePack session
+    # sends an acknowledged PUBLISH padded to exactly 16 MiB; expect PUBLISHED.
+    async with Pool(router) as pool:
+        c = pool.track_raw(await rw.raw_session(router, "rs-msgpack"))
+        assert c.router_max_len == 1 << 24
+        n = 1 << 24
+        pad = n - 64
+        while True:
+            data = rw.encode("msgpack", [rw.PUBLISH, 1, {"acknowledge": True}, "test.huge", ["x" * pad]])
+            if len(data) == n:
+                break
+            pad += n - len(data)
+        await c.send_raw(bytes([0x08, 0, 0, 0]) + data)
+        m = await c.recv(30)
+        assert m[:2] == [rw.PUBLISHED, 1], m
+
+
 async def test_rawsocket_ping_is_answered(vrouter):
     # Goal: a RawSocket PING from the client gets a PONG with the same payload.
     # Method: raw RawSocket session sends PING (frame type 1) and reads the next frame.
@@ -334,6 +355,10 @@ async def expect_ws_close(c, code):
                              rw.ws_frame(rw.OP_CONT, b" " * 40000)], 1009),
     ("continuation-without-start", [rw.ws_frame(rw.OP_CONT, b"[]")], 1002),
     ("fragmented-ping", [rw.ws_frame(rw.OP_PING, b"x", fin=False)], 1002),
+    ("ping-over-125-bytes", [rw.ws_frame(rw.OP_PING, b"p" * 126)], 1002),
+    ("rsv1-without-extension", [bytes([0xC1]) + rw.ws_frame(rw.OP_TEXT, b"[]")[1:]], 1002),
+    ("close-code-1005", [rw.ws_frame(rw.OP_CLOSE, b"\x03\xed")], 1002),
+    ("close-one-byte", [rw.ws_frame(rw.OP_CLOSE, b"\x03")], 1002),
 ], ids=lambda x: x if isinstance(x, str) else "")
 async def test_websocket_frame_violations(vrouter, name, frames, code):
     # Goal: WebSocket-level violations close the connection with the RFC 6455 code
