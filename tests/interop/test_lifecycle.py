@@ -195,14 +195,22 @@ def test_help_and_version():
 async def test_health_reports_503_while_stopping(make_router):
     # Goal: /health answers 200 while serving and stops answering 200 once shutdown began.
     # Method: hold a raw session that ignores GOODBYE (the router then waits its grace time),
-    # SIGTERM, then /health must be refused or 503 until exit.
+    # SIGTERM; once that GOODBYE arrived, /health must stop answering 200 within 2 s (it is
+    # refused or 503) while the router is still running.
     router = make_router(name="health", limits={"ping_interval_ms": 0})
     assert router.healthy()
     rude = await rw.raw_session(router, "rs-json")
     router.proc.send_signal(signal.SIGTERM)
     m = await rude.recv()
     assert m[0] == rw.GOODBYE
-    assert not router.healthy(), "/health still 200 after shutdown began"
+    # Each shard notices the shutdown on its own (a 20 ms tick), and /health is answered by
+    # whichever shard accepts the probe: allow a short, bounded delay.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 2
+    while router.healthy():
+        assert loop.time() < deadline, "/health still 200 two seconds after shutdown began"
+        await asyncio.sleep(0.02)
+    assert router.alive(), "the router exited early: it should wait for the GOODBYE echo"
     code, _ = await wait_exit(router.proc, 15)
     assert code == 0
     rude.close()
