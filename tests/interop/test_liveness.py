@@ -149,14 +149,14 @@ async def test_reaped_callee_is_gone_when_its_socket_closes(lrouter):
     # over: a client that sees the EOF and at once registers the procedure elsewhere must not
     # get procedure_already_exists (for protocol violations the router ends the session
     # before closing; a reaped session should be no different).
-    # Method: 48 silent raw callees (random shards), each with its own procedure, and two
+    # Method: 64 silent raw callees (random shards), each with its own procedure, and two
     # Autobahn WebSocket sessions (one per shard, connected beforehand); as each callee sees
     # EOF, a session on the other shard registers its procedure immediately. The window is
-    # small, so one try would rarely show it: 48 concurrent tries do.
+    # small, so one try would rarely show it: 64 concurrent tries do.
     async with Pool(lrouter) as pool:
         newcomers = {s: await pool.connect("ws-json", shard=s) for s in (0, 1)}
         victims = []
-        for i in range(48):
+        for i in range(64):
             c = pool.track_raw(await rw.raw_session(lrouter, "rs-msgpack"))
             proc = f"test.live.gone.{uid()}"
             await c.register(proc)
