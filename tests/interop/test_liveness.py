@@ -12,6 +12,9 @@ silence and waits 300 ms for the answer; the tests allow 10 s for what should ta
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 import uuid
 
 import pytest
@@ -149,29 +152,104 @@ async def test_reaped_callee_is_gone_when_its_socket_closes(lrouter):
     # over: a client that sees the EOF and at once registers the procedure elsewhere must not
     # get procedure_already_exists (for protocol violations the router ends the session
     # before closing; a reaped session should be no different).
-    # Method: 64 silent raw callees (random shards), each with its own procedure, and two
-    # Autobahn WebSocket sessions (one per shard, connected beforehand); as each callee sees
-    # EOF, a session on the other shard registers its procedure immediately. The window is
-    # small, so one try would rarely show it: 64 concurrent tries do.
+    # Method: 64 silent callees (plain sockets: handshake, HELLO, REGISTER, then never
+    # answer a PING) on random shards, each with its own procedure, and two raw sessions (one
+    # per shard, connected beforehand). An event-loop reader callback on each callee socket
+    # sends, the moment it sees EOF, a pre-encoded REGISTER of that callee's procedure from
+    # the session on the other shard. The window is small, so one try would rarely show it:
+    # 64 concurrent tries do.
+    loop = asyncio.get_running_loop()
     async with Pool(lrouter) as pool:
-        newcomers = {s: await pool.connect("ws-json", shard=s) for s in (0, 1)}
-        victims = []
-        for i in range(64):
-            c = pool.track_raw(await rw.raw_session(lrouter, "rs-msgpack"))
-            proc = f"test.live.gone.{uid()}"
-            await c.register(proc)
-            c.answer_pings = False
-            victims.append((c, proc))
+        newcomers = {s: pool.track_raw(await rw.raw_session(lrouter, "rs-msgpack", shard=s)) for s in (0, 1)}
+        answers: dict[int, str] = {}
+        all_answered = asyncio.Event()
+        n = 64
 
-        async def reap_and_take(c, proc):
-            await c.recv_closed(timeout=10)
+        async def collect(c):
+            # Reads (answering pings) and records REGISTERED / ERROR by request ID.
+            while len(answers) < n:
+                m = await c.recv(15)
+                if m[0] == rw.REGISTERED:
+                    answers[m[1]] = "registered"
+                elif m[0] == rw.ERROR and m[1] == rw.REGISTER:
+                    answers[m[2]] = m[4]
+                if len(answers) >= n:
+                    all_answered.set()
+
+        collectors = [asyncio.ensure_future(collect(c)) for c in newcomers.values()]
+        callees = []
+        try:
+            for i in range(n):
+                procedure = f"test.live.gone.{uid()}"
+                sock, shard = await _plain_callee(lrouter.port, procedure)
+                callees.append(sock)
+                request = 1000 + i
+                frame = rw.encode("msgpack", [rw.REGISTER, request, {}, procedure])
+                frame = rw.rawsocket_prefix(len(frame)) + frame
+                target = newcomers[1 - shard]
+
+                def on_readable(sock=sock, frame=frame, target=target):
+                    try:
+                        data = sock.recv(65536)
+                    except BlockingIOError:
+                        return
+                    except OSError:
+                        data = b""
+                    if data:
+                        return  # a PING (or the tail of one): never answered
+                    loop.remove_reader(sock.fileno())
+                    target.writer.write(frame)
+
+                loop.add_reader(sock.fileno(), on_readable)
             try:
-                await newcomers[1 - c.shard].register(lambda: "new owner", proc)
-                return None
-            except ApplicationError as e:
-                return f"{proc}: {e.error}"
-
-        refused = [r for r in await asyncio.gather(*(reap_and_take(c, p) for c, p in victims)) if r]
+                await asyncio.wait_for(all_answered.wait(), 20)
+            except asyncio.TimeoutError:
+                raise AssertionError(f"only {len(answers)} of {n} REGISTERs answered in 20 s") from None
+        finally:
+            for c in collectors:
+                c.cancel()
+            for sock in callees:
+                with contextlib.suppress(Exception):
+                    loop.remove_reader(sock.fileno())
+                sock.close()
+        refused = {r: e for r, e in answers.items() if e != "registered"}
         assert not refused, (
-            f"{len(refused)} of {len(victims)} procedures were still registered after the router had "
-            f"closed their reaped callee's socket, e.g. {refused[0]}")
+            f"{len(refused)} of {n} procedures were still registered right after the router had closed their "
+            f"reaped callee's socket ({set(refused.values())})")
+
+
+async def _plain_callee(port: int, procedure: str):
+    """A non-blocking socket that did the RawSocket handshake, HELLO and REGISTER; returns
+    (socket, shard). Nothing reads it afterwards except the test's own callback."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", port)), 10)
+
+    async def exactly(k):
+        buf = b""
+        while len(buf) < k:
+            chunk = await asyncio.wait_for(loop.sock_recv(sock, k - len(buf)), 10)
+            if not chunk:
+                raise AssertionError("router closed a callee during setup")
+            buf += chunk
+        return buf
+
+    async def message():
+        while True:
+            (word,) = struct.unpack("!I", await exactly(4))
+            payload = await exactly(word & 0xFFFFFF)
+            if (word >> 24) & 0x07 == 0:
+                return rw.decode("msgpack", payload)
+
+    await loop.sock_sendall(sock, bytes([0x7F, 0xF2, 0, 0]))
+    await exactly(4)
+    shard = None
+    for msg in ([rw.HELLO, "realm1", {"roles": rw.CLIENT_ROLES}], [rw.REGISTER, 1, {}, procedure]):
+        data = rw.encode("msgpack", msg)
+        await loop.sock_sendall(sock, rw.rawsocket_prefix(len(data)) + data)
+        m = await message()
+        if m[0] == rw.WELCOME:
+            shard = m[2]["authextra"]["_shard"]
+    assert m[0] == rw.REGISTERED, m
+    return sock, shard
