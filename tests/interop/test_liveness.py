@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import socket
 import struct
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -156,9 +158,25 @@ async def test_reaped_callee_is_gone_when_its_socket_closes(lrouter):
     # answer a PING) on random shards, each with its own procedure, and two raw sessions (one
     # per shard, connected beforehand). An event-loop reader callback on each callee socket
     # sends, the moment it sees EOF, a pre-encoded REGISTER of that callee's procedure from
-    # the session on the other shard. The window is small, so one try would rarely show it:
-    # 64 concurrent tries do.
+    # the session on the other shard. The window is narrow (the router's close completing vs
+    # the client's reaction), so 64 tries run concurrently while two busy-loop processes
+    # (at most 10 s each, stopped by PID) contend for the CPUs as on a loaded host; on an
+    # idle host the window is rarely hit.
     loop = asyncio.get_running_loop()
+    hogs = [subprocess.Popen([sys.executable, "-c", HOG], stdin=subprocess.DEVNULL) for _ in range(2)]
+    try:
+        await _reap_and_take(lrouter, loop)
+    finally:
+        for h in hogs:
+            h.terminate()
+        for h in hogs:
+            h.wait(10)
+
+
+HOG = "import time\nend = time.monotonic() + 10\nwhile time.monotonic() < end:\n    pass\n"
+
+
+async def _reap_and_take(lrouter, loop):
     async with Pool(lrouter) as pool:
         newcomers = {s: pool.track_raw(await rw.raw_session(lrouter, "rs-msgpack", shard=s)) for s in (0, 1)}
         answers: dict[int, str] = {}
