@@ -1,0 +1,213 @@
+"""Fixtures: the real `shardbar` binary on free loopback ports, and async test support.
+
+Every router is started from a TOML file written here (``--shards 2``, a TCP listener for
+WebSocket + RawSocket and a Unix-socket RawSocket listener), waited for with ``GET /health``
+(200 once every shard serves), and stopped by its PID in a finalizer: SIGTERM, then SIGKILL
+after a timeout. Its stdout/stderr go to a log file the tests can read (``router.log_text()``).
+
+Tests written as ``async def`` run in a fresh asyncio loop with a hard time limit
+(``ASYNC_TEST_TIMEOUT_S`` or ``@pytest.mark.async_timeout(s)``); pytest-timeout is the
+outer guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import txaio  # noqa: E402
+
+txaio.use_asyncio()
+
+ROOT = Path(__file__).resolve().parents[2]
+ASYNC_TEST_TIMEOUT_S = 60.0
+
+
+def shardbar_bin() -> str:
+    b = os.environ.get("SHARDBAR_BIN") or str(ROOT / "target" / "debug" / "shardbar")
+    if not os.access(b, os.X_OK):
+        pytest.exit(f"router binary {b} not found: run `cargo build --bins` or set SHARDBAR_BIN", 2)
+    return b
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    raise TypeError(v)
+
+
+class Router:
+    """One `shardbar` process. ``limits``/``router``: extra keys for those sections;
+    ``realms``: list of dicts for ``[[realm]]`` (default: realm1)."""
+
+    def __init__(self, name: str = "router", shards: int = 2, limits: dict | None = None,
+                 router: dict | None = None, realms: list[dict] | None = None, unix: bool = True,
+                 listener: dict | None = None, unix_listener: dict | None = None):
+        self.dir = Path(tempfile.mkdtemp(prefix=f"sb-{name}-"))
+        self.port = free_port()
+        self.unix_path = str(self.dir / "rs.sock") if unix else None
+        self.config_path = self.dir / "shardbar.toml"
+        self.log_path = self.dir / "router.log"
+        self.proc: subprocess.Popen | None = None
+        self.shards = shards
+        r = {"shards": shards, "log": "info"}
+        r.update(router or {})
+        lines = ["[router]"] + [f"{k} = {toml_value(v)}" for k, v in r.items()]
+        lines += ["", "[[listener]]", f'address = "127.0.0.1:{self.port}"']
+        lines += [f"{k} = {toml_value(v)}" for k, v in (listener or {}).items()]
+        if unix:
+            lines += ["", "[[listener]]", f"path = {toml_value(self.unix_path)}"]
+            lines += [f"{k} = {toml_value(v)}" for k, v in (unix_listener or {}).items()]
+        if limits:
+            lines += ["", "[limits]"] + [f"{k} = {toml_value(v)}" for k, v in limits.items()]
+        lines += ["", "[metrics]", "summary_interval_s = 0"]
+        for realm in realms or [{"name": "realm1"}]:
+            lines += ["", "[[realm]]"] + [f"{k} = {toml_value(v)}" for k, v in realm.items()]
+        self.config_path.write_text("\n".join(lines) + "\n")
+
+    def start(self, timeout: float = 30.0) -> Router:
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [shardbar_bin(), "--config", str(self.config_path)],
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"router exited {self.proc.returncode} at start:\n{self.log_text()}")
+            if self.healthy():
+                return self
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"router not healthy after {timeout}s:\n{self.log_text()}")
+            # A child process gives no readiness event but /health: poll it.
+            time.sleep(0.05)
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1) as r:
+                return r.status == 200
+        except Exception:
+            return False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def rss_bytes(self) -> int:
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout``; returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+        return self.proc.returncode
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def make_router(request):
+    """Factory: ``make_router(**Router kwargs)`` starts a router stopped at test end."""
+    started = []
+
+    def make(**kw) -> Router:
+        r = Router(**kw)
+        started.append(r)
+        return r.start()
+
+    yield make
+    for r in started:
+        if getattr(request.node, "rep_call_failed", False):
+            sys.stderr.write(f"\n--- router log ({r.log_path}) ---\n{r.log_text()[-4000:]}\n")
+        r.cleanup()
+
+
+@pytest.fixture(scope="session")
+def router(request):
+    """The shared router: 2 shards, defaults except liveness pings off.
+
+    Pings are off here because Autobahn|Python's asyncio RawSocket transport does not answer
+    RawSocket PINGs (its ``ping()`` raises NotImplementedError); liveness has its own router.
+    """
+    r = Router(name="shared", limits={"ping_interval_ms": 0})
+    r.start()
+    yield r
+    r.stop()
+    if request.session.testsfailed:
+        sys.stderr.write(f"\n--- shared router log, last 4000 characters ---\n{r.log_text()[-4000:]}\n")
+    r.cleanup()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call":
+        item.rep_call_failed = rep.failed
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    marker = pyfuncitem.get_closest_marker("async_timeout")
+    limit = marker.args[0] if marker else ASYNC_TEST_TIMEOUT_S
+    args = {a: pyfuncitem.funcargs[a] for a in pyfuncitem._fixtureinfo.argnames}
+
+    async def run():
+        txaio.config.loop = asyncio.get_running_loop()
+        await asyncio.wait_for(pyfuncitem.obj(**args), limit)
+
+    asyncio.run(run())
+    return True
