@@ -71,13 +71,28 @@ pub struct ListenerConfig {
     pub websocket_testee: bool,
 }
 
+/// When the router sends RawSocket PINGs (WebSocket pings are always sent: RFC 6455 makes
+/// every client answer them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawSocketPing {
+    /// Only to peers that showed they speak PING/PONG (they sent a PING). Half-open
+    /// connections are still reaped by TCP keepalive. Default: some clients (Autobahn|Python
+    /// asyncio) drop the connection when they receive a RawSocket PING.
+    Auto,
+    /// To every RawSocket peer; no answer within `ping_timeout_ms` closes the connection.
+    Always,
+    /// Never; TCP keepalive only.
+    Never,
+}
+
 /// Runtime limits (the core's limits live in `RouterConfig`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuntimeLimits {
     pub write_deadline: Duration,
-    /// None = liveness pings off.
+    /// None = liveness pings (and TCP keepalive) off.
     pub ping_interval: Option<Duration>,
     pub ping_timeout: Duration,
+    pub rawsocket_ping: RawSocketPing,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -135,6 +150,7 @@ struct FileLimits {
     write_deadline_ms: Option<i64>,
     ping_interval_ms: Option<i64>,
     ping_timeout_ms: Option<i64>,
+    rawsocket_ping: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -316,6 +332,15 @@ impl Config {
             100,
             600_000,
         )?;
+        let rawsocket_ping = match lim.rawsocket_ping.as_deref() {
+            None | Some("auto") => RawSocketPing::Auto,
+            Some("always") => RawSocketPing::Always,
+            Some("never") => RawSocketPing::Never,
+            Some(other) => {
+                let msg = format!("expected \"auto\", \"always\" or \"never\", found {other:?}");
+                return Err(err("limits.rawsocket_ping", msg));
+            }
+        };
 
         let mut listeners = Vec::new();
         let raw_listeners = if f.listener.is_empty() {
@@ -420,6 +445,7 @@ impl Config {
                 write_deadline: Duration::from_millis(write_deadline_ms as u64),
                 ping_interval: (ping_interval_ms > 0).then(|| Duration::from_millis(ping_interval_ms as u64)),
                 ping_timeout: Duration::from_millis(ping_timeout_ms as u64),
+                rawsocket_ping,
             },
             metrics_addr,
             summary_interval: (summary > 0).then(|| Duration::from_secs(summary as u64)),
@@ -470,6 +496,7 @@ mod tests {
         assert!(c.router.realms[0].anonymous);
         assert!(c.shards >= 1);
         assert!(c.limits.ping_interval.is_some(), "liveness pings are on by default");
+        assert_eq!(c.limits.rawsocket_ping, RawSocketPing::Auto);
     }
 
     #[test]
@@ -503,6 +530,7 @@ mod tests {
             [limits]
             pending_bytes_max = 1048576
             ping_interval_ms = 0
+            rawsocket_ping = "always"
             [metrics]
             address = "127.0.0.1:9100"
             [[realm]]
@@ -517,6 +545,7 @@ mod tests {
         assert_eq!(c.listeners[1].addr, ListenAddr::Unix("/tmp/sb.sock".into()));
         assert_eq!(c.listeners[0].serializers, vec![Serializer::MsgPack]);
         assert_eq!(c.limits.ping_interval, None);
+        assert_eq!(c.limits.rawsocket_ping, RawSocketPing::Always);
         assert_eq!(c.router.pending_bytes_max, 1 << 20);
         assert!(c.router.auto_create_realms);
         assert_eq!(c.router.realms[0].slow_consumer, SlowConsumerPolicy::Drop);

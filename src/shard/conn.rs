@@ -20,7 +20,7 @@ use futures_lite::future::or;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{ConnHandle, Shard};
-use crate::config::ListenerConfig;
+use crate::config::{ListenerConfig, RawSocketPing};
 use crate::limits;
 use crate::proto::core::ConnInfo;
 use crate::proto::frame::{Framing, Transport};
@@ -337,8 +337,7 @@ impl Codec {
     fn write_ping(&self, payload: &[u8], out: &mut Vec<u8>) {
         match self {
             Codec::Ws(_) => websocket::write_frame(websocket::OpCode::Ping, payload, out),
-            // Not sent (see `session`): RawSocket liveness is TCP keepalive.
-            Codec::Raw(_) => {}
+            Codec::Raw(_) => rawsocket::write_frame(rawsocket::FrameKind::Ping, payload, out),
         }
     }
 
@@ -378,11 +377,16 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     );
 
     let limits_cfg = shard.config.limits.clone();
-    // Application-level pings only on WebSocket, where RFC 6455 obliges every client to
+    // Application-level pings: always on WebSocket, where RFC 6455 obliges every client to
     // answer. RawSocket PING support is optional in practice (Autobahn|Python's asyncio
-    // transport raises on a PING), so RawSocket liveness comes from TCP keepalive, set on
-    // the socket at accept (`keepalive_for`).
-    let ping_interval = if matches!(codec, Codec::Ws(_)) { limits_cfg.ping_interval } else { None };
+    // transport drops the connection on a PING), so by default (`rawsocket_ping = "auto"`)
+    // a RawSocket peer is pinged only once it has sent a PING itself; TCP keepalive, set at
+    // accept (`keepalive_for`), reaps half-open connections either way.
+    let mut pings_on = match codec {
+        Codec::Ws(_) => true,
+        Codec::Raw(_) => limits_cfg.rawsocket_ping == RawSocketPing::Always,
+    };
+    let peer_learns_pings = matches!(codec, Codec::Raw(_)) && limits_cfg.rawsocket_ping == RawSocketPing::Auto;
     let mut wbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut control: Vec<u8> = Vec::new();
     let mut last_rx = Instant::now();
@@ -402,7 +406,10 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                     shard.core.borrow_mut().handle_message(conn, data, Instant::now());
                     handled += 1;
                 }
-                Ok(Some(Decoded::Ping(p))) => codec.write_pong(&p, &mut control),
+                Ok(Some(Decoded::Ping(p))) => {
+                    codec.write_pong(&p, &mut control);
+                    pings_on |= peer_learns_pings;
+                }
                 Ok(Some(Decoded::Pong)) => ping_sent = None,
                 Ok(Some(Decoded::Close(code))) => {
                     // Echo the close (RFC 6455 §5.5.1) and end.
@@ -477,7 +484,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         // 3. Wait for input, a wake-up or a timer.
         let now = Instant::now();
         let mut timer_at = now + Duration::from_secs(3600);
-        if let Some(interval) = ping_interval {
+        if let Some(interval) = limits_cfg.ping_interval.filter(|_| pings_on) {
             timer_at = timer_at.min(match ping_sent {
                 Some(sent) => sent + limits_cfg.ping_timeout,
                 None => last_rx + interval,
@@ -531,7 +538,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                         break;
                     }
                 }
-                if let Some(interval) = ping_interval {
+                if let Some(interval) = limits_cfg.ping_interval.filter(|_| pings_on) {
                     match ping_sent {
                         Some(sent) if now >= sent + limits_cfg.ping_timeout => {
                             tracing::info!(shard = shard.id, conn, "liveness ping timed out; closing");

@@ -3,9 +3,11 @@ not answer within ``ping_timeout_ms`` is closed and its registrations are freed,
 restarted callee can register the same procedure again (the stale-registration problem
 of routers without liveness checks).
 
-Autobahn|Python sessions here are WebSocket only: its asyncio RawSocket transport does not
-answer RawSocket PINGs (``PrefixProtocol.ping`` raises NotImplementedError), so it would be
-reaped too. Time is inherent here: the router pings on a timer. The router below pings after 300 ms of
+Autobahn|Python's asyncio RawSocket transport cannot take a RawSocket PING
+(``PrefixProtocol.ping`` raises NotImplementedError and the connection drops), so the router
+only pings RawSocket peers that pinged it first (``rawsocket_ping = "auto"``, the default)
+and relies on TCP keepalive for the others. ``lrouter`` runs with ``rawsocket_ping =
+"always"`` to test PING reaping on every transport; ``arouter`` runs the default. Time is inherent here: the router pings on a timer. The router below pings after 300 ms of
 silence and waits 300 ms for the answer; the tests allow 10 s for what should take ~0.6 s.
 """
 
@@ -33,7 +35,18 @@ TIMEOUT_MS = 300
 def lrouter():
     from conftest import Router
 
-    r = Router(name="liveness", limits={"ping_interval_ms": INTERVAL_MS, "ping_timeout_ms": TIMEOUT_MS})
+    limits = {"ping_interval_ms": INTERVAL_MS, "ping_timeout_ms": TIMEOUT_MS, "rawsocket_ping": "always"}
+    r = Router(name="liveness", limits=limits)
+    r.start()
+    yield r
+    r.cleanup()
+
+
+@pytest.fixture(scope="module")
+def arouter():
+    from conftest import Router
+
+    r = Router(name="liveness-auto", limits={"ping_interval_ms": INTERVAL_MS, "ping_timeout_ms": TIMEOUT_MS})
     r.start()
     yield r
     r.cleanup()
@@ -271,3 +284,41 @@ async def _plain_callee(port: int, procedure: str):
             shard = m[2]["authextra"]["_shard"]
     assert m[0] == rw.REGISTERED, m
     return sock, shard
+
+
+async def test_default_leaves_autobahn_rawsocket_sessions_alone(arouter):
+    # Goal: with the default rawsocket_ping = "auto", an idle Autobahn|Python asyncio
+    # RawSocket session (which cannot take a RawSocket PING) is never pinged, so it survives
+    # many ping intervals and still serves calls.
+    # Method: an Autobahn RawSocket callee registers and stays idle for ten times
+    # (interval + timeout) — time is the subject here — then a WebSocket caller calls it.
+    proc = f"test.live.auto.{uid()}"
+    async with Pool(arouter) as pool:
+        callee = await pool.connect("rs-msgpack")
+        await callee.register(lambda: "still here", proc)
+        await asyncio.sleep(10 * (INTERVAL_MS + TIMEOUT_MS) / 1000)
+        caller = await pool.connect("ws-json")
+        assert await caller.call(proc) == "still here"
+
+
+async def test_default_pings_rawsocket_peers_that_ping(arouter):
+    # Goal: with the default, a RawSocket peer that sent a PING has shown it speaks
+    # PING/PONG: from then on it is pinged like a WebSocket peer, and reaped (its procedure
+    # freed) when it stops answering.
+    # Method: a raw RawSocket callee sends one PING, reads its PONG, registers, then stops
+    # answering pings; it must see at least one PING and be closed within 10 s, and another
+    # session can then register the procedure.
+    proc = f"test.live.autoping.{uid()}"
+    async with Pool(arouter) as pool:
+        silent = pool.track_raw(await rw.open_raw(arouter, "rs-msgpack"))
+        await silent.hello()
+        await silent.send_frame(b"are you there", 1)
+        ftype, payload = await silent.recv_frame(5)
+        assert (ftype, payload) == (2, b"are you there"), (ftype, payload)
+        await silent.register(proc)
+        silent.answer_pings = False
+        got, _ = await silent.recv_closed(timeout=10)
+        assert got == [], got
+        assert silent.pings_seen >= 1, "closed without being pinged"
+        newcomer = await pool.connect("ws-msgpack")
+        await register_retrying(newcomer, proc, within=2)
