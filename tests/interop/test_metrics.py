@@ -1,0 +1,162 @@
+"""Observability: ``GET /metrics`` parses as Prometheus text and its counters add up to what
+clients sent and received, per shard and in total; ``GET /health`` flips to ready.
+
+The router gathers every shard's counters over its mesh on each scrape, so a scrape sent
+to either shard sees both. Each test runs its own router, so counts start at zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from abclient import Pool
+from conftest import Router, free_port, shardbar_bin
+
+N_EVENTS = 40
+N_CALLS = 25
+
+
+def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    """Every sample of ``GET /metrics`` as {(name, sorted labels): value}."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def total(samples, name: str, **labels) -> float:
+    """Sum of ``name`` over every label set that includes ``labels``."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
+
+
+def per_shard(samples, name: str, **labels) -> dict[str, float]:
+    out: dict[str, float] = {}
+    want = set(labels.items())
+    for (n, ls), v in samples.items():
+        if n == name and want <= set(ls):
+            shard = dict(ls)["shard"]
+            out[shard] = out.get(shard, 0) + v
+    return out
+
+
+@pytest.fixture()
+def mrouter():
+    r = Router(name="metrics", limits={"ping_interval_ms": 0})
+    r.start()
+    yield r
+    r.cleanup()
+
+
+async def test_counters_add_up_per_shard_and_in_total(mrouter):
+    # Goal: after a known pub/sub and RPC workload through a 2-shard router, the scraped
+    # counters equal what the clients did: PUBLISH/CALL counts, EVENTs delivered per shard
+    # (by where the subscribers live), calls answered, sessions and connections per shard,
+    # errors by URI, and a routing-latency observation for every publication and call.
+    # Method: two subscribers (one per shard), a publisher and a callee/caller pair on
+    # chosen shards; publish N_EVENTS with acknowledge, make N_CALLS calls and one call to a
+    # missing procedure; scrape and compare.
+    async with Pool(mrouter) as pool:
+        subs = [await pool.connect("ws-json", shard=0), await pool.connect("rs-msgpack", shard=1)]
+        publisher = await pool.connect("ws-cbor", shard=0)
+        callee = await pool.connect("rs-cbor", shard=1)
+        caller = await pool.connect("ws-msgpack", shard=0)
+        got = [[], []]
+        for i, s in enumerate(subs):
+            await s.subscribe(lambda x, i=i: got[i].append(x), "test.metrics.topic")
+        await callee.register(lambda x: x * 2, "test.metrics.double")
+        from autobahn.wamp.types import PublishOptions
+
+        for k in range(N_EVENTS):
+            await publisher.publish("test.metrics.topic", k, options=PublishOptions(acknowledge=True))
+        for k in range(N_CALLS):
+            assert await caller.call("test.metrics.double", k) == 2 * k
+        with pytest.raises(Exception):
+            await caller.call("test.metrics.missing")
+        for _ in range(200):
+            if all(len(g) == N_EVENTS for g in got):
+                break
+            await asyncio.sleep(0.01)
+        assert [len(g) for g in got] == [N_EVENTS, N_EVENTS]
+
+        m = scrape(mrouter.port)
+        assert total(m, "shardbar_messages_in_total", type="PUBLISH") == N_EVENTS
+        assert total(m, "shardbar_publications_total", realm="realm1") == N_EVENTS
+        assert per_shard(m, "shardbar_publications_total") == {"0": N_EVENTS, "1": 0}
+        # One subscriber per shard: each shard delivered every event once.
+        assert per_shard(m, "shardbar_events_delivered_total", realm="realm1") == {"0": N_EVENTS, "1": N_EVENTS}
+        assert total(m, "shardbar_messages_out_total", type="EVENT") == 2 * N_EVENTS
+        assert total(m, "shardbar_messages_out_total", type="PUBLISHED") == N_EVENTS
+        assert total(m, "shardbar_messages_in_total", type="CALL") == N_CALLS + 1
+        assert per_shard(m, "shardbar_calls_total") == {"0": N_CALLS + 1, "1": 0}
+        assert total(m, "shardbar_calls_ok_total") == N_CALLS
+        assert total(m, "shardbar_calls_error_total") == 1
+        assert per_shard(m, "shardbar_invocations_total") == {"0": 0, "1": N_CALLS}
+        assert total(m, "shardbar_messages_in_total", type="YIELD") == N_CALLS
+        assert total(m, "shardbar_errors_total", uri="wamp.error.no_such_procedure") == 1
+        # Sessions and connections live where the kernel put them.
+        assert per_shard(m, "shardbar_sessions", realm="realm1") == {"0": 3, "1": 2}
+        assert total(m, "shardbar_connections", shard="1", transport="rawsocket", serializer="msgpack") == 1
+        assert total(m, "shardbar_connections", shard="0", transport="websocket", serializer="cbor") == 1
+        assert total(m, "shardbar_connections") == 5
+        # Every publication is observed once per shard it was delivered on, every call once.
+        assert total(m, "shardbar_routing_latency_seconds_count") >= 2 * N_EVENTS + N_CALLS
+        # Cross-shard traffic went over the mesh.
+        assert per_shard(m, "shardbar_mesh_messages_sent_total")["0"] >= N_EVENTS
+        assert total(m, "shardbar_encode_failures_total") == 0
+
+        # A second scrape through the other shard sees the same publications.
+        before = total(m, "shardbar_publications_total")
+        for _ in range(5):
+            again = scrape(mrouter.port)
+            assert total(again, "shardbar_publications_total") == before
+
+
+def test_health_flips_to_ready_and_metrics_listener_serves():
+    # Goal: GET /health is unreachable or 503 until every shard serves, then 200; a
+    # separate [metrics] listener serves /metrics and /health too, and refuses WAMP paths.
+    # Method: start a router with a metrics listener and poll /health on both ports from
+    # the moment the process starts, recording every answer until the first 200.
+    mport = free_port()
+    r = Router(name="health", limits={"ping_interval_ms": 0})
+    text = r.config_path.read_text()
+    assert "[metrics]\n" in text
+    r.config_path.write_text(text.replace("[metrics]\n", f'[metrics]\naddress = "127.0.0.1:{mport}"\n'))
+    proc = subprocess.Popen(
+        [shardbar_bin(), "--config", str(r.config_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        answers = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                code = urllib.request.urlopen(f"http://127.0.0.1:{r.port}/health", timeout=2).status
+            except urllib.error.HTTPError as e:
+                code = e.code
+            except (urllib.error.URLError, ConnectionError, socket.timeout):
+                code = None
+            answers.append(code)
+            if code == 200:
+                break
+            time.sleep(0.002)
+        assert answers[-1] == 200, answers[-10:]
+        assert all(a in (None, 503) for a in answers[:-1]), set(answers)
+        assert urllib.request.urlopen(f"http://127.0.0.1:{mport}/health", timeout=5).status == 200
+        assert "shardbar_connections" in urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"http://127.0.0.1:{mport}/ws", timeout=5)
+        assert e.value.code == 404
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0
+        r.cleanup()
