@@ -478,6 +478,25 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         // was hit): give other tasks a turn, then go on without waiting for the socket.
         if more_queued || handled >= limits::MESSAGES_PER_READ_MAX {
             glommio::yield_if_needed().await;
+            // A connection that always has more to write (a busy subscriber that also
+            // publishes) must still be read: take what the socket has, without waiting.
+            if more_queued && !shard.read_gate.is_closed() {
+                let start = prepare_read(&mut buf);
+                match futures_lite::future::poll_once(stream.read(&mut buf[start..])).await {
+                    Some(Ok(0)) | Some(Err(_)) => {
+                        buf.truncate(start);
+                        peer_done = true;
+                        end_reason = "peer closed";
+                        break;
+                    }
+                    Some(Ok(n)) => {
+                        buf.truncate(start + n);
+                        last_rx = Instant::now();
+                        ping_sent = None;
+                    }
+                    None => buf.truncate(start),
+                }
+            }
             continue;
         }
 
