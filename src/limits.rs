@@ -32,9 +32,18 @@ pub const WS_FRAGMENTS_MAX: usize = 1 << 20;
 /// Largest control-frame payload (RFC 6455 §5.5). Outcome: close 1002.
 pub const WS_CONTROL_PAYLOAD_MAX_BYTES: usize = 125;
 
-/// Size of one socket read. 64 KiB amortises the syscall over many small messages while a
+/// Largest socket read. 64 KiB amortises the syscall over many small messages while a
 /// slow subscriber pinning one chunk stays cheap (see `PAYLOAD_COPY_BELOW_BYTES`).
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// A connection's read buffer starts at this size and returns to it when the connection is
+/// quiet; it doubles (up to `READ_CHUNK_BYTES`) while reads fill it. Idle sessions then
+/// cost a few KiB each instead of a whole read chunk.
+pub const READ_CHUNK_MIN_BYTES: usize = 4 * 1024;
+
+/// A connection's write buffer is released when the connection goes quiet holding more than
+/// this (it grows up to `WRITE_COALESCE_MAX_BYTES` while busy).
+pub const WRITE_BUF_KEEP_BYTES: usize = 16 * 1024;
 
 /// Payload slices smaller than this are copied out of the read chunk into a right-sized
 /// buffer, so a slow consumer holding a 64-byte EVENT does not pin a 64 KiB read chunk.
@@ -132,5 +141,6 @@ pub const ID_MAX: u64 = 1 << 53;
 
 const _: () = assert!(SHARDS_MAX <= 64, "shard sets are u64 masks");
 const _: () = assert!(PAYLOAD_COPY_BELOW_BYTES < READ_CHUNK_BYTES);
+const _: () = assert!(READ_CHUNK_MIN_BYTES <= READ_CHUNK_BYTES);
 const _: () = assert!(WRITE_COALESCE_MAX_BYTES <= PENDING_BYTES_MAX);
 const _: () = assert!(PING_TIMEOUT_MS < PING_INTERVAL_MS * 2);

@@ -50,7 +50,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let handshake = Duration::from_millis(limits::HANDSHAKE_TIMEOUT_MS);
     let deadline = Instant::now() + handshake;
-    let mut buf = BytesMut::with_capacity(limits::READ_CHUNK_BYTES);
+    let mut buf = BytesMut::with_capacity(limits::READ_CHUNK_MIN_BYTES);
     if !read_until(&mut stream, &mut buf, deadline, |b| !b.is_empty()).await {
         return;
     }
@@ -73,7 +73,7 @@ async fn read_until<S: AsyncRead + Unpin>(
         if now >= deadline {
             return false;
         }
-        let start = prepare_read(buf);
+        let start = prepare_read(buf, limits::READ_CHUNK_MIN_BYTES);
         let r = or(async { Some(stream.read(&mut buf[start..]).await) }, async {
             glommio::timer::sleep(deadline - now).await;
             None
@@ -91,16 +91,28 @@ async fn read_until<S: AsyncRead + Unpin>(
     true
 }
 
-/// Make room for a read; returns where the new bytes start. The caller truncates to what
-/// was actually read.
-fn prepare_read(buf: &mut BytesMut) -> usize {
-    if buf.capacity() - buf.len() < 4096 {
-        buf.reserve(limits::READ_CHUNK_BYTES);
+/// Make room for a read of up to about `chunk` bytes; returns where the new bytes start.
+/// The caller truncates to what was actually read.
+fn prepare_read(buf: &mut BytesMut, chunk: usize) -> usize {
+    if buf.capacity() - buf.len() < chunk / 2 {
+        buf.reserve(chunk);
     }
     let start = buf.len();
     let spare = buf.capacity() - start;
     buf.resize(start + spare, 0);
     start
+}
+
+/// The next read size after a read of `n` bytes into `spare` bytes of room: double while
+/// reads fill the buffer, halve after a small read (never outside the configured bounds).
+fn next_chunk(chunk: usize, n: usize, spare: usize) -> usize {
+    if n == spare {
+        (chunk * 2).min(limits::READ_CHUNK_BYTES)
+    } else if n < chunk / 4 {
+        (chunk / 2).max(limits::READ_CHUNK_MIN_BYTES)
+    } else {
+        chunk
+    }
 }
 
 async fn write_all_by<S: AsyncWrite + Unpin>(stream: &mut S, data: &[u8], deadline: Duration) -> io::Result<()> {
@@ -387,7 +399,8 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         Codec::Raw(_) => limits_cfg.rawsocket_ping == RawSocketPing::Always,
     };
     let peer_learns_pings = matches!(codec, Codec::Raw(_)) && limits_cfg.rawsocket_ping == RawSocketPing::Auto;
-    let mut wbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut wbuf: Vec<u8> = Vec::new();
+    let mut read_chunk = limits::READ_CHUNK_MIN_BYTES;
     let mut control: Vec<u8> = Vec::new();
     let mut last_rx = Instant::now();
     let mut ping_sent: Option<Instant> = None;
@@ -481,7 +494,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             // A connection that always has more to write (a busy subscriber that also
             // publishes) must still be read: take what the socket has, without waiting.
             if more_queued && !shard.read_gate.is_closed() {
-                let start = prepare_read(&mut buf);
+                let start = prepare_read(&mut buf, read_chunk);
                 match futures_lite::future::poll_once(stream.read(&mut buf[start..])).await {
                     Some(Ok(0)) | Some(Err(_)) => {
                         buf.truncate(start);
@@ -512,8 +525,16 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         if !ever_established {
             timer_at = timer_at.min(opened + Duration::from_millis(limits::HANDSHAKE_TIMEOUT_MS));
         }
+        // Going quiet: give back buffers a burst grew (idle sessions stay cheap).
+        if wbuf.capacity() > limits::WRITE_BUF_KEEP_BYTES {
+            wbuf = Vec::new();
+        }
+        if buf.is_empty() && buf.capacity() > 2 * read_chunk {
+            buf = BytesMut::new();
+        }
         let paused = shard.read_gate.is_closed();
-        let start = prepare_read(&mut buf);
+        let start = prepare_read(&mut buf, read_chunk);
+        let spare = buf.len() - start;
         let wake = {
             let read = async {
                 if paused {
@@ -542,6 +563,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Wake::Read(Ok(n)) => {
                 buf.truncate(start + n);
+                read_chunk = next_chunk(read_chunk, n, spare);
                 last_rx = Instant::now();
                 ping_sent = None;
             }
@@ -648,10 +670,44 @@ async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, mut buf: BytesMu
             let _ = stream.close().await;
             return;
         }
-        let start = prepare_read(&mut buf);
+        let start = prepare_read(&mut buf, limits::READ_CHUNK_BYTES);
         match stream.read(&mut buf[start..]).await {
             Ok(n) if n > 0 => buf.truncate(start + n),
             _ => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_chunk_grows_while_full_and_shrinks_when_small() {
+        let (min, max) = (limits::READ_CHUNK_MIN_BYTES, limits::READ_CHUNK_BYTES);
+        let mut chunk = min;
+        // Reads that fill the room double the chunk up to the maximum.
+        for _ in 0..10 {
+            chunk = next_chunk(chunk, chunk, chunk);
+        }
+        assert_eq!(chunk, max);
+        // Small reads halve it back down to the minimum.
+        for _ in 0..10 {
+            chunk = next_chunk(chunk, 10, chunk);
+        }
+        assert_eq!(chunk, min);
+        // A read of a middling size keeps it.
+        assert_eq!(next_chunk(16 * 1024, 8 * 1024, 16 * 1024), 16 * 1024);
+    }
+
+    #[test]
+    fn prepare_read_reserves_about_one_chunk() {
+        let mut buf = BytesMut::new();
+        let start = prepare_read(&mut buf, 4096);
+        assert_eq!(start, 0);
+        assert!(buf.len() >= 4096 && buf.len() < 64 * 1024, "{}", buf.len());
+        buf.truncate(10);
+        let start = prepare_read(&mut buf, 4096);
+        assert_eq!(start, 10);
     }
 }
