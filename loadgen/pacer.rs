@@ -57,11 +57,6 @@ impl Pacer {
     pub fn next_ns(&self) -> u64 {
         self.intended_ns(self.next)
     }
-
-    /// Messages taken so far.
-    pub fn taken(&self) -> u64 {
-        self.next
-    }
 }
 
 #[cfg(test)]
@@ -98,7 +93,6 @@ mod tests {
         assert_eq!(stamps, (1..=10).map(|i| i * 1_000_000).collect::<Vec<_>>());
         assert_eq!(p.due(now), 0);
         assert_eq!(p.next_ns(), 11_000_000);
-        assert_eq!(p.taken(), 11);
     }
 
     // Goal: a high rate (1 M/s) paced over 1 s yields exactly one million and one slots.

@@ -285,7 +285,7 @@ pub fn run(o: &Options) -> Result<Report, String> {
     let closed = plan.rate.is_none();
     let mut ok = integrity.reordered == 0 && dropped == 0;
     if closed {
-        ok &= integrity.lost() == 0 && unanswered == 0 && protocol_errors == 0;
+        ok &= integrity.is_clean() && unanswered == 0 && protocol_errors == 0;
     }
     let rss = o.pid.map(|pid| {
         let before = rss_before.unwrap_or(0);

@@ -7,7 +7,7 @@
 
 use base64::Engine as _;
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
+use hdrhistogram::serialization::{Serializer as _, V2DeflateSerializer};
 use serde::{Deserialize, Serialize};
 
 /// Highest value a histogram tracks: one hour in ns. Larger values are clamped to it.
@@ -58,6 +58,7 @@ impl Latency {
         self.hist.saturating_record(ns.clamp(1, HIGHEST_NS));
     }
 
+    #[cfg(test)]
     pub fn count(&self) -> u64 {
         self.hist.len()
     }
@@ -66,10 +67,6 @@ impl Latency {
     pub fn merge(&mut self, other: &Latency) {
         // Same bounds on both sides, so every value of `other` fits: add cannot fail.
         self.hist.add(&other.hist).expect("histograms with equal bounds add");
-    }
-
-    pub fn clear(&mut self) {
-        self.hist.reset();
     }
 
     pub fn quantile_us(&self, q: f64) -> f64 {
@@ -118,7 +115,9 @@ impl Latency {
         }
     }
 
+    #[cfg(test)]
     pub fn from_base64(s: &str) -> Option<Latency> {
+        use hdrhistogram::serialization::Deserializer;
         let bytes = base64::engine::general_purpose::STANDARD.decode(s).ok()?;
         let h: Histogram<u64> = Deserializer::new().deserialize(&mut bytes.as_slice()).ok()?;
         let mut l = Latency::new();
@@ -129,17 +128,6 @@ impl Latency {
 
 fn ns_to_us(ns: u64) -> f64 {
     ns as f64 / 1_000.0
-}
-
-/// Median of a list (the mean of the two middle values for an even count); NaN if empty.
-pub fn median(values: &[f64]) -> f64 {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
 #[cfg(test)]
@@ -210,12 +198,5 @@ mod tests {
         a.record(u64::MAX);
         assert_eq!(a.count(), 2);
         assert!(Latency::new().summary().count == 0);
-    }
-
-    #[test]
-    fn median_of_lists() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert!(median(&[]).is_nan());
     }
 }
