@@ -186,11 +186,16 @@ for i in $(seq "$REPEATS"); do
     done
 done
 
-# Idle sessions' memory on freshly started routers.
+# Idle sessions' memory on freshly started routers; then slow consumers: 10 of 50
+# subscribers never read while 2000 publications/s of 1 KiB go out (open loop).
 for router in shardbar crossbar; do
     start_router "$router"
     run connections "$router" 1 connections --sessions "$SESSIONS" --url "rs://127.0.0.1:@PORT@" --serializer msgpack \
         --warmup 2
+    stop_router
+    start_router "$router"
+    run slow "$router" 1 fanout --subscribers 50 --stall 10 --payload 1024 --rate 2000 --duration 10 \
+        --url "rs://127.0.0.1:@PORT@" --serializer msgpack
     stop_router
 done
 
@@ -199,7 +204,7 @@ say "load average at end: $LOAD_END"
 
 # ---- plots and RESULTS.md -----------------------------------------------------------------
 
-for case in fanout-rs fanout-ws rpc64 fanout-half; do
+for case in fanout-rs fanout-ws rpc64 fanout-half slow; do
     "$LOADGEN" plot "$WORK/$case-shardbar-1.json" "$WORK/$case-crossbar-1.json" --out "$PLOTS/$case.svg" \
         --title "$case: shardbar vs Crossbar.io (run 1)" >>"$LOG" 2>&1 || true
 done
@@ -251,7 +256,7 @@ def rssnote(case):
     mx = max(((r.get("rss") or {}).get("max_kib", 0) for r in rs), default=0)
     rd = min(((r.get("rss") or {}).get("ready_kib", 0) for r in rs), default=0)
     if grew:
-        return f"Crossbar RSS grew from {fmt(rd,'kib')} to {fmt(mx,'kib')} during the run: it buffers instead of pushing back."
+        return f"**Crossbar RSS grew from {fmt(rd,'kib')} to {fmt(mx,'kib')} during the run: it buffers instead of pushing back.**"
     return f"Crossbar RSS {fmt(rd,'kib')} → max {fmt(mx,'kib')} (bounded here: loadgen's closed loop keeps at most the window in flight)."
 
 rows = []
@@ -345,6 +350,17 @@ table(f"{sbc.get('sessions', '?')} idle sessions (RawSocket + MessagePack), fres
     f"| connect→WELCOME p99 | {fmt(sbc.get('setup_latency',{}).get('p99_us',float('nan')),'us')} | {fmt(cbc.get('setup_latency',{}).get('p99_us',float('nan')),'us')} | | | |",
 ])
 
+# Slow consumers
+sbs = (reports("slow", "shardbar") or [{}])[0]
+cbs = (reports("slow", "crossbar") or [{}])[0]
+def growth(r):
+    return (r.get("rss") or {}).get("growth_kib", float("nan"))
+table("Slow consumers: 10 of 50 subscribers never read; 2000 publications/s of 1 KiB (open loop, RawSocket + MessagePack)", [
+    f"| stalled subscribers disconnected by the router | {sbs.get('stalled_closed_by_router','?')} of {sbs.get('stalled','?')} | {cbs.get('stalled_closed_by_router','?')} of {cbs.get('stalled','?')} | | push back or disconnect | {'yes' if sbs.get('stalled_closed_by_router') == sbs.get('stalled') else 'NO'} |",
+    f"| router RSS growth during the run | **{fmt(growth(sbs),'kib')}** | **{fmt(growth(cbs),'kib')}**{' — buffers without bound' if (cbs.get('rss') or {}).get('grew_under_load') else ''} | | | |",
+    f"| p99 publish→deliver at the 40 healthy subscribers | {fmt(sbs.get('latency',{}).get('p99_us',float('nan')),'us')} | {fmt(cbs.get('latency',{}).get('p99_us',float('nan')),'us')} | | | |",
+], "shardbar drops a connection more than `pending_bytes_max` (8 MiB) behind; Crossbar keeps queueing for it in memory, and its growth is the stalled subscribers' backlog (rate × size × time).")
+
 # Start time and idle RSS
 starts = [l.split("\t") for l in open(f"{work}/starts.tsv").read().splitlines() if l]
 def smed(name, col):
@@ -376,7 +392,7 @@ PYEOF
     echo
     echo "### Plots (run 1)"
     echo
-    for p in fanout-rs fanout-ws fanout-half rpc64 rpc1; do
+    for p in fanout-rs fanout-ws fanout-half rpc64 rpc1 slow; do
         echo "- [$p](results/$p.svg)"
     done
     echo

@@ -34,6 +34,8 @@ FLAGS (scenarios)
   --payload BYTES      size of the Arguments list carrying the probe (64)
   --warmup D           1s       --duration D   5s       --drain D   2s
   --connect-timeout D  30s      (durations: 500ms, 2s, 1m; a bare number is seconds)
+  --stall N            (pub/sub) N of the subscribers subscribe and then never read: slow
+                       consumers; shows whether the router pushes back or buffers
   --pid PID            sample the RSS of PID and its children during the run
   --json FILE          write every figure and the parameters as JSON
   --plot FILE.svg      draw this run's latency percentile distribution
@@ -89,6 +91,7 @@ pub struct Options {
     pub callers: usize,
     pub callees: usize,
     pub sessions: usize,
+    pub stall: usize,
     pub shape: RawShape,
     pub server_threads: usize,
     pub rate: Option<u64>,
@@ -139,6 +142,7 @@ impl Options {
             callers: if scenario == Scenario::Raw { 1 } else { 64 },
             callees: 1,
             sessions: 1000,
+            stall: 0,
             shape: RawShape::Fanout,
             server_threads: cpus(),
             rate: None,
@@ -172,6 +176,7 @@ impl Options {
             "callers": self.callers,
             "callees": self.callees,
             "sessions": self.sessions,
+            "stall": self.stall,
             "shape": match self.shape { RawShape::Fanout => "fanout", RawShape::Echo => "echo" },
             "server_threads": self.server_threads,
             "rate_per_source": self.rate,
@@ -292,6 +297,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
             "--callers" => o.callers = count(val()?)?,
             "--callees" => o.callees = count(val()?)?.max(1),
             "--sessions" => o.sessions = count(val()?)?,
+            "--stall" => o.stall = count(val()?)?,
             "--shape" => {
                 o.shape = match val()?.as_str() {
                     "fanout" => RawShape::Fanout,

@@ -13,6 +13,9 @@ pub enum RoleSpec {
     Publisher(u32),
     /// Subscribes to these topic indices.
     Subscriber(Vec<u32>),
+    /// Subscribes like a subscriber, then never reads: a slow consumer. Not counted as a
+    /// receiver; shows whether the router pushes back or buffers without bound.
+    Stalled(Vec<u32>),
     /// Calls the procedure. Carries the caller index.
     Caller(u32),
     Callee,
@@ -108,6 +111,22 @@ impl Plan {
                 sessions.extend((0..o.callers).map(|c| RoleSpec::Caller(c as u32)));
             }
             (Scenario::Connections, _) => sessions.extend((0..o.sessions).map(|_| RoleSpec::Idle)),
+        }
+        if o.stall > 0 {
+            let subs: Vec<usize> = sessions
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| matches!(s, RoleSpec::Subscriber(_)))
+                .map(|(i, _)| i)
+                .collect();
+            if o.stall >= subs.len() {
+                return Err(format!("--stall {} leaves no subscriber that reads", o.stall));
+            }
+            for &i in subs.iter().rev().take(o.stall) {
+                if let RoleSpec::Subscriber(ts) = &sessions[i] {
+                    sessions[i] = RoleSpec::Stalled(ts.clone());
+                }
+            }
         }
         if sources == 0 && o.scenario != Scenario::Connections {
             return Err("the scenario needs at least one publisher or caller".into());

@@ -20,8 +20,10 @@ pub struct RssReport {
     pub end_kib: u64,
     /// (ready − before) / sessions.
     pub per_session_kib: f64,
-    /// Grew by more than half its ready size during the load: the router buffered instead
-    /// of pushing back.
+    /// max − ready, KiB: what the router buffered during the load.
+    pub growth_kib: u64,
+    /// Grew by more than 64 MiB during the load: the router buffered instead of pushing
+    /// back (shardbar's per-connection cap is 8 MiB).
     pub grew_under_load: bool,
 }
 
@@ -61,6 +63,9 @@ pub struct Report {
     /// Calls without a result after the drain.
     pub calls_unanswered: u64,
     pub sessions_dropped: u64,
+    /// `--stall`: slow consumers, and how many the router had disconnected by the end.
+    pub stalled: u64,
+    pub stalled_closed_by_router: u64,
     pub protocol_errors: u64,
     pub errors: Vec<String>,
     /// What the latency measures.
@@ -163,15 +168,23 @@ impl Report {
                 self.protocol_errors
             );
         }
+        if self.stalled > 0 {
+            let _ = writeln!(
+                s,
+                "  slow         {} stalled subscribers (never read); {} disconnected by the router",
+                self.stalled, self.stalled_closed_by_router
+            );
+        }
         if let Some(r) = &self.rss {
             let _ = writeln!(
                 s,
-                "  rss (pid {})  before {} KiB, ready {} KiB ({:.1} KiB/session), max {} KiB, end {} KiB{}",
+                "  rss (pid {})  before {} KiB, ready {} KiB ({:.1} KiB/session), max {} KiB (+{} KiB), end {} KiB{}",
                 r.pid,
                 r.before_kib,
                 r.ready_kib,
                 r.per_session_kib,
                 r.max_kib,
+                r.growth_kib,
                 r.end_kib,
                 if r.grew_under_load { "  ← grew under load (buffering, no push-back)" } else { "" }
             );

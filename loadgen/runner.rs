@@ -256,6 +256,7 @@ pub fn run(o: &Options) -> Result<Report, String> {
     let mut last_sum = vec![0u64; plan.flows];
     let mut receivers = vec![0u64; plan.flows];
     let (mut unanswered, mut protocol_errors) = (0u64, 0u64);
+    let (mut stalled, mut stalled_closed) = (0u64, 0u64);
     for r in &results {
         latency.merge(&r.latency);
         setup.merge(&r.setup);
@@ -266,6 +267,8 @@ pub fn run(o: &Options) -> Result<Report, String> {
         bytes_out += r.bytes_out_window;
         unanswered += r.outstanding;
         protocol_errors += r.protocol_errors;
+        stalled += r.stalled;
+        stalled_closed += r.stalled_closed;
         for f in 0..plan.flows {
             published[f] += r.published[f];
             last_sum[f] += r.last_sum[f];
@@ -298,7 +301,8 @@ pub fn run(o: &Options) -> Result<Report, String> {
             max_kib: max,
             end_kib: rss_end.unwrap_or(0),
             per_session_kib: if total > 0 { ready.saturating_sub(before) as f64 / total as f64 } else { 0.0 },
-            grew_under_load: o.scenario != Scenario::Connections && ready > 0 && max > ready + ready / 2,
+            growth_kib: max.saturating_sub(ready),
+            grew_under_load: o.scenario != Scenario::Connections && ready > 0 && max > ready + 64 * 1024,
         }
     });
     drop(sampler);
@@ -339,6 +343,8 @@ pub fn run(o: &Options) -> Result<Report, String> {
         integrity,
         calls_unanswered: unanswered,
         sessions_dropped: dropped,
+        stalled,
+        stalled_closed_by_router: stalled_closed,
         protocol_errors,
         errors,
         latency_kind: latency_kind.into(),

@@ -177,6 +177,35 @@ pub fn tree_rss_kib(pid: u32) -> Option<u64> {
     Some(own + process_tree(pid).iter().skip(1).filter_map(|&p| rss_kib(p)).sum::<u64>())
 }
 
+/// Read and discard everything a non-blocking socket has, for at most `limit`: true if
+/// the peer closed it (EOF or reset), false if it is still open with nothing more coming.
+pub fn drained_to_eof(fd: RawFd, limit: Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    let mut buf = vec![0u8; 256 * 1024];
+    while std::time::Instant::now() < deadline {
+        // SAFETY: reads into our own buffer.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n == 0 {
+            return true;
+        }
+        if n > 0 {
+            continue;
+        }
+        match io::Error::last_os_error().kind() {
+            io::ErrorKind::WouldBlock => {
+                let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+                // SAFETY: one valid pollfd.
+                if unsafe { libc::poll(&mut p, 1, 100) } == 0 {
+                    return false; // nothing more within 100 ms: still open
+                }
+            }
+            io::ErrorKind::Interrupted => {}
+            _ => return true,
+        }
+    }
+    false
+}
+
 /// Whether stderr is a terminal (for the live progress line).
 pub fn stderr_is_tty() -> bool {
     // SAFETY: isatty only inspects the fd.

@@ -43,6 +43,9 @@ const CALLS_OUTSTANDING_MAX: u64 = 60_000;
 /// Reads per connection per turn.
 const READS_PER_TURN: usize = 4;
 
+/// How long the end of a run may spend reading a stalled subscriber's backlog.
+const STALL_DRAIN: Duration = Duration::from_secs(2);
+
 /// Error texts kept for the report.
 const ERROR_SAMPLES_MAX: usize = 20;
 
@@ -135,6 +138,9 @@ pub struct WorkerResult {
     pub last_sum: Vec<u64>,
     pub receivers: Vec<u64>,
     pub outstanding: u64,
+    /// Stalled subscribers, and how many of them the router had closed by the end.
+    pub stalled: u64,
+    pub stalled_closed: u64,
     /// ERRORs, unexpected or undecodable messages.
     pub protocol_errors: u64,
 }
@@ -163,6 +169,7 @@ enum Role {
     Subscriber(Sink),
     Caller(Source),
     Callee(Vec<OrderTracker>),
+    Stalled,
     Idle,
 }
 
@@ -242,6 +249,7 @@ impl Worker {
                     RoleSpec::Callee => {
                         (Role::Callee(vec![OrderTracker::default(); publishers]), client::RAW_ROLE_ECHO)
                     }
+                    RoleSpec::Stalled(_) => (Role::Stalled, client::RAW_ROLE_SUBSCRIBER),
                     RoleSpec::Idle => (Role::Idle, client::RAW_ROLE_ECHO),
                 };
                 let busy = !matches!(spec, RoleSpec::Idle);
@@ -390,6 +398,9 @@ impl Worker {
         }
         s.conn.close();
         if was == State::Ready {
+            if matches!(s.role, Role::Stalled) {
+                return;
+            }
             if !self.shared.done.load(Ordering::Relaxed) {
                 self.shared.dropped.fetch_add(1, Ordering::SeqCst);
                 self.shared.live[self.id].errors.fetch_add(1, Ordering::Relaxed);
@@ -410,6 +421,10 @@ impl Worker {
         }
         self.handshaking = self.handshaking.saturating_sub(1);
         self.shared.ready.fetch_add(1, Ordering::SeqCst);
+        if matches!(s.role, Role::Stalled) {
+            // Never read again: the router's queue for this session can only grow.
+            let _ = self.epoll.modify(s.conn.fd(), i as u64, 0);
+        }
     }
 
     fn handle_event(&mut self, i: usize, flags: u32) {
@@ -572,7 +587,7 @@ impl Worker {
             (State::AwaitWelcome, Message::Welcome { session, .. }) => {
                 s.conn.session = session;
                 match &s.spec {
-                    RoleSpec::Subscriber(ts) => {
+                    RoleSpec::Subscriber(ts) | RoleSpec::Stalled(ts) => {
                         for &t in ts {
                             let request = s.conn.next_request;
                             s.conn.next_request += 1;
@@ -747,6 +762,14 @@ impl Worker {
                         }
                     }
                 }
+                Role::Stalled => {
+                    r.stalled += 1;
+                    // A router that dropped the slow consumer closed the socket, but its FIN
+                    // waits behind the data we never read: read it all to find out.
+                    if s.conn.state != State::Ready || crate::sys::drained_to_eof(s.conn.fd(), STALL_DRAIN) {
+                        r.stalled_closed += 1;
+                    }
+                }
                 _ => {}
             }
             if s.conn.state != State::Closed {
@@ -784,6 +807,7 @@ fn kind_name(spec: &RoleSpec) -> &'static str {
     match spec {
         RoleSpec::Publisher(_) => "publisher",
         RoleSpec::Subscriber(_) => "subscriber",
+        RoleSpec::Stalled(_) => "stalled subscriber",
         RoleSpec::Caller(_) => "caller",
         RoleSpec::Callee => "callee",
         RoleSpec::Idle => "idle session",
