@@ -10,6 +10,10 @@
 //!   when the receiver announced (atomic flag) that it is going to sleep — the shape that
 //!   also works with non-glommio threads.
 //!
+//! `mesh_round_trip` sends one message to the other core and waits for it to come back:
+//! the wake-up latency of a parked executor (or sleeping thread), which a request that
+//! crosses shards pays on every hop.
+//!
 //! Each measured round moves `MESSAGES` u64 messages from core 0 to core 1 in batches of
 //! `batch` (one `Vec` per batch, as the router does), timed from the first send to the
 //! last receive; criterion reports time per round and messages/s. Channel capacity is the
@@ -173,6 +177,93 @@ fn crossbeam_eventfd(batch: usize, total: u64) -> Duration {
     t1 - t0
 }
 
+/// Round trips of one message core 0 → core 1 → core 0 over a glommio mesh: the wake-up
+/// latency of a parked executor, which a 1-caller RPC across shards pays twice.
+fn glommio_pingpong(rounds: u64) -> Duration {
+    let (c0, c1) = cores();
+    let mesh: MeshBuilder<u64, Full> = MeshBuilder::full(2, MESH_CHANNEL_BATCHES);
+    let spawn = |core: usize, mesh: MeshBuilder<u64, Full>| {
+        LocalExecutorBuilder::new(Placement::Fixed(core))
+            .spawn(move || async move {
+                let (senders, receivers) = mesh.join().await.expect("join mesh");
+                let me = senders.peer_id();
+                let peer = 1 - me;
+                let t0 = Instant::now();
+                for i in 0..rounds {
+                    if me == 0 {
+                        senders.send_to(peer, i).await.expect("send");
+                        receivers.recv_from(peer).await.expect("recv").expect("open");
+                    } else {
+                        let v = receivers.recv_from(peer).await.expect("recv").expect("open");
+                        senders.send_to(peer, v).await.expect("send");
+                    }
+                }
+                (me, t0.elapsed())
+            })
+            .expect("glommio executor")
+    };
+    let a = spawn(c0, mesh.clone());
+    let b = spawn(c1, mesh);
+    let (ra, rb) = (a.join().expect("a"), b.join().expect("b"));
+    if ra.0 == 0 { ra.1 } else { rb.1 }
+}
+
+/// The same round trips over two crossbeam channels with the eventfd waker.
+fn crossbeam_pingpong(rounds: u64) -> Duration {
+    let (c0, c1) = cores();
+    let (tx_a, rx_b) = crossbeam_channel::bounded::<u64>(MESH_CHANNEL_BATCHES);
+    let (tx_b, rx_a) = crossbeam_channel::bounded::<u64>(MESH_CHANNEL_BATCHES);
+    let (wa, wb) = (Arc::new(Waker::new()), Arc::new(Waker::new()));
+    let recv = |rx: &crossbeam_channel::Receiver<u64>, w: &Waker| -> u64 {
+        let mut idle = 0;
+        loop {
+            if let Ok(v) = rx.try_recv() {
+                return v;
+            }
+            idle += 1;
+            if idle < SPIN_TRIES {
+                std::hint::spin_loop();
+                continue;
+            }
+            w.sleeping.store(true, Ordering::SeqCst);
+            if let Ok(v) = rx.try_recv() {
+                w.sleeping.store(false, Ordering::SeqCst);
+                return v;
+            }
+            w.sleep();
+            idle = 0;
+        }
+    };
+    let (wa2, wb2) = (wa.clone(), wb.clone());
+    let echo = std::thread::spawn(move || {
+        pin(c1);
+        for _ in 0..rounds {
+            let v = recv(&rx_b, &wb2);
+            tx_b.send(v).expect("send");
+            wa2.wake_if_sleeping();
+        }
+    });
+    pin(c0);
+    let t0 = Instant::now();
+    for i in 0..rounds {
+        tx_a.send(i).expect("send");
+        wb.wake_if_sleeping();
+        black_box(recv(&rx_a, &wa));
+    }
+    let d = t0.elapsed();
+    echo.join().expect("echo");
+    d
+}
+
+fn pingpong(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mesh_round_trip");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("glommio_mesh", |b| b.iter_custom(glommio_pingpong));
+    g.bench_function("crossbeam_eventfd", |b| b.iter_custom(crossbeam_pingpong));
+    g.finish();
+}
+
 fn mesh(c: &mut Criterion) {
     let mut g = c.benchmark_group("mesh_message");
     g.sample_size(10);
@@ -188,5 +279,5 @@ fn mesh(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, mesh);
+criterion_group!(benches, mesh, pingpong);
 criterion_main!(benches);

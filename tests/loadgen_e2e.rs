@@ -102,6 +102,15 @@ fn every_scenario_runs_clean_against_shardbar() {
     let sent = r["sent"].as_u64().unwrap();
     assert!((1500..=1700).contains(&sent), "paced sends: {sent}");
 
+    // Two slow consumers that never read: not an error, and not counted as receivers.
+    let r = run(
+        &dir,
+        "fanout-stall",
+        &["fanout", "--url", &rs, "--subscribers", "12", "--stall", "2", "--rate", "500", "--payload", "1024"],
+    );
+    assert_eq!(r["stalled"], 2);
+    assert_eq!(r["expected_total"].as_u64().unwrap(), r["sent_total"].as_u64().unwrap() * 10);
+
     let r = run(&dir, "fanin", &["fanin", "--url", &rs, "--publishers", "10"]);
     assert!(r["received"].as_u64().unwrap() > 0);
 
