@@ -209,19 +209,19 @@ fn glommio_pingpong(rounds: u64) -> Duration {
 }
 
 /// The same round trips over two crossbeam channels with the eventfd waker.
-fn crossbeam_pingpong(rounds: u64) -> Duration {
+fn crossbeam_pingpong(rounds: u64, spin_tries: u32) -> Duration {
     let (c0, c1) = cores();
     let (tx_a, rx_b) = crossbeam_channel::bounded::<u64>(MESH_CHANNEL_BATCHES);
     let (tx_b, rx_a) = crossbeam_channel::bounded::<u64>(MESH_CHANNEL_BATCHES);
     let (wa, wb) = (Arc::new(Waker::new()), Arc::new(Waker::new()));
-    let recv = |rx: &crossbeam_channel::Receiver<u64>, w: &Waker| -> u64 {
+    let recv = move |rx: &crossbeam_channel::Receiver<u64>, w: &Waker| -> u64 {
         let mut idle = 0;
         loop {
             if let Ok(v) = rx.try_recv() {
                 return v;
             }
             idle += 1;
-            if idle < SPIN_TRIES {
+            if idle < spin_tries {
                 std::hint::spin_loop();
                 continue;
             }
@@ -260,7 +260,9 @@ fn pingpong(c: &mut Criterion) {
     g.sample_size(10);
     g.throughput(Throughput::Elements(1));
     g.bench_function("glommio_mesh", |b| b.iter_custom(glommio_pingpong));
-    g.bench_function("crossbeam_eventfd", |b| b.iter_custom(crossbeam_pingpong));
+    g.bench_function("crossbeam_eventfd", |b| b.iter_custom(|n| crossbeam_pingpong(n, SPIN_TRIES)));
+    // No spinning: every hop sleeps on the eventfd, the pure wake-up cost.
+    g.bench_function("crossbeam_eventfd_nospin", |b| b.iter_custom(|n| crossbeam_pingpong(n, 0)));
     g.finish();
 }
 
