@@ -101,10 +101,13 @@ pub fn encode_probe(ser: Serializer, p: &Probe, size: usize, out: &mut Vec<u8>) 
 
 /// Read the probe from an `Arguments` list; `None` if it is not one of ours.
 pub fn decode_probe(ser: Serializer, args: &[u8]) -> Option<Probe> {
-    if ser == Serializer::MsgPack
-        && let Some(p) = mp::probe(args)
-    {
-        return Some(p);
+    let fast = match ser {
+        Serializer::MsgPack => mp::probe(args),
+        Serializer::Json => js::probe(args),
+        Serializer::Cbor => None,
+    };
+    if fast.is_some() {
+        return fast;
     }
     fn read<R: Reader>(r: &mut R) -> Result<Probe, DecodeError> {
         r.begin()?;
@@ -193,9 +196,12 @@ pub fn scan(ser: Serializer, frame: &[u8]) -> Result<Scan, DecodeError> {
             other => Scan::Other(other),
         })
     }
-    if ser == Serializer::MsgPack
-        && let Some(scan) = mp::scan(frame)
-    {
+    let fast = match ser {
+        Serializer::MsgPack => mp::scan(frame),
+        Serializer::Json => js::scan(frame),
+        Serializer::Cbor => None,
+    };
+    if let Some(scan) = fast {
         return Ok(scan);
     }
     match ser {
@@ -279,6 +285,80 @@ mod mp {
             }
             _ => None,
         }
+    }
+}
+
+/// JSON fast paths, as `mp` for MessagePack: compact `[36,sub,pub,{},[…]…]` and
+/// `[50,req,{},[…]…]` (what shardbar sends), and the probe's leading integers. Anything
+/// else (whitespace, non-empty details) declines to the general `Reader`.
+mod js {
+    use super::{Probe, Scan};
+    use shardbar::proto::wire::message::code;
+
+    /// Digits at `p` as a u64 (no sign, no fraction, at most 19 digits).
+    pub fn uint(b: &[u8], p: &mut usize) -> Option<u64> {
+        let start = *p;
+        let mut v: u64 = 0;
+        while let Some(&d) = b.get(*p) {
+            if !d.is_ascii_digit() || *p - start == 19 {
+                break;
+            }
+            v = v * 10 + u64::from(d - b'0');
+            *p += 1;
+        }
+        let next = b.get(*p).copied();
+        (*p > start && matches!(next, Some(b',' | b']'))).then_some(v)
+    }
+
+    fn byte(b: &[u8], p: &mut usize, want: u8) -> Option<()> {
+        (b.get(*p) == Some(&want)).then(|| *p += 1)
+    }
+
+    pub fn probe(b: &[u8]) -> Option<Probe> {
+        let mut p = 0;
+        byte(b, &mut p, b'[')?;
+        let mut v = [0u64; 5];
+        for (i, slot) in v.iter_mut().enumerate() {
+            if i > 0 {
+                byte(b, &mut p, b',')?;
+            }
+            *slot = uint(b, &mut p)?;
+        }
+        Some(Probe {
+            source: u32::try_from(v[0]).ok()?,
+            topic: u32::try_from(v[1]).ok()?,
+            seq: v[2],
+            gseq: v[3],
+            t_ns: v[4],
+        })
+    }
+
+    pub fn scan(b: &[u8]) -> Option<Scan> {
+        let mut p = 0;
+        byte(b, &mut p, b'[')?;
+        let c = uint(b, &mut p)?;
+        let ids = match c {
+            code::EVENT => 2,
+            code::RESULT => 1,
+            _ => return None,
+        };
+        let mut first = 0;
+        for i in 0..ids {
+            byte(b, &mut p, b',')?;
+            let v = uint(b, &mut p)?;
+            if i == 0 {
+                first = v;
+            }
+        }
+        byte(b, &mut p, b',')?;
+        byte(b, &mut p, b'{')?;
+        byte(b, &mut p, b'}')?;
+        let args = match b.get(p) {
+            Some(b']') => None,
+            Some(b',') => Some(p + 1..b.len()),
+            _ => return None,
+        };
+        Some(if c == code::EVENT { Scan::Event { args } } else { Scan::Result { request: first, args } })
     }
 }
 
@@ -439,6 +519,34 @@ mod tests {
         assert_eq!(mp::scan(&encode_to_vec(ser, &w).unwrap()), None);
         assert_eq!(mp::probe(&[0x95, 0xc0]), None);
         assert_eq!(mp::probe(&[]), None);
+    }
+
+    // Goal: the JSON fast paths agree with the generic Reader and decline what they do
+    // not cover (whitespace, details, other messages, numbers that are not plain digits).
+    #[test]
+    fn json_fast_paths_agree_with_the_reader() {
+        let ser = Serializer::Json;
+        for v in [0u64, 9, 10, 1 << 53, u64::MAX / 10] {
+            let p = Probe { source: 1, topic: 2, seq: v, gseq: v, t_ns: v };
+            let mut args = Vec::new();
+            encode_probe(ser, &p, 80, &mut args);
+            assert_eq!(js::probe(&args), Some(p), "{v}");
+            let payload = Payload { format: ser, raw: Bytes::from(args.clone()), count: 1 };
+            let e = Message::Event { subscription: v, publication: v, details: Dict::new(), payload: payload.clone() };
+            let frame = encode_to_vec(ser, &e).unwrap();
+            let Some(Scan::Event { args: Some(r) }) = js::scan(&frame) else { panic!("{v}") };
+            assert_eq!(js::probe(&frame[r]), Some(p));
+            let res = Message::Result { request: v, details: Dict::new(), payload };
+            let frame = encode_to_vec(ser, &res).unwrap();
+            assert!(matches!(js::scan(&frame), Some(Scan::Result { request, args: Some(_) }) if request == v));
+        }
+        assert_eq!(js::scan(b"[36,1,2,{}]"), Some(Scan::Event { args: None }));
+        assert_eq!(js::scan(b"[36, 1,2,{},[1]]"), None);
+        assert_eq!(js::scan(b"[36,1,2,{\"a\":1},[1]]"), None);
+        assert_eq!(js::scan(b"[2,1,{}]"), None);
+        assert_eq!(js::probe(b"[1,2,3,4,5.5,\"x\"]"), None);
+        assert_eq!(js::probe(b"[1,2,-3,4,5]"), None);
+        assert_eq!(js::probe(b"[1,2,3,4,99999999999999999999]"), None, "20 digits overflow u64");
     }
 
     // Goal: what we write with the Writers is what the full decoder reads.
