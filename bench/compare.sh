@@ -213,6 +213,7 @@ say "load average at end: $LOAD_END"
     echo "FANOUT_WINDOW=$FANOUT_WINDOW RPC_WINDOW=$RPC_WINDOW"
     echo "LOAD_START='$LOAD_START' LOAD_END='$LOAD_END' DATE='$(date -u '+%Y-%m-%d %H:%M UTC')'"
     echo "CB_VERSION='$CB_VERSION' PY_VERSION='$PY_VERSION'"
+    echo "SB_VERSION='$("$SHARDBAR" --version) ($(git rev-parse --short HEAD)$(git diff --quiet -- . ':!bench/RESULTS.md' ':!bench/results' || echo '+dirty'))'"
 } >"$WORK/meta.env"
 stop_router
 fi # not REPORT_FROM
@@ -228,7 +229,10 @@ done
 "$LOADGEN" plot "$WORK/rpc1-shardbar-1.json" "$WORK/raw-echo-raw-1.json" "$WORK/rpc1-crossbar-1.json" \
     --out "$PLOTS/rpc1.svg" --title "1-caller round trip: shardbar, raw TCP echo, Crossbar.io (run 1)" >>"$LOG" 2>&1 || true
 
-SB_VERSION="$("$SHARDBAR" --version) ($(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty'))"
+if [[ -z "${SB_VERSION:-}" ]]; then
+    # Our own outputs (RESULTS.md, plots) do not make the tree "dirty".
+    SB_VERSION="$("$SHARDBAR" --version) ($(git rev-parse --short HEAD)$(git diff --quiet -- . ':!bench/RESULTS.md' ':!bench/results' || echo '+dirty'))"
+fi
 "$VENV/bin/python" - "$WORK" "$RESULTS" <<'PYEOF'
 import json, os, statistics, sys, glob
 work, out = sys.argv[1], sys.argv[2]
@@ -406,6 +410,8 @@ PYEOF
     echo "- **Setup:** both routers on loopback, realm1, anonymous, WebSocket and RawSocket on one port, JSON/MessagePack/CBOR. loadgen runs on the same $(nproc) cores. Closed loop = at most the window in flight (fan-out: $FANOUT_WINDOW publications; RPC: $RPC_WINDOW calls per caller); open loop = fixed rate, latency from the intended send time."
     echo "- **Raw JSON reports:** bench/work/$STAMP/ (not committed); plots: bench/results/*.svg."
     cat "$WORK/tables.md"
+    echo
+    echo "What bounds the targets that are missed, and the router-side findings, with the measurements: [bench/README.md](README.md#what-bounds-the-results-measured-2026-11-22-see-resultsmd)."
     echo
     echo "### Plots (run 1)"
     echo
