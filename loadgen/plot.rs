@@ -10,8 +10,8 @@ use crate::stats::Point;
 
 const W: f64 = 960.0;
 const H: f64 = 560.0;
-const LEFT: f64 = 90.0;
-const RIGHT: f64 = 30.0;
+const LEFT: f64 = 84.0;
+const RIGHT: f64 = 48.0;
 const TOP: f64 = 56.0;
 const BOTTOM: f64 = 70.0;
 const COLORS: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#555555"];
@@ -114,11 +114,11 @@ pub fn render(series: &[Series], title: &str, linear: bool) -> String {
         let y = ypos(v);
         let color = if major { "#ccc" } else { "#eee" };
         let _ = writeln!(s, r#"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{color}"/>"#, LEFT + pw);
-        let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#, LEFT - 6.0, y + 4.0, us(v));
+        let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#, LEFT - 6.0, y + 4.0, tick(v));
     }
     let _ = writeln!(
         s,
-        r#"<text transform="translate(20 {:.1}) rotate(-90)" text-anchor="middle">latency{}</text>"#,
+        r#"<text transform="translate(16 {:.1}) rotate(-90)" text-anchor="middle">latency{}</text>"#,
         TOP + ph / 2.0,
         if linear { "" } else { " (log scale)" }
     );
@@ -159,6 +159,20 @@ pub fn render(series: &[Series], title: &str, linear: bool) -> String {
     }
     s.push_str("</svg>\n");
     s
+}
+
+/// An axis label: microseconds in the unit that reads best, without trailing zeros.
+fn tick(v_us: f64) -> String {
+    let (v, unit) = if v_us >= 1e6 {
+        (v_us / 1e6, "s")
+    } else if v_us >= 1e3 {
+        (v_us / 1e3, "ms")
+    } else {
+        (v_us, "µs")
+    };
+    let text = format!("{v:.2}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text} {unit}")
 }
 
 /// 1, 2 or 5 times a power of ten, at least `raw`.
@@ -234,6 +248,10 @@ mod tests {
         assert_eq!(nice_step(13.0), 20.0);
         assert_eq!(nice_step(4.5), 5.0);
         assert!((decades(99.0, 6.0) - 2.0).abs() < 1e-9);
+        assert_eq!(tick(500_000.0), "500 ms");
+        assert_eq!(tick(2_000_000.0), "2 s");
+        assert_eq!(tick(0.5), "0.5 µs");
+        assert_eq!(tick(1_500.0), "1.5 ms");
         assert_eq!(decades(100.0, 6.0), 6.0);
     }
 }
