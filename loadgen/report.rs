@@ -1,0 +1,198 @@
+//! A run's figures: the JSON report (`--json`) and the human summary.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::seq::Integrity;
+use crate::stats::{LatencySummary, Point};
+
+/// Memory of the process under test (`--pid`), KiB; the whole process tree.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RssReport {
+    pub pid: u32,
+    /// Before loadgen opened any session.
+    pub before_kib: u64,
+    /// Once every session was set up (connections: after settling).
+    pub ready_kib: u64,
+    pub max_kib: u64,
+    /// When the run ended, before sessions closed.
+    pub end_kib: u64,
+    /// (ready − before) / sessions.
+    pub per_session_kib: f64,
+    /// max − ready, KiB: what the router buffered during the load.
+    pub growth_kib: u64,
+    /// Grew by more than 64 MiB during the load: the router buffered instead of pushing
+    /// back (shardbar's per-connection cap is 8 MiB).
+    pub grew_under_load: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Report {
+    pub tool: String,
+    pub version: String,
+    pub label: String,
+    pub scenario: String,
+    /// "closed" (max sustainable rate) or "open" (fixed rate).
+    pub mode: String,
+    pub transport: String,
+    pub serializer: String,
+    pub params: serde_json::Value,
+    pub machine: serde_json::Value,
+    pub started_unix_s: u64,
+    pub sessions: u64,
+    pub setup_s: f64,
+    pub setup_latency: LatencySummary,
+    /// Actual measurement window, seconds.
+    pub measured_s: f64,
+    /// PUBLISH/CALL sent with an intended time in the window.
+    pub sent: u64,
+    pub sent_per_s: f64,
+    /// EVENT/RESULT received in the window.
+    pub received: u64,
+    pub received_per_s: f64,
+    /// Wire bytes read by loadgen's connections in the window, per second.
+    pub bytes_in_per_s: f64,
+    pub bytes_out_per_s: f64,
+    /// Messages sent over the whole run (warm-up and window).
+    pub sent_total: u64,
+    /// Deliveries expected for them, and received.
+    pub expected_total: u64,
+    pub received_total: u64,
+    pub integrity: Integrity,
+    /// Calls without a result after the drain.
+    pub calls_unanswered: u64,
+    pub sessions_dropped: u64,
+    /// `--stall`: slow consumers, and how many the router had disconnected by the end.
+    pub stalled: u64,
+    pub stalled_closed_by_router: u64,
+    pub protocol_errors: u64,
+    pub errors: Vec<String>,
+    /// What the latency measures.
+    pub latency_kind: String,
+    pub latency: LatencySummary,
+    pub distribution: Vec<Point>,
+    /// HdrHistogram V2 compressed, base64, nanoseconds.
+    pub histogram: String,
+    pub rss: Option<RssReport>,
+    /// The run met its integrity checks (see the exit status in `--help`).
+    pub ok: bool,
+}
+
+fn si(v: f64) -> String {
+    if v >= 1e9 {
+        format!("{:.2} G", v / 1e9)
+    } else if v >= 1e6 {
+        format!("{:.2} M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1} k", v / 1e3)
+    } else {
+        format!("{v:.0} ")
+    }
+}
+
+/// Microseconds, in the unit that reads best.
+pub fn us(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2} s", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.2} ms", v / 1e3)
+    } else {
+        format!("{v:.1} µs")
+    }
+}
+
+impl Report {
+    pub fn human(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "loadgen {} [{}] {} over {} {}, {} loop{}",
+            self.scenario,
+            self.label,
+            self.params.get("url").and_then(|v| v.as_str()).unwrap_or(""),
+            self.transport,
+            self.serializer,
+            self.mode,
+            self.params
+                .get("rate_per_source")
+                .and_then(|v| v.as_u64())
+                .map(|r| format!(" at {} msg/s per source", si(r as f64).trim()))
+                .unwrap_or_default()
+        );
+        let _ = writeln!(
+            s,
+            "  sessions     {} set up in {:.2} s (p50 {}, p99 {}, max {})",
+            self.sessions,
+            self.setup_s,
+            us(self.setup_latency.p50_us),
+            us(self.setup_latency.p99_us),
+            us(self.setup_latency.max_us)
+        );
+        if self.scenario != "connections" {
+            let _ = writeln!(
+                s,
+                "  throughput   sent {}msg/s, received {}msg/s, in {}B/s, out {}B/s over {:.2} s",
+                si(self.sent_per_s),
+                si(self.received_per_s),
+                si(self.bytes_in_per_s),
+                si(self.bytes_out_per_s),
+                self.measured_s
+            );
+            let l = &self.latency;
+            let _ = writeln!(
+                s,
+                "  latency      {}: p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  ({} samples)",
+                self.latency_kind,
+                us(l.p50_us),
+                us(l.p90_us),
+                us(l.p99_us),
+                us(l.p999_us),
+                us(l.max_us),
+                l.count
+            );
+            let i = &self.integrity;
+            let _ = writeln!(
+                s,
+                "  integrity    {} sent, {} of {} deliveries received; lost {} (gaps {}, tail {}), reordered {}, \
+                 unanswered calls {}, dropped sessions {}, protocol errors {}",
+                self.sent_total,
+                self.received_total,
+                self.expected_total,
+                i.lost(),
+                i.gap_lost,
+                i.tail_lost,
+                i.reordered,
+                self.calls_unanswered,
+                self.sessions_dropped,
+                self.protocol_errors
+            );
+        }
+        if self.stalled > 0 {
+            let _ = writeln!(
+                s,
+                "  slow         {} stalled subscribers (never read); {} disconnected by the router",
+                self.stalled, self.stalled_closed_by_router
+            );
+        }
+        if let Some(r) = &self.rss {
+            let _ = writeln!(
+                s,
+                "  rss (pid {})  before {} KiB, ready {} KiB ({:.1} KiB/session), max {} KiB (+{} KiB), end {} KiB{}",
+                r.pid,
+                r.before_kib,
+                r.ready_kib,
+                r.per_session_kib,
+                r.max_kib,
+                r.growth_kib,
+                r.end_kib,
+                if r.grew_under_load { "  ← grew under load (buffering, no push-back)" } else { "" }
+            );
+        }
+        for e in &self.errors {
+            let _ = writeln!(s, "  error        {e}");
+        }
+        let _ = writeln!(s, "  result       {}", if self.ok { "OK" } else { "FAILED" });
+        s
+    }
+}
