@@ -15,6 +15,7 @@
 
 use crate::proto::Map;
 use std::collections::VecDeque;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,7 +24,7 @@ use smallvec::SmallVec;
 
 use super::broker::{Leave, Member, PublishOptions, SubscribeOptions};
 use super::dealer::{CallOptions, OwnedRegView, RegisterOptions};
-use super::frame::{Framing, OutQueue, encode_frame};
+use super::frame::{Framing, OutFrame, OutQueue, encode_frame};
 use super::mesh::{
     BarrierId, Bounce, CallKey, Callee, Identity, Invoke, MeshMsg, Publication, ShardId, ShardSet, SubTarget,
 };
@@ -181,7 +182,7 @@ enum Pushed {
 fn push_frame(
     c: &mut Conn,
     conn: ConnId,
-    frame: Bytes,
+    frame: OutFrame,
     class: Class,
     pending_bytes_max: usize,
     dirty: &mut Vec<ConnId>,
@@ -230,7 +231,7 @@ impl Output {
     fn push(&mut self, conn: ConnId, frame: Bytes, class: Class, msg_code: u64) -> bool {
         let Some(c) = self.conns.get_mut(conn) else { return false };
         let len = frame.len();
-        match push_frame(c, conn, frame, class, self.pending_bytes_max, &mut self.dirty) {
+        match push_frame(c, conn, OutFrame::Owned(frame), class, self.pending_bytes_max, &mut self.dirty) {
             Pushed::Queued => {
                 self.stats.bytes_out_queued += len as u64;
                 self.stats.messages_out[Stats::slot(msg_code)] += 1;
@@ -1076,7 +1077,7 @@ impl ShardCore {
         let mut payloads: [Option<Payload>; 3] = Default::default();
         for t in targets {
             let Some(local) = realm.broker.local(t.subscription) else { continue };
-            let mut frames: [Option<Bytes>; Framing::COUNT] = Default::default();
+            let mut frames: [Option<Rc<Bytes>>; Framing::COUNT] = Default::default();
             let mut details: Option<Dict> = None;
             for m in &local.members {
                 if p.exclude_me && m.session == p.publisher {
@@ -1092,7 +1093,7 @@ impl ShardCore {
                 let slot = &mut frames[framing.index()];
                 if slot.is_none() {
                     match encode_event(p, t, framing, &mut payloads, &mut details) {
-                        Ok(f) => *slot = Some(f),
+                        Ok(f) => *slot = Some(Rc::new(f)),
                         Err(e) => {
                             self.out.stats.encode_failures += 1;
                             tracing::warn!(error = %e, "EVENT encoding failed");
@@ -1102,6 +1103,7 @@ impl ShardCore {
                 }
                 let Some(frame) = slot.clone() else { continue };
                 let len = frame.len();
+                let frame = OutFrame::Shared(frame);
                 match push_frame(c, m.conn, frame, Class::Event, self.out.pending_bytes_max, &mut self.out.dirty) {
                     Pushed::Queued => {
                         delivered += 1;

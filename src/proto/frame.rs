@@ -6,6 +6,7 @@
 //! no copy, and the same bytes go to every receiver with the same (serializer, transport).
 
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 use bytes::Bytes;
 
@@ -101,15 +102,42 @@ fn frame_body(framing: Framing, mut buf: Vec<u8>) -> Result<Bytes, DecodeError> 
     Ok(Bytes::from(buf).slice(start..))
 }
 
+/// One queued frame: owned by its connection, or shared by every receiver of a fan-out on
+/// this shard. Shared frames use a non-atomic count: frames never leave their shard, and an
+/// atomic increment and decrement per receiver was ~16% of the router's CPU in a 1→1000
+/// fan-out (perf).
+#[derive(Clone, Debug)]
+pub enum OutFrame {
+    Owned(Bytes),
+    Shared(Rc<Bytes>),
+}
+
+impl std::ops::Deref for OutFrame {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            OutFrame::Owned(b) => b,
+            OutFrame::Shared(b) => b,
+        }
+    }
+}
+
+impl From<Bytes> for OutFrame {
+    fn from(b: Bytes) -> OutFrame {
+        OutFrame::Owned(b)
+    }
+}
+
 /// Bytes waiting to be written to one connection.
 #[derive(Debug, Default)]
 pub struct OutQueue {
-    frames: VecDeque<Bytes>,
+    frames: VecDeque<OutFrame>,
     bytes: usize,
 }
 
 impl OutQueue {
-    pub fn push(&mut self, frame: Bytes) {
+    pub fn push(&mut self, frame: impl Into<OutFrame>) {
+        let frame = frame.into();
         self.bytes += frame.len();
         self.frames.push_back(frame);
     }
@@ -143,7 +171,7 @@ impl OutQueue {
     }
 
     /// Take the next whole frame (for writers that send frames without coalescing).
-    pub fn pop(&mut self) -> Option<Bytes> {
+    pub fn pop(&mut self) -> Option<OutFrame> {
         let f = self.frames.pop_front()?;
         self.bytes -= f.len();
         Some(f)
