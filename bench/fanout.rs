@@ -48,6 +48,13 @@ fn drain(core: &mut ShardCore, dirty: &mut Vec<ConnId>) -> usize {
     bytes
 }
 
+/// One encoded PUBLISH of a 64-byte payload to the bench topic.
+fn publish_frame() -> Bytes {
+    let payload = Payload::from_values(SER, Some(&[Value::Bytes(vec![7u8; 56])]), None);
+    let publish = Message::Publish { request: 1, options: Dict::new(), topic: "bench.topic".into(), payload };
+    Bytes::from(encode_to_vec(SER, &publish).unwrap())
+}
+
 fn setup(subscribers: usize) -> (ShardCore, ConnId) {
     let router = RouterConfig { pending_bytes_max: 1 << 30, ..RouterConfig::default() };
     let mut core = ShardCore::new(CoreConfig { shard: 0, shards: 1, seed: 1, router: Arc::new(router) });
@@ -67,14 +74,7 @@ fn setup(subscribers: usize) -> (ShardCore, ConnId) {
 }
 
 fn fanout(c: &mut Criterion) {
-    let payload = Payload::from_values(SER, Some(&[Value::Bytes(vec![7u8; 56])]), None);
-    let publish = Bytes::from(
-        encode_to_vec(
-            SER,
-            &Message::Publish { request: 1, options: Dict::new(), topic: "bench.topic".into(), payload },
-        )
-        .unwrap(),
-    );
+    let publish = publish_frame();
     let mut group = c.benchmark_group("core_fanout_msgpack_64B");
     for n in [1usize, 100, 10_000] {
         let (mut core, publisher) = setup(n);
@@ -106,14 +106,7 @@ fn encode_event(c: &mut Criterion) {
 fn profile(spec: &str) {
     let (n, iters) = spec.split_once(':').expect("FANOUT_PROFILE=<subscribers>:<publications>");
     let (n, iters): (usize, usize) = (n.parse().expect("subscribers"), iters.parse().expect("publications"));
-    let payload = Payload::from_values(SER, Some(&[Value::Bytes(vec![7u8; 56])]), None);
-    let publish = Bytes::from(
-        encode_to_vec(
-            SER,
-            &Message::Publish { request: 1, options: Dict::new(), topic: "bench.topic".into(), payload },
-        )
-        .unwrap(),
-    );
+    let publish = publish_frame();
     let (mut core, publisher) = setup(n);
     let mut dirty = Vec::with_capacity(n);
     let mut total = 0;

@@ -199,23 +199,7 @@ async fn http<S: AsyncRead + AsyncWrite + Unpin>(
     listener: &ListenerConfig,
     deadline: Instant,
 ) {
-    let (request, consumed) = loop {
-        match websocket::parse_request(&buf) {
-            Ok(Some(r)) => break r,
-            Ok(None) => {
-                let len = buf.len();
-                if !read_until(&mut stream, &mut buf, deadline, |b| b.len() > len).await {
-                    return;
-                }
-            }
-            Err(e) => {
-                let _ = write_all_by(&mut stream, &e.response(), Duration::from_secs(1)).await;
-                let _ = stream.close().await;
-                return;
-            }
-        }
-    };
-    let _ = buf.split_to(consumed);
+    let Some(request) = read_request_head(&mut stream, &mut buf, deadline).await else { return };
     if request.is_websocket_upgrade() {
         let opts = websocket::AcceptOptions {
             serializers: &listener.serializers,
@@ -248,6 +232,35 @@ async fn http<S: AsyncRead + AsyncWrite + Unpin>(
     let response = plain_http(&shard, &request, true).await;
     let _ = write_all_by(&mut stream, &response, Duration::from_secs(5)).await;
     let _ = stream.close().await;
+}
+
+/// Read an HTTP request head (bounded by the deadline and `limits::HTTP_HEAD_MAX_BYTES`)
+/// and consume it from `buf`; bytes after it (early WebSocket frames) stay. A malformed or
+/// oversized head is answered with its HTTP error and the connection closed (None).
+async fn read_request_head<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    deadline: Instant,
+) -> Option<websocket::Request> {
+    loop {
+        match websocket::parse_request(buf) {
+            Ok(Some((request, consumed))) => {
+                let _ = buf.split_to(consumed);
+                return Some(request);
+            }
+            Ok(None) => {
+                let len = buf.len();
+                if !read_until(stream, buf, deadline, |b| b.len() > len).await {
+                    return None;
+                }
+            }
+            Err(e) => {
+                let _ = write_all_by(stream, &e.response(), Duration::from_secs(1)).await;
+                let _ = stream.close().await;
+                return None;
+            }
+        }
+    }
 }
 
 /// Answer `/health`, `/metrics`, and anything else that is not a WebSocket upgrade.
@@ -298,21 +311,7 @@ async fn gather_metrics(shard: &Rc<Shard>) -> Option<String> {
 pub(crate) async fn serve_http_only<S: AsyncRead + AsyncWrite + Unpin>(shard: Rc<Shard>, mut stream: S) {
     let deadline = Instant::now() + Duration::from_millis(limits::HANDSHAKE_TIMEOUT_MS);
     let mut buf = BytesMut::with_capacity(4096);
-    let request = loop {
-        match websocket::parse_request(&buf) {
-            Ok(Some((r, _))) => break r,
-            Ok(None) => {
-                let len = buf.len();
-                if !read_until(&mut stream, &mut buf, deadline, |b| b.len() > len).await {
-                    return;
-                }
-            }
-            Err(e) => {
-                let _ = write_all_by(&mut stream, &e.response(), Duration::from_secs(1)).await;
-                return;
-            }
-        }
-    };
+    let Some(request) = read_request_head(&mut stream, &mut buf, deadline).await else { return };
     let response = plain_http(&shard, &request, false).await;
     let _ = write_all_by(&mut stream, &response, Duration::from_secs(5)).await;
     let _ = stream.close().await;
