@@ -547,6 +547,23 @@ mod tests {
         assert_eq!(js::probe(b"[1,2,3,4,5.5,\"x\"]"), None);
         assert_eq!(js::probe(b"[1,2,-3,4,5]"), None);
         assert_eq!(js::probe(b"[1,2,3,4,99999999999999999999]"), None, "20 digits overflow u64");
+        // The eight-at-a-time path against the digit loop, at every length and with a
+        // non-digit at every position of an eight-byte chunk.
+        for len in 1..=19usize {
+            let digits: String = (0..len).map(|i| char::from(b'0' + ((i * 7 + len) % 10) as u8)).collect();
+            let text = format!("{digits},");
+            let mut p = 0;
+            assert_eq!(js::uint(text.as_bytes(), &mut p), digits.parse().ok(), "{digits}");
+            assert_eq!(p, len);
+        }
+        for bad in 0..8 {
+            for c in [b'/', b':', b'?', b'a', 0xB5] {
+                let mut text = b"12345678,".to_vec();
+                text[bad] = c;
+                let mut p = 0;
+                assert_eq!(js::uint(&text, &mut p), None, "{c:#x} at {bad} is not a digit");
+            }
+        }
     }
 
     // Goal: what we write with the Writers is what the full decoder reads.

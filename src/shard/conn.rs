@@ -485,6 +485,9 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             let mut core = shard.core.borrow_mut();
             match core.out_queue(conn) {
                 Some(q) => {
+                    // One allocation of the right size, not a chain of doublings (the
+                    // buffer is released between bursts, so this runs once per burst).
+                    wbuf.reserve(q.bytes().min(limits::WRITE_COALESCE_MAX_BYTES));
                     q.drain_into(&mut wbuf, limits::WRITE_COALESCE_MAX_BYTES);
                     !q.is_empty()
                 }
