@@ -57,6 +57,8 @@ if [[ -z "${REPORT_FROM:-}" ]]; then
 
 say "building shardbar and loadgen (release)"
 cargo build --release --bins >>"$LOG" 2>&1
+# The round-trip floor (bench/echo_floor.rs): built here so the loop only runs it.
+cargo bench --bench echo_floor --no-run >>"$LOG" 2>&1
 
 pick_python() {
     if [[ -n "${PYTHON:-}" ]]; then echo "$PYTHON"; return; fi
@@ -172,6 +174,10 @@ for i in $(seq "$REPEATS"); do
     # Raw baselines first: no router running.
     run raw-fanout raw "$i" raw --shape fanout --subscribers "$SUBSCRIBERS" --payload 64 --window "$FANOUT_WINDOW"
     run raw-echo raw "$i" raw --shape echo --callers 1 --window 1 --payload 64
+    # One loopback round trip through a blocking thread vs a glommio executor, echo and
+    # two-hop relay, no WAMP: the floor under the 1-caller RPC figure.
+    say "echo-floor [#$i]: cargo bench --bench echo_floor"
+    ECHO_FLOOR_SECS=3 timeout 120 cargo bench --bench echo_floor >"$WORK/echo-floor-$i.txt" 2>>"$LOG" || say "  echo_floor failed"
     for router in shardbar crossbar; do
         start_router "$router"
         run fanout-rs "$router" "$i" "${FANOUT[@]}" --url "rs://127.0.0.1:@PORT@" --serializer msgpack
@@ -351,12 +357,29 @@ cb99, _ = med("rpc1", "crossbar", lambda r: r["latency"]["p99_us"])
 sbc, _ = med("rpc1", "shardbar", lambda r: r["received_per_s"])
 cbc, _ = med("rpc1", "crossbar", lambda r: r["received_per_s"])
 rr = ratio(sb50, raw50)
+import re
+floor = {}
+for p in sorted(glob.glob(f"{work}/echo-floor-*.txt")):
+    for line in open(p):
+        m = re.match(r"^(.*?)\s+(echo|relay)\s+([\d.]+)\s+([\d.]+)\s+\d+\s*$", line)
+        if m:
+            floor.setdefault((m.group(1).strip(), m.group(2)), []).append(float(m.group(3)))
+def floor_med(server, shape):
+    v = floor.get((server, shape), [])
+    return (statistics.median(v), v) if v else (float("nan"), [])
+te, tev = floor_med("blocking thread", "echo")
+ge, gev = floor_med("glommio executor", "echo")
+tr, trv = floor_med("blocking thread", "relay")
+gr, grv = floor_med("glommio executor", "relay")
 table("RPC round trip: 1 caller, 1 outstanding call (RawSocket + MessagePack) next to raw TCP echo", [
     f"| p50 call→result (median; runs) | **{fmt(sb50,'us')}** ({', '.join(fmt(x,'us') for x in sbv)}) | {fmt(cb50,'us')} ({', '.join(fmt(x,'us') for x in cbv)}) | {ratio(cb50, sb50):.1f}× faster | | |",
     f"| raw TCP echo p50 (runs) | {fmt(raw50,'us')} ({', '.join(fmt(x,'us') for x in rawv)}) | | | | |",
     f"| p50 / raw echo p50 | **{rr:.1f}×** | {ratio(cb50, raw50):.1f}× | | shardbar ≤ 2.5× | {'yes' if rr <= 2.5 else 'NO'} |",
     f"| p99 call→result (raw echo p99 {fmt(raw99,'us')}) | {fmt(sb99,'us')} | {fmt(cb99,'us')} | | | |",
     f"| calls/s | {fmt(sbc)} | {fmt(cbc)} | | | |",
+    f"| floor, no WAMP (`cargo bench --bench echo_floor`, p50 of {len(grv)} runs): echo through a blocking thread / a glommio executor | {fmt(te,'us')} / {fmt(ge,'us')} | | | | |",
+    f"| floor: two-hop relay (caller → server → callee → back) through a blocking thread / a glommio executor | {fmt(tr,'us')} / {fmt(gr,'us')} ({ratio(gr, te):.1f}× the echo) | | | | |",
+    f"| shardbar p50 / glommio two-hop floor | **{ratio(sb50, gr):.1f}×** | | | | |",
 ])
 
 # Connections
