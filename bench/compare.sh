@@ -219,7 +219,7 @@ say "load average at end: $LOAD_END"
     echo "FANOUT_WINDOW=$FANOUT_WINDOW RPC_WINDOW=$RPC_WINDOW"
     echo "LOAD_START='$LOAD_START' LOAD_END='$LOAD_END' DATE='$(date -u '+%Y-%m-%d %H:%M UTC')'"
     echo "CB_VERSION='$CB_VERSION' PY_VERSION='$PY_VERSION'"
-    echo "SB_VERSION='$("$SHARDBAR" --version) ($(git rev-parse --short HEAD)$(git diff --quiet -- . ':!bench/RESULTS.md' ':!bench/results' || echo '+dirty'))'"
+    echo "SB_VERSION='$("$SHARDBAR" --version) ($(git rev-parse --short HEAD)$(git diff --quiet -- . ':!bench/*.md' ':!bench/results' || echo '+dirty'))'"
 } >"$WORK/meta.env"
 stop_router
 fi # not REPORT_FROM
@@ -237,7 +237,7 @@ done
 
 if [[ -z "${SB_VERSION:-}" ]]; then
     # Our own outputs (RESULTS.md, plots) do not make the tree "dirty".
-    SB_VERSION="$("$SHARDBAR" --version) ($(git rev-parse --short HEAD)$(git diff --quiet -- . ':!bench/RESULTS.md' ':!bench/results' || echo '+dirty'))"
+    SB_VERSION="$("$SHARDBAR" --version) ($(git rev-parse --short HEAD)$(git diff --quiet -- . ':!bench/*.md' ':!bench/results' || echo '+dirty'))"
 fi
 "$VENV/bin/python" - "$WORK" "$RESULTS" <<'PYEOF'
 import json, os, statistics, sys, glob
