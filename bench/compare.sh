@@ -143,6 +143,11 @@ trap stop_router EXIT
 
 COMMON=(--warmup "$WARMUP" --duration "$DURATION" --drain 5 --no-progress --quiet --connect-timeout 180s)
 
+# Mesh messages the running shardbar has sent (all shards), from its /metrics.
+mesh_sent() {
+    curl -s "http://127.0.0.1:$ROUTER_PORT/metrics" | awk '/^shardbar_mesh_messages_sent_total/ {s+=$2} END {print s+0}'
+}
+
 # run CASE ROUTER I loadgen-args... ; the URL's port is the running router's.
 run() {
     local case=$1 router=$2 i=$3
@@ -183,7 +188,12 @@ for i in $(seq "$REPEATS"); do
         run fanout-rs "$router" "$i" "${FANOUT[@]}" --url "rs://127.0.0.1:@PORT@" --serializer msgpack
         run fanout-ws "$router" "$i" "${FANOUT[@]}" --url "ws://127.0.0.1:@PORT@/ws" --serializer json
         run rpc64 "$router" "$i" "${RPC64[@]}"
+        # Caller and callee land on shards by the kernel's SO_REUSEPORT hash: same shard or
+        # not is a coin toss per run. shardbar's mesh counter says which (a cross-shard
+        # call sends 2 mesh messages), so the report can give each case its own median.
+        [[ "$router" == shardbar ]] && mesh_before=$(mesh_sent)
         run rpc1 "$router" "$i" "${RPC1[@]}"
+        [[ "$router" == shardbar ]] && echo $(($(mesh_sent) - mesh_before)) >"$WORK/rpc1-shardbar-$i.mesh"
         # Open loop at half this router's maximum fan-out rate (from this repetition's
         # closed-loop run), for the p99 target.
         half=$("$VENV/bin/python" -c "import json,sys; r=json.load(open(sys.argv[1])); print(max(1,int(r['sent_per_s']/2)))" \
@@ -357,6 +367,16 @@ cb99, _ = med("rpc1", "crossbar", lambda r: r["latency"]["p99_us"])
 sbc, _ = med("rpc1", "shardbar", lambda r: r["received_per_s"])
 cbc, _ = med("rpc1", "crossbar", lambda r: r["received_per_s"])
 rr = ratio(sb50, raw50)
+same, cross = [], []
+for p in sorted(glob.glob(f"{work}/rpc1-shardbar-*.json")):
+    try:
+        r = json.load(open(p))
+        mesh = int(open(p[:-5] + ".mesh").read())
+    except Exception:
+        continue
+    (cross if mesh > r["received_total"] else same).append(r["latency"]["p50_us"])
+def mode(v):
+    return f"{fmt(statistics.median(v),'us')} ({', '.join(fmt(x,'us') for x in v)})" if v else "no run"
 import re
 floor = {}
 for p in sorted(glob.glob(f"{work}/echo-floor-*.txt")):
@@ -375,6 +395,8 @@ table("RPC round trip: 1 caller, 1 outstanding call (RawSocket + MessagePack) ne
     f"| p50 call→result (median; runs) | **{fmt(sb50,'us')}** ({', '.join(fmt(x,'us') for x in sbv)}) | {fmt(cb50,'us')} ({', '.join(fmt(x,'us') for x in cbv)}) | {ratio(cb50, sb50):.1f}× faster | | |",
     f"| raw TCP echo p50 (runs) | {fmt(raw50,'us')} ({', '.join(fmt(x,'us') for x in rawv)}) | | | | |",
     f"| p50 / raw echo p50 | **{rr:.1f}×** | {ratio(cb50, raw50):.1f}× | | shardbar ≤ 2.5× | {'yes' if rr <= 2.5 else 'NO'} |",
+    f"| p50, caller and callee on the same shard (runs; from the router's mesh counter) | {mode(same)} | | | | |",
+    f"| p50, caller and callee on different shards (runs) | {mode(cross)} | | | | |",
     f"| p99 call→result (raw echo p99 {fmt(raw99,'us')}) | {fmt(sb99,'us')} | {fmt(cb99,'us')} | | | |",
     f"| calls/s | {fmt(sbc)} | {fmt(cbc)} | | | |",
     f"| floor, no WAMP (`cargo bench --bench echo_floor`, p50 of {len(grv)} runs): echo through a blocking thread / a glommio executor | {fmt(te,'us')} / {fmt(ge,'us')} | | | | |",
