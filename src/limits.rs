@@ -119,19 +119,17 @@ pub const REALMS_MAX: usize = 1_024;
 pub const SHARD_SESSIONS_MAX: usize = 1_000_000;
 
 /// Capacity of one inter-shard channel, in batches. A full channel never blocks the loop:
-/// the sending shard keeps the batch in its outbox and stops reading its connections until
-/// the outbox drains.
+/// the sending shard queues the batch in its per-peer backlog, and once outbox and backlog
+/// hold more than `MESH_OUTBOX_PAUSE_MESSAGES` it stops reading its connections until they
+/// drain.
 pub const MESH_CHANNEL_BATCHES: usize = 1_024;
 
 /// Messages per mesh batch before it is cut and a new one started.
 pub const MESH_BATCH_MESSAGES_MAX: usize = 4_096;
 
-/// Outbox size (in messages, over all destinations) above which a shard stops reading its
-/// connections until the mesh drains. TCP then pushes back on publishers.
+/// Mesh messages waiting to go out (outbox plus the backlog for full channels, over all
+/// destinations) above which a shard stops reading its connections until the mesh drains. TCP then pushes back on publishers.
 pub const MESH_OUTBOX_PAUSE_MESSAGES: usize = 64 * 1024;
-
-/// Most mesh batches handled from one peer before the loop yields.
-pub const MESH_BATCHES_PER_TURN_MAX: usize = 64;
 
 /// Most WAMP messages handled from one connection's read before the loop yields.
 pub const MESSAGES_PER_READ_MAX: usize = 4_096;

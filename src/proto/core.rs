@@ -92,6 +92,8 @@ struct Conn {
     /// ABORTed or otherwise ending: nothing more is queued except what is already there.
     closing: bool,
     slow_policy: SlowConsumerPolicy,
+    /// In `Output::slow`, waiting for `settle` (keeps that list free of duplicates in O(1)).
+    slow_marked: bool,
 }
 
 /// Generational slots for connections: a stale `ConnId` never reaches a new connection.
@@ -218,12 +220,18 @@ impl Output {
                 tracing::debug!(conn, len, "message larger than the peer's limit dropped");
             }
             Pushed::DroppedSlow => self.stats.events_dropped_slow += 1,
-            Pushed::Slow => {
-                if !self.slow.contains(&conn) {
-                    self.slow.push(conn);
-                }
-            }
+            Pushed::Slow => self.mark_slow(conn),
             Pushed::Queued | Pushed::Skipped => {}
+        }
+    }
+
+    /// Put `conn` on the slow list once; `settle` acts on it.
+    fn mark_slow(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(conn)
+            && !c.slow_marked
+        {
+            c.slow_marked = true;
+            self.slow.push(conn);
         }
     }
 
@@ -373,8 +381,11 @@ pub struct ShardCore {
     sessions: Map<Id, Session>,
     realms: Map<Arc<str>, Realm>,
 
-    outbox: Vec<Vec<MeshMsg>>,
+    /// Per destination shard: batches in order, each cut at `MESH_BATCH_MESSAGES_MAX`.
+    outbox: Vec<VecDeque<Vec<MeshMsg>>>,
     outbox_len: usize,
+    /// Messages the runtime holds for full mesh channels (reported with the outbox).
+    mesh_backlog: usize,
     local: VecDeque<MeshMsg>,
     barriers: Map<BarrierId, Barrier>,
     next_barrier: BarrierId,
@@ -384,6 +395,8 @@ pub struct ShardCore {
     pending_unregisters: Map<u64, Unregistering>,
     /// Ended sessions whose callers are told only once every registration is released.
     teardowns: Map<u64, Teardown>,
+    /// Teardowns in progress per connection (`teardown_pending` is polled while closing).
+    teardown_conns: Map<ConnId, u32>,
 
     calls: Map<u64, PendingCall>,
     next_call: u64,
@@ -414,8 +427,9 @@ impl ShardCore {
             router: cfg.router,
             sessions: Map::default(),
             realms: Map::default(),
-            outbox: (0..cfg.shards).map(|_| Vec::new()).collect(),
+            outbox: (0..cfg.shards).map(|_| VecDeque::new()).collect(),
             outbox_len: 0,
+            mesh_backlog: 0,
             local: VecDeque::new(),
             barriers: Map::default(),
             next_barrier: 0,
@@ -423,6 +437,7 @@ impl ShardCore {
             pending_registers: Map::default(),
             pending_unregisters: Map::default(),
             teardowns: Map::default(),
+            teardown_conns: Map::default(),
             calls: Map::default(),
             next_call: 0,
             invocations: Map::default(),
@@ -475,6 +490,7 @@ impl ShardCore {
             dirty: false,
             closing: false,
             slow_policy: SlowConsumerPolicy::Disconnect,
+            slow_marked: false,
         })
     }
 
@@ -519,14 +535,12 @@ impl ShardCore {
     /// Whether the session that lived on `conn` still waits for owners to confirm that its
     /// registrations are released.
     pub fn teardown_pending(&self, conn: ConnId) -> bool {
-        self.teardowns.values().any(|t| t.conn == conn)
+        self.teardown_conns.contains_key(&conn)
     }
 
     /// The runtime found `conn` making no write progress for the write deadline.
     pub fn handle_write_stalled(&mut self, conn: ConnId, now: Instant) {
-        if !self.out.slow.contains(&conn) {
-            self.out.slow.push(conn);
-        }
+        self.out.mark_slow(conn);
         self.settle(now);
     }
 
@@ -560,7 +574,7 @@ impl ShardCore {
             realms: Vec::with_capacity(self.realms.len()),
             connections: Default::default(),
             pending_out_bytes: 0,
-            mesh_outbox: self.outbox_len as u64,
+            mesh_outbox: (self.outbox_len + self.mesh_backlog) as u64,
         };
         for (_, slot) in &self.out.conns.entries {
             if let Some(c) = slot {
@@ -621,25 +635,16 @@ impl ShardCore {
     /// The next mesh batch to send: (destination, messages in order).
     pub fn poll_mesh(&mut self) -> Option<(ShardId, Vec<MeshMsg>)> {
         let (to, box_) = self.outbox.iter_mut().enumerate().find(|(_, b)| !b.is_empty())?;
-        let batch = if box_.len() > limits::MESH_BATCH_MESSAGES_MAX {
-            let rest = box_.split_off(limits::MESH_BATCH_MESSAGES_MAX);
-            std::mem::replace(box_, rest)
-        } else {
-            std::mem::take(box_)
-        };
+        let batch = box_.pop_front()?;
         self.outbox_len -= batch.len();
         self.out.stats.mesh_batches_out += 1;
         self.out.stats.mesh_messages_out += batch.len() as u64;
         Some((to, batch))
     }
 
-    /// Put a batch back at the front of its outbox (the channel was full).
-    pub fn unpoll_mesh(&mut self, to: ShardId, mut batch: Vec<MeshMsg>) {
-        self.out.stats.mesh_batches_out -= 1;
-        self.out.stats.mesh_messages_out -= batch.len() as u64;
-        self.outbox_len += batch.len();
-        batch.append(&mut self.outbox[to]);
-        self.outbox[to] = batch;
+    /// Messages the runtime is holding for full mesh channels (for the outbox gauge).
+    pub fn set_mesh_backlog(&mut self, messages: usize) {
+        self.mesh_backlog = messages;
     }
 
     /// Connections that got frames since the last call.
@@ -673,6 +678,9 @@ impl ShardCore {
                 break;
             }
             for conn in std::mem::take(&mut self.out.slow) {
+                if let Some(c) = self.out.conns.get_mut(conn) {
+                    c.slow_marked = false;
+                }
                 self.disconnect_slow(conn);
             }
         }
@@ -682,7 +690,11 @@ impl ShardCore {
         if to == self.shard {
             self.local.push_back(msg);
         } else {
-            self.outbox[to].push(msg);
+            let box_ = &mut self.outbox[to];
+            match box_.back_mut() {
+                Some(batch) if batch.len() < limits::MESH_BATCH_MESSAGES_MAX => batch.push(msg),
+                _ => box_.push_back(vec![msg]),
+            }
             self.outbox_len += 1;
         }
     }
@@ -833,6 +845,7 @@ impl ShardCore {
         let slow_policy = rc.slow_consumer;
         let realm_state = self.realm_mut(&realm_name);
         realm_state.sessions += 1;
+        realm_state.stats.sessions_opened += 1;
         let realm_name = realm_state.name.clone();
         let mut id = self.ids.next_global();
         while self.sessions.contains_key(&id) {
@@ -842,7 +855,6 @@ impl ShardCore {
         let authrole: Arc<str> = Arc::from("anonymous");
         let welcome = welcome_details(&authid, &authrole, self.shard);
         self.sessions.insert(id, Session::new(id, conn, realm_name, authid, authrole, features));
-        self.out.stats.sessions_opened += 1;
         if let Some(c) = self.out.conns.get_mut(conn) {
             c.state = ConnState::Established(id);
             c.slow_policy = slow_policy;
@@ -904,6 +916,7 @@ impl ShardCore {
             let teardown = self.next_token;
             self.teardowns
                 .insert(teardown, Teardown { remaining: s.registrations.len(), calls: orphaned, conn: s.conn });
+            *self.teardown_conns.entry(s.conn).or_default() += 1;
             let mut regs: Vec<Id> = s.registrations.keys().copied().collect();
             regs.sort_unstable();
             for reg in regs {
@@ -1077,7 +1090,9 @@ impl ShardCore {
         let mut payloads: [Option<Payload>; 3] = Default::default();
         for t in targets {
             let Some(local) = realm.broker.local(t.subscription) else { continue };
-            let mut frames: [Option<Rc<Bytes>>; Framing::COUNT] = Default::default();
+            // Per framing: not encoded yet (None), encoded, or failed (Some(None): counted
+            // and logged once, not retried for every member).
+            let mut frames: [Option<Option<Rc<Bytes>>>; Framing::COUNT] = Default::default();
             let mut details: Option<Dict> = None;
             for m in &local.members {
                 if p.exclude_me && m.session == p.publisher {
@@ -1092,16 +1107,16 @@ impl ShardCore {
                 let framing = c.info.framing;
                 let slot = &mut frames[framing.index()];
                 if slot.is_none() {
-                    match encode_event(p, t, framing, &mut payloads, &mut details) {
-                        Ok(f) => *slot = Some(Rc::new(f)),
+                    *slot = Some(match encode_event(p, t, framing, &mut payloads, &mut details) {
+                        Ok(f) => Some(Rc::new(f)),
                         Err(e) => {
                             self.out.stats.encode_failures += 1;
                             tracing::warn!(error = %e, "EVENT encoding failed");
-                            continue;
+                            None
                         }
-                    }
+                    });
                 }
-                let Some(frame) = slot.clone() else { continue };
+                let Some(Some(frame)) = slot.clone() else { continue };
                 let len = frame.len();
                 let frame = OutFrame::Shared(frame);
                 match push_frame(c, m.conn, frame, Class::Event, self.out.pending_bytes_max, &mut self.out.dirty) {
@@ -1344,7 +1359,6 @@ impl ShardCore {
     /// Answer call `seq` with an ERROR and forget it.
     fn fail_call(&mut self, seq: u64, error: &str, details: Dict, message: Option<String>, payload: Payload) {
         let Some(pc) = self.calls.remove(&seq) else { return };
-        self.out.stats.calls_error += 1;
         if let Some(r) = self.realms.get_mut(&pc.realm) {
             r.stats.calls_error += 1;
         }
@@ -1618,6 +1632,12 @@ impl ShardCore {
                         None => None,
                     };
                     if let Some(td) = done {
+                        if let Some(n) = self.teardown_conns.get_mut(&td.conn) {
+                            *n -= 1;
+                            if *n == 0 {
+                                self.teardown_conns.remove(&td.conn);
+                            }
+                        }
                         self.fail_orphaned(td.calls);
                     }
                 }
@@ -1790,7 +1810,6 @@ impl ShardCore {
             {
                 r.stats.calls_ok += 1;
             }
-            self.out.stats.calls_ok += 1;
             if let Some(s) = self.sessions.get_mut(&caller) {
                 s.calls.remove(&request);
             }

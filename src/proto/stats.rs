@@ -54,7 +54,6 @@ pub struct RealmStats {
 pub struct Stats {
     pub connections_opened: u64,
     pub connections_closed: u64,
-    pub sessions_opened: u64,
     pub sessions_closed: u64,
     /// Messages received, by WAMP message code (0..=70; unknown/undecodable in slot 0).
     pub messages_in: Vec<u64>,
@@ -69,8 +68,6 @@ pub struct Stats {
     pub slow_consumer_disconnects: u64,
     pub protocol_violations: u64,
     pub calls: u64,
-    pub calls_ok: u64,
-    pub calls_error: u64,
     pub calls_rerouted: u64,
     pub invocations: u64,
     /// ERROR and ABORT URIs sent to clients.
@@ -91,7 +88,6 @@ impl Default for Stats {
         Stats {
             connections_opened: 0,
             connections_closed: 0,
-            sessions_opened: 0,
             sessions_closed: 0,
             messages_in: vec![0; 71],
             messages_out: vec![0; 71],
@@ -104,8 +100,6 @@ impl Default for Stats {
             slow_consumer_disconnects: 0,
             protocol_violations: 0,
             calls: 0,
-            calls_ok: 0,
-            calls_error: 0,
             calls_rerouted: 0,
             invocations: 0,
             errors_by_uri: HashMap::new(),

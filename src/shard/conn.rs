@@ -428,6 +428,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     let mut peer_done = false;
     let mut end_reason: &'static str = "peer closed";
     let mut ws_close: Option<(u16, String)> = None;
+    let mut write_broken = false;
 
     loop {
         // 1. Hand every complete message to the core.
@@ -501,6 +502,9 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                     shard.core.borrow_mut().handle_write_stalled(conn, Instant::now());
                     shard.request_flush();
                     end_reason = "write stalled";
+                    // The stalled write may have sent part of a frame: anything written
+                    // after it would corrupt the framing, so the connection is just closed.
+                    write_broken = true;
                     break;
                 }
                 Err(_) => {
@@ -635,7 +639,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         glommio::timer::sleep(Duration::from_micros(200)).await;
     }
     // Then flush what is queued (bounded), say goodbye at the transport level, close.
-    if !peer_done || ws_close.is_some() {
+    if !write_broken && (!peer_done || ws_close.is_some()) {
         wbuf.clear();
         wbuf.append(&mut control);
         if let Some(q) = shard.core.borrow_mut().out_queue(conn) {
@@ -644,8 +648,14 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         if let Some((code, reason)) = &ws_close {
             codec.write_close(*code, reason, &mut wbuf);
         }
+        // One deadline for the whole flush (write_all_by's is per write: a peer reading a
+        // little at a time could otherwise hold the task and the buffer indefinitely).
         let grace = Duration::from_millis(limits::SHUTDOWN_GRACE_MS);
-        let _ = write_all_by(&mut stream, &wbuf, grace).await;
+        let _ = or(async { write_all_by(&mut stream, &wbuf, grace).await }, async {
+            glommio::timer::sleep(grace).await;
+            Ok(())
+        })
+        .await;
     }
     let _ = or(async { stream.close().await }, async {
         glommio::timer::sleep(Duration::from_millis(200)).await;

@@ -215,6 +215,7 @@ pub(crate) struct Shard {
     backlog: RefCell<Vec<VecDeque<Batch>>>,
     in_flight: Vec<Cell<bool>>,
     backlog_notify: Vec<Notify>,
+    /// Messages (not batches) in `backlog`, all peers: gates reading (`read_gate`).
     backlog_len: Cell<usize>,
     /// Connections open on this shard (including ones still in their handshake).
     pub open_conns: Cell<usize>,
@@ -237,7 +238,9 @@ impl Shard {
             while let Some(ev) = core.poll_event() {
                 events.push(ev);
             }
-            let pause = core.outbox_len() + self.backlog_len.get() * 64 > limits::MESH_OUTBOX_PAUSE_MESSAGES;
+            let backlog = self.backlog_len.get();
+            core.set_mesh_backlog(backlog);
+            let pause = core.outbox_len() + backlog > limits::MESH_OUTBOX_PAUSE_MESSAGES;
             self.read_gate.set_closed(pause);
         }
         let conns = self.conns.borrow();
@@ -258,6 +261,7 @@ impl Shard {
     /// Returns whether the channel was full.
     fn send_batch(&self, to: usize, batch: Batch) -> bool {
         let Some(senders) = &self.senders else { return false };
+        let messages = batch.len();
         let mut backlog = self.backlog.borrow_mut();
         let mut full = false;
         if backlog[to].is_empty() && !self.in_flight[to].get() {
@@ -276,7 +280,7 @@ impl Shard {
         } else {
             backlog[to].push_back(batch);
         }
-        self.backlog_len.set(self.backlog_len.get() + 1);
+        self.backlog_len.set(self.backlog_len.get() + messages);
         self.backlog_notify[to].notify();
         full
     }
@@ -301,7 +305,7 @@ async fn mesh_sender(shard: Rc<Shard>, peer: usize) {
         loop {
             let Some(batch) = shard.backlog.borrow_mut()[peer].pop_front() else { break };
             shard.in_flight[peer].set(true);
-            shard.backlog_len.set(shard.backlog_len.get() - 1);
+            shard.backlog_len.set(shard.backlog_len.get() - batch.len());
             let r = senders.send_to(peer, batch).await;
             shard.in_flight[peer].set(false);
             if r.is_err() {

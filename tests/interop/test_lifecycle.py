@@ -8,7 +8,6 @@ import resource
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -182,6 +181,22 @@ def test_memlock_too_low_exits_with_a_clear_message():
     assert "RLIMIT_MEMLOCK" in r.stderr and "tuning/" in r.stderr, r.stderr
 
 
+async def test_second_router_on_a_port_in_use_refuses_to_start(make_router):
+    # Goal: the README's "safe to start twice": a second router on a port that a running
+    # router serves exits non-zero naming the address, and the first keeps serving.
+    # Method: start one router, run a second on its port (bounded), then open a session on
+    # the first.
+    router = make_router(name="first", limits={"ping_interval_ms": 0})
+    addr = f"127.0.0.1:{router.port}"
+    r = subprocess.run([shardbar_bin(), "--listen", addr, "--shards", "2"], capture_output=True, text=True,
+                       timeout=20)
+    assert r.returncode != 0, r.stderr
+    assert addr in r.stderr, r.stderr
+    s = await rw.RawSocketConn.open(port=router.port, serializer="json")
+    await s.hello()
+    s.close()
+
+
 def test_help_and_version():
     # Goal: --help prints usage and exits 0; --version prints the version.
     # Method: run both (bounded).
@@ -222,4 +237,3 @@ def test_router_logs_each_shard_serving(make_router):
     router = make_router(name="log", limits={"ping_interval_ms": 0})
     text = router.log_text()
     assert "shard serving" in text and "shard=0" in text and "shard=1" in text, text
-    assert Path(router.log_path).exists()

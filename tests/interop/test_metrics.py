@@ -106,6 +106,11 @@ async def test_counters_add_up_per_shard_and_in_total(mrouter):
         assert total(m, "shardbar_errors_total", uri="wamp.error.no_such_procedure") == 1
         # Sessions and connections live where the kernel put them.
         assert per_shard(m, "shardbar_sessions", realm="realm1") == {"0": 3, "1": 2}
+        # Opened minus closed is what is live (the pool opens extra sessions until the kernel
+        # puts one on the wanted shard, and closes those).
+        opened = per_shard(m, "shardbar_sessions_opened_total", realm="realm1")
+        closed = per_shard(m, "shardbar_sessions_closed_total")
+        assert {k: opened[k] - closed.get(k, 0) for k in opened} == {"0": 3, "1": 2}, (opened, closed)
         assert total(m, "shardbar_connections", shard="1", transport="rawsocket", serializer="msgpack") == 1
         assert total(m, "shardbar_connections", shard="0", transport="websocket", serializer="cbor") == 1
         assert total(m, "shardbar_connections") == 5

@@ -47,7 +47,7 @@ use minicbor::data::Type;
 use minicbor::{Decoder, Encoder};
 
 use super::message::{self, DecodeError, ValueKind};
-use super::value::{Dict, Value};
+use super::value::{Dict, MapBuilder, Value};
 use crate::limits::VALUE_DEPTH_MAX;
 
 /// The break byte that ends an indefinite-length item.
@@ -436,20 +436,13 @@ impl<'a> Cursor<'a> {
 
     fn map(&mut self, mut left: Option<u64>, depth: usize, mode: Mode) -> Result<Dict, DecodeError> {
         let depth = enter(depth)?;
-        let mut out = Dict::with_capacity(capacity(left, self.left(), 2));
+        let mut out = MapBuilder::new(capacity(left, self.left(), 2), mode == Mode::Options);
         while self.next_item(&mut left)? {
             let key = self.key(mode)?;
-            // `Dict::insert` replaces, so of duplicate keys the last wins; an absent
-            // (`undefined`) value also wins over an earlier one, leaving the key absent.
-            match self.value(depth, mode)? {
-                Some(v) => out.insert(key, v),
-                None if mode == Mode::Options => {
-                    out.remove(&key);
-                }
-                None => out.insert(key, Value::Null),
-            }
+            let value = self.value(depth, mode)?;
+            out.entry(key, value);
         }
-        Ok(out)
+        Ok(out.finish())
     }
 
     fn key(&mut self, mode: Mode) -> Result<String, DecodeError> {

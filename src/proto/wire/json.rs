@@ -1622,7 +1622,6 @@ mod tests {
         let corpus = vector_frames(Serializer::Json);
         let mut rng = Rng::XorShift64Star(0x9E37_79B9_7F4A_7C15);
         let mut accepted = 0;
-        let mut checked = 0;
         for round in 0..20_000 {
             let input = if round % 10 == 0 {
                 let len = rng.below(64);
@@ -1638,7 +1637,6 @@ mod tests {
             let Ok(result) = result else {
                 panic!("decode panicked on {:?}", String::from_utf8_lossy(&frame));
             };
-            checked += 1;
             let Ok(msg) = result else { continue };
             accepted += 1;
             // One re-encoding reaches a fixed point (not the same message: `1e999` decodes to
@@ -1667,7 +1665,6 @@ mod tests {
                 });
             }
         }
-        assert_eq!(checked, 20_000);
         assert!(accepted > 100, "mutations too destructive: only {accepted} accepted");
     }
 

@@ -36,7 +36,7 @@ use rmp::decode::{self as rd, Bytes};
 use rmp::encode as wr;
 
 use super::message::{self, DecodeError, ValueKind};
-use super::value::{Dict, Value};
+use super::value::{Dict, MapBuilder, Value};
 use crate::limits::VALUE_DEPTH_MAX;
 
 /// One MessagePack item header. Containers carry their element count; strings and binaries
@@ -299,20 +299,13 @@ impl<'a> Cursor<'a> {
 
     fn map(&mut self, n: u32, depth: usize, mode: Mode) -> Result<Dict, DecodeError> {
         let depth = enter(depth)?;
-        let mut out = Dict::with_capacity(capacity(n, self.rest().len(), 2));
+        let mut out = MapBuilder::new(capacity(n, self.rest().len(), 2), mode == Mode::Options);
         for _ in 0..n {
             let key = self.key(mode)?;
-            // `Dict::insert` replaces, so of duplicate keys the last wins; an absent (ext) value
-            // also wins over an earlier one, leaving the key absent.
-            match self.value(depth, mode)? {
-                Some(v) => out.insert(key, v),
-                None if mode == Mode::Options => {
-                    out.remove(&key);
-                }
-                None => out.insert(key, Value::Null),
-            }
+            let value = self.value(depth, mode)?;
+            out.entry(key, value);
         }
-        Ok(out)
+        Ok(out.finish())
     }
 
     fn key(&mut self, mode: Mode) -> Result<String, DecodeError> {
