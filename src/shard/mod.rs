@@ -94,7 +94,7 @@ pub fn check_memlock() -> Result<(), RunError> {
 }
 
 /// Block SIGINT/SIGTERM in this thread (threads spawned later inherit the mask) and start
-/// a thread that waits for them and raises `flag`.
+/// a thread that waits for them and raises `flag`; a second signal exits at once (130).
 fn start_signal_thread(flag: Arc<AtomicBool>) {
     // SAFETY: plain libc signal-set manipulation on a local sigset_t.
     unsafe {
@@ -110,8 +110,12 @@ fn start_signal_thread(flag: Arc<AtomicBool>) {
                 loop {
                     let mut sig: libc::c_int = 0;
                     if libc::sigwait(&set_copy, &mut sig) == 0 {
+                        if flag.swap(true, Ordering::SeqCst) {
+                            // A second signal while stopping: the operator wants out now.
+                            tracing::warn!(signal = sig, "second shutdown signal; exiting at once");
+                            std::process::exit(130);
+                        }
                         tracing::info!(signal = sig, "shutdown requested");
-                        flag.store(true, Ordering::SeqCst);
                     }
                 }
             })
@@ -156,35 +160,81 @@ pub fn run(config: Config) -> Result<(), RunError> {
 }
 
 /// Run until `shutdown` is raised (tests and embedders raise it themselves).
+///
+/// Each shard runs on its own thread. A shard that cannot start, stops with an error or
+/// panics raises `shutdown`, so the others (possibly still waiting in the mesh join) stop
+/// too and the process exits with that shard's error instead of hanging.
 pub fn run_with_flag(config: Config, shutdown: Arc<AtomicBool>) -> Result<(), RunError> {
     let n = config.shards;
-    let cpus = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+    // Pin to the CPUs this process may use (taskset, cpusets), in order.
+    let cpus: Vec<usize> = core_affinity::get_core_ids()
+        .filter(|ids| !ids.is_empty())
+        .map(|ids| ids.into_iter().map(|c| c.id).collect())
+        .unwrap_or_else(|| (0..std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1)).collect());
     let config = Arc::new(config);
     let mesh: MeshBuilder<Batch, _> = MeshBuilder::full(n, limits::MESH_CHANNEL_BATCHES);
     let serving = Arc::new(AtomicUsize::new(0));
     let mut handles = Vec::with_capacity(n);
     for shard in 0..n {
-        let (config, mesh, shutdown, serving) = (config.clone(), mesh.clone(), shutdown.clone(), serving.clone());
-        let builder = LocalExecutorBuilder::new(Placement::Fixed(shard % cpus))
+        let (config, mesh, flag, serving) = (config.clone(), mesh.clone(), shutdown.clone(), serving.clone());
+        let builder = LocalExecutorBuilder::new(Placement::Fixed(cpus[shard % cpus.len()]))
             .name(&format!("shard-{shard}"))
             .spin_before_park(config.spin_before_park);
-        let handle = builder
-            .spawn(move || async move { shard_main(shard, config, mesh, shutdown, serving).await })
-            // Shards already started wait in the mesh join; the caller exits the process.
-            .map_err(|e| RunError::Executor { shard, error: e.to_string() })?;
-        handles.push(handle);
-    }
-    let mut first_error = None;
-    for (shard, h) in handles.into_iter().enumerate() {
-        let result = h.join().map_err(|e| e.to_string()).and_then(|r| r);
-        if let Err(error) = result {
-            shutdown.store(true, Ordering::SeqCst);
-            first_error.get_or_insert(RunError::Shard { shard, error });
+        let handle = std::thread::Builder::new()
+            .name(format!("shard-{shard}"))
+            .spawn(move || {
+                let mut guard = RaiseOnExit { flag: flag.clone(), armed: true };
+                let result = match builder.make() {
+                    Ok(ex) => ex
+                        .run(shard_main(shard, config, mesh, flag, serving))
+                        .map_err(|error| RunError::Shard { shard, error }),
+                    Err(e) => Err(RunError::Executor { shard, error: e.to_string() }),
+                };
+                guard.armed = result.is_err();
+                result
+            })
+            .map_err(|e| RunError::Executor { shard, error: e.to_string() });
+        match handle {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                shutdown.store(true, Ordering::SeqCst);
+                return Err(join_all(handles).err().unwrap_or(e));
+            }
         }
     }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(()),
+    join_all(handles)
+}
+
+/// Join every shard thread; the first error (or panic) is the result.
+fn join_all(handles: Vec<std::thread::JoinHandle<Result<(), RunError>>>) -> Result<(), RunError> {
+    let mut first_error = None;
+    for (shard, h) in handles.into_iter().enumerate() {
+        let result = h.join().unwrap_or_else(|panic| {
+            let error = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panicked".into());
+            Err(RunError::Shard { shard, error })
+        });
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Raises the shutdown flag when a shard thread ends in error or unwinds from a panic.
+struct RaiseOnExit {
+    flag: Arc<AtomicBool>,
+    armed: bool,
+}
+
+impl Drop for RaiseOnExit {
+    fn drop(&mut self) {
+        if self.armed {
+            self.flag.store(true, Ordering::SeqCst);
+        }
     }
 }
 
@@ -349,7 +399,17 @@ async fn shard_main(
 ) -> Result<(), String> {
     let n = config.shards;
     let (senders, receivers) = if n > 1 {
-        let (s, r) = mesh.join().await.map_err(|_| "could not join the shard mesh".to_string())?;
+        // Another shard that fails to start never joins: stop waiting once it raises
+        // the shutdown flag.
+        let joined = futures_lite::future::or(async { Some(mesh.join().await) }, async {
+            while !shutdown.load(Ordering::SeqCst) {
+                glommio::timer::sleep(Duration::from_millis(20)).await;
+            }
+            None
+        })
+        .await;
+        let Some(joined) = joined else { return Err("stopped before every shard started".into()) };
+        let (s, r) = joined.map_err(|_| "could not join the shard mesh".to_string())?;
         (Some(s), Some(Rc::new(r)))
     } else {
         (None, None)

@@ -197,6 +197,76 @@ async def test_second_router_on_a_port_in_use_refuses_to_start(make_router):
     s.close()
 
 
+async def test_shards_pin_to_the_cpus_the_process_may_use(tmp_path):
+    # Goal: under `taskset -c <last cpu>` both shards pin to the allowed CPU and serve (they
+    # used to pin to CPU 0.. regardless; in a cpuset that fails to start). Method: start with
+    # the affinity set in the child, wait for /health (bounded), read each shard thread's
+    # allowed CPUs from /proc, SIGTERM, expect exit 0.
+    import os
+
+    from conftest import Router
+
+    last = max(os.sched_getaffinity(0))
+    port = free_port()
+    log = open(tmp_path / "router.log", "wb")
+    proc = subprocess.Popen([shardbar_bin(), "--listen", f"127.0.0.1:{port}", "--shards", "2"],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            preexec_fn=lambda: os.sched_setaffinity(0, {last}))
+    try:
+        probe = Router.__new__(Router)
+        probe.port, probe.unix_path = port, None
+        deadline = time.monotonic() + 30
+        while not probe.healthy():
+            assert proc.poll() is None, (tmp_path / "router.log").read_text()
+            assert time.monotonic() < deadline, "not healthy in 30 s"
+            await asyncio.sleep(0.05)
+        pinned = {}
+        for task in os.listdir(f"/proc/{proc.pid}/task"):
+            name = open(f"/proc/{proc.pid}/task/{task}/comm").read().strip()
+            if name.startswith("shard-"):
+                status = open(f"/proc/{proc.pid}/task/{task}/status").read()
+                allowed = [ln.split()[1] for ln in status.splitlines() if ln.startswith("Cpus_allowed_list")]
+                pinned[name] = allowed[0]
+        assert pinned == {"shard-0": str(last), "shard-1": str(last)}, pinned
+        proc.send_signal(signal.SIGTERM)
+        code, _ = await wait_exit(proc, 15)
+        assert code == 0, (tmp_path / "router.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+async def test_second_signal_exits_at_once(tmp_path):
+    # Goal: a second shutdown signal while stopping exits at once with 130 (the operator's
+    # way out of a slow shutdown). Method: start, wait for /health, send SIGTERM then SIGINT
+    # (different signals, so the kernel does not merge them) back to back, long before the
+    # graceful stop could finish; expect 130 and the log line.
+    from conftest import Router
+
+    port = free_port()
+    log = open(tmp_path / "router.log", "wb")
+    proc = subprocess.Popen([shardbar_bin(), "--listen", f"127.0.0.1:{port}", "--shards", "2"],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        probe = Router.__new__(Router)
+        probe.port, probe.unix_path = port, None
+        deadline = time.monotonic() + 30
+        while not probe.healthy():
+            assert proc.poll() is None, (tmp_path / "router.log").read_text()
+            assert time.monotonic() < deadline, "not healthy in 30 s"
+            await asyncio.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)
+        code, _ = await wait_exit(proc, 15)
+        text = (tmp_path / "router.log").read_text()
+        assert code == 130 and "second shutdown signal" in text, (code, text)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 def test_help_and_version():
     # Goal: --help prints usage and exits 0; --version prints the version.
     # Method: run both (bounded).
