@@ -28,9 +28,11 @@ for spin in "${SPINS[@]}"; do
   "$LG" wait --url "rs://127.0.0.1:$port" >/dev/null 2>&1 || sleep 1
   for _ in $(seq "$RUNS"); do
     m0=$(mesh "$port")
+    rm -f "$tmp/rpc.json"
     "$LG" rpc --callers 1 --callees 1 --window 1 --payload 64 --url "rs://127.0.0.1:$port" \
       --serializer msgpack --duration 2 --warmup 0.5 --no-progress --json "$tmp/rpc.json" >/dev/null 2>&1 || true
     m1=$(mesh "$port")
+    [[ -s "$tmp/rpc.json" ]] || { echo "$spin loadgen failed" >&2; continue; }
     python3 - "$tmp/rpc.json" "$spin" "$((m1 - m0))" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); calls = r["received_total"]; mesh = int(sys.argv[3])

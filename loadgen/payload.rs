@@ -547,8 +547,8 @@ mod tests {
         assert_eq!(js::probe(b"[1,2,3,4,5.5,\"x\"]"), None);
         assert_eq!(js::probe(b"[1,2,-3,4,5]"), None);
         assert_eq!(js::probe(b"[1,2,3,4,99999999999999999999]"), None, "20 digits overflow u64");
-        // The eight-at-a-time path against the digit loop, at every length and with a
-        // non-digit at every position of an eight-byte chunk.
+        // The digit loop at every length up to 19 digits, and a non-digit at every
+        // position of an eight-digit number.
         for len in 1..=19usize {
             let digits: String = (0..len).map(|i| char::from(b'0' + ((i * 7 + len) % 10) as u8)).collect();
             let text = format!("{digits},");

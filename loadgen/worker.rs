@@ -533,7 +533,7 @@ impl Worker {
                     Ok(())
                 }
                 Role::Caller(src) => {
-                    on_result(ctx, plan, src, ser, &msg, true);
+                    on_result(ctx, src, ser, &msg, true);
                     Ok(())
                 }
                 _ => Ok(()),
@@ -542,8 +542,8 @@ impl Worker {
         let scanned = payload::scan(ser, &msg).map_err(|e| format!("bad message from router: {e}"))?;
         match (scanned, &mut s.role) {
             (Scan::Event { args: Some(r) }, Role::Subscriber(sink)) => on_event(ctx, plan, sink, ser, &msg[r]),
-            (Scan::Result { args: Some(r), .. }, Role::Caller(src)) => {
-                on_result(ctx, plan, src, ser, &msg[r], plan.callees <= 1)
+            (Scan::Result { args, .. }, Role::Caller(src)) => {
+                on_result(ctx, src, ser, args.map_or(&[][..], |r| &msg[r]), plan.callees <= 1)
             }
             (Scan::Invocation { request, args }, Role::Callee(order)) => {
                 let args = args.map(|r| &msg[r]);
@@ -969,12 +969,14 @@ fn on_event(ctx: &mut Ctx, plan: &Plan, sink: &mut Sink, ser: Serializer, args: 
     record(ctx, &p);
 }
 
-fn on_result(ctx: &mut Ctx, _plan: &Plan, src: &mut Source, ser: Serializer, args: &[u8], ordered: bool) {
+fn on_result(ctx: &mut Ctx, src: &mut Source, ser: Serializer, args: &[u8], ordered: bool) {
+    // Any RESULT ends a call, probe or not: a missing probe is a protocol error, not a
+    // window slot lost for the rest of the run.
+    src.outstanding = src.outstanding.saturating_sub(1);
     let Some(p) = payload::decode_probe(ser, args) else {
         ctx.protocol_errors += 1;
         return;
     };
-    src.outstanding = src.outstanding.saturating_sub(1);
     if ordered {
         ctx.integrity.record(src.results.observe(p.seq));
     }

@@ -249,8 +249,13 @@ async fn read_request_head<S: AsyncRead + AsyncWrite + Unpin>(
                 return Some(request);
             }
             Ok(None) => {
+                // Parse again only once a line ended (or the head is over its limit, for
+                // the 431): a client trickling bytes would otherwise cost a re-parse each.
                 let len = buf.len();
-                if !read_until(stream, buf, deadline, |b| b.len() > len).await {
+                let more = |b: &[u8]| {
+                    b.get(len..).is_some_and(|new| new.contains(&b'\n')) || b.len() > limits::HTTP_HEAD_MAX_BYTES
+                };
+                if !read_until(stream, buf, deadline, more).await {
                     return None;
                 }
             }
