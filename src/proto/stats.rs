@@ -179,9 +179,10 @@ pub fn render_prometheus(snaps: &[Snapshot]) -> String {
             }
         };
     }
-    macro_rules! realm_counter {
-        ($name:literal, $help:literal, $field:ident) => {
-            family(&mut o, $name, "counter", $help);
+    // One sample per (shard, realm); `$get` picks the value from a realm snapshot.
+    macro_rules! realm_metric {
+        ($kind:literal, $name:literal, $help:literal, $get:expr) => {
+            family(&mut o, $name, $kind, $help);
             for s in snaps {
                 for r in &s.realms {
                     let _ = writeln!(
@@ -190,7 +191,7 @@ pub fn render_prometheus(snaps: &[Snapshot]) -> String {
                         $name,
                         s.shard,
                         escape(&r.name),
-                        r.stats.$field
+                        ($get)(r)
                     );
                 }
             }
@@ -209,14 +210,10 @@ pub fn render_prometheus(snaps: &[Snapshot]) -> String {
     }
     shard_counter!("connections_opened_total", "Connections opened (transport handshake done).", connections_opened);
     shard_counter!("connections_closed_total", "Connections closed.", connections_closed);
-    family(&mut o, "sessions", "gauge", "Established sessions.");
-    for s in snaps {
-        for r in &s.realms {
-            let _ =
-                writeln!(o, "shardbar_sessions{{shard=\"{}\",realm=\"{}\"}} {}", s.shard, escape(&r.name), r.sessions);
-        }
-    }
-    realm_counter!("sessions_opened_total", "Sessions established.", sessions_opened);
+    realm_metric!("gauge", "sessions", "Established sessions.", |r: &RealmSnapshot| r.sessions);
+    realm_metric!("counter", "sessions_opened_total", "Sessions established.", |r: &RealmSnapshot| r
+        .stats
+        .sessions_opened);
     shard_counter!("sessions_closed_total", "Sessions ended.", sessions_closed);
 
     for (name, help, pick) in [
@@ -236,8 +233,12 @@ pub fn render_prometheus(snaps: &[Snapshot]) -> String {
     }
     shard_counter!("bytes_in_total", "WAMP message bytes received (transport framing excluded).", bytes_in);
     shard_counter!("bytes_out_total", "Bytes queued for sending (framing included).", bytes_out_queued);
-    realm_counter!("publications_total", "PUBLISH messages routed.", publications);
-    realm_counter!("events_delivered_total", "EVENTs queued to subscribers.", events_delivered);
+    realm_metric!("counter", "publications_total", "PUBLISH messages routed.", |r: &RealmSnapshot| r
+        .stats
+        .publications);
+    realm_metric!("counter", "events_delivered_total", "EVENTs queued to subscribers.", |r: &RealmSnapshot| r
+        .stats
+        .events_delivered);
     shard_counter!(
         "events_dropped_slow_consumer_total",
         "EVENTs dropped for slow consumers (realm policy drop).",
@@ -250,9 +251,15 @@ pub fn render_prometheus(snaps: &[Snapshot]) -> String {
     );
     shard_counter!("slow_consumer_disconnects_total", "Sessions closed as slow consumers.", slow_consumer_disconnects);
     shard_counter!("protocol_violations_total", "Sessions aborted for protocol violations.", protocol_violations);
-    realm_counter!("calls_total", "CALLs received from callers on this shard.", calls);
-    realm_counter!("calls_ok_total", "CALLs answered with a final RESULT.", calls_ok);
-    realm_counter!("calls_error_total", "CALLs answered with an ERROR.", calls_error);
+    realm_metric!("counter", "calls_total", "CALLs received from callers on this shard.", |r: &RealmSnapshot| r
+        .stats
+        .calls);
+    realm_metric!("counter", "calls_ok_total", "CALLs answered with a final RESULT.", |r: &RealmSnapshot| r
+        .stats
+        .calls_ok);
+    realm_metric!("counter", "calls_error_total", "CALLs answered with an ERROR.", |r: &RealmSnapshot| r
+        .stats
+        .calls_error);
     shard_counter!("calls_rerouted_total", "CALLs re-routed to another callee.", calls_rerouted);
     shard_counter!("invocations_total", "INVOCATIONs sent to callees on this shard.", invocations);
     family(&mut o, "errors_total", "counter", "ERROR and ABORT messages sent, by URI.");
@@ -267,30 +274,10 @@ pub fn render_prometheus(snaps: &[Snapshot]) -> String {
     for s in snaps {
         let _ = writeln!(o, "shardbar_pending_out_bytes{{shard=\"{}\"}} {}", s.shard, s.pending_out_bytes);
     }
-    family(&mut o, "subscriptions", "gauge", "Subscriptions in the shard's routing replica.");
-    for s in snaps {
-        for r in &s.realms {
-            let _ = writeln!(
-                o,
-                "shardbar_subscriptions{{shard=\"{}\",realm=\"{}\"}} {}",
-                s.shard,
-                escape(&r.name),
-                r.subscriptions
-            );
-        }
-    }
-    family(&mut o, "registrations", "gauge", "Registrations in the shard's routing replica.");
-    for s in snaps {
-        for r in &s.realms {
-            let _ = writeln!(
-                o,
-                "shardbar_registrations{{shard=\"{}\",realm=\"{}\"}} {}",
-                s.shard,
-                escape(&r.name),
-                r.registrations
-            );
-        }
-    }
+    realm_metric!("gauge", "subscriptions", "Subscriptions in the shard's routing replica.", |r: &RealmSnapshot| r
+        .subscriptions);
+    realm_metric!("gauge", "registrations", "Registrations in the shard's routing replica.", |r: &RealmSnapshot| r
+        .registrations);
     shard_counter!("mesh_batches_sent_total", "Batches sent to other shards.", mesh_batches_out);
     shard_counter!(
         "mesh_messages_sent_total",

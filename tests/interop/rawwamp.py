@@ -127,6 +127,19 @@ class _Conn:
         self.next_request += 1
         return self.next_request
 
+    async def send_raw(self, data: bytes):
+        try:
+            self.writer.write(data)
+            await self.writer.drain()
+        except (ConnectionResetError, BrokenPipeError):
+            raise Closed("connection lost while sending") from None
+
+    def close(self):
+        try:
+            self.writer.close()
+        except Exception:
+            pass
+
     async def send(self, msg):
         await self.send_payload(encode(self.serializer, msg))
 
@@ -243,13 +256,6 @@ class RawSocketConn(_Conn):
     async def send_payload(self, payload: bytes):
         await self.send_frame(payload, 0)
 
-    async def send_raw(self, data: bytes):
-        try:
-            self.writer.write(data)
-            await self.writer.drain()
-        except (ConnectionResetError, BrokenPipeError):
-            raise Closed("connection lost while sending") from None
-
     async def recv_frame(self, timeout: float = 10.0):
         """The next frame as (type, payload); raises Closed on EOF/reset."""
         try:
@@ -288,12 +294,6 @@ class RawSocketConn(_Conn):
                 out += chunk
         except (ConnectionResetError, BrokenPipeError):
             return bytes(out)
-
-    def close(self):
-        try:
-            self.writer.close()
-        except Exception:
-            pass
 
 
 # ---------------------------------------------------------------- WebSocket
@@ -384,13 +384,6 @@ class WebSocketConn(_Conn):
         assert headers.get("sec-websocket-protocol") == SERIALIZERS[serializer][1], headers
         return cls(reader, writer, serializer)
 
-    async def send_raw(self, data: bytes):
-        try:
-            self.writer.write(data)
-            await self.writer.drain()
-        except (ConnectionResetError, BrokenPipeError):
-            raise Closed("connection lost while sending") from None
-
     async def send_payload(self, payload: bytes, opcode: int | None = None):
         await self.send_raw(ws_frame(self.opcode if opcode is None else opcode, payload))
 
@@ -429,12 +422,6 @@ class WebSocketConn(_Conn):
             parts.append(payload)
             if fin:
                 return b"".join(parts)
-
-    def close(self):
-        try:
-            self.writer.close()
-        except Exception:
-            pass
 
 
 async def open_raw(router, kind: str):

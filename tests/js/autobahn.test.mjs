@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import autobahn from 'autobahn';
 
-import { startRouter } from './lib/router.mjs';
+import { routerForSuite } from './lib/router.mjs';
 import { autobahnResult, connectAutobahn, signal, within } from './lib/clients.mjs';
 import { ARGS, KWARGS, bigString } from './lib/payloads.mjs';
 
@@ -24,18 +24,7 @@ const COMBOS = [
 ];
 
 describe('Autobahn|JS', { timeout: 90_000 }, () => {
-  let router;
-
-  before(async () => {
-    router = await startRouter({ shards: 2 });
-  }, { timeout: 20_000 });
-
-  after(async () => {
-    if (!router) return;
-    const exit = await router.stop();
-    // Goal: the router shuts down cleanly on SIGTERM after serving these clients.
-    assert.deepEqual(exit, { code: 0, signal: null }, `router exit ${JSON.stringify(exit)}\n${router.log()}`);
-  }, { timeout: 15_000 });
+  const env = routerForSuite();
 
   for (const { transport, serializer } of COMBOS) {
     describe(`${transport} + ${serializer}`, { timeout: 30_000 }, () => {
@@ -44,8 +33,8 @@ describe('Autobahn|JS', { timeout: 90_000 }, () => {
       let b; // subscriber / callee
 
       before(async () => {
-        a = await connectAutobahn(router, { transport, serializer });
-        b = await connectAutobahn(router, { transport, serializer });
+        a = await connectAutobahn(env.router, { transport, serializer });
+        b = await connectAutobahn(env.router, { transport, serializer });
       }, { timeout: 15_000 });
 
       after(async () => {

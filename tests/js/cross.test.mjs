@@ -10,38 +10,27 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import autobahn from 'autobahn';
 
-import { startRouter } from './lib/router.mjs';
+import { routerForSuite } from './lib/router.mjs';
 import {
   autobahnResult, connectAutobahn, connectOnOtherShard, connectWampy, idNumber, show, signal, within,
 } from './lib/clients.mjs';
 import { ARGS, KWARGS } from './lib/payloads.mjs';
 
 describe('wampy <-> Autobahn|JS', { timeout: 90_000 }, () => {
-  let router;
   const opened = [];
   const keep = (c) => { opened.push(c); return c; };
-
-  before(async () => {
-    router = await startRouter({ shards: 2 });
-  }, { timeout: 20_000 });
-
-  after(async () => {
-    await Promise.allSettled(opened.map((c) => c.close()));
-    if (!router) return;
-    const exit = await router.stop();
-    assert.deepEqual(exit, { code: 0, signal: null }, `router exit ${JSON.stringify(exit)}\n${router.log()}`);
-  }, { timeout: 20_000 });
+  const env = routerForSuite({ beforeStop: () => Promise.allSettled(opened.map((c) => c.close())) });
 
   it('wampy (MessagePack) publishes; Autobahn|JS subscribers (CBOR and MessagePack over WebSocket, JSON over RawSocket) receive it, one on the other shard', { timeout: 20_000 }, async () => {
     // Goal: one acknowledged publication from wampy fans out to three Autobahn|JS sessions with
     // three serializers and two transports, across shards, with args and kwargs intact.
     const topic = 'com.example.cross.wampy_to_autobahn';
-    const publisher = keep(await connectWampy(router, { serializer: 'msgpack' }));
+    const publisher = keep(await connectWampy(env.router, { serializer: 'msgpack' }));
     assert.equal(publisher.protocol, 'wamp.2.msgpack');
     const subscribers = [
-      keep(await connectOnOtherShard(() => connectAutobahn(router, { transport: 'websocket', serializer: 'cbor' }), publisher.shard)),
-      keep(await connectAutobahn(router, { transport: 'websocket', serializer: 'msgpack' })),
-      keep(await connectAutobahn(router, { transport: 'rawsocket', serializer: 'json' })),
+      keep(await connectOnOtherShard(() => connectAutobahn(env.router, { transport: 'websocket', serializer: 'cbor' }), publisher.shard)),
+      keep(await connectAutobahn(env.router, { transport: 'websocket', serializer: 'msgpack' })),
+      keep(await connectAutobahn(env.router, { transport: 'rawsocket', serializer: 'json' })),
     ];
     assert.notEqual(subscribers[0].shard, publisher.shard);
 
@@ -66,10 +55,10 @@ describe('wampy <-> Autobahn|JS', { timeout: 90_000 }, () => {
   it('Autobahn|JS (MessagePack) publishes; wampy subscribers (JSON and CBOR) receive it, one on the other shard', { timeout: 20_000 }, async () => {
     // Goal: the reverse direction of the exchange above, with other serializers.
     const topic = 'com.example.cross.autobahn_to_wampy';
-    const publisher = keep(await connectAutobahn(router, { transport: 'websocket', serializer: 'msgpack' }));
+    const publisher = keep(await connectAutobahn(env.router, { transport: 'websocket', serializer: 'msgpack' }));
     const subscribers = [
-      keep(await connectOnOtherShard(() => connectWampy(router, { serializer: 'json' }), publisher.shard)),
-      keep(await connectWampy(router, { serializer: 'cbor' })),
+      keep(await connectOnOtherShard(() => connectWampy(env.router, { serializer: 'json' }), publisher.shard)),
+      keep(await connectWampy(env.router, { serializer: 'cbor' })),
     ];
     assert.notEqual(subscribers[0].shard, publisher.shard);
     const received = subscribers.map(() => signal());
@@ -89,8 +78,8 @@ describe('wampy <-> Autobahn|JS', { timeout: 90_000 }, () => {
     // (publishes are sent back to back, without waiting for each acknowledgement).
     const topic = 'com.example.cross.ordering';
     const N = 300;
-    const publisher = keep(await connectWampy(router, { serializer: 'json' }));
-    const subscriber = keep(await connectOnOtherShard(() => connectAutobahn(router, { transport: 'websocket', serializer: 'msgpack' }), publisher.shard));
+    const publisher = keep(await connectWampy(env.router, { serializer: 'json' }));
+    const subscriber = keep(await connectOnOtherShard(() => connectAutobahn(env.router, { transport: 'websocket', serializer: 'msgpack' }), publisher.shard));
     const seen = [];
     const all = signal();
     await within(subscriber.session.subscribe(topic, (args) => {
@@ -109,7 +98,7 @@ describe('wampy <-> Autobahn|JS', { timeout: 90_000 }, () => {
     // including an application error raised by the wampy callee.
     const proc = 'com.example.cross.wampy_callee';
     const failing = 'com.example.cross.wampy_callee_fails';
-    const callee = keep(await connectWampy(router, { serializer: 'cbor' }));
+    const callee = keep(await connectWampy(env.router, { serializer: 'cbor' }));
     assert.equal(callee.protocol, 'wamp.2.cbor');
     const invocations = [];
     await within(callee.wampy.register(proc, ({ argsList, argsDict }) => {
@@ -125,8 +114,8 @@ describe('wampy <-> Autobahn|JS', { timeout: 90_000 }, () => {
     }), 'wampy register (failing)');
 
     const callers = [
-      keep(await connectOnOtherShard(() => connectAutobahn(router, { transport: 'websocket', serializer: 'json' }), callee.shard)),
-      keep(await connectAutobahn(router, { transport: 'rawsocket', serializer: 'json' })),
+      keep(await connectOnOtherShard(() => connectAutobahn(env.router, { transport: 'websocket', serializer: 'json' }), callee.shard)),
+      keep(await connectAutobahn(env.router, { transport: 'rawsocket', serializer: 'json' })),
     ];
     assert.notEqual(callers[0].shard, callee.shard);
 
@@ -153,9 +142,9 @@ describe('wampy <-> Autobahn|JS', { timeout: 90_000 }, () => {
   it('a wampy caller (JSON) calls an Autobahn|JS callee (CBOR) on the other shard', { timeout: 20_000 }, async () => {
     // Goal: the reverse direction of the call above.
     const proc = 'com.example.cross.autobahn_callee';
-    const callee = keep(await connectAutobahn(router, { transport: 'websocket', serializer: 'cbor' }));
+    const callee = keep(await connectAutobahn(env.router, { transport: 'websocket', serializer: 'cbor' }));
     await within(callee.session.register(proc, (args, kwargs) => new autobahn.Result([...args].reverse(), { ...kwargs, callee: 'autobahn' })), 'Autobahn|JS register');
-    const caller = keep(await connectOnOtherShard(() => connectWampy(router, { serializer: 'json' }), callee.shard));
+    const caller = keep(await connectOnOtherShard(() => connectWampy(env.router, { serializer: 'json' }), callee.shard));
     assert.notEqual(caller.shard, callee.shard);
 
     const res = await within(caller.wampy.call(proc, { argsList: ARGS, argsDict: KWARGS }), 'wampy call');

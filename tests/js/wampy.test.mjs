@@ -11,25 +11,14 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { startRouter } from './lib/router.mjs';
+import { routerForSuite } from './lib/router.mjs';
 import { connectWampy, idNumber, show, signal, within } from './lib/clients.mjs';
 import { ARGS, KWARGS, bigString } from './lib/payloads.mjs';
 
 const SERIALIZERS = ['json', 'msgpack', 'cbor'];
 
 describe('wampy', { timeout: 90_000 }, () => {
-  let router;
-
-  before(async () => {
-    router = await startRouter({ shards: 2 });
-  }, { timeout: 20_000 });
-
-  after(async () => {
-    if (!router) return;
-    const exit = await router.stop();
-    // Goal: the router shuts down cleanly on SIGTERM after serving these clients.
-    assert.deepEqual(exit, { code: 0, signal: null }, `router exit ${JSON.stringify(exit)}\n${router.log()}`);
-  }, { timeout: 15_000 });
+  const env = routerForSuite();
 
   for (const serializer of SERIALIZERS) {
     describe(`websocket + ${serializer}`, { timeout: 30_000 }, () => {
@@ -38,8 +27,8 @@ describe('wampy', { timeout: 90_000 }, () => {
       let b; // subscriber / callee
 
       before(async () => {
-        a = await connectWampy(router, { serializer });
-        b = await connectWampy(router, { serializer });
+        a = await connectWampy(env.router, { serializer });
+        b = await connectWampy(env.router, { serializer });
       }, { timeout: 15_000 });
 
       after(async () => {

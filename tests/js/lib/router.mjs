@@ -5,12 +5,14 @@
 // JSON/MessagePack/CBOR), is ready once GET /health answers 200, and is stopped by its PID
 // with SIGTERM (SIGKILL only if it has not exited within the grace period).
 
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -152,4 +154,22 @@ export async function startRouter({ shards = 2, serializers = ['json', 'msgpack'
     }
   }
   throw lastError;
+}
+
+// One router (2 shards) for the tests of the enclosing describe(): started before them,
+// stopped after them (after `beforeStop`, e.g. closing clients), and its clean exit on
+// SIGTERM asserted. Returns an object whose `router` is set once started.
+export function routerForSuite({ beforeStop = async () => {} } = {}) {
+  const env = { router: null };
+  before(async () => {
+    env.router = await startRouter({ shards: 2 });
+  }, { timeout: 20_000 });
+  after(async () => {
+    await beforeStop();
+    if (!env.router) return;
+    const exit = await env.router.stop();
+    // Goal: the router shuts down cleanly on SIGTERM after serving these clients.
+    assert.deepEqual(exit, { code: 0, signal: null }, `router exit ${JSON.stringify(exit)}\n${env.router.log()}`);
+  }, { timeout: 20_000 });
+  return env;
 }
