@@ -4,6 +4,7 @@ and the command line without a config file."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import resource
 import signal
 import subprocess
@@ -27,6 +28,32 @@ async def wait_exit(proc: subprocess.Popen, timeout: float) -> tuple[int, float]
     except subprocess.TimeoutExpired:
         raise AssertionError(f"router still running {timeout}s after the signal") from None
     return code, time.monotonic() - t0
+
+
+@contextlib.asynccontextmanager
+async def cli_router(tmp_path, preexec_fn=None):
+    """`shardbar --listen 127.0.0.1:P --shards 2` (no config file), healthy within 30 s;
+    yields (process, a Router probe for its port, log path). Killed by PID on the way out."""
+    from conftest import Router
+
+    port = free_port()
+    log_path = tmp_path / "router.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen([shardbar_bin(), "--listen", f"127.0.0.1:{port}", "--shards", "2"],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=preexec_fn)
+    try:
+        probe = Router.__new__(Router)
+        probe.port, probe.unix_path = port, None
+        deadline = time.monotonic() + 30
+        while not probe.healthy():
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "not healthy in 30 s"
+            await asyncio.sleep(0.05)
+        yield proc, probe, log_path
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
 
 @pytest.mark.async_timeout(60)
@@ -84,20 +111,7 @@ async def test_command_line_listen_and_shards_then_sigint(tmp_path):
     # and SIGINT stops it with exit 0.
     # Method: start it, wait for /health, open sessions until both shards were seen (bounded),
     # send SIGINT with a session open; the session gets system_shutdown; exit 0.
-    from conftest import Router
-
-    port = free_port()
-    log = open(tmp_path / "router.log", "wb")
-    proc = subprocess.Popen([shardbar_bin(), "--listen", f"127.0.0.1:{port}", "--shards", "2"],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        probe = Router.__new__(Router)
-        probe.port, probe.unix_path = port, None
-        deadline = time.monotonic() + 30
-        while not probe.healthy():
-            assert proc.poll() is None, (tmp_path / "router.log").read_text()
-            assert time.monotonic() < deadline, "not healthy in 30 s"
-            await asyncio.sleep(0.05)
+    async with cli_router(tmp_path) as (proc, probe, _):
         seen, kept = set(), None
         for _ in range(64):
             s = await connect(probe, "ws-json")
@@ -114,11 +128,6 @@ async def test_command_line_listen_and_shards_then_sigint(tmp_path):
         assert details.reason == SHUTDOWN
         code, waited = await wait_exit(proc, 15)
         assert code == 0 and waited < 5, (code, waited)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        log.close()
 
 
 BAD_CONFIGS = [
@@ -204,22 +213,8 @@ async def test_shards_pin_to_the_cpus_the_process_may_use(tmp_path):
     # allowed CPUs from /proc, SIGTERM, expect exit 0.
     import os
 
-    from conftest import Router
-
     last = max(os.sched_getaffinity(0))
-    port = free_port()
-    log = open(tmp_path / "router.log", "wb")
-    proc = subprocess.Popen([shardbar_bin(), "--listen", f"127.0.0.1:{port}", "--shards", "2"],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            preexec_fn=lambda: os.sched_setaffinity(0, {last}))
-    try:
-        probe = Router.__new__(Router)
-        probe.port, probe.unix_path = port, None
-        deadline = time.monotonic() + 30
-        while not probe.healthy():
-            assert proc.poll() is None, (tmp_path / "router.log").read_text()
-            assert time.monotonic() < deadline, "not healthy in 30 s"
-            await asyncio.sleep(0.05)
+    async with cli_router(tmp_path, preexec_fn=lambda: os.sched_setaffinity(0, {last})) as (proc, _, log):
         pinned = {}
         for task in os.listdir(f"/proc/{proc.pid}/task"):
             name = open(f"/proc/{proc.pid}/task/{task}/comm").read().strip()
@@ -230,11 +225,7 @@ async def test_shards_pin_to_the_cpus_the_process_may_use(tmp_path):
         assert pinned == {"shard-0": str(last), "shard-1": str(last)}, pinned
         proc.send_signal(signal.SIGTERM)
         code, _ = await wait_exit(proc, 15)
-        assert code == 0, (tmp_path / "router.log").read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        assert code == 0, log.read_text()
 
 
 async def test_second_signal_exits_at_once(tmp_path):
@@ -242,29 +233,12 @@ async def test_second_signal_exits_at_once(tmp_path):
     # way out of a slow shutdown). Method: start, wait for /health, send SIGTERM then SIGINT
     # (different signals, so the kernel does not merge them) back to back, long before the
     # graceful stop could finish; expect 130 and the log line.
-    from conftest import Router
-
-    port = free_port()
-    log = open(tmp_path / "router.log", "wb")
-    proc = subprocess.Popen([shardbar_bin(), "--listen", f"127.0.0.1:{port}", "--shards", "2"],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        probe = Router.__new__(Router)
-        probe.port, probe.unix_path = port, None
-        deadline = time.monotonic() + 30
-        while not probe.healthy():
-            assert proc.poll() is None, (tmp_path / "router.log").read_text()
-            assert time.monotonic() < deadline, "not healthy in 30 s"
-            await asyncio.sleep(0.05)
+    async with cli_router(tmp_path) as (proc, _, log):
         proc.send_signal(signal.SIGTERM)
         proc.send_signal(signal.SIGINT)
         code, _ = await wait_exit(proc, 15)
-        text = (tmp_path / "router.log").read_text()
+        text = log.read_text()
         assert code == 130 and "second shutdown signal" in text, (code, text)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
 
 
 def test_help_and_version():
