@@ -175,8 +175,10 @@ pub fn run_with_flag(config: Config, shutdown: Arc<AtomicBool>) -> Result<(), Ru
     let mesh: MeshBuilder<Batch, _> = MeshBuilder::full(n, limits::MESH_CHANNEL_BATCHES);
     let serving = Arc::new(AtomicUsize::new(0));
     let mut handles = Vec::with_capacity(n);
+    let (made_tx, made_rx) = std::sync::mpsc::channel::<bool>();
     for shard in 0..n {
         let (config, mesh, flag, serving) = (config.clone(), mesh.clone(), shutdown.clone(), serving.clone());
+        let made = made_tx.clone();
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpus[shard % cpus.len()]))
             .name(&format!("shard-{shard}"))
             .spin_before_park(config.spin_before_park);
@@ -185,10 +187,15 @@ pub fn run_with_flag(config: Config, shutdown: Arc<AtomicBool>) -> Result<(), Ru
             .spawn(move || {
                 let mut guard = RaiseOnExit { flag: flag.clone(), armed: true };
                 let result = match builder.make() {
-                    Ok(ex) => ex
-                        .run(shard_main(shard, config, mesh, flag, serving))
-                        .map_err(|error| RunError::Shard { shard, error }),
-                    Err(e) => Err(RunError::Executor { shard, error: e.to_string() }),
+                    Ok(ex) => {
+                        let _ = made.send(true);
+                        ex.run(shard_main(shard, config, mesh, flag, serving))
+                            .map_err(|error| RunError::Shard { shard, error })
+                    }
+                    Err(e) => {
+                        let _ = made.send(false);
+                        Err(RunError::Executor { shard, error: e.to_string() })
+                    }
                 };
                 guard.armed = result.is_err();
                 result
@@ -200,6 +207,12 @@ pub fn run_with_flag(config: Config, shutdown: Arc<AtomicBool>) -> Result<(), Ru
                 shutdown.store(true, Ordering::SeqCst);
                 return Err(join_all(handles).err().unwrap_or(e));
             }
+        }
+        // glommio hands out executor IDs in creation order, and channel_mesh ranks peers by
+        // them: create the executors one after another so that mesh peer i is shard i.
+        if made_rx.recv() != Ok(true) {
+            shutdown.store(true, Ordering::SeqCst);
+            return join_all(handles);
         }
     }
     join_all(handles)
@@ -410,6 +423,9 @@ async fn shard_main(
         .await;
         let Some(joined) = joined else { return Err("stopped before every shard started".into()) };
         let (s, r) = joined.map_err(|_| "could not join the shard mesh".to_string())?;
+        if s.peer_id() != id {
+            return Err(format!("mesh peer id {} does not match shard {id}", s.peer_id()));
+        }
         (Some(s), Some(Rc::new(r)))
     } else {
         (None, None)
