@@ -134,6 +134,15 @@ pub const MESH_OUTBOX_PAUSE_MESSAGES: usize = 64 * 1024;
 /// Most WAMP messages handled from one connection's read before the loop yields.
 pub const MESSAGES_PER_READ_MAX: usize = 4_096;
 
+/// Times one call may be bounced by callees (gone, `wamp.error.unavailable`, overloaded)
+/// and re-routed before the caller gets `wamp.error.no_available_callee`. Bounds the work
+/// one CALL can cause when every callee refuses it.
+pub const CALL_REROUTES_MAX: usize = 8;
+
+/// Characters of a peer's string (topic, realm, mode, …) that an error text repeats; the
+/// rest is cut with `…`, so a 16 MiB topic is never copied into an ABORT or ERROR or a log.
+pub const PEER_TEXT_ECHO_MAX_CHARS: usize = 256;
+
 /// Size of the default generated-ID space: IDs are in [1, 2^53].
 pub const ID_MAX: u64 = 1 << 53;
 

@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use smallvec::SmallVec;
 
+use super::dealer::RegisterRefused;
 use super::stats::Snapshot;
 use super::wire::uri::MatchPolicy;
 use super::wire::{Dict, Id, Payload};
@@ -177,30 +178,66 @@ pub enum Bounce {
     Overloaded,
 }
 
-/// A message between shards. Variants are grouped: control plane first, then data plane.
+/// How a CANCEL asks the router to treat the running invocation (spec, call canceling).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelMode {
+    /// Answer the caller at once; the callee is not told.
+    Skip,
+    /// INTERRUPT the callee and relay its answer to the caller.
+    Kill,
+    /// INTERRUPT the callee and answer the caller at once.
+    KillNoWait,
+}
+
+impl CancelMode {
+    pub fn parse(s: &str) -> Option<CancelMode> {
+        match s {
+            "skip" => Some(CancelMode::Skip),
+            "kill" => Some(CancelMode::Kill),
+            "killnowait" => Some(CancelMode::KillNoWait),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CancelMode::Skip => "skip",
+            CancelMode::Kill => "kill",
+            CancelMode::KillNoWait => "killnowait",
+        }
+    }
+}
+
+/// A message between shards, grouped by feature: the subscription and registration control
+/// planes, barrier acks, then the data plane (publications, calls), then observability.
 #[derive(Debug)]
 pub enum MeshMsg {
-    // ---- control plane: subscriptions ----
-    /// To the owner: the sender wants to have members for (topic, policy).
-    SubscribeReq {
-        realm: Arc<str>,
-        topic: Arc<str>,
-        policy: MatchPolicy,
-        token: u64,
+    Sub(SubMsg),
+    Reg(RegMsg),
+    /// A replica applied a route update that carried this barrier.
+    BarrierAck {
+        barrier: BarrierId,
     },
-    /// From the owner: every shard now routes the subscription to the requester.
-    SubscribeDone {
-        realm: Arc<str>,
-        token: u64,
-        subscription: Id,
+    /// A publication for this shard's members of `targets` (the fan-out hot path).
+    Deliver {
+        publication: Arc<Publication>,
+        targets: SmallVec<[SubTarget; 2]>,
     },
-    /// To the owner: the sender has no members left for this subscription.
-    SubscribeRelease {
-        realm: Arc<str>,
-        subscription: Id,
-    },
-    /// From the owner to every shard: the subscription's full shard set (empty = deleted).
-    SubRoute {
+    Call(CallMsg),
+    Stats(StatsMsg),
+}
+
+/// Subscription control plane: requester ↔ owner, owner → replicas.
+#[derive(Debug)]
+pub enum SubMsg {
+    /// A shard wants its first member of (topic, match): to the owner.
+    Req { realm: Arc<str>, topic: Arc<str>, policy: MatchPolicy, token: u64 },
+    /// The owner's answer once every replica routes to the requesting shard.
+    Done { realm: Arc<str>, token: u64, subscription: Id },
+    /// A shard lost its last member: to the owner.
+    Release { realm: Arc<str>, subscription: Id },
+    /// The owner's route update for every replica (no shards = deleted).
+    Route {
         realm: Arc<str>,
         subscription: Id,
         topic: Arc<str>,
@@ -208,10 +245,13 @@ pub enum MeshMsg {
         shards: ShardSet,
         barrier: Option<BarrierId>,
     },
+}
 
-    // ---- control plane: registrations ----
-    /// To the owner: register `callee` for (procedure, policy).
-    RegisterReq {
+/// Registration control plane: requester ↔ owner, owner → replicas.
+#[derive(Debug)]
+pub enum RegMsg {
+    /// A session on the sending shard registers: to the owner.
+    Req {
         realm: Arc<str>,
         procedure: Arc<str>,
         policy: MatchPolicy,
@@ -220,87 +260,43 @@ pub enum MeshMsg {
         callee: Id,
         token: u64,
     },
-    /// From the owner: the registration's ID, or the error URI and message.
-    RegisterDone {
-        realm: Arc<str>,
-        token: u64,
-        result: Result<Id, (&'static str, String)>,
-    },
-    /// To the owner: remove `callee` from the registration. The owner always answers
-    /// [`MeshMsg::UnregisterDone`] with the token, so the requester can hold UNREGISTERED
-    /// (or the errors for a vanished callee's calls) until the procedure is really free:
-    /// otherwise a client reacting to them could register anew and reach the owner first.
-    UnregisterReq {
-        realm: Arc<str>,
-        registration: Id,
-        callee: Id,
-        token: u64,
-    },
-    /// From the owner: the unregistration with this token is applied.
-    UnregisterDone {
-        token: u64,
-    },
-    /// From the owner to every shard: the registration's callees in registration order
-    /// (empty = deleted).
-    RegRoute {
+    /// The owner's answer (after the barrier when accepted).
+    Done { realm: Arc<str>, token: u64, result: Result<Id, RegisterRefused> },
+    /// A callee leaves a registration: to the owner (token 0: nobody waits for the answer).
+    UnregReq { realm: Arc<str>, registration: Id, callee: Id, token: u64 },
+    /// The owner released the callee.
+    UnregDone { token: u64 },
+    /// The owner's route update for every replica (no callees = deleted).
+    Route {
         realm: Arc<str>,
         registration: Id,
         procedure: Arc<str>,
         policy: MatchPolicy,
         invoke: InvokePolicy,
-        /// The registration asked for caller disclosure on every invocation.
         disclose_caller: bool,
         callees: Arc<Vec<Callee>>,
         barrier: Option<BarrierId>,
     },
+}
 
-    /// To a barrier's owner: the sender applied the route update.
-    BarrierAck {
-        barrier: BarrierId,
-    },
-
-    // ---- data plane ----
-    /// Deliver a publication to these subscriptions' members on the receiving shard.
-    Deliver {
-        publication: Arc<Publication>,
-        targets: SmallVec<[SubTarget; 2]>,
-    },
+/// Calls in flight: caller's shard ↔ callee's shard.
+#[derive(Debug)]
+pub enum CallMsg {
     /// Start an invocation on the callee's shard.
     Invoke(Box<Invoke>),
-    /// A YIELD (progressive or final) travelling back to the caller's shard.
-    Yielded {
-        call: CallKey,
-        progress: bool,
-        payload: Payload,
-    },
-    /// An ERROR from the callee, or a failure on the callee's side, back to the caller's shard.
-    CallFailed {
-        call: CallKey,
-        error: String,
-        details: Dict,
-        payload: Payload,
-    },
-    /// The invocation could not be started or was refused as unavailable: re-route.
-    Bounced {
-        call: CallKey,
-        callee: Id,
-        reason: Bounce,
-    },
-    /// The caller is gone (or canceled): the callee's shard drops the invocation's result
-    /// and interrupts the callee if it supports call canceling.
-    CancelInvoke {
-        call: CallKey,
-        callee: Id,
-        mode: &'static str,
-    },
+    /// The callee's YIELD (progressive or final).
+    Yielded { call: CallKey, progress: bool, payload: Payload },
+    /// The call ends with this ERROR.
+    Failed { call: CallKey, error: String, details: Dict, payload: Payload },
+    /// The callee's shard could not start the invocation: re-route.
+    Bounced { call: CallKey, callee: Id, reason: Bounce },
+    /// The caller canceled or went away.
+    Cancel { call: CallKey, callee: Id, mode: CancelMode },
+}
 
-    // ---- observability ----
-    /// Ask for the receiver's counters (`/metrics`).
-    StatsRequest {
-        token: u64,
-    },
-    StatsReply {
-        token: u64,
-        snapshot: Box<Snapshot>,
-    },
+/// `/metrics` scatter-gather.
+#[derive(Debug)]
+pub enum StatsMsg {
+    Request { token: u64 },
+    Reply { token: u64, snapshot: Box<Snapshot> },
 }

@@ -7,15 +7,22 @@
 pub mod wire;
 
 pub mod broker;
+mod control;
 pub mod core;
 pub mod dealer;
 pub mod frame;
+mod lifecycle;
 pub mod mesh;
 pub mod options;
+mod out;
 pub mod pattern;
+mod pubsub;
 pub mod realm;
+mod rpc;
 pub mod session;
 pub mod stats;
+pub mod uris;
+pub mod violation;
 
 /// The core's hash map: aHash with random keys (fast, and still resistant to peers choosing
 /// colliding topic names). Code that emits messages never depends on its iteration order.

@@ -7,8 +7,45 @@
 use super::wire::{Dict, Id, Value};
 use crate::limits::PUBLISH_FILTER_ENTRIES_MAX;
 
-/// An option that failed validation; the text names the message and key.
-pub type OptionError = String;
+/// An option that failed validation. `Display` names the message and the key (the spec's
+/// validation vectors check for the key in the ABORT text).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OptionError {
+    /// The key holds a value of the wrong type.
+    WrongType { msg: &'static str, key: &'static str, expected: &'static str, found: &'static str },
+    /// A list holds an element of the wrong type.
+    WrongItem { msg: &'static str, key: &'static str, expected: &'static str, found: &'static str },
+    /// A list is longer than `limits::PUBLISH_FILTER_ENTRIES_MAX`.
+    TooMany { msg: &'static str, key: &'static str },
+    /// A string that is not one of the values the key allows (`what` names the kind).
+    Unknown { msg: &'static str, key: &'static str, what: &'static str, value: String },
+}
+
+impl OptionError {
+    /// An unknown value for `key`; the peer's string is clipped before it is kept.
+    pub fn unknown(msg: &'static str, key: &'static str, what: &'static str, value: &str) -> OptionError {
+        OptionError::Unknown { msg, key, what, value: crate::proto::violation::clip(value) }
+    }
+}
+
+impl std::fmt::Display for OptionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OptionError::WrongType { msg, key, expected, found } => {
+                write!(f, "{msg}.Options.{key}: expected {expected}, found {found}")
+            }
+            OptionError::WrongItem { msg, key, expected, found } => {
+                write!(f, "{msg}.Options.{key}: expected {expected}, found {found}")
+            }
+            OptionError::TooMany { msg, key } => {
+                write!(f, "{msg}.Options.{key}: more than {PUBLISH_FILTER_ENTRIES_MAX} entries")
+            }
+            OptionError::Unknown { msg, key, what, value } => {
+                write!(f, "{msg}.Options.{key}: unknown {what} {value:?}")
+            }
+        }
+    }
+}
 
 fn get<'a>(d: &'a Dict, key: &str) -> Option<&'a Value> {
     match d.get(key) {
@@ -17,11 +54,11 @@ fn get<'a>(d: &'a Dict, key: &str) -> Option<&'a Value> {
     }
 }
 
-fn wrong(msg: &str, key: &str, want: &str, found: &Value) -> OptionError {
-    format!("{msg}.Options.{key}: expected {want}, found {}", found.type_name())
+fn wrong(msg: &'static str, key: &'static str, expected: &'static str, found: &Value) -> OptionError {
+    OptionError::WrongType { msg, key, expected, found: found.type_name() }
 }
 
-pub fn opt_bool(d: &Dict, msg: &str, key: &str) -> Result<Option<bool>, OptionError> {
+pub fn opt_bool(d: &Dict, msg: &'static str, key: &'static str) -> Result<Option<bool>, OptionError> {
     match get(d, key) {
         None => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -29,7 +66,7 @@ pub fn opt_bool(d: &Dict, msg: &str, key: &str) -> Result<Option<bool>, OptionEr
     }
 }
 
-pub fn opt_str<'a>(d: &'a Dict, msg: &str, key: &str) -> Result<Option<&'a str>, OptionError> {
+pub fn opt_str<'a>(d: &'a Dict, msg: &'static str, key: &'static str) -> Result<Option<&'a str>, OptionError> {
     match get(d, key) {
         None => Ok(None),
         Some(Value::Str(s)) => Ok(Some(s)),
@@ -38,7 +75,7 @@ pub fn opt_str<'a>(d: &'a Dict, msg: &str, key: &str) -> Result<Option<&'a str>,
 }
 
 /// A non-negative number (integer or float; some clients send timeouts as floats).
-pub fn opt_number(d: &Dict, msg: &str, key: &str) -> Result<Option<f64>, OptionError> {
+pub fn opt_number(d: &Dict, msg: &'static str, key: &'static str) -> Result<Option<f64>, OptionError> {
     match get(d, key) {
         None => Ok(None),
         Some(v) => match v.as_f64() {
@@ -49,17 +86,20 @@ pub fn opt_number(d: &Dict, msg: &str, key: &str) -> Result<Option<f64>, OptionE
 }
 
 /// A list of IDs, sorted and deduplicated.
-pub fn opt_id_list(d: &Dict, msg: &str, key: &str) -> Result<Option<Vec<Id>>, OptionError> {
+pub fn opt_id_list(d: &Dict, msg: &'static str, key: &'static str) -> Result<Option<Vec<Id>>, OptionError> {
     let Some(v) = get(d, key) else { return Ok(None) };
     let Some(list) = v.as_list() else { return Err(wrong(msg, key, "a list of session IDs", v)) };
     if list.len() > PUBLISH_FILTER_ENTRIES_MAX {
-        return Err(format!("{msg}.Options.{key}: more than {PUBLISH_FILTER_ENTRIES_MAX} entries"));
+        return Err(OptionError::TooMany { msg, key });
     }
     let mut out = Vec::with_capacity(list.len());
     for item in list {
         match item.as_u64() {
             Some(id) => out.push(id),
-            None => return Err(format!("{msg}.Options.{key}: expected session IDs, found {}", item.type_name())),
+            None => {
+                let found = item.type_name();
+                return Err(OptionError::WrongItem { msg, key, expected: "session IDs", found });
+            }
         }
     }
     out.sort_unstable();
@@ -68,17 +108,19 @@ pub fn opt_id_list(d: &Dict, msg: &str, key: &str) -> Result<Option<Vec<Id>>, Op
 }
 
 /// A list of strings, sorted and deduplicated.
-pub fn opt_str_list(d: &Dict, msg: &str, key: &str) -> Result<Option<Vec<String>>, OptionError> {
+pub fn opt_str_list(d: &Dict, msg: &'static str, key: &'static str) -> Result<Option<Vec<String>>, OptionError> {
     let Some(v) = get(d, key) else { return Ok(None) };
     let Some(list) = v.as_list() else { return Err(wrong(msg, key, "a list of strings", v)) };
     if list.len() > PUBLISH_FILTER_ENTRIES_MAX {
-        return Err(format!("{msg}.Options.{key}: more than {PUBLISH_FILTER_ENTRIES_MAX} entries"));
+        return Err(OptionError::TooMany { msg, key });
     }
     let mut out = Vec::with_capacity(list.len());
     for item in list {
         match item.as_str() {
             Some(s) => out.push(s.to_owned()),
-            None => return Err(format!("{msg}.Options.{key}: expected strings, found {}", item.type_name())),
+            None => {
+                return Err(OptionError::WrongItem { msg, key, expected: "strings", found: item.type_name() });
+            }
         }
     }
     out.sort_unstable();
@@ -87,7 +129,7 @@ pub fn opt_str_list(d: &Dict, msg: &str, key: &str) -> Result<Option<Vec<String>
 }
 
 /// `forward_for`: a list of dicts (router-to-router links). Checked for shape only.
-pub fn check_forward_for(d: &Dict, msg: &str) -> Result<(), OptionError> {
+pub fn check_forward_for(d: &Dict, msg: &'static str) -> Result<(), OptionError> {
     let Some(v) = get(d, "forward_for") else { return Ok(()) };
     match v.as_list() {
         Some(l) if l.iter().all(|e| e.as_dict().is_some()) => Ok(()),
@@ -97,18 +139,18 @@ pub fn check_forward_for(d: &Dict, msg: &str) -> Result<(), OptionError> {
 
 /// Payload-transparency keys (`enc_algo`/`ppt_scheme`, `enc_serializer`/`ppt_serializer`).
 /// The router never looks inside such a payload; it only checks the announced values.
-pub fn check_transparency(d: &Dict, msg: &str) -> Result<(), OptionError> {
+pub fn check_transparency(d: &Dict, msg: &'static str) -> Result<(), OptionError> {
     const ALGOS: [&str; 4] = ["null", "cryptobox", "mqtt", "xbr"];
     const SERIALIZERS: [&str; 7] = ["null", "json", "msgpack", "cbor", "ubjson", "opaque", "flatbuffers"];
     if let Some(a) = opt_str(d, msg, "enc_algo")?
         && !ALGOS.contains(&a)
     {
-        return Err(format!("{msg}.Options.enc_algo: unknown algorithm {a:?}"));
+        return Err(OptionError::unknown(msg, "enc_algo", "algorithm", a));
     }
     if let Some(s) = opt_str(d, msg, "enc_serializer")?
         && !SERIALIZERS.contains(&s)
     {
-        return Err(format!("{msg}.Options.enc_serializer: unknown serializer {s:?}"));
+        return Err(OptionError::unknown(msg, "enc_serializer", "serializer", s));
     }
     opt_str(d, msg, "ppt_scheme")?;
     opt_str(d, msg, "ppt_serializer")?;
@@ -133,7 +175,7 @@ mod tests {
     fn wrong_type_names_the_key() {
         let d = Dict::new().with("acknowledge", 1u64);
         let e = opt_bool(&d, "PUBLISH", "acknowledge").unwrap_err();
-        assert!(e.contains("acknowledge"), "{e}");
+        assert!(e.to_string().contains("acknowledge"), "{e}");
     }
 
     #[test]
@@ -141,6 +183,6 @@ mod tests {
         let d = Dict::new().with("exclude", vec![Value::UInt(3), Value::UInt(1), Value::UInt(3)]);
         assert_eq!(opt_id_list(&d, "PUBLISH", "exclude").unwrap(), Some(vec![1, 3]));
         let bad = Dict::new().with("exclude", vec![Value::str("x")]);
-        assert!(opt_id_list(&bad, "PUBLISH", "exclude").unwrap_err().contains("exclude"));
+        assert!(opt_id_list(&bad, "PUBLISH", "exclude").unwrap_err().to_string().contains("exclude"));
     }
 }

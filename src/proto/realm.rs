@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use super::Map;
+
 use super::broker::Broker;
 use super::dealer::Dealer;
 use super::stats::RealmStats;
@@ -110,5 +112,55 @@ impl Realm {
             sessions: 0,
             stats: RealmStats::default(),
         }
+    }
+}
+
+/// The realms alive on one shard. A realm another shard created (auto-create) appears here
+/// on first use with the same settings.
+#[derive(Debug)]
+pub(crate) struct Realms {
+    map: Map<Arc<str>, Realm>,
+    router: Arc<RouterConfig>,
+}
+
+impl Realms {
+    pub fn new(router: Arc<RouterConfig>) -> Realms {
+        Realms { map: Map::default(), router }
+    }
+
+    pub fn router(&self) -> &RouterConfig {
+        &self.router
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Realm> {
+        self.map.get(name)
+    }
+
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Realm> {
+        self.map.get_mut(name)
+    }
+
+    /// The realm named `name`, created with its configured (or template) settings if this
+    /// shard has not seen it yet.
+    pub fn get_or_create(&mut self, name: &Arc<str>) -> &mut Realm {
+        let router = &self.router;
+        self.map.entry(name.clone()).or_insert_with(|| {
+            let cfg = router
+                .realm(name)
+                .unwrap_or_else(|| RealmConfig { name: name.to_string(), ..router.realm_template.clone() });
+            Realm::new(cfg)
+        })
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Realm> {
+        self.map.values()
     }
 }

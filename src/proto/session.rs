@@ -1,20 +1,19 @@
-//! One WAMP session on its home shard: identity, announced features, and the session-scope
-//! tables the router keeps for it (its subscriptions, registrations, calls as caller and
-//! invocations as callee), so that when it ends every trace can be removed.
-//!
-//! The connection-level state machine (ExpectHello → Established → Closing) lives in
-//! `core.rs` next to the connection; this file holds what exists only while established.
+//! One WAMP session on its home shard: identity, announced features, and its
+//! subscriptions (so that when it ends every trace can be removed). Its RPC state is in
+//! `rpc::Calls`; the connection-level state machine (ExpectHello → Established → Closing)
+//! is in `out::conns` next to the connection.
 
 use crate::proto::{Map, Set};
+
 use std::sync::Arc;
 
-use super::mesh::{CallKey, Invoke};
-use super::wire::ids::RequestIds;
-use super::wire::uri::MatchPolicy;
 use super::wire::{Dict, Id, Value};
 
 /// Connection handle: slot index in the low 32 bits, generation in the high 32.
 pub type ConnId = u64;
+
+/// The established sessions of one shard, by session ID.
+pub(crate) type Sessions = Map<Id, Session>;
 
 /// The roles and features a client announced in HELLO (`Details.roles`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -67,17 +66,6 @@ impl ClientFeatures {
     }
 }
 
-/// An invocation this session (as callee) has not answered yet.
-#[derive(Clone, Debug)]
-pub struct InvocationState {
-    pub call: CallKey,
-    /// The caller went away or canceled: the answer is dropped, not relayed. The entry
-    /// stays until the callee answers, so a late YIELD is not a protocol violation.
-    pub caller_gone: bool,
-    /// The caller asked for progressive results.
-    pub receive_progress: bool,
-}
-
 /// An established session.
 #[derive(Debug)]
 pub struct Session {
@@ -90,22 +78,9 @@ pub struct Session {
     pub features: ClientFeatures,
     /// Subscription IDs this session is a member of.
     pub subscriptions: Set<Id>,
-    /// Registrations held: ID → (procedure, policy).
-    pub registrations: Map<Id, (Arc<str>, MatchPolicy)>,
-    /// REGISTERs waiting for the owner's barrier: token → (procedure, policy).
-    pub pending_registrations: Map<u64, (Arc<str>, MatchPolicy)>,
     /// SUBSCRIBEs waiting for the owner's barrier (bounded by
     /// `limits::SESSION_PENDING_ROUTE_CHANGES_MAX`).
     pub pending_subscribes: usize,
-    /// Invocations that overtook the REGISTERED of a pending registration; released in
-    /// order once it is confirmed.
-    pub parked: Vec<Box<Invoke>>,
-    /// Outstanding calls as caller: CALL.Request → call sequence in the shard's call table.
-    pub calls: Map<Id, u64>,
-    /// Outstanding invocations as callee: INVOCATION.Request → state.
-    pub invocations: Map<Id, InvocationState>,
-    /// Session-scope IDs for INVOCATIONs sent to this session.
-    pub invocation_ids: RequestIds,
 }
 
 impl Session {
@@ -126,13 +101,7 @@ impl Session {
             authmethod: Arc::from("anonymous"),
             features,
             subscriptions: Set::default(),
-            registrations: Map::default(),
-            pending_registrations: Map::default(),
             pending_subscribes: 0,
-            parked: Vec::new(),
-            calls: Map::default(),
-            invocations: Map::default(),
-            invocation_ids: RequestIds::default(),
         }
     }
 }

@@ -136,25 +136,17 @@ impl Dealer {
         invoke: InvokePolicy,
         disclose_caller: bool,
         callee: Callee,
-    ) -> Result<&OwnedReg, (&'static str, String)> {
-        const EXISTS: &str = "wamp.error.procedure_already_exists";
+    ) -> Result<&OwnedReg, RegisterRefused> {
         let key = (procedure.clone(), policy);
         if let Some(reg) = self.owned.get(&key) {
             if reg.invoke == InvokePolicy::Single || invoke == InvokePolicy::Single {
-                return Err((EXISTS, format!("procedure {procedure} is already registered")));
+                return Err(RegisterRefused::Exists);
             }
             if reg.invoke != invoke {
-                return Err((
-                    EXISTS,
-                    format!(
-                        "procedure {procedure} is registered with invoke policy {:?}, not {:?}",
-                        reg.invoke.as_str(),
-                        invoke.as_str()
-                    ),
-                ));
+                return Err(RegisterRefused::OtherPolicy { registered: reg.invoke, asked: invoke });
             }
             if reg.callees.iter().any(|c| c.session == callee.session) {
-                return Err((EXISTS, format!("this session already registered {procedure}")));
+                return Err(RegisterRefused::SameSession);
             }
         } else {
             self.next_seq += 1;
@@ -190,6 +182,37 @@ impl Dealer {
 
     pub fn owned(&self) -> impl Iterator<Item = &OwnedReg> {
         self.owned.values()
+    }
+}
+
+/// Why the owner refused a REGISTER (all answered with `wamp.error.procedure_already_exists`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegisterRefused {
+    /// Registered with `single`, or asked for `single` while registered.
+    Exists,
+    /// Registered with another shared-registration policy.
+    OtherPolicy { registered: InvokePolicy, asked: InvokePolicy },
+    /// This session is already a callee of it.
+    SameSession,
+}
+
+impl RegisterRefused {
+    pub fn uri(self) -> &'static str {
+        crate::proto::uris::PROCEDURE_ALREADY_EXISTS
+    }
+
+    /// The ERROR's message for the registering client.
+    pub fn message(self, procedure: &str) -> String {
+        let procedure = crate::proto::violation::clip(procedure);
+        match self {
+            RegisterRefused::Exists => format!("procedure {procedure} is already registered"),
+            RegisterRefused::OtherPolicy { registered, asked } => format!(
+                "procedure {procedure} is registered with invoke policy {:?}, not {:?}",
+                registered.as_str(),
+                asked.as_str()
+            ),
+            RegisterRefused::SameSession => format!("this session already registered {procedure}"),
+        }
     }
 }
 
@@ -251,12 +274,12 @@ impl RegisterOptions {
         options::check_forward_for(d, M)?;
         let policy = match options::opt_str(d, M, "match")? {
             None => MatchPolicy::Exact,
-            Some(s) => MatchPolicy::parse(s).ok_or_else(|| format!("{M}.Options.match: unknown match policy {s:?}"))?,
+            Some(s) => MatchPolicy::parse(s).ok_or_else(|| OptionError::unknown(M, "match", "match policy", s))?,
         };
         let invoke = match options::opt_str(d, M, "invoke")? {
             None => InvokePolicy::Single,
             Some(s) => {
-                InvokePolicy::parse(s).ok_or_else(|| format!("{M}.Options.invoke: unknown invocation policy {s:?}"))?
+                InvokePolicy::parse(s).ok_or_else(|| OptionError::unknown(M, "invoke", "invocation policy", s))?
             }
         };
         Ok(RegisterOptions {
@@ -376,6 +399,7 @@ mod tests {
         let s: Arc<str> = Arc::from("s");
         d.owner_register(0, &s, MatchPolicy::Exact, InvokePolicy::Single, false, c(1)).unwrap();
         let e = d.owner_register(0, &s, MatchPolicy::Exact, InvokePolicy::Single, false, c(2)).unwrap_err();
-        assert_eq!(e.0, "wamp.error.procedure_already_exists");
+        assert_eq!(e, RegisterRefused::Exists);
+        assert_eq!(e.uri(), "wamp.error.procedure_already_exists");
     }
 }

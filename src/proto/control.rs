@@ -1,0 +1,230 @@
+//! The owner side of subscriptions and registrations, and the barriers that make
+//! SUBSCRIBED/REGISTERED safe: the owner of (realm, URI, match) assigns the ID, keeps the
+//! authoritative shard set / callee list, pushes every change to all replicas, and for an
+//! addition answers the requesting shard only once every other shard acknowledged.
+
+use std::sync::Arc;
+
+use super::dealer::OwnedRegView;
+use super::mesh::{BarrierId, Callee, MeshMsg, RegMsg, ShardId, SubMsg};
+use super::out::Out;
+use super::realm::Realms;
+use super::wire::Id;
+use crate::proto::Map;
+
+/// What happens when a barrier completes.
+#[derive(Debug)]
+enum BarrierDone {
+    Subscribe { to: ShardId, realm: Arc<str>, token: u64, subscription: Id },
+    Register { to: ShardId, realm: Arc<str>, token: u64, registration: Id },
+}
+
+#[derive(Debug)]
+struct Barrier {
+    remaining: usize,
+    done: BarrierDone,
+}
+
+/// Barriers in progress on this shard (as an owner).
+#[derive(Debug, Default)]
+pub(crate) struct Control {
+    barriers: Map<BarrierId, Barrier>,
+    next_barrier: BarrierId,
+}
+
+impl Control {
+    /// Subscription control messages for the owner or a replica. (`SubMsg::Done` is the
+    /// requester's: `pubsub::on_subscribe_done`.)
+    pub fn on_sub(&mut self, cx: &mut Out, realms: &mut Realms, from: ShardId, msg: SubMsg) {
+        match msg {
+            SubMsg::Req { realm, topic, policy, token } => {
+                let owner = cx.shard;
+                let sub = realms.get_or_create(&realm).broker.owner_add(owner, &topic, policy, from).0.clone();
+                let done = BarrierDone::Subscribe { to: from, realm: realm.clone(), token, subscription: sub.id };
+                self.broadcast_barrier(cx, realms, done, |barrier| {
+                    MeshMsg::Sub(SubMsg::Route {
+                        realm: realm.clone(),
+                        subscription: sub.id,
+                        topic: sub.topic.clone(),
+                        policy: sub.policy,
+                        shards: sub.shards,
+                        barrier,
+                    })
+                });
+            }
+            SubMsg::Release { realm, subscription } => {
+                if let Some(sub) = realms.get_or_create(&realm).broker.owner_release(subscription, from) {
+                    broadcast(cx, realms, || {
+                        MeshMsg::Sub(SubMsg::Route {
+                            realm: realm.clone(),
+                            subscription,
+                            topic: sub.topic.clone(),
+                            policy: sub.policy,
+                            shards: sub.shards,
+                            barrier: None,
+                        })
+                    });
+                }
+            }
+            SubMsg::Route { barrier, .. } => {
+                let msg = MeshMsg::Sub(msg);
+                apply_route(realms, &msg);
+                if let Some(barrier) = barrier {
+                    cx.send_mesh(from, MeshMsg::BarrierAck { barrier });
+                }
+            }
+            SubMsg::Done { .. } => debug_assert!(false, "SubMsg::Done goes to pubsub"),
+        }
+    }
+
+    /// Registration control messages for the owner or a replica. (`RegMsg::Done` and
+    /// `RegMsg::UnregDone` are the requester's: `rpc::on_register_done`/`on_unregister_done`.)
+    pub fn on_reg(&mut self, cx: &mut Out, realms: &mut Realms, from: ShardId, msg: RegMsg) {
+        match msg {
+            RegMsg::Req { realm, procedure, policy, invoke, disclose_caller, callee, token } => {
+                let owner = cx.shard;
+                let callee = Callee { shard: from, session: callee };
+                let dealer = &mut realms.get_or_create(&realm).dealer;
+                match dealer.owner_register(owner, &procedure, policy, invoke, disclose_caller, callee) {
+                    Err(refused) => {
+                        cx.send_mesh(from, MeshMsg::Reg(RegMsg::Done { realm, token, result: Err(refused) }));
+                    }
+                    Ok(reg) => {
+                        let reg = reg.clone();
+                        let callees = Arc::new(reg.callees.clone());
+                        let done =
+                            BarrierDone::Register { to: from, realm: realm.clone(), token, registration: reg.id };
+                        self.broadcast_barrier(cx, realms, done, |barrier| {
+                            MeshMsg::Reg(RegMsg::Route {
+                                realm: realm.clone(),
+                                registration: reg.id,
+                                procedure: reg.procedure.clone(),
+                                policy: reg.policy,
+                                invoke: reg.invoke,
+                                disclose_caller: reg.disclose_caller,
+                                callees: callees.clone(),
+                                barrier,
+                            })
+                        });
+                    }
+                }
+            }
+            RegMsg::UnregReq { realm, registration, callee, token } => {
+                let result = realms.get_or_create(&realm).dealer.owner_unregister(registration, callee);
+                cx.send_mesh(from, MeshMsg::Reg(RegMsg::UnregDone { token }));
+                if let Some(reg) = result {
+                    let callees = Arc::new(reg.callees.clone());
+                    broadcast(cx, realms, || {
+                        MeshMsg::Reg(RegMsg::Route {
+                            realm: realm.clone(),
+                            registration,
+                            procedure: reg.procedure.clone(),
+                            policy: reg.policy,
+                            invoke: reg.invoke,
+                            disclose_caller: reg.disclose_caller,
+                            callees: callees.clone(),
+                            barrier: None,
+                        })
+                    });
+                }
+            }
+            RegMsg::Route { barrier, .. } => {
+                let msg = MeshMsg::Reg(msg);
+                apply_route(realms, &msg);
+                if let Some(barrier) = barrier {
+                    cx.send_mesh(from, MeshMsg::BarrierAck { barrier });
+                }
+            }
+            RegMsg::Done { .. } | RegMsg::UnregDone { .. } => debug_assert!(false, "requester messages go to rpc"),
+        }
+    }
+
+    /// A replica acknowledged barrier `barrier`; the last ack completes it.
+    pub fn on_barrier_ack(&mut self, cx: &mut Out, barrier: BarrierId) {
+        let done = match self.barriers.get_mut(&barrier) {
+            Some(b) if b.remaining > 1 => {
+                b.remaining -= 1;
+                None
+            }
+            Some(_) => self.barriers.remove(&barrier).map(|b| b.done),
+            None => None,
+        };
+        if let Some(done) = done {
+            finish_barrier(cx, done);
+        }
+    }
+
+    /// Send a route update to every other shard with a barrier, apply it here, and run
+    /// `done` once every other shard acknowledged.
+    fn broadcast_barrier(
+        &mut self,
+        cx: &mut Out,
+        realms: &mut Realms,
+        done: BarrierDone,
+        make: impl Fn(Option<BarrierId>) -> MeshMsg,
+    ) {
+        self.next_barrier += 1;
+        let id = self.next_barrier;
+        let me = cx.shard;
+        for shard in (0..cx.shards).filter(|&s| s != me) {
+            cx.send_mesh(shard, make(Some(id)));
+        }
+        // Apply locally now (no ack needed from ourselves).
+        apply_route(realms, &make(None));
+        if cx.shards == 1 {
+            finish_barrier(cx, done);
+        } else {
+            self.barriers.insert(id, Barrier { remaining: cx.shards - 1, done });
+        }
+    }
+}
+
+/// Send a route update to every other shard without waiting, and apply it here.
+fn broadcast(cx: &mut Out, realms: &mut Realms, make: impl Fn() -> MeshMsg) {
+    let me = cx.shard;
+    for shard in (0..cx.shards).filter(|&s| s != me) {
+        cx.send_mesh(shard, make());
+    }
+    apply_route(realms, &make());
+}
+
+/// Apply an owner's route update to this shard's replica.
+fn apply_route(realms: &mut Realms, msg: &MeshMsg) {
+    match msg {
+        MeshMsg::Sub(SubMsg::Route { realm, subscription, topic, policy, shards, .. }) => {
+            realms.get_or_create(realm).broker.set_route(topic, *policy, *subscription, *shards);
+        }
+        MeshMsg::Reg(RegMsg::Route {
+            realm,
+            registration,
+            procedure,
+            policy,
+            invoke,
+            disclose_caller,
+            callees,
+            ..
+        }) => {
+            let view = OwnedRegView {
+                id: *registration,
+                procedure,
+                policy: *policy,
+                invoke: *invoke,
+                disclose_caller: *disclose_caller,
+                callees,
+            };
+            realms.get_or_create(realm).dealer.set_route(&view);
+        }
+        _ => debug_assert!(false, "not a route update"),
+    }
+}
+
+fn finish_barrier(cx: &mut Out, done: BarrierDone) {
+    match done {
+        BarrierDone::Subscribe { to, realm, token, subscription } => {
+            cx.send_mesh(to, MeshMsg::Sub(SubMsg::Done { realm, token, subscription }))
+        }
+        BarrierDone::Register { to, realm, token, registration } => {
+            cx.send_mesh(to, MeshMsg::Reg(RegMsg::Done { realm, token, result: Ok(registration) }))
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The thin dispatchers: a client's frame to the feature module that handles it, a mesh
+//! message to its feature, and a handler's `Err` into ABORT.
+
+use super::super::lifecycle::{self, Hello};
+use super::super::mesh::{CallMsg, MeshMsg, RegMsg, ShardId, StatsMsg, SubMsg};
+use super::super::out::ConnState;
+use super::super::pubsub;
+use super::super::rpc::{self, CallReq, Failure};
+use super::super::session::ConnId;
+use super::super::stats::Stats;
+use super::super::uris;
+use super::super::violation::{Abort, Violation};
+use super::super::wire::message::code;
+use super::super::wire::{Dict, Id, Message, decode};
+use super::ShardCore;
+
+impl ShardCore {
+    pub(super) fn on_frame(&mut self, conn: ConnId, frame: bytes::Bytes) {
+        let Some(c) = self.cx.conns.get(conn) else { return };
+        if c.closing {
+            return;
+        }
+        let ser = c.info.framing.serializer;
+        self.cx.stats.bytes_in += frame.len() as u64;
+        let msg = match decode(ser, &frame) {
+            Ok(m) => m,
+            Err(e) => {
+                self.cx.stats.messages_in[0] += 1;
+                return self.abort(conn, Violation::Undecodable(e).into());
+            }
+        };
+        self.cx.stats.messages_in[Stats::slot(msg.code())] += 1;
+        let sid = match self.cx.conns.get(conn).map(|c| &c.state) {
+            Some(ConnState::ExpectHello) => None,
+            Some(ConnState::Established(sid)) => Some(*sid),
+            Some(ConnState::Closing) => {
+                if matches!(msg, Message::Goodbye { .. } | Message::Abort { .. }) {
+                    self.cx.close_conn(conn, "goodbye");
+                }
+                return;
+            }
+            None => return,
+        };
+        let result = match sid {
+            None => self.on_unestablished(conn, msg),
+            Some(sid) => self.on_session_message(conn, sid, msg).map_err(Abort::from),
+        };
+        if let Err(why) = result {
+            self.abort(conn, why);
+        }
+    }
+
+    /// A message before the session exists: only HELLO (or ABORT) is valid.
+    fn on_unestablished(&mut self, conn: ConnId, msg: Message) -> Result<(), Abort> {
+        match msg {
+            Message::Hello { realm, details } => {
+                let (cx, realms, sessions) = (&mut self.cx, &mut self.realms, &mut self.sessions);
+                if let Hello::WelcomeTooLarge(sid) = lifecycle::on_hello(cx, realms, sessions, conn, realm, details)? {
+                    self.end_session(sid);
+                    self.cx.close_conn(conn, "peer limit too small for WELCOME");
+                }
+                Ok(())
+            }
+            Message::Abort { .. } => {
+                self.cx.close_conn(conn, "peer abort");
+                Ok(())
+            }
+            other => Err(Violation::ExpectedHello { received: other.name() }.into()),
+        }
+    }
+
+    /// A message in an established session, to the feature that handles it.
+    fn on_session_message(&mut self, conn: ConnId, sid: Id, msg: Message) -> Result<(), Violation> {
+        let (cx, realms, calls) = (&mut self.cx, &mut self.realms, &mut self.calls);
+        let Some(s) = self.sessions.get_mut(&sid) else { return Ok(()) };
+        match msg {
+            Message::Publish { request, options, topic, payload } => {
+                pubsub::on_publish(cx, realms, s, request, options, topic, payload)
+            }
+            Message::Subscribe { request, options, topic } => {
+                pubsub::on_subscribe(cx, realms, s, request, options, topic)
+            }
+            Message::Unsubscribe { request, subscription } => {
+                pubsub::on_unsubscribe(cx, realms, s, request, subscription);
+                Ok(())
+            }
+            Message::Call { request, options, procedure, payload } => {
+                let call = CallReq { request, options, procedure, payload };
+                rpc::on_call(cx, calls, realms, &self.sessions, sid, call)
+            }
+            Message::Cancel { request, options } => {
+                rpc::on_cancel(cx, calls, realms, &self.sessions, sid, request, options)
+            }
+            Message::Register { request, options, procedure } => {
+                rpc::on_register(cx, calls, realms, s, request, options, procedure)
+            }
+            Message::Unregister { request, registration } => {
+                rpc::on_unregister(cx, calls, s, request, registration);
+                Ok(())
+            }
+            Message::Yield { request, options, payload } => rpc::on_yield(cx, calls, s, request, options, payload),
+            Message::Error { request_type: code::INVOCATION, request, details, error, payload } => {
+                rpc::on_invocation_error(cx, calls, s, request, details, error, payload)
+            }
+            Message::Error { request_type, .. } => Err(Violation::ErrorForRequestType { request_type }),
+            Message::Goodbye { .. } => {
+                let reason = uris::GOODBYE_AND_OUT.to_owned();
+                cx.send(conn, &Message::Goodbye { details: Dict::new(), reason });
+                self.end_session(sid);
+                Ok(())
+            }
+            Message::Abort { .. } => {
+                self.end_session(sid);
+                self.cx.close_conn(conn, "peer abort");
+                Ok(())
+            }
+            // Acknowledged delivery is not announced, so there is nothing to acknowledge.
+            Message::EventReceived { .. } => Ok(()),
+            other => Err(Violation::NotFromClient { received: other.name() }),
+        }
+    }
+
+    /// One mesh message, to the feature that handles it.
+    pub(super) fn on_mesh(&mut self, from: ShardId, msg: MeshMsg) {
+        let (cx, realms, sessions, calls) = (&mut self.cx, &mut self.realms, &mut self.sessions, &mut self.calls);
+        match msg {
+            MeshMsg::Deliver { publication, targets } => {
+                if let Some(realm) = realms.get_mut(&publication.realm) {
+                    pubsub::deliver_local(cx, realm, &publication, &targets);
+                }
+            }
+            MeshMsg::Call(m) => self.on_call_msg(m),
+            MeshMsg::Sub(SubMsg::Done { realm, token, subscription }) => {
+                pubsub::on_subscribe_done(cx, realms, sessions, realm, token, subscription)
+            }
+            MeshMsg::Sub(m) => self.control.on_sub(cx, realms, from, m),
+            MeshMsg::Reg(RegMsg::Done { realm, token, result }) => {
+                rpc::on_register_done(cx, calls, sessions, realm, token, result)
+            }
+            MeshMsg::Reg(RegMsg::UnregDone { token }) => rpc::on_unregister_done(cx, calls, sessions, token),
+            MeshMsg::Reg(m) => self.control.on_reg(cx, realms, from, m),
+            MeshMsg::BarrierAck { barrier } => self.control.on_barrier_ack(cx, barrier),
+            MeshMsg::Stats(StatsMsg::Request { token }) => {
+                let snapshot = Box::new(self.snapshot());
+                self.cx.send_mesh(from, MeshMsg::Stats(StatsMsg::Reply { token, snapshot }));
+            }
+            MeshMsg::Stats(StatsMsg::Reply { token, snapshot }) => {
+                if let Some(list) = self.stats_requests.get_mut(&token) {
+                    list.push(*snapshot);
+                }
+            }
+        }
+    }
+
+    fn on_call_msg(&mut self, msg: CallMsg) {
+        let (cx, realms, sessions, calls) = (&mut self.cx, &mut self.realms, &self.sessions, &mut self.calls);
+        match msg {
+            CallMsg::Invoke(inv) => rpc::start_invocation(cx, calls, sessions, inv),
+            CallMsg::Yielded { call, progress, payload } => {
+                rpc::on_yielded(cx, calls, realms, sessions, call, progress, payload)
+            }
+            CallMsg::Failed { call, error, details, payload } => {
+                calls.fail(cx, realms, sessions, call.seq, Failure::Plain { uri: error, details, payload })
+            }
+            CallMsg::Bounced { call, callee, reason } => {
+                rpc::on_bounced(cx, calls, realms, sessions, call, callee, reason)
+            }
+            CallMsg::Cancel { call, callee, mode } => rpc::on_cancel_invoke(cx, calls, sessions, call, callee, mode),
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! `ShardCore`: everything one shard knows, driven by inputs and drained through outputs.
+//! It orchestrates and never routes: frames and mesh messages are dispatched
+//! (`dispatch.rs`) to the feature modules — `lifecycle`, `pubsub`, `rpc`, `control` — which
+//! act only through the handler context [`Out`](super::out::Out).
+//!
+//! Inputs (`handle_*`): a connection opened, one WAMP message from a connection (transport
+//! framing already removed), a connection closed, a batch of mesh messages from another
+//! shard, the clock ticking. Outputs (`poll_*` and friends): frames queued per connection
+//! (`out_queue`, `take_dirty`), mesh batches per destination shard (`poll_mesh`), and
+//! events for the runtime (`poll_event`: close this connection after flushing it).
+//!
+//! Call order for a runtime, once per loop turn: feed inputs; then drain `poll_mesh` and
+//! send each batch; then `take_dirty` and flush those connections; then `poll_event`.
+//!
+//! Messages to this shard itself go through a local queue that is drained before each
+//! `handle_*` returns, so the control plane behaves the same with 1 shard or 64. The one
+//! exception is local delivery of a publication, done directly (the hot path).
+
+mod dispatch;
+mod observe;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::control::Control;
+use super::frame::OutQueue;
+use super::lifecycle;
+use super::mesh::{MeshMsg, ShardId};
+use super::out::{Conn, ConnState, Out};
+pub use super::out::{ConnInfo, CoreEvent};
+use super::realm::{Realms, RouterConfig};
+use super::rpc::Calls;
+use super::session::{ConnId, Sessions};
+use super::stats::Snapshot;
+pub use super::stats::Stats;
+use super::uris;
+use super::violation::Abort;
+use super::wire::ids::IdGen;
+use super::wire::{Dict, Id, Message, Payload};
+use crate::limits;
+use crate::proto::Map;
+
+/// How a core is set up.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    pub shard: ShardId,
+    pub shards: usize,
+    /// Seed for session/publication IDs and random callee choice.
+    pub seed: u64,
+    pub router: Arc<RouterConfig>,
+}
+
+/// All state of one shard.
+pub struct ShardCore {
+    /// What handlers may do: connections, out queues, the mesh outbox, IDs, counters.
+    cx: Out,
+    sessions: Sessions,
+    realms: Realms,
+    calls: Calls,
+    control: Control,
+    /// `/metrics` requests in progress: token → snapshots received so far.
+    stats_requests: Map<u64, Vec<Snapshot>>,
+}
+
+impl ShardCore {
+    pub fn new(cfg: CoreConfig) -> ShardCore {
+        assert!(cfg.shards >= 1 && cfg.shards <= limits::SHARDS_MAX, "shard count out of range");
+        assert!(cfg.shard < cfg.shards);
+        let ids = IdGen::new(cfg.seed ^ (cfg.shard as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        ShardCore {
+            cx: Out::new(cfg.shard, cfg.shards, ids, cfg.router.pending_bytes_max, Instant::now()),
+            sessions: Sessions::default(),
+            realms: Realms::new(cfg.router),
+            calls: Calls::default(),
+            control: Control::default(),
+            stats_requests: Map::default(),
+        }
+    }
+
+    // ---------------------------------------------------------------- getters
+
+    pub fn shard(&self) -> ShardId {
+        self.cx.shard
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.cx.stats
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.cx.conns.len()
+    }
+
+    /// Mesh messages waiting to be sent (the runtime stops reading connections above
+    /// `limits::MESH_OUTBOX_PAUSE_MESSAGES`).
+    pub fn outbox_len(&self) -> usize {
+        self.cx.mesh.len()
+    }
+
+    /// The session established on a connection, if any.
+    pub fn session_of(&self, conn: ConnId) -> Option<Id> {
+        self.cx.session_of(conn)
+    }
+
+    /// Whether the session that lived on `conn` still waits for owners to confirm that its
+    /// registrations are released.
+    pub fn teardown_pending(&self, conn: ConnId) -> bool {
+        self.calls.teardown_pending(conn)
+    }
+
+    // ---------------------------------------------------------------- inputs
+
+    /// A transport finished its handshake.
+    pub fn handle_open(&mut self, info: ConnInfo, now: Instant) -> ConnId {
+        self.cx.now = now;
+        self.cx.stats.connections_opened += 1;
+        self.cx.conns.insert(Conn::new(info))
+    }
+
+    /// One WAMP message arrived on `conn`.
+    pub fn handle_message(&mut self, conn: ConnId, frame: bytes::Bytes, now: Instant) {
+        self.cx.now = now;
+        self.on_frame(conn, frame);
+        self.settle();
+    }
+
+    /// The transport of `conn` is gone (closed by the peer, by the runtime, or reaped).
+    pub fn handle_close(&mut self, conn: ConnId, now: Instant) {
+        self.cx.now = now;
+        if let Some(c) = self.cx.conns.remove(conn) {
+            self.cx.stats.connections_closed += 1;
+            if let ConnState::Established(sid) = c.state {
+                self.end_session(sid);
+            }
+        }
+        self.settle();
+    }
+
+    /// A batch of messages from shard `from`, in the order it sent them.
+    pub fn handle_mesh(&mut self, from: ShardId, batch: Vec<MeshMsg>, now: Instant) {
+        self.cx.now = now;
+        self.cx.stats.mesh_batches_in += 1;
+        self.cx.stats.mesh_messages_in += batch.len() as u64;
+        for msg in batch {
+            self.on_mesh(from, msg);
+        }
+        self.settle();
+    }
+
+    /// The runtime is about to close `conn` (ping timeout, HELLO deadline, transport error,
+    /// or a close the core asked for): end its session now, so its registrations are
+    /// released before the peer sees the connection end. Poll [`ShardCore::teardown_pending`]
+    /// before closing the socket.
+    pub fn handle_closing(&mut self, conn: ConnId, now: Instant) {
+        self.cx.now = now;
+        if let Some(sid) = self.session_of(conn) {
+            self.end_session(sid);
+        }
+        self.settle();
+    }
+
+    /// The runtime found `conn` making no write progress for the write deadline.
+    pub fn handle_write_stalled(&mut self, conn: ConnId, now: Instant) {
+        self.cx.now = now;
+        self.cx.mark_slow(conn);
+        self.settle();
+    }
+
+    /// Router shutdown: GOODBYE `wamp.close.system_shutdown` to every session. Each
+    /// connection is closed when its GOODBYE echo arrives; the runtime closes the rest after
+    /// `limits::SHUTDOWN_GRACE_MS`.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.cx.now = now;
+        let mut conns: Vec<(ConnId, Id)> = self.sessions.values().map(|s| (s.conn, s.id)).collect();
+        conns.sort_unstable();
+        for (conn, sid) in conns {
+            let details = Dict::new().with("message", "the router is shutting down");
+            self.cx.send(conn, &Message::Goodbye { details, reason: uris::SYSTEM_SHUTDOWN.to_owned() });
+            self.end_session(sid);
+            // Wait for the echo; the runtime closes whatever is left after the grace time.
+            if let Some(c) = self.cx.conns.get_mut(conn) {
+                c.state = ConnState::Closing;
+            }
+        }
+        self.settle();
+    }
+
+    /// The runtime found a mesh channel full.
+    pub fn count_mesh_full(&mut self) {
+        self.cx.stats.mesh_channel_full += 1;
+    }
+
+    // ---------------------------------------------------------------- outputs
+
+    /// The next mesh batch to send: (destination, messages in order).
+    pub fn poll_mesh(&mut self) -> Option<(ShardId, Vec<MeshMsg>)> {
+        let (to, batch) = self.cx.mesh.pop_batch()?;
+        self.cx.stats.mesh_batches_out += 1;
+        self.cx.stats.mesh_messages_out += batch.len() as u64;
+        Some((to, batch))
+    }
+
+    /// Messages the runtime is holding for full mesh channels (for the outbox gauge).
+    pub fn set_mesh_backlog(&mut self, messages: usize) {
+        self.cx.mesh.backlog = messages;
+    }
+
+    /// Connections that got frames since the last call.
+    pub fn take_dirty(&mut self, into: &mut Vec<ConnId>) {
+        for &c in &self.cx.dirty {
+            if let Some(conn) = self.cx.conns.get_mut(c) {
+                conn.dirty = false;
+            }
+        }
+        into.append(&mut self.cx.dirty);
+    }
+
+    /// The frames queued for `conn`.
+    pub fn out_queue(&mut self, conn: ConnId) -> Option<&mut OutQueue> {
+        self.cx.conns.get_mut(conn).map(|c| &mut c.out)
+    }
+
+    pub fn poll_event(&mut self) -> Option<CoreEvent> {
+        self.cx.events.pop_front()
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    /// Finish an input: run messages this shard sent itself, and act on slow consumers.
+    fn settle(&mut self) {
+        loop {
+            while let Some(msg) = self.cx.mesh.pop_local() {
+                self.on_mesh(self.cx.shard, msg);
+            }
+            if self.cx.slow.is_empty() {
+                break;
+            }
+            for conn in std::mem::take(&mut self.cx.slow) {
+                if let Some(c) = self.cx.conns.get_mut(conn) {
+                    c.slow_marked = false;
+                }
+                self.disconnect_slow(conn);
+            }
+        }
+    }
+
+    fn end_session(&mut self, sid: Id) {
+        lifecycle::end_session(&mut self.cx, &mut self.realms, &mut self.sessions, &mut self.calls, sid);
+    }
+
+    /// ABORT the connection's session and close the transport.
+    fn abort(&mut self, conn: ConnId, why: Abort) {
+        if let Abort::Violation(v) = &why {
+            self.cx.stats.protocol_violations += 1;
+            tracing::debug!(conn, message = %v, "protocol violation");
+        }
+        let details = Dict::new().with("message", why.to_string());
+        self.cx.send(conn, &Message::Abort { details, reason: why.uri().to_owned(), payload: Payload::empty() });
+        if let Some(sid) = self.session_of(conn) {
+            self.end_session(sid);
+        }
+        if let Some(c) = self.cx.conns.get_mut(conn) {
+            c.state = ConnState::ExpectHello;
+        }
+        self.cx.close_conn(conn, "abort");
+    }
+
+    fn disconnect_slow(&mut self, conn: ConnId) {
+        let Some(c) = self.cx.conns.get_mut(conn) else { return };
+        if c.closing {
+            return;
+        }
+        // Drop the backlog: the client is too far behind for it to matter, and the GOODBYE
+        // must get through. Frames the writer already took are finished first.
+        let dropped = c.out.bytes();
+        c.out.clear();
+        self.cx.stats.slow_consumer_disconnects += 1;
+        let n = self.cx.stats.slow_consumer_disconnects;
+        if n <= 10 || n.is_power_of_two() {
+            tracing::warn!(conn, dropped_bytes = dropped, total = n, "slow consumer disconnected");
+        }
+        let details = Dict::new().with("message", "slow consumer: too many bytes queued or no write progress");
+        self.cx.send(conn, &Message::Goodbye { details, reason: uris::SLOW_CONSUMER.to_owned() });
+        if let Some(sid) = self.session_of(conn) {
+            self.end_session(sid);
+        }
+        self.cx.close_conn(conn, "slow consumer");
+    }
+}

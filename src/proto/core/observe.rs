@@ -1,0 +1,68 @@
+//! Observability: this shard's snapshot, and the scatter-gather of every shard's snapshot
+//! for one `/metrics` scrape.
+
+use std::time::Instant;
+
+use super::super::mesh::{MeshMsg, StatsMsg};
+use super::super::realm::Realm;
+use super::super::stats::{RealmSnapshot, Snapshot};
+use super::ShardCore;
+
+impl ShardCore {
+    /// This shard's counters and gauges.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut snap = Snapshot {
+            shard: self.cx.shard,
+            stats: self.cx.stats.clone(),
+            realms: Vec::with_capacity(self.realms.len()),
+            connections: Default::default(),
+            pending_out_bytes: 0,
+            mesh_outbox: (self.cx.mesh.len() + self.cx.mesh.backlog) as u64,
+        };
+        for c in self.cx.conns.iter() {
+            snap.connections[c.info.framing.index()] += 1;
+            snap.pending_out_bytes += c.out.bytes() as u64;
+        }
+        let mut realms: Vec<&Realm> = self.realms.values().collect();
+        realms.sort_by(|a, b| a.name.cmp(&b.name));
+        for r in realms {
+            snap.realms.push(RealmSnapshot {
+                name: r.name.to_string(),
+                stats: r.stats.clone(),
+                sessions: r.sessions as u64,
+                subscriptions: r.broker.route_count() as u64,
+                registrations: r.dealer.route_count() as u64,
+            });
+        }
+        snap
+    }
+
+    /// Start gathering every shard's snapshot; poll [`ShardCore::take_stats`] with the token.
+    /// At most a handful are in flight (one per scrape), so the map stays tiny.
+    pub fn request_stats(&mut self, now: Instant) -> u64 {
+        self.cx.now = now;
+        let token = self.cx.token();
+        self.stats_requests.insert(token, vec![self.snapshot()]);
+        let me = self.cx.shard;
+        for shard in (0..self.cx.shards).filter(|&s| s != me) {
+            self.cx.send_mesh(shard, MeshMsg::Stats(StatsMsg::Request { token }));
+        }
+        self.settle();
+        token
+    }
+
+    /// Every shard's snapshot, once all have answered (sorted by shard).
+    pub fn take_stats(&mut self, token: u64) -> Option<Vec<Snapshot>> {
+        if self.stats_requests.get(&token)?.len() < self.cx.shards {
+            return None;
+        }
+        let mut list = self.stats_requests.remove(&token)?;
+        list.sort_by_key(|s| s.shard);
+        Some(list)
+    }
+
+    /// Give up on a stats request (the scrape timed out).
+    pub fn cancel_stats(&mut self, token: u64) {
+        self.stats_requests.remove(&token);
+    }
+}

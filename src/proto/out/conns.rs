@@ -1,0 +1,171 @@
+//! Connections as the core sees them: generational slots, each with its out queue, its
+//! state in the session state machine, and the slow-consumer rule for pushing a frame.
+//! Nothing here routes or knows about sessions beyond their ID.
+
+use super::super::frame::{Framing, OutFrame, OutQueue};
+use super::super::realm::SlowConsumerPolicy;
+use super::super::session::ConnId;
+use super::super::wire::Id;
+
+/// How the runtime opens a connection in the core.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnInfo {
+    pub framing: Framing,
+    /// Largest message the peer accepts (RawSocket handshake), `usize::MAX` if unlimited.
+    pub max_out_message: usize,
+}
+
+/// Something the runtime must act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CoreEvent {
+    /// Flush what is queued for the connection (bounded by the shutdown grace), then
+    /// close its transport and call `handle_close`.
+    Close { conn: ConnId, reason: &'static str },
+}
+
+/// Where a connection is in the WAMP session state machine.
+#[derive(Debug)]
+pub(crate) enum ConnState {
+    ExpectHello,
+    Established(Id),
+    /// The router sent GOODBYE and waits for the echo.
+    Closing,
+}
+
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub info: ConnInfo,
+    pub out: OutQueue,
+    pub state: ConnState,
+    pub dirty: bool,
+    /// ABORTed or otherwise ending: nothing more is queued except what is already there.
+    pub closing: bool,
+    pub slow_policy: SlowConsumerPolicy,
+    /// In `Out::slow`, waiting for `settle` (keeps that list free of duplicates in O(1)).
+    pub slow_marked: bool,
+}
+
+impl Conn {
+    pub fn new(info: ConnInfo) -> Conn {
+        Conn {
+            info,
+            out: OutQueue::default(),
+            state: ConnState::ExpectHello,
+            dirty: false,
+            closing: false,
+            slow_policy: SlowConsumerPolicy::Disconnect,
+            slow_marked: false,
+        }
+    }
+}
+
+/// Generational slots for connections: a stale `ConnId` never reaches a new connection.
+#[derive(Debug, Default)]
+pub(crate) struct Slots {
+    entries: Vec<(u32, Option<Conn>)>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl Slots {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn insert(&mut self, c: Conn) -> ConnId {
+        self.len += 1;
+        if let Some(i) = self.free.pop() {
+            let e = &mut self.entries[i as usize];
+            e.0 = e.0.wrapping_add(1);
+            e.1 = Some(c);
+            return (u64::from(e.0) << 32) | u64::from(i);
+        }
+        self.entries.push((0, Some(c)));
+        (self.entries.len() - 1) as u64
+    }
+
+    pub fn get(&self, id: ConnId) -> Option<&Conn> {
+        let (g, i) = ((id >> 32) as u32, id as u32);
+        match self.entries.get(i as usize) {
+            Some((gen_, Some(c))) if *gen_ == g => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        let (g, i) = ((id >> 32) as u32, id as u32);
+        match self.entries.get_mut(i as usize) {
+            Some((gen_, Some(c))) if *gen_ == g => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn remove(&mut self, id: ConnId) -> Option<Conn> {
+        let (g, i) = ((id >> 32) as u32, id as u32);
+        match self.entries.get_mut(i as usize) {
+            Some((gen_, slot @ Some(_))) if *gen_ == g => {
+                self.free.push(i);
+                self.len -= 1;
+                slot.take()
+            }
+            _ => None,
+        }
+    }
+
+    /// Every open connection.
+    pub fn iter(&self) -> impl Iterator<Item = &Conn> {
+        self.entries.iter().filter_map(|(_, c)| c.as_ref())
+    }
+}
+
+/// Whether a frame may be dropped under the `drop` slow-consumer policy (only EVENTs).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    Event,
+    Control,
+}
+
+/// What pushing one frame did (the counters are the caller's to add up).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    Queued,
+    /// Connection closing, or gone.
+    Skipped,
+    /// Larger than the peer's RawSocket limit.
+    TooBig,
+    /// Over the pending-bytes cap under the drop policy (EVENTs only).
+    DroppedSlow,
+    /// Over the pending-bytes cap: the connection is now a slow consumer.
+    Slow,
+}
+
+/// Queue `frame` on connection `c` (id `conn`), applying the size limit and the
+/// slow-consumer policy. The hot path of fan-out: no lookups, no counters.
+#[inline]
+pub(crate) fn push_frame(
+    c: &mut Conn,
+    conn: ConnId,
+    frame: OutFrame,
+    class: Class,
+    pending_bytes_max: usize,
+    dirty: &mut Vec<ConnId>,
+) -> Pushed {
+    if c.closing {
+        return Pushed::Skipped;
+    }
+    if frame.len() > c.info.max_out_message.saturating_add(4) {
+        return Pushed::TooBig;
+    }
+    if c.out.bytes() + frame.len() > pending_bytes_max {
+        if class == Class::Event && c.slow_policy == SlowConsumerPolicy::Drop {
+            return Pushed::DroppedSlow;
+        }
+        return Pushed::Slow;
+    }
+    c.out.push(frame);
+    if !c.dirty {
+        c.dirty = true;
+        dirty.push(conn);
+    }
+    Pushed::Queued
+}

@@ -1,0 +1,201 @@
+//! What a handler may do, and nothing more: queue a frame for a connection, send a mesh
+//! message, mint an ID or a token, ask the runtime to close a connection. Feature modules
+//! (`pubsub`, `rpc`, `lifecycle`, `control`) take an [`Out`] as their first argument; it
+//! never calls back into them or into `ShardCore`.
+
+mod conns;
+mod outbox;
+
+pub(crate) use conns::{Class, Conn, ConnState, Pushed, Slots, push_frame};
+pub use conns::{ConnInfo, CoreEvent};
+pub(crate) use outbox::Outbox;
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::frame::{OutFrame, encode_frame};
+use super::mesh::{MeshMsg, ShardId};
+use super::session::ConnId;
+use super::stats::Stats;
+use super::wire::ids::IdGen;
+use super::wire::uri::MatchPolicy;
+use super::wire::{Dict, Id, Message, Payload, Value};
+
+/// The handler context of one shard.
+#[derive(Debug)]
+pub(crate) struct Out {
+    pub shard: ShardId,
+    pub shards: usize,
+    /// The time of the input being handled.
+    pub now: Instant,
+    /// Session and publication IDs, random callee choice.
+    pub ids: IdGen,
+    next_token: u64,
+    pub conns: Slots,
+    pub dirty: Vec<ConnId>,
+    /// Connections that crossed the pending-bytes cap under the disconnect policy; handled
+    /// after the current fan-out.
+    pub slow: Vec<ConnId>,
+    pub events: VecDeque<CoreEvent>,
+    pub stats: Stats,
+    pub pending_bytes_max: usize,
+    pub mesh: Outbox,
+}
+
+impl Out {
+    pub fn new(shard: ShardId, shards: usize, ids: IdGen, pending_bytes_max: usize, now: Instant) -> Out {
+        Out {
+            shard,
+            shards,
+            now,
+            ids,
+            next_token: 0,
+            conns: Slots::default(),
+            dirty: Vec::new(),
+            slow: Vec::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            pending_bytes_max,
+            mesh: Outbox::new(shards),
+        }
+    }
+
+    /// A fresh shard-local token (correlates a request with its mesh answer).
+    pub fn token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    /// The session established on a connection, if any.
+    pub fn session_of(&self, conn: ConnId) -> Option<Id> {
+        match self.conns.get(conn)?.state {
+            ConnState::Established(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Send `msg` to shard `to` (this shard included) in FIFO order per destination.
+    pub fn send_mesh(&mut self, to: ShardId, msg: MeshMsg) {
+        self.mesh.push(self.shard, to, msg);
+    }
+
+    /// The owner shard of (realm, uri, match): FNV-1a, stable across threads and runs, so
+    /// every shard agrees on owners.
+    pub fn owner_shard(&self, realm: &str, uri: &str, policy: MatchPolicy) -> ShardId {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in realm.bytes().chain([0u8]).chain(uri.bytes()).chain([policy as u8]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        (h % self.shards as u64) as usize
+    }
+
+    /// Ask the runtime to flush and close `conn` (once).
+    pub fn close_conn(&mut self, conn: ConnId, reason: &'static str) {
+        if let Some(c) = self.conns.get_mut(conn)
+            && !c.closing
+        {
+            c.closing = true;
+            self.events.push_back(CoreEvent::Close { conn, reason });
+        }
+    }
+
+    /// Count a push outcome that is not `Queued` (rare: kept out of the fan-out loop).
+    #[cold]
+    pub fn count_unqueued(&mut self, conn: ConnId, outcome: Pushed, len: usize) {
+        match outcome {
+            Pushed::TooBig => {
+                // RawSocket: the peer announced it cannot receive this. Drop, count, log.
+                self.stats.events_dropped_too_big += 1;
+                tracing::debug!(conn, len, "message larger than the peer's limit dropped");
+            }
+            Pushed::DroppedSlow => self.stats.events_dropped_slow += 1,
+            Pushed::Slow => self.mark_slow(conn),
+            Pushed::Queued | Pushed::Skipped => {}
+        }
+    }
+
+    /// Put `conn` on the slow list once; the core's `settle` acts on it.
+    pub fn mark_slow(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(conn)
+            && !c.slow_marked
+        {
+            c.slow_marked = true;
+            self.slow.push(conn);
+        }
+    }
+
+    /// Queue a frame. Returns whether it was queued.
+    fn push(&mut self, conn: ConnId, frame: Bytes, class: Class, msg_code: u64) -> bool {
+        let Some(c) = self.conns.get_mut(conn) else { return false };
+        let len = frame.len();
+        match push_frame(c, conn, OutFrame::Owned(frame), class, self.pending_bytes_max, &mut self.dirty) {
+            Pushed::Queued => {
+                self.stats.bytes_out_queued += len as u64;
+                self.stats.messages_out[Stats::slot(msg_code)] += 1;
+                true
+            }
+            other => {
+                self.count_unqueued(conn, other, len);
+                false
+            }
+        }
+    }
+
+    /// Send a message that must not vanish silently (RPC traffic, WELCOME): if it is larger
+    /// than the peer accepts, nothing is queued and `Err(size)` lets the caller answer
+    /// differently (`wamp.error.payload_size_exceeded`).
+    pub fn try_send(&mut self, conn: ConnId, msg: &Message) -> Result<(), usize> {
+        let Some(c) = self.conns.get(conn) else { return Ok(()) };
+        let (framing, max) = (c.info.framing, c.info.max_out_message);
+        let frame = match encode_frame(framing, msg) {
+            Ok(f) => f,
+            Err(e) => {
+                self.stats.encode_failures += 1;
+                tracing::warn!(conn, error = %e, "could not encode {}", msg.name());
+                return Ok(());
+            }
+        };
+        if frame.len() > max.saturating_add(4) {
+            return Err(frame.len());
+        }
+        if let Message::Error { error, .. } = msg {
+            self.stats.count_error_uri(error);
+        }
+        self.push(conn, frame, Class::Control, msg.code());
+        Ok(())
+    }
+
+    /// Send a control message (dropped, counted and logged if it cannot be encoded).
+    pub fn send(&mut self, conn: ConnId, msg: &Message) -> bool {
+        let Some(c) = self.conns.get(conn) else { return false };
+        match msg {
+            Message::Error { error, .. } => self.stats.count_error_uri(error),
+            Message::Abort { reason, .. } => self.stats.count_error_uri(reason),
+            _ => {}
+        }
+        match encode_frame(c.info.framing, msg) {
+            Ok(frame) => self.push(conn, frame, Class::Control, msg.code()),
+            Err(e) => {
+                self.stats.encode_failures += 1;
+                tracing::warn!(conn, error = %e, "could not encode {}", msg.name());
+                false
+            }
+        }
+    }
+
+    /// ERROR for a request, with an optional human-readable message as `Arguments[0]`.
+    pub fn error(&mut self, conn: ConnId, request_type: u64, request: Id, error: &str, message: Option<String>) {
+        let c = self.conns.get(conn).map(|c| c.info.framing.serializer).unwrap_or_default();
+        let payload = match message {
+            Some(m) => Payload::from_values(c, Some(&[Value::Str(m)]), None),
+            None => Payload::empty(),
+        };
+        self.send(
+            conn,
+            &Message::Error { request_type, request, details: Dict::new(), error: error.to_owned(), payload },
+        );
+    }
+}

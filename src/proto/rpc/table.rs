@@ -1,0 +1,169 @@
+//! The call table of one shard: every piece of RPC state in one place — calls whose caller
+//! lives here, invocations running on callees here, per-session registrations and request
+//! IDs, (un)registrations waiting for their owner, and ended callees whose callers are
+//! told once the owners confirm.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use smallvec::SmallVec;
+
+use super::super::dealer::CallOptions;
+use super::super::mesh::{CallKey, Callee, Identity, Invoke};
+use super::super::out::Out;
+use super::super::realm::Realms;
+use super::super::session::{ConnId, Sessions};
+use super::super::uris;
+use super::super::wire::ids::RequestIds;
+use super::super::wire::message::code;
+use super::super::wire::uri::MatchPolicy;
+use super::super::wire::{Dict, Id, Message, Payload};
+use crate::proto::Map;
+
+/// A call whose caller lives on this shard.
+#[derive(Debug)]
+pub(crate) struct PendingCall {
+    pub caller: Id,
+    pub request: Id,
+    pub realm: Arc<str>,
+    pub procedure: Arc<str>,
+    pub payload: Payload,
+    pub options: CallOptions,
+    pub callee: Option<Callee>,
+    /// Callees that bounced this call (re-routing skips them).
+    pub tried: SmallVec<[Id; 2]>,
+    pub disclose: Identity,
+    pub read_at: Instant,
+}
+
+/// An invocation a callee on this shard has not answered yet.
+#[derive(Clone, Debug)]
+pub(crate) struct InvocationState {
+    pub call: CallKey,
+    /// The caller went away or canceled: the answer is dropped, not relayed. The entry
+    /// stays until the callee answers, so a late YIELD is not a protocol violation.
+    pub caller_gone: bool,
+    /// The caller asked for progressive results.
+    pub receive_progress: bool,
+}
+
+/// One session's RPC state.
+#[derive(Debug, Default)]
+pub(crate) struct SessionRpc {
+    /// Registrations held: ID → (procedure, policy).
+    pub registrations: Map<Id, (Arc<str>, MatchPolicy)>,
+    /// REGISTERs waiting for the owner's barrier: token → (procedure, policy).
+    pub pending_registrations: Map<u64, (Arc<str>, MatchPolicy)>,
+    /// Invocations that overtook the REGISTERED of a pending registration; released in
+    /// order once it is confirmed.
+    pub parked: Vec<Box<Invoke>>,
+    /// Outstanding calls as caller: CALL.Request → call sequence in `Calls::calls`.
+    pub calls: Map<Id, u64>,
+    /// Outstanding invocations as callee: INVOCATION.Request → state.
+    pub invocations: Map<Id, InvocationState>,
+    /// Session-scope IDs for INVOCATIONs sent to this session.
+    pub invocation_ids: RequestIds,
+}
+
+/// A REGISTER waiting for its owner's barrier.
+#[derive(Debug)]
+pub(crate) struct PendingRegister {
+    pub session: Id,
+    pub request: Id,
+}
+
+/// What to do when an unregistration is confirmed by its owner.
+#[derive(Debug)]
+pub(crate) enum Unregistering {
+    /// Send UNREGISTERED for this request.
+    Reply { session: Id, conn: ConnId, request: Id },
+    /// One of an ended session's registrations (teardown token).
+    Teardown(u64),
+}
+
+/// An ended callee session: its callers' errors wait until its registrations are released.
+#[derive(Debug)]
+pub(crate) struct Teardown {
+    pub remaining: usize,
+    pub calls: Vec<CallKey>,
+    /// The session's connection: the runtime closes it only once this completes, so a peer
+    /// that sees the connection end can register the same procedure again at once.
+    pub conn: ConnId,
+}
+
+/// How a call ends with an ERROR.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The router's own error, with a message for `Arguments[0]`.
+    Router { uri: &'static str, message: String },
+    /// An ERROR as given (a callee's, relayed; or the router's without a message).
+    Plain { uri: String, details: Dict, payload: Payload },
+}
+
+impl Failure {
+    /// `wamp.error.canceled` with no details.
+    pub fn canceled() -> Failure {
+        Failure::Plain { uri: uris::CANCELED.to_owned(), details: Dict::new(), payload: Payload::empty() }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Calls {
+    pub calls: Map<u64, PendingCall>,
+    next_call: u64,
+    /// Invocations running on this shard's callees: call key → (callee session, INVOCATION.Request).
+    pub invocations: Map<CallKey, (Id, Id)>,
+    pub sessions: Map<Id, SessionRpc>,
+    pub pending_registers: Map<u64, PendingRegister>,
+    /// Unregistrations waiting for the owner's answer, by token.
+    pub pending_unregisters: Map<u64, Unregistering>,
+    /// Ended sessions whose callers are told only once every registration is released.
+    pub teardowns: Map<u64, Teardown>,
+    /// Teardowns in progress per connection (`teardown_pending` is polled while closing).
+    pub teardown_conns: Map<ConnId, u32>,
+}
+
+impl Calls {
+    /// A session's RPC state (created on first use).
+    pub fn session(&mut self, sid: Id) -> &mut SessionRpc {
+        self.sessions.entry(sid).or_default()
+    }
+
+    /// Add a call; returns its sequence number.
+    pub fn insert(&mut self, call: PendingCall) -> u64 {
+        self.next_call += 1;
+        let seq = self.next_call;
+        self.session(call.caller).calls.insert(call.request, seq);
+        self.calls.insert(seq, call);
+        seq
+    }
+
+    /// Whether the session on `conn` still waits for owners to release its registrations.
+    pub fn teardown_pending(&self, conn: ConnId) -> bool {
+        self.teardown_conns.contains_key(&conn)
+    }
+
+    /// Answer call `seq` with an ERROR and forget it.
+    pub fn fail(&mut self, cx: &mut Out, realms: &mut Realms, sessions: &Sessions, seq: u64, failure: Failure) {
+        let Some(pc) = self.calls.remove(&seq) else { return };
+        if let Some(r) = realms.get_mut(&pc.realm) {
+            r.stats.calls_error += 1;
+        }
+        if let Some(rpc) = self.sessions.get_mut(&pc.caller) {
+            rpc.calls.remove(&pc.request);
+        }
+        let Some(conn) = sessions.get(&pc.caller).map(|s| s.conn) else { return };
+        match failure {
+            Failure::Router { uri, message } => cx.error(conn, code::CALL, pc.request, uri, Some(message)),
+            Failure::Plain { uri, details, payload } => {
+                let msg =
+                    Message::Error { request_type: code::CALL, request: pc.request, details, error: uri, payload };
+                if let Err(len) = cx.try_send(conn, &msg) {
+                    let Message::Error { error, .. } = msg else { return };
+                    let m = format!("the callee's ERROR {error} ({len} bytes) is larger than this client accepts");
+                    cx.error(conn, code::CALL, pc.request, uris::PAYLOAD_SIZE_EXCEEDED, Some(m));
+                }
+            }
+        }
+    }
+}
