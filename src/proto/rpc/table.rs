@@ -55,7 +55,9 @@ pub(crate) struct SessionRpc {
     /// REGISTERs waiting for the owner's barrier: token → (procedure, policy).
     pub pending_registrations: Map<u64, (Arc<str>, MatchPolicy)>,
     /// Invocations that overtook the REGISTERED of a pending registration; released in
-    /// order once it is confirmed.
+    /// order once it is confirmed. Boxed as they arrive from the mesh: parking moves a
+    /// pointer, not the invocation.
+    #[allow(clippy::vec_box)]
     pub parked: Vec<Box<Invoke>>,
     /// Outstanding calls as caller: CALL.Request → call sequence in `Calls::calls`.
     pub calls: Map<Id, u64>,
