@@ -1,52 +1,20 @@
-//! The command line: subcommands and flags into [`Command`].
+//! The command line (clap, derive API): subcommands and flags into [`Command`].
+//!
+//! Every scenario (fanout, fanin, pubsub, rpc, connections, raw) takes the same flags, as
+//! scripts pass common flags to all of them; a flag a scenario does not use is ignored, and
+//! the help says which scenario reads it. A flag given twice takes the last value
+//! (`bench/compare.sh` puts a scenario's own flags after the common ones). Values are
+//! parsed and bounded here, so [`Options`] holds only runnable values; nothing here
+//! connects, spawns or writes a file.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use shardbar::proto::wire::Serializer;
 
-pub const USAGE: &str = "\
-loadgen — a WAMP load generator (shardbar's, works against any WAMP router)
-
-USAGE
-  loadgen fanout      [--subscribers N]                      1 publisher → N subscribers (1000)
-  loadgen fanin       [--publishers N] [--subscribers N]     N publishers (100) → 1 subscriber
-  loadgen pubsub      [--publishers P] [--subscribers S] [--topics T] [--topics-per-sub K]
-                                                             P (10) × S (100) × T (10) topics
-  loadgen rpc         [--callers C] [--callees K]            C callers (64) → K callees (1)
-  loadgen connections [--sessions N] [--pid PID]             open and hold N idle sessions (1000)
-  loadgen raw         [--shape fanout|echo]                  the same shapes over plain TCP, no WAMP,
-                      [--subscribers N | --callers C]        against loadgen's own server: the
-                      [--server-threads N]                   machine's limit
-  loadgen plot A.json [B.json ...] --out FILE.svg [--title T] [--linear]
-  loadgen wait        [--url URL] [--timeout 30s]            wait until a session opens; prints ms
-  loadgen rss         --pid PID                              RSS of PID and its children, KiB
-
-FLAGS (scenarios)
-  --url URL            ws://127.0.0.1:8080/ws (WebSocket) or rs://127.0.0.1:8080 (RawSocket)
-  --serializer S       json | msgpack | cbor (default: json for ws, msgpack for rs)
-  --realm R            realm (realm1)
-  --threads N          worker threads (default: number of CPUs)
-  --rate R             open loop: messages/s per publisher or caller (k, M suffixes accepted);
-                       latency is measured from the intended send time. Omit for closed loop.
-  --window W           closed loop: publications in flight per publisher and topic (16), or
-                       calls outstanding per caller (1)
-  --payload BYTES      size of the Arguments list carrying the probe (64)
-  --warmup D           1s       --duration D   5s       --drain D   2s
-  --connect-timeout D  30s      (durations: 500ms, 2s, 1m; a bare number is seconds)
-  --stall N            (pub/sub) N of the subscribers subscribe and then never read: slow
-                       consumers; shows whether the router pushes back or buffers
-  --pid PID            sample the RSS of PID and its children during the run
-  --json FILE          write every figure and the parameters as JSON
-  --plot FILE.svg      draw this run's latency percentile distribution
-  --label NAME         the run's name in reports and plots
-  --progress | --no-progress   live progress line (default: when stderr is a terminal)
-  --quiet              no summary on stdout
-
-EXIT STATUS
-  0 success; 1 loss, reordering, lost sessions or protocol errors in a closed-loop run
-  (reordering and lost sessions in any run); 2 usage or setup error.
-";
+use crate::payload::PAYLOAD_MAX_BYTES;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scenario {
@@ -71,7 +39,7 @@ impl Scenario {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum RawShape {
     Fanout,
     Echo,
@@ -230,134 +198,319 @@ pub fn parse_count(s: &str) -> Result<u64, String> {
 }
 
 fn serializer(s: &str) -> Result<Serializer, String> {
-    Serializer::from_name(s).ok_or_else(|| format!("serializer {s:?} is not json, msgpack or cbor"))
+    Serializer::from_name(s).ok_or_else(|| "expected json, msgpack or cbor".to_owned())
 }
 
-pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
-    let mut args: Vec<String> = args.into_iter().collect();
-    // `--flag=value` is the same as `--flag value`.
-    args = args
-        .into_iter()
-        .flat_map(|a| match a.split_once('=') {
-            Some((k, v)) if k.starts_with("--") => vec![k.to_owned(), v.to_owned()],
-            _ => vec![a],
-        })
-        .collect();
-    let mut it = args.into_iter();
-    let Some(sub) = it.next() else { return Ok(Command::Help) };
-    let scenario = match sub.as_str() {
-        "-h" | "--help" | "help" => return Ok(Command::Help),
-        "fanout" => Scenario::Fanout,
-        "fanin" => Scenario::Fanin,
-        "pubsub" => Scenario::Pubsub,
-        "rpc" => Scenario::Rpc,
-        "connections" => Scenario::Connections,
-        "raw" => Scenario::Raw,
-        "plot" => return parse_plot(it),
-        "wait" => {
-            let (mut url, mut ser, mut realm, mut timeout) =
-                ("ws://127.0.0.1:8080/ws".to_owned(), None, "realm1".to_owned(), Duration::from_secs(30));
-            while let Some(flag) = it.next() {
-                let mut val = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-                match flag.as_str() {
-                    "--url" => url = val()?,
-                    "--serializer" => ser = Some(serializer(&val()?)?),
-                    "--realm" => realm = val()?,
-                    "--timeout" => timeout = parse_duration(&val()?)?,
-                    _ => return Err(format!("unknown flag {flag} for wait")),
-                }
-            }
-            return Ok(Command::Wait { url, serializer: ser, realm, timeout });
-        }
-        "rss" => {
-            let mut pid = None;
-            while let Some(flag) = it.next() {
-                match flag.as_str() {
-                    "--pid" => pid = Some(it.next().and_then(|v| v.parse().ok()).ok_or("--pid needs a number")?),
-                    _ => return Err(format!("unknown flag {flag} for rss")),
-                }
-            }
-            return Ok(Command::Rss { pid: pid.ok_or("rss needs --pid")? });
-        }
-        other => return Err(format!("unknown command {other:?}; try --help")),
-    };
-    let mut o = Options::defaults(scenario);
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        let count = |v: String| -> Result<usize, String> { parse_count(&v).map(|n| n as usize) };
-        match flag.as_str() {
-            "--url" => o.url = val()?,
-            "--serializer" => o.serializer = Some(serializer(&val()?)?),
-            "--realm" => o.realm = val()?,
-            "--threads" => o.threads = count(val()?)?.max(1),
-            "--publishers" => o.publishers = count(val()?)?,
-            "--subscribers" => o.subscribers = count(val()?)?,
-            "--topics" => o.topics = count(val()?)?.max(1),
-            "--topics-per-sub" => o.topics_per_sub = Some(count(val()?)?.max(1)),
-            "--callers" => o.callers = count(val()?)?,
-            "--callees" => o.callees = count(val()?)?.max(1),
-            "--sessions" => o.sessions = count(val()?)?,
-            "--stall" => o.stall = count(val()?)?,
-            "--shape" => {
-                o.shape = match val()?.as_str() {
-                    "fanout" => RawShape::Fanout,
-                    "echo" => RawShape::Echo,
-                    s => return Err(format!("--shape {s:?} is not fanout or echo")),
-                }
-            }
-            "--server-threads" => o.server_threads = count(val()?)?.max(1),
-            "--rate" => {
-                let r = parse_count(&val()?)?;
-                o.rate = (r > 0).then_some(r);
-            }
-            "--window" => o.window = Some(parse_count(&val()?)?.max(1)),
-            "--payload" => o.payload = count(val()?)?,
-            "--warmup" => o.warmup = parse_duration(&val()?)?,
-            "--duration" => o.duration = parse_duration(&val()?)?,
-            "--drain" => o.drain = parse_duration(&val()?)?,
-            "--connect-timeout" => o.connect_timeout = parse_duration(&val()?)?,
-            "--pid" => o.pid = Some(val()?.parse().map_err(|_| "--pid needs a number")?),
-            "--json" => o.json = Some(PathBuf::from(val()?)),
-            "--plot" => o.plot = Some(PathBuf::from(val()?)),
-            "--label" => o.label = Some(val()?),
-            "--progress" => o.progress = Some(true),
-            "--no-progress" => o.progress = Some(false),
-            "--quiet" => o.quiet = true,
-            _ => return Err(format!("unknown flag {flag} for {}; try --help", scenario.name())),
-        }
-    }
-    if o.payload > crate::payload::PAYLOAD_MAX_BYTES {
-        return Err(format!("--payload is at most {} bytes", crate::payload::PAYLOAD_MAX_BYTES));
-    }
-    if o.duration.is_zero() {
-        return Err("--duration must be positive".into());
-    }
-    Ok(Command::Run(Box::new(o)))
+fn count(s: &str) -> Result<usize, String> {
+    parse_count(s).map(|n| n as usize)
 }
 
-fn parse_plot(mut it: impl Iterator<Item = String>) -> Result<Command, String> {
-    let (mut inputs, mut out, mut title, mut linear) = (Vec::new(), None, None, false);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--out" | "-o" => out = Some(PathBuf::from(it.next().ok_or("--out needs a file")?)),
-            "--title" => title = Some(it.next().ok_or("--title needs a value")?),
-            "--linear" => linear = true,
-            s if s.starts_with("--") => return Err(format!("unknown flag {s} for plot")),
-            _ => inputs.push(PathBuf::from(a)),
+fn payload_bytes(s: &str) -> Result<usize, String> {
+    let n = count(s)?;
+    if n > PAYLOAD_MAX_BYTES { Err(format!("at most {PAYLOAD_MAX_BYTES} bytes")) } else { Ok(n) }
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() { Err("must be positive".into()) } else { Ok(d) }
+}
+
+const AFTER_HELP: &str = "\
+Durations: 500ms, 2s, 1.5s, 1m; a bare number is seconds. Counts: 1000, 10k, 1.5M.
+`loadgen SCENARIO --help` lists a scenario's flags.
+
+Exit status:
+  0 success; 1 loss, reordering, lost sessions or protocol errors in a closed-loop run
+  (reordering and lost sessions in any run); 2 usage or setup error.";
+
+/// The whole command line.
+#[derive(Parser, Debug)]
+#[command(name = "loadgen", about = "loadgen — a WAMP load generator (shardbar's, works against any WAMP router)")]
+#[command(after_help = AFTER_HELP, args_override_self = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Sub {
+    /// 1 publisher → N subscribers (--subscribers, 1000)
+    Fanout(ScenarioArgs),
+    /// N publishers (--publishers, 100) → 1 subscriber
+    Fanin(ScenarioArgs),
+    /// P publishers (10) × S subscribers (100) × T topics (10)
+    Pubsub(ScenarioArgs),
+    /// C callers (--callers, 64) → K callees (--callees, 1)
+    Rpc(ScenarioArgs),
+    /// Open and hold N idle sessions (--sessions, 1000)
+    Connections(ScenarioArgs),
+    /// The fanout or echo shape over plain TCP, no WAMP, against loadgen's own server: the machine's limit
+    Raw(ScenarioArgs),
+    /// Draw the latency percentile distributions of JSON reports into one SVG
+    Plot(PlotArgs),
+    /// Wait until a session opens; print the milliseconds it took
+    Wait(WaitArgs),
+    /// Print the RSS of PID and its children, in KiB
+    Rss(RssArgs),
+}
+
+/// Where to connect.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Target")]
+struct TargetArgs {
+    /// ws://HOST:PORT/PATH (WebSocket) or rs://HOST:PORT (RawSocket)
+    #[arg(long, value_name = "URL", default_value = "ws://127.0.0.1:8080/ws")]
+    url: String,
+    /// json | msgpack | cbor [default: json for ws, msgpack for rs]
+    #[arg(long, value_name = "S", value_parser = serializer)]
+    serializer: Option<Serializer>,
+    /// The realm to join
+    #[arg(long, value_name = "R", default_value = "realm1")]
+    realm: String,
+}
+
+/// A scenario's flags (every scenario takes all of them).
+#[derive(Args, Debug)]
+struct ScenarioArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    #[command(flatten)]
+    shape: ShapeArgs,
+    #[command(flatten)]
+    load: LoadArgs,
+    #[command(flatten)]
+    timeline: TimelineArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// Who takes part; the defaults depend on the scenario.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Shape")]
+struct ShapeArgs {
+    /// fanin, pubsub: publishers [default: fanin 100, pubsub 10]
+    #[arg(long, value_name = "N", value_parser = count)]
+    publishers: Option<usize>,
+    /// fanout, fanin, pubsub, raw fanout: subscribers [default: fanout 1000, fanin 1, pubsub 100]
+    #[arg(long, value_name = "N", value_parser = count)]
+    subscribers: Option<usize>,
+    /// pubsub: topics [default: 10]
+    #[arg(long, value_name = "T", value_parser = count)]
+    topics: Option<usize>,
+    /// pubsub: topics each subscriber subscribes to [default: all]
+    #[arg(long, value_name = "K", value_parser = count)]
+    topics_per_sub: Option<usize>,
+    /// rpc, raw echo: callers [default: rpc 64, raw 1]
+    #[arg(long, value_name = "C", value_parser = count)]
+    callers: Option<usize>,
+    /// rpc: callees [default: 1]
+    #[arg(long, value_name = "K", value_parser = count)]
+    callees: Option<usize>,
+    /// connections: idle sessions to open and hold [default: 1000]
+    #[arg(long, value_name = "N", value_parser = count)]
+    sessions: Option<usize>,
+    /// pub/sub: N of the subscribers subscribe and then never read (slow consumers); shows whether the router pushes back or buffers
+    #[arg(long, value_name = "N", value_parser = count)]
+    stall: Option<usize>,
+    /// raw: the shape to run without WAMP
+    #[arg(long, value_enum, default_value_t = RawShape::Fanout)]
+    shape: RawShape,
+    /// raw: threads of loadgen's own server [default: number of CPUs]
+    #[arg(long, value_name = "N", value_parser = count)]
+    server_threads: Option<usize>,
+}
+
+/// How hard to push.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Load")]
+struct LoadArgs {
+    /// Worker threads [default: number of CPUs]
+    #[arg(long, value_name = "N", value_parser = count)]
+    threads: Option<usize>,
+    /// Open loop: messages/s per publisher or caller; latency is measured from the intended send time. Omit (or 0) for closed loop
+    #[arg(long, value_name = "R", value_parser = parse_count)]
+    rate: Option<u64>,
+    /// Closed loop: publications in flight per publisher and topic [default: 16], or calls outstanding per caller [default: 1]
+    #[arg(long, value_name = "W", value_parser = parse_count)]
+    window: Option<u64>,
+    /// Size of the Arguments list carrying the probe
+    #[arg(long, value_name = "BYTES", value_parser = payload_bytes, default_value = "64")]
+    payload: usize,
+}
+
+/// How long each phase lasts.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Timeline")]
+struct TimelineArgs {
+    /// Run before measuring
+    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "1s")]
+    warmup: Duration,
+    /// Measure for this long
+    #[arg(long, value_name = "D", value_parser = positive_duration, default_value = "5s")]
+    duration: Duration,
+    /// Wait this long for messages still in flight
+    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "2s")]
+    drain: Duration,
+    /// Give up setting up sessions after this long
+    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "30s")]
+    connect_timeout: Duration,
+}
+
+/// What to record and print.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Output")]
+struct OutputArgs {
+    /// Sample the RSS of PID and its children during the run
+    #[arg(long, value_name = "PID")]
+    pid: Option<u32>,
+    /// Write every figure and the parameters as JSON
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Draw this run's latency percentile distribution
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// The run's name in reports and plots
+    #[arg(long, value_name = "NAME")]
+    label: Option<String>,
+    /// Live progress line [default: when stderr is a terminal]
+    #[arg(long, overrides_with = "no_progress")]
+    progress: bool,
+    /// No live progress line
+    #[arg(long, overrides_with = "progress")]
+    no_progress: bool,
+    /// No summary on stdout
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct PlotArgs {
+    /// JSON reports written with --json
+    #[arg(value_name = "REPORT.json", required = true)]
+    inputs: Vec<PathBuf>,
+    /// The SVG to write
+    #[arg(short, long, value_name = "FILE.svg")]
+    out: PathBuf,
+    /// The plot's title
+    #[arg(long, value_name = "T")]
+    title: Option<String>,
+    /// Linear latency axis instead of the logarithmic one
+    #[arg(long)]
+    linear: bool,
+}
+
+#[derive(Args, Debug)]
+struct WaitArgs {
+    /// Give up after this long
+    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "30s")]
+    timeout: Duration,
+    // Last: its help heading would also cover the flags after it.
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+#[derive(Args, Debug)]
+struct RssArgs {
+    /// The process whose tree to measure
+    #[arg(long, value_name = "PID")]
+    pid: u32,
+}
+
+impl ScenarioArgs {
+    /// The scenario's defaults with the given flags laid over them.
+    fn into_options(self, scenario: Scenario) -> Options {
+        let d = Options::defaults(scenario);
+        let (t, s, l, tl, out) = (self.target, self.shape, self.load, self.timeline, self.output);
+        Options {
+            scenario,
+            url: t.url,
+            serializer: t.serializer,
+            realm: t.realm,
+            threads: l.threads.map_or(d.threads, |n| n.max(1)),
+            publishers: s.publishers.unwrap_or(d.publishers),
+            subscribers: s.subscribers.unwrap_or(d.subscribers),
+            topics: s.topics.map_or(d.topics, |n| n.max(1)),
+            topics_per_sub: s.topics_per_sub.map(|n| n.max(1)),
+            callers: s.callers.unwrap_or(d.callers),
+            callees: s.callees.map_or(d.callees, |n| n.max(1)),
+            sessions: s.sessions.unwrap_or(d.sessions),
+            stall: s.stall.unwrap_or(d.stall),
+            shape: s.shape,
+            server_threads: s.server_threads.map_or(d.server_threads, |n| n.max(1)),
+            // 0 is the closed loop, like no --rate.
+            rate: l.rate.filter(|&r| r > 0),
+            window: l.window.map(|w| w.max(1)),
+            payload: l.payload,
+            warmup: tl.warmup,
+            duration: tl.duration,
+            drain: tl.drain,
+            connect_timeout: tl.connect_timeout,
+            pid: out.pid,
+            json: out.json,
+            plot: out.plot,
+            label: out.label,
+            progress: if out.progress {
+                Some(true)
+            } else if out.no_progress {
+                Some(false)
+            } else {
+                None
+            },
+            quiet: out.quiet,
         }
     }
-    if inputs.is_empty() {
-        return Err("plot needs at least one JSON report".into());
-    }
-    Ok(Command::Plot { inputs, out: out.ok_or("plot needs --out FILE.svg")?, title, linear })
+}
+
+/// Parse the command line (with the program name first). `Err` is clap's: usage errors,
+/// and also `--help`; `clap::Error::exit` prints it and exits 2 (or 0 for help).
+pub fn parse_args<I, T>(args: I) -> Result<Command, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let scenario = |args: ScenarioArgs, s: Scenario| Command::Run(Box::new(args.into_options(s)));
+    Ok(match Cli::try_parse_from(args)?.command {
+        None => Command::Help,
+        Some(Sub::Fanout(a)) => scenario(a, Scenario::Fanout),
+        Some(Sub::Fanin(a)) => scenario(a, Scenario::Fanin),
+        Some(Sub::Pubsub(a)) => scenario(a, Scenario::Pubsub),
+        Some(Sub::Rpc(a)) => scenario(a, Scenario::Rpc),
+        Some(Sub::Connections(a)) => scenario(a, Scenario::Connections),
+        Some(Sub::Raw(a)) => scenario(a, Scenario::Raw),
+        Some(Sub::Plot(p)) => Command::Plot { inputs: p.inputs, out: p.out, title: p.title, linear: p.linear },
+        Some(Sub::Wait(w)) => Command::Wait {
+            url: w.target.url,
+            serializer: w.target.serializer,
+            realm: w.target.realm,
+            timeout: w.timeout,
+        },
+        Some(Sub::Rss(r)) => Command::Rss { pid: r.pid },
+    })
+}
+
+/// The top-level help (what `loadgen` with no arguments prints).
+pub fn help() -> String {
+    Cli::command().render_help().to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(str::to_owned).collect()
+    fn parse(s: &str) -> Result<Command, clap::Error> {
+        parse_args(std::iter::once("loadgen").chain(s.split_whitespace()))
+    }
+
+    fn options(s: &str) -> Options {
+        match parse(s) {
+            Ok(Command::Run(o)) => *o,
+            other => panic!("{s}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 
     #[test]
@@ -374,20 +527,51 @@ mod tests {
 
     #[test]
     fn scenario_flags() {
-        let Command::Run(o) =
-            parse_args(args("fanout --subscribers 1k --rate=2k --payload 128 --url rs://127.0.0.1:9")).unwrap()
-        else {
-            panic!()
-        };
+        let o = options("fanout --subscribers 1k --rate=2k --payload 128 --url rs://127.0.0.1:9");
         assert_eq!((o.subscribers, o.rate, o.payload), (1000, Some(2000), 128));
         assert_eq!(o.url, "rs://127.0.0.1:9");
-        assert!(parse_args(args("fanout --bogus 1")).is_err());
-        assert!(parse_args(args("fanout --rate")).is_err());
-        assert!(matches!(parse_args(args("")).unwrap(), Command::Help));
-        let Command::Plot { inputs, out, .. } = parse_args(args("plot a.json b.json --out x.svg")).unwrap() else {
-            panic!()
-        };
+        assert!(parse("fanout --bogus 1").is_err());
+        assert!(parse("fanout --rate").is_err());
+        assert!(matches!(parse("").unwrap(), Command::Help));
+        let Command::Plot { inputs, out, .. } = parse("plot a.json b.json --out x.svg").unwrap() else { panic!() };
         assert_eq!((inputs.len(), out), (2, PathBuf::from("x.svg")));
-        assert!(parse_args(args("plot a.json")).is_err());
+        assert!(parse("plot a.json").is_err());
+        assert!(parse("plot --out x.svg").is_err());
+    }
+
+    #[test]
+    fn defaults_depend_on_the_scenario() {
+        // Goal: each scenario's defaults are the ones the help states. Method: parse bare.
+        let o = options("fanin");
+        assert_eq!((o.publishers, o.subscribers), (100, 1));
+        let o = options("pubsub");
+        assert_eq!((o.publishers, o.subscribers, o.topics, o.topics_per_sub), (10, 100, 10, None));
+        let o = options("rpc");
+        assert_eq!((o.callers, o.callees, o.window), (64, 1, None));
+        let o = options("raw --shape echo");
+        assert_eq!((o.callers, o.shape), (1, RawShape::Echo));
+        let o = options("connections");
+        assert_eq!(
+            (o.sessions, o.duration, o.warmup, o.progress),
+            (1000, Duration::from_secs(5), Duration::from_secs(1), None)
+        );
+        assert_eq!(o.url, "ws://127.0.0.1:8080/ws");
+    }
+
+    #[test]
+    fn later_flags_win_and_values_are_bounded() {
+        // Goal: a repeated flag takes its last value (bench/compare.sh relies on it), and
+        // out-of-range values are usage errors. Method: parse both kinds.
+        let o = options("connections --warmup 1 --duration 3 --warmup 2 --progress --no-progress");
+        assert_eq!((o.warmup, o.duration, o.progress), (Duration::from_secs(2), Duration::from_secs(3), Some(false)));
+        let o = options("rpc --no-progress --progress --threads 0 --window 0 --rate 0");
+        assert_eq!((o.progress, o.threads, o.window, o.rate), (Some(true), 1, Some(1), None));
+        assert!(parse(&format!("fanout --payload {}", PAYLOAD_MAX_BYTES + 1)).is_err());
+        assert!(parse("fanout --duration 0").is_err());
+        assert!(parse("fanout --shape sideways").is_err());
+        assert!(parse("fanout --serializer xml").is_err());
+        assert!(parse("rss").is_err());
+        let Command::Wait { timeout, realm, .. } = parse("wait --timeout 15s --realm r2").unwrap() else { panic!() };
+        assert_eq!((timeout, realm.as_str()), (Duration::from_secs(15), "r2"));
     }
 }

@@ -47,16 +47,11 @@ use cli::Command;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let command = match cli::parse_args(std::env::args().skip(1)) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("loadgen: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    // A bad flag: clap's message on stderr, exit 2; --help: stdout, exit 0.
+    let command = cli::parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit());
     match command {
         Command::Help => {
-            print!("{}", cli::USAGE);
+            print!("{}", cli::help());
             ExitCode::SUCCESS
         }
         Command::Plot { inputs, out, title, linear } => match plot::plot_files(&inputs, &out, title.as_deref(), linear)

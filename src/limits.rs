@@ -151,3 +151,62 @@ const _: () = assert!(PAYLOAD_COPY_BELOW_BYTES < READ_CHUNK_BYTES);
 const _: () = assert!(READ_CHUNK_MIN_BYTES <= READ_CHUNK_BYTES);
 const _: () = assert!(WRITE_COALESCE_MAX_BYTES <= PENDING_BYTES_MAX);
 const _: () = assert!(PING_TIMEOUT_MS < PING_INTERVAL_MS * 2);
+
+// ---- config ranges ----
+//
+// What the config file (and the command line) may set, beyond the defaults above. A value
+// outside its range stops the router at start with the file, the key and the range; it is
+// never clamped. The ceilings for `message_size_max` and `pending_bytes_max` are
+// `MESSAGE_SIZE_CEILING_BYTES` and `PENDING_BYTES_CEILING` above; `router.shards` is capped
+// by `SHARDS_MAX`.
+
+/// Smallest `limits.message_size_max`: a HELLO with its roles dict and a WELCOME with its
+/// details take a few hundred bytes, so below this no session could open.
+pub const MESSAGE_SIZE_FLOOR_BYTES: usize = 512;
+
+/// Smallest `limits.pending_bytes_max`: one read chunk's worth of events queues this much at
+/// once, so a lower cap would call a healthy subscriber slow after a single burst.
+pub const PENDING_BYTES_FLOOR: usize = 64 * 1024;
+
+/// Shortest `limits.write_deadline_ms`: a scheduling hiccup on a loaded host takes tens of
+/// milliseconds, and must not make a healthy peer a slow consumer.
+pub const WRITE_DEADLINE_FLOOR_MS: u64 = 100;
+
+/// Longest `limits.write_deadline_ms` (10 minutes): past that the pending-bytes cap decides
+/// alone, and a larger value is most likely a unit mistake (seconds meant).
+pub const WRITE_DEADLINE_CEILING_MS: u64 = 600_000;
+
+/// Shortest non-zero `limits.ping_interval_ms`: more often wakes every idle connection
+/// for no faster reaping than the ping timeout gives.
+pub const PING_INTERVAL_FLOOR_MS: u64 = 100;
+
+/// Longest `limits.ping_interval_ms` (1 hour): a half-open connection kept longer holds
+/// stale registrations; to turn pings off the file says 0 instead.
+pub const PING_INTERVAL_CEILING_MS: u64 = 3_600_000;
+
+/// Shortest `limits.ping_timeout_ms`: a round trip on a busy host or a WAN link can take
+/// tens of milliseconds, and must not reap a live peer.
+pub const PING_TIMEOUT_FLOOR_MS: u64 = 100;
+
+/// Longest `limits.ping_timeout_ms` (10 minutes): a dead peer keeps its registrations that
+/// long, so more is not liveness checking any more.
+pub const PING_TIMEOUT_CEILING_MS: u64 = 600_000;
+
+/// Longest `router.spin_before_park_us` (1 second): spinning trades idle CPU for wake-up
+/// latency; a second already burns a core between messages, longer never parks at all.
+pub const SPIN_BEFORE_PARK_CEILING_US: u64 = 1_000_000;
+
+/// Default period of the per-shard summary log line (`metrics.summary_interval_s`): often
+/// enough to see a trend in the log, rare enough not to flood it.
+pub const SUMMARY_INTERVAL_S: u64 = 10;
+
+/// Longest `metrics.summary_interval_s` (a day); rarer than that is "off", which is 0.
+pub const SUMMARY_INTERVAL_CEILING_S: u64 = 86_400;
+
+const _: () = assert!(MESSAGE_SIZE_FLOOR_BYTES <= MESSAGE_SIZE_MAX_BYTES);
+const _: () = assert!(MESSAGE_SIZE_MAX_BYTES <= MESSAGE_SIZE_CEILING_BYTES);
+const _: () = assert!(PENDING_BYTES_FLOOR <= PENDING_BYTES_MAX && PENDING_BYTES_MAX <= PENDING_BYTES_CEILING);
+const _: () = assert!(WRITE_DEADLINE_FLOOR_MS <= WRITE_DEADLINE_MS && WRITE_DEADLINE_MS <= WRITE_DEADLINE_CEILING_MS);
+const _: () = assert!(PING_INTERVAL_FLOOR_MS <= PING_INTERVAL_MS && PING_INTERVAL_MS <= PING_INTERVAL_CEILING_MS);
+const _: () = assert!(PING_TIMEOUT_FLOOR_MS <= PING_TIMEOUT_MS && PING_TIMEOUT_MS <= PING_TIMEOUT_CEILING_MS);
+const _: () = assert!(SUMMARY_INTERVAL_S <= SUMMARY_INTERVAL_CEILING_S);

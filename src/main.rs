@@ -1,32 +1,28 @@
 //! The `shardbar` router binary: parse the command line, load the config, run the shards.
+//!
+//! It owns the process's exit codes and logging set-up; it parses and checks nothing itself
+//! (`shardbar::config` does) and routes nothing (`shardbar::shard` does).
 
 use std::process::ExitCode;
 
-use shardbar::config::{Command, Config, USAGE, parse_args};
+use clap::Parser;
+use shardbar::config::{Cli, Config, RunFlags};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let command = match parse_args(std::env::args().skip(1)) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("shardbar: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let overrides = match command {
-        Command::Help => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Command::Version => {
-            println!("shardbar {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
-        Command::Run(o) => o,
-    };
-    let config = match Config::load(&overrides) {
+    // A bad flag: clap's message on stderr, exit 2; --help and --version: stdout, exit 0.
+    let cli = Cli::parse();
+    match cli.command {
+        None => run(&cli.run),
+        Some(command) => match command {},
+    }
+}
+
+/// No subcommand: load the config, set up logging, run the shards until a signal.
+fn run(flags: &RunFlags) -> ExitCode {
+    let config = match Config::load(flags) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("shardbar: {e}");

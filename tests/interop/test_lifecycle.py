@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import resource
 import signal
 import subprocess
@@ -31,16 +32,22 @@ async def wait_exit(proc: subprocess.Popen, timeout: float) -> tuple[int, float]
 
 
 @contextlib.asynccontextmanager
-async def cli_router(tmp_path, preexec_fn=None):
+async def cli_router(tmp_path, preexec_fn=None, from_env=False):
     """`shardbar --listen 127.0.0.1:P --shards 2` (no config file), healthy within 30 s;
-    yields (process, a Router probe for its port, log path). Killed by PID on the way out."""
+    yields (process, a Router probe for its port, log path). Killed by PID on the way out.
+    With ``from_env`` the two settings come from SHARDBAR_LISTEN and SHARDBAR_SHARDS instead."""
     from conftest import Router
 
     port = free_port()
     log_path = tmp_path / "router.log"
     log = open(log_path, "wb")
-    proc = subprocess.Popen([shardbar_bin(), "--listen", f"127.0.0.1:{port}", "--shards", "2"],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=preexec_fn)
+    settings = {"SHARDBAR_LISTEN": f"127.0.0.1:{port}", "SHARDBAR_SHARDS": "2"}
+    if from_env:
+        args, env = [], {**os.environ, **settings}
+    else:
+        args, env = ["--listen", settings["SHARDBAR_LISTEN"], "--shards", settings["SHARDBAR_SHARDS"]], None
+    proc = subprocess.Popen([shardbar_bin(), *args], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, preexec_fn=preexec_fn)
     try:
         probe = Router.__new__(Router)
         probe.port, probe.unix_path = port, None
@@ -175,6 +182,34 @@ def test_bad_command_line_exits_2():
         assert r.returncode == 2 and name in r.stderr, (args, r.returncode, r.stderr)
 
 
+@pytest.mark.async_timeout(60)
+async def test_environment_variables_set_listen_and_shards(tmp_path):
+    # Goal: SHARDBAR_LISTEN and SHARDBAR_SHARDS do what --listen and --shards do.
+    # Method: start with only the two variables (no flags, no file), wait for /health on that
+    # port, open a session there, check the start line says 2 shards; SIGTERM, exit 0.
+    async with cli_router(tmp_path, from_env=True) as (proc, probe, log):
+        s = await connect(probe, "ws-json")
+        assert "shards=2" in log.read_text(), log.read_text()
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(s.left, 10)
+        code, _ = await wait_exit(proc, 15)
+        assert code == 0, log.read_text()
+
+
+def test_bad_environment_variable_exits_2(tmp_path):
+    # Goal: a bad SHARDBAR_SHARDS is a usage error naming the flag it stands for, and a bad
+    # file named by SHARDBAR_CONFIG is reported like one given with --config.
+    # Method: two invocations with the variable set, each bounded.
+    env = {**os.environ, "SHARDBAR_SHARDS": "lots"}
+    r = subprocess.run([shardbar_bin()], env=env, capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2 and "--shards" in r.stderr, (r.returncode, r.stderr)
+    path = tmp_path / "bad-config.toml"
+    path.write_text("[limits]\npending_bytes_max = 10\n")
+    env = {**os.environ, "SHARDBAR_CONFIG": str(path)}
+    r = subprocess.run([shardbar_bin()], env=env, capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2 and str(path) in r.stderr and "limits.pending_bytes_max" in r.stderr, r.stderr
+
+
 def test_memlock_too_low_exits_with_a_clear_message():
     # Goal: with RLIMIT_MEMLOCK below 512 KiB the router exits non-zero at start with a
     # message naming RLIMIT_MEMLOCK and pointing at tuning/.
@@ -211,8 +246,6 @@ async def test_shards_pin_to_the_cpus_the_process_may_use(tmp_path):
     # used to pin to CPU 0.. regardless; in a cpuset that fails to start). Method: start with
     # the affinity set in the child, wait for /health (bounded), read each shard thread's
     # allowed CPUs from /proc, SIGTERM, expect exit 0.
-    import os
-
     last = max(os.sched_getaffinity(0))
     async with cli_router(tmp_path, preexec_fn=lambda: os.sched_setaffinity(0, {last})) as (proc, _, log):
         pinned = {}

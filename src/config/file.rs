@@ -1,0 +1,92 @@
+//! The config file: reading it, and its raw TOML shape.
+//!
+//! Every field is optional and loosely typed (integers are `i64`, enums are strings), so
+//! that `validate` can say which key is wrong and what it expected. Unknown keys and wrong
+//! TOML types are rejected here, by serde, with toml's message (it names the key and the
+//! line). Nothing here checks a range or applies a default.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::ConfigError;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileConfig {
+    pub(super) router: Option<FileRouter>,
+    #[serde(default)]
+    pub(super) listener: Vec<FileListener>,
+    pub(super) limits: Option<FileLimits>,
+    pub(super) metrics: Option<FileMetrics>,
+    #[serde(default)]
+    pub(super) realm: Vec<FileRealm>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileRouter {
+    pub(super) shards: Option<i64>,
+    pub(super) spin_before_park_us: Option<i64>,
+    pub(super) log: Option<String>,
+    pub(super) auto_create_realms: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileListener {
+    pub(super) address: Option<String>,
+    pub(super) path: Option<String>,
+    pub(super) serializers: Option<Vec<String>>,
+    pub(super) websocket_testee: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileLimits {
+    pub(super) message_size_max: Option<i64>,
+    pub(super) pending_bytes_max: Option<i64>,
+    pub(super) write_deadline_ms: Option<i64>,
+    pub(super) ping_interval_ms: Option<i64>,
+    pub(super) ping_timeout_ms: Option<i64>,
+    pub(super) rawsocket_ping: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileMetrics {
+    pub(super) address: Option<String>,
+    pub(super) summary_interval_s: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileRealm {
+    pub(super) name: String,
+    pub(super) strict_uri: Option<bool>,
+    pub(super) slow_consumer: Option<String>,
+    pub(super) anonymous: Option<bool>,
+}
+
+/// Read and parse the file at `path`; errors name the path.
+pub(super) fn read(path: &Path) -> Result<FileConfig, ConfigError> {
+    let source = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        source: source.clone(),
+        key: String::new(),
+        message: format!("cannot read: {e}"),
+    })?;
+    parse(&text, &source)
+}
+
+/// Parse TOML `text`; `source` names it in errors.
+pub(super) fn parse(text: &str, source: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        // toml's message names the key and the line; keep it, on one line.
+        ConfigError {
+            source: source.to_owned(),
+            key: String::new(),
+            message: e.to_string().trim_end().replace('\n', " | "),
+        }
+    })
+}

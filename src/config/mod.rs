@@ -1,0 +1,139 @@
+//! Configuration: the TOML file and the command line, parsed into validated types.
+//!
+//! "Parse, don't validate": [`Config::load`] either returns a [`Config`] whose every field
+//! is in range, or a [`ConfigError`] naming the file, the key, what was expected and what
+//! was found. Nothing downstream re-checks.
+//!
+//! With no file and no flags the router listens on 127.0.0.1:8080 (WebSocket and RawSocket
+//! on one port, JSON/MessagePack/CBOR), serves realm `realm1` to anonymous clients with
+//! every permission, and runs one shard per core.
+//!
+//! The parts: `file` reads the TOML into its raw shape, `flags` is the command line
+//! (clap) and lays its values over the file, `validate` turns the raw shape into the types
+//! below. This module owns those types and the order of the steps; it does no I/O beyond
+//! reading the file and never starts anything.
+
+mod file;
+mod flags;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::proto::realm::RouterConfig;
+use crate::proto::wire::Serializer;
+
+pub use flags::{Cli, Command, RunFlags};
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// What [`ConfigError::source`] says when no file was given.
+const BUILT_IN: &str = "built-in defaults";
+
+/// A bad configuration: where, which key, what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file (or "built-in defaults").
+    pub source: String,
+    /// The key path (`limits.pending_bytes_max`), empty when the whole file is at fault.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.source, self.message)
+        } else {
+            write!(f, "{}: key `{}`: {}", self.source, self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where a listener accepts connections.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// TCP: WebSocket and RawSocket on one port (the first byte tells them apart).
+    Tcp(SocketAddr),
+    /// A Unix domain socket: RawSocket only.
+    Unix(PathBuf),
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "tcp://{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix://{}", p.display()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerConfig {
+    pub addr: ListenAddr,
+    pub serializers: Vec<Serializer>,
+    /// Echo WebSocket messages instead of speaking WAMP (for the Autobahn testsuite).
+    pub websocket_testee: bool,
+}
+
+/// When the router sends RawSocket PINGs (WebSocket pings are always sent: RFC 6455 makes
+/// every client answer them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawSocketPing {
+    /// Only to peers that showed they speak PING/PONG (they sent a PING). Half-open
+    /// connections are still reaped by TCP keepalive. Default: some clients (Autobahn|Python
+    /// asyncio) drop the connection when they receive a RawSocket PING.
+    Auto,
+    /// To every RawSocket peer; no answer within `ping_timeout_ms` closes the connection.
+    Always,
+    /// Never; TCP keepalive only.
+    Never,
+}
+
+/// Runtime limits (the core's limits live in `RouterConfig`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeLimits {
+    pub write_deadline: Duration,
+    /// None = liveness pings (and TCP keepalive) off.
+    pub ping_interval: Option<Duration>,
+    pub ping_timeout: Duration,
+    pub rawsocket_ping: RawSocketPing,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Number of shards (resolved: never 0).
+    pub shards: usize,
+    pub spin_before_park: Duration,
+    pub log: String,
+    pub listeners: Vec<ListenerConfig>,
+    pub limits: RuntimeLimits,
+    /// Optional separate listener for `/metrics` and `/health`.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Period of the per-shard summary log line; None = off.
+    pub summary_interval: Option<Duration>,
+    pub router: RouterConfig,
+}
+
+impl Config {
+    /// The built-in defaults (what `shardbar` with no arguments runs).
+    pub fn default_config() -> Config {
+        // The empty file is valid: `validate` tests say so (`defaults_listen_on_8080_with_realm1`).
+        validate::config(file::FileConfig::default(), BUILT_IN).expect("defaults are valid")
+    }
+
+    /// Load the file named in `flags` (if any), lay the other flags over it, and validate.
+    pub fn load(flags: &RunFlags) -> Result<Config, ConfigError> {
+        let (mut raw, source) = match &flags.config {
+            Some(path) => (file::read(path)?, path.display().to_string()),
+            None => (file::FileConfig::default(), BUILT_IN.to_owned()),
+        };
+        flags.apply_to(&mut raw);
+        validate::config(raw, &source)
+    }
+}

@@ -1,0 +1,335 @@
+//! Validation: the raw file shape into a [`Config`], or the first key that is wrong.
+//!
+//! Sections are checked in file order (router, limits, listeners, metrics, realms), each by
+//! one function that returns its typed part. Defaults are applied here; every range comes
+//! from `limits.rs` ("config ranges"). Errors say the source, the key path, what was
+//! expected and what was found. No I/O, and nothing here knows about the command line: by
+//! now flags are already laid over the file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::file::{FileConfig, FileLimits, FileListener, FileMetrics, FileRealm, FileRouter};
+use super::{Config, ConfigError, DEFAULT_LISTEN, ListenAddr, ListenerConfig, RawSocketPing, RuntimeLimits};
+use crate::limits;
+use crate::proto::realm::{RealmConfig, RouterConfig, SlowConsumerPolicy};
+use crate::proto::wire::Serializer;
+use crate::proto::wire::uri;
+
+/// Validate `f`; `source` (the file's path) names it in errors.
+pub(super) fn config(f: FileConfig, source: &str) -> Result<Config, ConfigError> {
+    let c = Check { source };
+    let router = f.router.unwrap_or_default();
+    let (shards, spin_before_park, log) = router_section(&c, &router)?;
+    let (limits, sizes) = limits_section(&c, f.limits.unwrap_or_default())?;
+    let listeners = listeners(&c, f.listener)?;
+    let (metrics_addr, summary_interval) = metrics_section(&c, f.metrics.unwrap_or_default())?;
+    let mut realms = realms(&c, f.realm)?;
+    if realms.is_empty() {
+        realms.push(RealmConfig::new("realm1"));
+    }
+    Ok(Config {
+        shards,
+        spin_before_park,
+        log,
+        listeners,
+        limits,
+        metrics_addr,
+        summary_interval,
+        router: RouterConfig {
+            realms,
+            auto_create_realms: router.auto_create_realms.unwrap_or(false),
+            realm_template: RealmConfig::new("*"),
+            pending_bytes_max: sizes.pending_bytes_max,
+            message_size_max: sizes.message_size_max,
+        },
+    })
+}
+
+/// Builds errors that name the source.
+struct Check<'a> {
+    source: &'a str,
+}
+
+impl Check<'_> {
+    fn err(&self, key: &str, message: String) -> ConfigError {
+        ConfigError { source: self.source.to_owned(), key: key.to_owned(), message }
+    }
+
+    /// `v` if it is in `lo..=hi`.
+    fn range(&self, key: &str, v: i64, lo: i64, hi: i64) -> Result<i64, ConfigError> {
+        if v < lo || v > hi {
+            Err(self.err(key, format!("expected an integer from {lo} to {hi}, found {v}")))
+        } else {
+            Ok(v)
+        }
+    }
+
+    fn addr(&self, key: &str, a: &str, example: &str) -> Result<SocketAddr, ConfigError> {
+        a.parse().map_err(|_| self.err(key, format!("expected an address like {example}, found {a:?}")))
+    }
+}
+
+/// `[router]`: shards (0 = one per core), spin before park, log filter.
+fn router_section(c: &Check, r: &FileRouter) -> Result<(usize, Duration, String), ConfigError> {
+    let shards = match r.shards {
+        None | Some(0) => {
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            cores.min(limits::SHARDS_MAX)
+        }
+        Some(n) => c.range("router.shards", n, 0, limits::SHARDS_MAX as i64)? as usize,
+    };
+    let spin_us = c.range(
+        "router.spin_before_park_us",
+        r.spin_before_park_us.unwrap_or(0),
+        0,
+        limits::SPIN_BEFORE_PARK_CEILING_US as i64,
+    )?;
+    let log = r.log.clone().unwrap_or_else(|| "info".into());
+    if log.trim().is_empty() {
+        return Err(c.err("router.log", "expected a level (error, warn, info, debug, trace) or a filter".into()));
+    }
+    Ok((shards, Duration::from_micros(spin_us as u64), log))
+}
+
+/// The `[limits]` values the core enforces (they go into `RouterConfig`).
+struct CoreSizes {
+    message_size_max: usize,
+    pending_bytes_max: usize,
+}
+
+/// `[limits]`: sizes for the core, deadlines and pings for the runtime.
+fn limits_section(c: &Check, l: FileLimits) -> Result<(RuntimeLimits, CoreSizes), ConfigError> {
+    let message_size_max = c.range(
+        "limits.message_size_max",
+        l.message_size_max.unwrap_or(limits::MESSAGE_SIZE_MAX_BYTES as i64),
+        limits::MESSAGE_SIZE_FLOOR_BYTES as i64,
+        limits::MESSAGE_SIZE_CEILING_BYTES as i64,
+    )? as usize;
+    let pending_bytes_max = c.range(
+        "limits.pending_bytes_max",
+        l.pending_bytes_max.unwrap_or(limits::PENDING_BYTES_MAX as i64),
+        limits::PENDING_BYTES_FLOOR as i64,
+        limits::PENDING_BYTES_CEILING as i64,
+    )? as usize;
+    let write_deadline_ms = c.range(
+        "limits.write_deadline_ms",
+        l.write_deadline_ms.unwrap_or(limits::WRITE_DEADLINE_MS as i64),
+        limits::WRITE_DEADLINE_FLOOR_MS as i64,
+        limits::WRITE_DEADLINE_CEILING_MS as i64,
+    )?;
+    let ping_interval_ms = l.ping_interval_ms.unwrap_or(limits::PING_INTERVAL_MS as i64);
+    if ping_interval_ms != 0 {
+        let (lo, hi) = (limits::PING_INTERVAL_FLOOR_MS as i64, limits::PING_INTERVAL_CEILING_MS as i64);
+        c.range("limits.ping_interval_ms", ping_interval_ms, lo, hi)
+            .map_err(|e| ConfigError { message: format!("{} (or 0 to turn pings off)", e.message), ..e })?;
+    }
+    let ping_timeout_ms = c.range(
+        "limits.ping_timeout_ms",
+        l.ping_timeout_ms.unwrap_or(limits::PING_TIMEOUT_MS as i64),
+        limits::PING_TIMEOUT_FLOOR_MS as i64,
+        limits::PING_TIMEOUT_CEILING_MS as i64,
+    )?;
+    let rawsocket_ping = match l.rawsocket_ping.as_deref() {
+        None | Some("auto") => RawSocketPing::Auto,
+        Some("always") => RawSocketPing::Always,
+        Some("never") => RawSocketPing::Never,
+        Some(other) => {
+            let msg = format!("expected \"auto\", \"always\" or \"never\", found {other:?}");
+            return Err(c.err("limits.rawsocket_ping", msg));
+        }
+    };
+    let runtime = RuntimeLimits {
+        write_deadline: Duration::from_millis(write_deadline_ms as u64),
+        ping_interval: (ping_interval_ms > 0).then(|| Duration::from_millis(ping_interval_ms as u64)),
+        ping_timeout: Duration::from_millis(ping_timeout_ms as u64),
+        rawsocket_ping,
+    };
+    Ok((runtime, CoreSizes { message_size_max, pending_bytes_max }))
+}
+
+/// `[[listener]]`s; none means one TCP listener on [`DEFAULT_LISTEN`].
+fn listeners(c: &Check, raw: Vec<FileListener>) -> Result<Vec<ListenerConfig>, ConfigError> {
+    let raw = if raw.is_empty() {
+        vec![FileListener { address: Some(DEFAULT_LISTEN.into()), ..FileListener::default() }]
+    } else {
+        raw
+    };
+    raw.into_iter().enumerate().map(|(i, l)| listener(c, i, l)).collect()
+}
+
+/// `listener[i]`: exactly one of `address` and `path`, known serializers.
+fn listener(c: &Check, i: usize, l: FileListener) -> Result<ListenerConfig, ConfigError> {
+    let key = |k: &str| format!("listener[{i}].{k}");
+    let addr = match (l.address, l.path) {
+        (Some(a), None) => ListenAddr::Tcp(c.addr(&key("address"), &a, DEFAULT_LISTEN)?),
+        (None, Some(p)) if p.is_empty() => {
+            return Err(c.err(&key("path"), "expected a socket path, found an empty string".into()));
+        }
+        (None, Some(p)) => ListenAddr::Unix(PathBuf::from(p)),
+        (Some(_), Some(_)) => {
+            let msg = "expected either `address` (TCP) or `path` (Unix socket), not both";
+            return Err(c.err(&key("address"), msg.into()));
+        }
+        (None, None) => {
+            return Err(c.err(&key("address"), "expected `address` (TCP) or `path` (Unix socket)".into()));
+        }
+    };
+    let serializers = match l.serializers {
+        None => Serializer::ALL.to_vec(),
+        Some(names) => {
+            let mut out = Vec::new();
+            for n in &names {
+                let s = Serializer::from_name(n).ok_or_else(|| {
+                    c.err(&key("serializers"), format!("expected json, msgpack or cbor, found {n:?}"))
+                })?;
+                if !out.contains(&s) {
+                    out.push(s);
+                }
+            }
+            if out.is_empty() {
+                return Err(c.err(&key("serializers"), "expected at least one serializer".into()));
+            }
+            out
+        }
+    };
+    let websocket_testee = l.websocket_testee.unwrap_or(false);
+    if websocket_testee && matches!(addr, ListenAddr::Unix(_)) {
+        return Err(c.err(&key("websocket_testee"), "a WebSocket testee needs a TCP `address`".into()));
+    }
+    Ok(ListenerConfig { addr, serializers, websocket_testee })
+}
+
+/// `[metrics]`: the optional listener and the summary period (0 = off).
+fn metrics_section(c: &Check, m: FileMetrics) -> Result<(Option<SocketAddr>, Option<Duration>), ConfigError> {
+    let addr = match m.address {
+        None => None,
+        Some(a) => Some(c.addr("metrics.address", &a, "127.0.0.1:9100")?),
+    };
+    let summary_s = c.range(
+        "metrics.summary_interval_s",
+        m.summary_interval_s.unwrap_or(limits::SUMMARY_INTERVAL_S as i64),
+        0,
+        limits::SUMMARY_INTERVAL_CEILING_S as i64,
+    )?;
+    Ok((addr, (summary_s > 0).then(|| Duration::from_secs(summary_s as u64))))
+}
+
+/// `[[realm]]`s: valid, distinct names and known policies.
+fn realms(c: &Check, raw: Vec<FileRealm>) -> Result<Vec<RealmConfig>, ConfigError> {
+    let mut realms: Vec<RealmConfig> = Vec::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let key = |k: &str| format!("realm[{i}].{k}");
+        if !uri::is_valid(&r.name, false, false) {
+            return Err(c.err(&key("name"), format!("expected a realm URI like \"realm1\", found {:?}", r.name)));
+        }
+        if realms.iter().any(|x| x.name == r.name) {
+            return Err(c.err(&key("name"), format!("realm {:?} is defined twice", r.name)));
+        }
+        let slow_consumer = match r.slow_consumer.as_deref() {
+            None => SlowConsumerPolicy::Disconnect,
+            Some(s) => SlowConsumerPolicy::parse(s).ok_or_else(|| {
+                c.err(&key("slow_consumer"), format!("expected \"disconnect\" or \"drop\", found {s:?}"))
+            })?,
+        };
+        realms.push(RealmConfig {
+            name: r.name,
+            strict_uri: r.strict_uri.unwrap_or(false),
+            slow_consumer,
+            anonymous: r.anonymous.unwrap_or(true),
+        });
+    }
+    Ok(realms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::file;
+    use super::*;
+
+    fn from_str(text: &str) -> Result<Config, ConfigError> {
+        config(file::parse(text, "test.toml")?, "test.toml")
+    }
+
+    #[test]
+    fn defaults_listen_on_8080_with_realm1() {
+        let c = Config::default_config();
+        assert_eq!(c.listeners.len(), 1);
+        assert_eq!(c.listeners[0].addr, ListenAddr::Tcp("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(c.listeners[0].serializers, Serializer::ALL.to_vec());
+        assert_eq!(c.router.realms[0].name, "realm1");
+        assert!(c.router.realms[0].anonymous);
+        assert!(c.shards >= 1);
+        assert!(c.limits.ping_interval.is_some(), "liveness pings are on by default");
+        assert_eq!(c.limits.rawsocket_ping, RawSocketPing::Auto);
+        assert_eq!(c.summary_interval, Some(Duration::from_secs(limits::SUMMARY_INTERVAL_S)));
+    }
+
+    #[test]
+    fn errors_name_file_key_and_expectation() {
+        let e = from_str("[limits]\npending_bytes_max = 10\n").unwrap_err();
+        assert_eq!(e.key, "limits.pending_bytes_max");
+        assert!(e.to_string().starts_with("test.toml: key `limits.pending_bytes_max`: expected an integer"), "{e}");
+        let e = from_str("[[realm]]\nname = \"r\"\nslow_consumer = \"maybe\"\n").unwrap_err();
+        assert_eq!(e.key, "realm[0].slow_consumer");
+        let e = from_str("[[listener]]\naddress = \"nowhere\"\n").unwrap_err();
+        assert_eq!(e.key, "listener[0].address");
+        let e = from_str("[router]\nshardz = 2\n").unwrap_err();
+        assert!(e.message.contains("shardz"), "{e}");
+        let e = from_str("[router]\nshards = \"two\"\n").unwrap_err();
+        assert!(e.message.contains("shards"), "{e}");
+    }
+
+    #[test]
+    fn range_errors_give_the_bounds_from_limits() {
+        // Goal: the README's example message stays exact, with the bounds from limits.rs.
+        // Method: one value below a floor, one above a ceiling, one non-zero ping interval.
+        let e = from_str("[limits]\npending_bytes_max = 10\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "test.toml: key `limits.pending_bytes_max`: expected an integer from 65536 to 1073741824, found 10"
+        );
+        let e = from_str("[router]\nspin_before_park_us = 1000001\n").unwrap_err();
+        assert_eq!(e.message, "expected an integer from 0 to 1000000, found 1000001");
+        let e = from_str("[limits]\nping_interval_ms = 5\n").unwrap_err();
+        assert_eq!(e.message, "expected an integer from 100 to 3600000, found 5 (or 0 to turn pings off)");
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let c = from_str(
+            r#"
+            [router]
+            shards = 2
+            spin_before_park_us = 50
+            auto_create_realms = true
+            [[listener]]
+            address = "127.0.0.1:9000"
+            serializers = ["msgpack"]
+            [[listener]]
+            path = "/tmp/sb.sock"
+            [limits]
+            pending_bytes_max = 1048576
+            ping_interval_ms = 0
+            rawsocket_ping = "always"
+            [metrics]
+            address = "127.0.0.1:9100"
+            [[realm]]
+            name = "prod"
+            strict_uri = true
+            slow_consumer = "drop"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.shards, 2);
+        assert_eq!(c.spin_before_park, Duration::from_micros(50));
+        assert_eq!(c.listeners[1].addr, ListenAddr::Unix("/tmp/sb.sock".into()));
+        assert_eq!(c.listeners[0].serializers, vec![Serializer::MsgPack]);
+        assert_eq!(c.limits.ping_interval, None);
+        assert_eq!(c.limits.rawsocket_ping, RawSocketPing::Always);
+        assert_eq!(c.router.pending_bytes_max, 1 << 20);
+        assert!(c.router.auto_create_realms);
+        assert_eq!(c.router.realms[0].slow_consumer, SlowConsumerPolicy::Drop);
+    }
+}
