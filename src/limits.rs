@@ -77,6 +77,10 @@ pub const PING_TIMEOUT_MS: u64 = 15_000;
 /// Outcome: the connection is closed.
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 
+/// glommio's minimum RLIMIT_MEMLOCK for its io_uring rings. Outcome: below it the router
+/// refuses to start, with a message saying how to raise the limit.
+pub const MEMLOCK_MIN_BYTES: u64 = 512 * 1024;
+
 /// Time allowed for sessions to be told GOODBYE and for queues to flush on shutdown.
 pub const SHUTDOWN_GRACE_MS: u64 = 3_000;
 
@@ -142,6 +146,54 @@ pub const CALL_REROUTES_MAX: usize = 8;
 /// Characters of a peer's string (topic, realm, mode, …) that an error text repeats; the
 /// rest is cut with `…`, so a 16 MiB topic is never copied into an ABORT or ERROR or a log.
 pub const PEER_TEXT_ECHO_MAX_CHARS: usize = 256;
+
+// Waits and polls of the runtime (`src/shard`). None of them is configurable.
+
+/// Write deadline for a refusal: a RawSocket handshake error, an HTTP error status, a
+/// refused WebSocket upgrade. The refusal is a courtesy; the connection is closed after it
+/// (or after this long) either way.
+pub const REFUSAL_WRITE_DEADLINE_MS: u64 = 1_000;
+
+/// Write deadline for a handshake's success reply (RawSocket, WebSocket 101) and for a
+/// plain HTTP response (`/health`, `/metrics`, 426). Outcome: the connection is closed.
+pub const HANDSHAKE_REPLY_WRITE_DEADLINE_MS: u64 = 5_000;
+
+/// Longest a `/metrics` request waits for every shard's counters to come back over the
+/// mesh. Outcome: HTTP 503 ("a shard did not answer in time").
+pub const METRICS_GATHER_MS: u64 = 2_000;
+
+/// How often a `/metrics` request checks whether every shard's counters arrived.
+pub const METRICS_GATHER_POLL_MS: u64 = 1;
+
+/// How often a shard checks the shutdown flag, while serving and while waiting in the mesh
+/// join for peers (one that fails to start never joins). Bounds how late a shard notices a
+/// shutdown request.
+pub const SHUTDOWN_POLL_MS: u64 = 20;
+
+/// How often a stopping shard checks whether its connections have all closed.
+pub const SHUTDOWN_DRAIN_POLL_MS: u64 = 10;
+
+/// After `SHUTDOWN_GRACE_MS`, connections still open are told to close; the shard waits at
+/// most this long for them before it stops anyway.
+pub const SHUTDOWN_CLOSE_WAIT_MS: u64 = 500;
+
+/// How often a closing connection checks whether its session's registrations were released
+/// at their owner shards (the wait itself is bounded by `SHUTDOWN_GRACE_MS`).
+pub const TEARDOWN_POLL_US: u64 = 200;
+
+/// Longest a connection task waits for its socket's close to complete.
+pub const STREAM_CLOSE_MS: u64 = 200;
+
+/// Pause after a failed accept (EMFILE and friends) before the next one, so a listener does
+/// not spin while the process is out of file descriptors.
+pub const ACCEPT_RETRY_MS: u64 = 50;
+
+/// A connection task with no deadline armed (session established, pings off) still wakes
+/// this often; such a turn finds nothing to do.
+pub const CONN_IDLE_WAKE_MS: u64 = 3_600_000;
+
+/// WebSocket testee (echo) mode: deadline of each write. Outcome: the connection is dropped.
+pub const ECHO_WRITE_DEADLINE_MS: u64 = 30_000;
 
 /// Size of the default generated-ID space: IDs are in [1, 2^53].
 pub const ID_MAX: u64 = 1 << 53;

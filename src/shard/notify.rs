@@ -4,6 +4,8 @@
 //! a channel. Each [`Notify`] has one waiter (the task that owns it), so a waker is stored
 //! at most once per wait — important because glommio 0.9 panics when one task's waker is
 //! cloned ~32k times.
+//!
+//! Same-thread only, and no I/O or timers: anything more belongs in glommio.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -12,13 +14,13 @@ use std::task::{Context, Poll, Waker};
 
 /// Wake one waiting task. A notification sent while nobody waits is kept (one permit).
 #[derive(Default)]
-pub struct Notify {
+pub(crate) struct Notify {
     set: Cell<bool>,
     waker: RefCell<Option<Waker>>,
 }
 
 impl Notify {
-    pub fn notify(&self) {
+    pub(crate) fn notify(&self) {
         self.set.set(true);
         if let Some(w) = self.waker.borrow_mut().take() {
             w.wake();
@@ -26,12 +28,12 @@ impl Notify {
     }
 
     /// Resolves once `notify` was called since the last wait.
-    pub fn notified(&self) -> Notified<'_> {
+    pub(crate) fn notified(&self) -> Notified<'_> {
         Notified { n: self }
     }
 }
 
-pub struct Notified<'a> {
+pub(crate) struct Notified<'a> {
     n: &'a Notify,
 }
 
@@ -52,17 +54,17 @@ impl Future for Notified<'_> {
 
 /// A gate many tasks wait on (readers paused while the mesh drains).
 #[derive(Default)]
-pub struct Gate {
+pub(crate) struct Gate {
     closed: Cell<bool>,
     waiters: RefCell<Vec<Waker>>,
 }
 
 impl Gate {
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.closed.get()
     }
 
-    pub fn set_closed(&self, closed: bool) {
+    pub(crate) fn set_closed(&self, closed: bool) {
         let was = self.closed.replace(closed);
         if was && !closed {
             for w in self.waiters.borrow_mut().drain(..) {
@@ -72,12 +74,12 @@ impl Gate {
     }
 
     /// Resolves when the gate is open.
-    pub fn open(&self) -> GateOpen<'_> {
+    pub(crate) fn open(&self) -> GateOpen<'_> {
         GateOpen { g: self }
     }
 }
 
-pub struct GateOpen<'a> {
+pub(crate) struct GateOpen<'a> {
     g: &'a Gate,
 }
 

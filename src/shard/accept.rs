@@ -1,0 +1,188 @@
+//! Listeners and accepted sockets: binding a shard's listeners, the accept loops (TCP,
+//! Unix, metrics), socket options (TCP_NODELAY, keepalive), and the first-byte sniff that
+//! picks a connection's protocol.
+//!
+//! This file decides where a connection goes; it must not read past the first byte or speak
+//! any protocol (that starts in `handshake.rs` and `http.rs`).
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures_lite::{AsyncRead, AsyncWrite};
+use glommio::Task;
+use glommio::net::{TcpListener, TcpStream, UnixListener};
+
+use super::state::Shard;
+use super::{handshake, http, io};
+use crate::config::{Config, ListenAddr, ListenerConfig};
+use crate::limits;
+use crate::proto::wire::rawsocket;
+
+/// Bind this shard's listeners and start their accept loops. Every shard binds each TCP
+/// listener (SO_REUSEPORT spreads connections); Unix sockets and the metrics listener are
+/// bound by shard 0 only. Dropping the tasks stops accepting.
+pub(crate) fn bind_listeners(shard: &Rc<Shard>) -> Result<Vec<Task<()>>, String> {
+    let mut tasks = Vec::new();
+    for l in &shard.config.listeners {
+        let l = Rc::new(l.clone());
+        match &l.addr {
+            ListenAddr::Tcp(addr) => {
+                let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+                tasks.push(glommio::spawn_local(accept_tcp(shard.clone(), listener, l.clone())));
+            }
+            ListenAddr::Unix(path) if shard.id == 0 => {
+                // A stale socket file from an earlier run would make bind fail.
+                if std::fs::symlink_metadata(path)
+                    .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+                {
+                    let _ = std::fs::remove_file(path);
+                }
+                let listener =
+                    UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+                tasks.push(glommio::spawn_local(accept_unix(shard.clone(), listener, l.clone())));
+            }
+            ListenAddr::Unix(_) => {}
+        }
+    }
+    if let (0, Some(addr)) = (shard.id, shard.config.metrics_addr) {
+        let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr} (metrics): {e}"))?;
+        tasks.push(glommio::spawn_local(accept_metrics(shard.clone(), listener)));
+    }
+    Ok(tasks)
+}
+
+async fn accept_tcp(shard: Rc<Shard>, listener: TcpListener, l: Rc<ListenerConfig>) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                set_options(&shard, &stream);
+                glommio::spawn_local(serve(shard.clone(), stream, l.clone(), true)).detach();
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(limits::ACCEPT_RETRY_MS)).await;
+            }
+        }
+    }
+}
+
+async fn accept_unix(shard: Rc<Shard>, listener: UnixListener, l: Rc<ListenerConfig>) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                glommio::spawn_local(serve(shard.clone(), stream, l.clone(), false)).detach();
+            }
+            Err(e) => {
+                tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(limits::ACCEPT_RETRY_MS)).await;
+            }
+        }
+    }
+}
+
+async fn accept_metrics(shard: Rc<Shard>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                glommio::spawn_local(http::serve_metrics_listener(shard.clone(), stream)).detach();
+            }
+            Err(e) => {
+                tracing::warn!(shard = shard.id, error = %e, "metrics accept failed");
+                glommio::timer::sleep(Duration::from_millis(limits::ACCEPT_RETRY_MS)).await;
+            }
+        }
+    }
+}
+
+/// TCP_NODELAY (frames are coalesced per turn already) and the liveness keepalive.
+fn set_options(shard: &Shard, stream: &TcpStream) {
+    let _ = stream.set_nodelay(true);
+    if let Some(ka) = keepalive_for(&shard.config) {
+        use std::os::fd::{AsRawFd, BorrowedFd};
+        // SAFETY: the fd belongs to `stream`, which outlives this borrow.
+        let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+        if let Err(e) = socket2::SockRef::from(&fd).set_tcp_keepalive(&ka) {
+            tracing::debug!(shard = shard.id, error = %e, "could not set TCP keepalive");
+        }
+    }
+}
+
+/// TCP keepalive matching the liveness settings: probes start after `ping_interval` of
+/// silence and the kernel drops the connection after 3 unanswered probes spread over
+/// `ping_timeout`. This is what reaps half-open RawSocket connections (whose clients may
+/// not implement RawSocket PING); WebSocket connections get application pings as well.
+fn keepalive_for(config: &Config) -> Option<socket2::TcpKeepalive> {
+    let idle = config.limits.ping_interval?;
+    let every = (config.limits.ping_timeout / 3).max(Duration::from_secs(1));
+    Some(socket2::TcpKeepalive::new().with_time(idle.max(Duration::from_secs(1))).with_interval(every).with_retries(3))
+}
+
+/// What a connection's first byte says it carries.
+#[derive(Debug, PartialEq)]
+enum Protocol {
+    /// `0x7F` can never start an HTTP request (or a TLS record): a RawSocket handshake.
+    RawSocket,
+    /// Anything else: an HTTP request (a WebSocket upgrade, `/health`, `/metrics`).
+    Http,
+}
+
+fn sniff(first: u8) -> Protocol {
+    match first {
+        rawsocket::MAGIC => Protocol::RawSocket,
+        // TLS lands here: `0x16` (a handshake record) → `Protocol::Tls`, whose arm in `serve`
+        // wraps the stream and sniffs again on the decrypted bytes.
+        _ => Protocol::Http,
+    }
+}
+
+/// Counts the connection in `open_conns` for as long as the task runs.
+struct OpenGuard(Rc<Shard>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open_conns.set(self.0.open_conns.get().saturating_sub(1));
+    }
+}
+
+/// Serve one accepted stream. `tcp`: the stream may carry HTTP/WebSocket (Unix sockets
+/// carry RawSocket only).
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    shard: Rc<Shard>,
+    mut stream: S,
+    listener: Rc<ListenerConfig>,
+    tcp: bool,
+) {
+    shard.open_conns.set(shard.open_conns.get() + 1);
+    let _guard = OpenGuard(shard.clone());
+    if shard.shutting_down.get() {
+        return;
+    }
+    // One deadline for the transport handshake, whichever protocol it turns out to be.
+    let deadline = Instant::now() + Duration::from_millis(limits::HANDSHAKE_TIMEOUT_MS);
+    let mut buf = BytesMut::with_capacity(limits::READ_CHUNK_MIN_BYTES);
+    if !io::read_until(&mut stream, &mut buf, deadline, |b| !b.is_empty()).await {
+        return;
+    }
+    match sniff(buf[0]) {
+        Protocol::RawSocket => handshake::rawsocket(shard, stream, buf, &listener, deadline).await,
+        Protocol::Http if tcp => handshake::http(shard, stream, buf, &listener, deadline).await,
+        Protocol::Http => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_byte_picks_the_protocol() {
+        // Goal: 0x7F means RawSocket; anything else (an HTTP method's first letter, or
+        // garbage the HTTP parser will refuse) means HTTP.
+        assert_eq!(sniff(0x7F), Protocol::RawSocket);
+        for b in [b'G', b'P', b'O', b'H', b'\r', 0x00, 0xFF] {
+            assert_eq!(sniff(b), Protocol::Http);
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Transport handshakes, from the sniffed first byte to an open WAMP connection: the
+//! RawSocket handshake, and on HTTP the WebSocket upgrade (or a plain HTTP answer).
+//!
+//! Both run under the connection's handshake deadline and hand the stream, with any bytes
+//! read past the handshake, to `conn::session` (or `echo::echo` in testee mode). Parsing
+//! the handshakes is `proto::wire`'s; this file only does their I/O.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use super::codec::Codec;
+use super::io::{read_until, write_all_by};
+use super::state::Shard;
+use super::{conn, echo, http};
+use crate::config::ListenerConfig;
+use crate::limits;
+use crate::proto::frame::{Framing, Transport};
+use crate::proto::wire::{rawsocket, websocket};
+
+/// Deadline of a handshake's success reply.
+fn reply_deadline() -> Duration {
+    Duration::from_millis(limits::HANDSHAKE_REPLY_WRITE_DEADLINE_MS)
+}
+
+/// Write a refusal (bounded by its own short deadline) and close.
+async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, reply: &[u8]) {
+    let _ = write_all_by(stream, reply, Duration::from_millis(limits::REFUSAL_WRITE_DEADLINE_MS)).await;
+    let _ = stream.close().await;
+}
+
+/// The RawSocket handshake (`buf` holds at least the magic byte), then the session.
+pub(crate) async fn rawsocket<S: AsyncRead + AsyncWrite + Unpin>(
+    shard: Rc<Shard>,
+    mut stream: S,
+    mut buf: BytesMut,
+    listener: &ListenerConfig,
+    deadline: Instant,
+) {
+    if !read_until(&mut stream, &mut buf, deadline, |b| b.len() >= rawsocket::HANDSHAKE_BYTES).await {
+        return;
+    }
+    let request = [buf[0], buf[1], buf[2], buf[3]];
+    let _ = buf.split_to(rawsocket::HANDSHAKE_BYTES);
+    let max_in = shard.config.router.message_size_max;
+    let our_exp = rawsocket::len_exp_for(max_in);
+    let result = if shard.core.borrow().connection_count() >= limits::SHARD_SESSIONS_MAX {
+        Err(rawsocket::HandshakeError::MaxConnections)
+    } else {
+        rawsocket::accept(request, &listener.serializers, 0)
+    };
+    let hs = match result {
+        Ok(hs) => hs,
+        Err(e) => {
+            tracing::debug!(shard = shard.id, error = %e, "rawsocket handshake refused");
+            match e.reply() {
+                Some(reply) => refuse(&mut stream, &reply).await,
+                None => {
+                    let _ = stream.close().await;
+                }
+            }
+            return;
+        }
+    };
+    let reply = rawsocket::success_reply(hs.serializer, our_exp);
+    if write_all_by(&mut stream, &reply, reply_deadline()).await.is_err() {
+        return;
+    }
+    let framing = Framing { transport: Transport::RawSocket, serializer: hs.serializer };
+    let codec = Codec::Raw(rawsocket::Decoder::new(max_in));
+    conn::session(shard, stream, buf, codec, framing, hs.max_len_bytes()).await;
+}
+
+/// HTTP on the WAMP port: a WebSocket upgrade, or a plain request answered and closed.
+pub(crate) async fn http<S: AsyncRead + AsyncWrite + Unpin>(
+    shard: Rc<Shard>,
+    mut stream: S,
+    mut buf: BytesMut,
+    listener: &ListenerConfig,
+    deadline: Instant,
+) {
+    let Some(request) = http::read_request_head(&mut stream, &mut buf, deadline).await else { return };
+    if request.is_websocket_upgrade() {
+        websocket_upgrade(shard, stream, buf, listener, &request).await;
+    } else {
+        http::respond(&shard, stream, &request, true).await;
+    }
+}
+
+/// Accept or refuse the upgrade; once accepted, a WAMP session (or an echo in testee mode).
+async fn websocket_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    shard: Rc<Shard>,
+    mut stream: S,
+    buf: BytesMut,
+    listener: &ListenerConfig,
+    request: &websocket::Request,
+) {
+    let opts =
+        websocket::AcceptOptions { serializers: &listener.serializers, allow_no_protocol: listener.websocket_testee };
+    let accepted = match websocket::accept(request, &opts) {
+        Ok(accepted) => accepted,
+        Err(rejection) => {
+            tracing::debug!(shard = shard.id, error = %rejection, "websocket upgrade refused");
+            refuse(&mut stream, &rejection.response()).await;
+            return;
+        }
+    };
+    if write_all_by(&mut stream, &accepted.response(), reply_deadline()).await.is_err() {
+        return;
+    }
+    let max_in = shard.config.router.message_size_max;
+    let decoder = websocket::Decoder::new(websocket::Role::Server, max_in);
+    match (listener.websocket_testee, accepted.serializer) {
+        (true, _) => echo::echo(stream, buf, decoder).await,
+        (false, Some(ser)) => {
+            let framing = Framing { transport: Transport::WebSocket, serializer: ser };
+            conn::session(shard, stream, buf, Codec::Ws(decoder), framing, usize::MAX).await;
+        }
+        (false, None) => {}
+    }
+}
