@@ -162,9 +162,6 @@ pub const HANDSHAKE_REPLY_WRITE_DEADLINE_MS: u64 = 5_000;
 /// mesh. Outcome: HTTP 503 ("a shard did not answer in time").
 pub const METRICS_GATHER_MS: u64 = 2_000;
 
-/// How often a `/metrics` request checks whether every shard's counters arrived.
-pub const METRICS_GATHER_POLL_MS: u64 = 1;
-
 /// How often a shard checks the shutdown flag, while serving and while waiting in the mesh
 /// join for peers (one that fails to start never joins). Bounds how late a shard notices a
 /// shutdown request.
@@ -177,20 +174,12 @@ pub const SHUTDOWN_DRAIN_POLL_MS: u64 = 10;
 /// most this long for them before it stops anyway.
 pub const SHUTDOWN_CLOSE_WAIT_MS: u64 = 500;
 
-/// How often a closing connection checks whether its session's registrations were released
-/// at their owner shards (the wait itself is bounded by `SHUTDOWN_GRACE_MS`).
-pub const TEARDOWN_POLL_US: u64 = 200;
-
 /// Longest a connection task waits for its socket's close to complete.
 pub const STREAM_CLOSE_MS: u64 = 200;
 
 /// Pause after a failed accept (EMFILE and friends) before the next one, so a listener does
 /// not spin while the process is out of file descriptors.
 pub const ACCEPT_RETRY_MS: u64 = 50;
-
-/// A connection task with no deadline armed (session established, pings off) still wakes
-/// this often; such a turn finds nothing to do.
-pub const CONN_IDLE_WAKE_MS: u64 = 3_600_000;
 
 /// WebSocket testee (echo) mode: deadline of each write. Outcome: the connection is dropped.
 pub const ECHO_WRITE_DEADLINE_MS: u64 = 30_000;

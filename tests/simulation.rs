@@ -6,6 +6,10 @@
 
 mod sim;
 
+use std::time::Duration;
+
+use shardbar::proto::frame::Transport;
+use shardbar::proto::realm::RouterConfig;
 use shardbar::proto::wire::{Dict, Id, Message, Serializer, Value};
 use sim::{ClientId, Sim, for_seeds, seeds, serializer_for};
 
@@ -562,4 +566,79 @@ fn session_opening_rules() {
     assert!((1..=1 << 53).contains(&session));
     let broker = details.get("roles").and_then(|r| r.as_dict()).and_then(|r| r.get("broker"));
     assert!(broker.is_some(), "WELCOME announces the broker role");
+}
+
+/// Goal: a connection without an established session is closed at the HELLO deadline, on
+/// every shard, and counted; one that joined (even one that has since said GOODBYE) is
+/// not. Method: open silent connections, late joiners and a GOODBYE'd session on random
+/// shards, let time pass just short of and then past the deadline.
+#[test]
+fn hello_deadline_closes_silent_connections() {
+    let hello = RouterConfig::default().liveness.hello_timeout;
+    for_seeds("hello_deadline_closes_silent_connections", seeds(SEEDS / 4), |seed| {
+        let mut s = Sim::new(shards_for(seed), seed);
+        let connect = |s: &mut Sim| {
+            let (shard, ser) = (s.rng.below(s.shards()), serializer_for(s.rng.below(3)));
+            s.connect(shard, ser)
+        };
+        let silent: Vec<ClientId> = (0..3).map(|_| connect(&mut s)).collect();
+        let late = connect(&mut s);
+        let gone = random_client(&mut s);
+        s.send(gone, &Message::Goodbye { details: Dict::new(), reason: "wamp.close.close_realm".into() });
+        s.advance(hello - Duration::from_millis(200));
+        assert!(silent.iter().all(|&c| !s.clients[c].closed), "seed {seed}: closed before the deadline");
+        s.hello(late);
+        s.advance(Duration::from_millis(400));
+        assert!(silent.iter().all(|&c| s.clients[c].closed), "seed {seed}: silent connection left open");
+        assert!(!s.clients[late].closed && !s.clients[gone].closed, "seed {seed}: a joined connection was closed");
+        let timeouts: u64 = s.cores.iter().map(|c| c.stats().hello_timeouts).sum();
+        assert_eq!(timeouts, 3, "seed {seed}");
+    });
+}
+
+/// Goal: an idle WebSocket connection is pinged after the ping interval; one that answers
+/// (pong or any input) stays, one that stays silent is reaped after the ping timeout and its
+/// registrations are freed on every shard. RawSocket peers are pinged only after they
+/// pinged (`rawsocket_ping = "auto"`). Method: callees on random shards, some answering,
+/// one silent; time passes; a caller then calls the silent callee's procedure.
+#[test]
+fn liveness_pings_reap_silent_peers() {
+    let live = RouterConfig::default().liveness;
+    let (interval, timeout) = (live.ping_interval.expect("pings on by default"), live.ping_timeout);
+    for_seeds("liveness_pings_reap_silent_peers", seeds(SEEDS / 4), |seed| {
+        let mut s = Sim::new(shards_for(seed), seed);
+        let ws = |s: &mut Sim| {
+            let (shard, ser) = (s.rng.below(s.shards()), serializer_for(s.rng.below(3)));
+            s.join_over(shard, ser, Transport::WebSocket)
+        };
+        let silent = ws(&mut s);
+        let ponger = ws(&mut s);
+        let talker = ws(&mut s);
+        let raw = random_client(&mut s);
+        let raw_pinger = random_client(&mut s);
+        s.peer_ping(raw_pinger);
+        s.register_wait(silent, "sim.silent", Dict::new()).expect("register");
+        s.register_wait(ponger, "sim.ponger", Dict::new()).expect("register");
+        s.advance(interval + Duration::from_millis(100));
+        for c in [silent, ponger, talker, raw_pinger] {
+            assert_eq!(s.clients[c].pings, 1, "seed {seed}: client {c} not pinged once");
+        }
+        assert_eq!(s.clients[raw].pings, 0, "seed {seed}: a RawSocket peer that never pinged was pinged");
+        s.pong(ponger);
+        s.pong(raw_pinger);
+        s.rx(talker);
+        s.advance(timeout);
+        assert!(s.clients[silent].closed, "seed {seed}: silent peer not reaped");
+        for c in [ponger, talker, raw, raw_pinger] {
+            assert!(!s.clients[c].closed, "seed {seed}: live client {c} reaped");
+        }
+        let reaped: u64 = s.cores.iter().map(|c| c.stats().ping_timeouts).sum();
+        assert_eq!(reaped, 1, "seed {seed}");
+        let caller = random_client(&mut s);
+        let request = s.call(caller, "sim.silent", Dict::new(), vec![]);
+        match s.wait_for(caller, |m| matches!(m, Message::Error { request: r, .. } if *r == request)) {
+            Message::Error { error, .. } => assert_eq!(error, "wamp.error.no_such_procedure", "seed {seed}"),
+            _ => unreachable!(),
+        }
+    });
 }

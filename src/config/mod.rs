@@ -81,28 +81,12 @@ pub struct ListenerConfig {
     pub websocket_testee: bool,
 }
 
-/// When the router sends RawSocket PINGs (WebSocket pings are always sent: RFC 6455 makes
-/// every client answer them).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RawSocketPing {
-    /// Only to peers that showed they speak PING/PONG (they sent a PING). Half-open
-    /// connections are still reaped by TCP keepalive. Default: some clients (Autobahn|Python
-    /// asyncio) drop the connection when they receive a RawSocket PING.
-    Auto,
-    /// To every RawSocket peer; no answer within `ping_timeout_ms` closes the connection.
-    Always,
-    /// Never; TCP keepalive only.
-    Never,
-}
+pub use crate::proto::realm::RawSocketPing;
 
-/// Runtime limits (the core's limits live in `RouterConfig`).
+/// Runtime limits (the core's limits, liveness included, live in `RouterConfig`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuntimeLimits {
     pub write_deadline: Duration,
-    /// None = liveness pings (and TCP keepalive) off.
-    pub ping_interval: Option<Duration>,
-    pub ping_timeout: Duration,
-    pub rawsocket_ping: RawSocketPing,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::file::{FileConfig, FileLimits, FileListener, FileMetrics, FileRealm, FileRouter};
 use super::{Config, ConfigError, DEFAULT_LISTEN, ListenAddr, ListenerConfig, RawSocketPing, RuntimeLimits};
 use crate::limits;
-use crate::proto::realm::{RealmConfig, RouterConfig, SlowConsumerPolicy};
+use crate::proto::realm::{Liveness, RealmConfig, RouterConfig, SlowConsumerPolicy};
 use crate::proto::wire::Serializer;
 use crate::proto::wire::uri;
 
@@ -43,6 +43,7 @@ pub(super) fn config(f: FileConfig, source: &str) -> Result<Config, ConfigError>
             realm_template: RealmConfig::new("*"),
             pending_bytes_max: sizes.pending_bytes_max,
             message_size_max: sizes.message_size_max,
+            liveness: sizes.liveness,
         },
     })
 }
@@ -97,6 +98,7 @@ fn router_section(c: &Check, r: &FileRouter) -> Result<(usize, Duration, String)
 struct CoreSizes {
     message_size_max: usize,
     pending_bytes_max: usize,
+    liveness: Liveness,
 }
 
 /// `[limits]`: sizes for the core, deadlines and pings for the runtime.
@@ -140,13 +142,14 @@ fn limits_section(c: &Check, l: FileLimits) -> Result<(RuntimeLimits, CoreSizes)
             return Err(c.err("limits.rawsocket_ping", msg));
         }
     };
-    let runtime = RuntimeLimits {
-        write_deadline: Duration::from_millis(write_deadline_ms as u64),
+    let runtime = RuntimeLimits { write_deadline: Duration::from_millis(write_deadline_ms as u64) };
+    let liveness = Liveness {
+        hello_timeout: Duration::from_millis(limits::HANDSHAKE_TIMEOUT_MS),
         ping_interval: (ping_interval_ms > 0).then(|| Duration::from_millis(ping_interval_ms as u64)),
         ping_timeout: Duration::from_millis(ping_timeout_ms as u64),
         rawsocket_ping,
     };
-    Ok((runtime, CoreSizes { message_size_max, pending_bytes_max }))
+    Ok((runtime, CoreSizes { message_size_max, pending_bytes_max, liveness }))
 }
 
 /// `[[listener]]`s; none means one TCP listener on [`DEFAULT_LISTEN`].
@@ -261,8 +264,8 @@ mod tests {
         assert_eq!(c.router.realms[0].name, "realm1");
         assert!(c.router.realms[0].anonymous);
         assert!(c.shards >= 1);
-        assert!(c.limits.ping_interval.is_some(), "liveness pings are on by default");
-        assert_eq!(c.limits.rawsocket_ping, RawSocketPing::Auto);
+        assert!(c.router.liveness.ping_interval.is_some(), "liveness pings are on by default");
+        assert_eq!(c.router.liveness.rawsocket_ping, RawSocketPing::Auto);
         assert_eq!(c.summary_interval, Some(Duration::from_secs(limits::SUMMARY_INTERVAL_S)));
     }
 
@@ -326,8 +329,8 @@ mod tests {
         assert_eq!(c.spin_before_park, Duration::from_micros(50));
         assert_eq!(c.listeners[1].addr, ListenAddr::Unix("/tmp/sb.sock".into()));
         assert_eq!(c.listeners[0].serializers, vec![Serializer::MsgPack]);
-        assert_eq!(c.limits.ping_interval, None);
-        assert_eq!(c.limits.rawsocket_ping, RawSocketPing::Always);
+        assert_eq!(c.router.liveness.ping_interval, None);
+        assert_eq!(c.router.liveness.rawsocket_ping, RawSocketPing::Always);
         assert_eq!(c.router.pending_bytes_max, 1 << 20);
         assert!(c.router.auto_create_realms);
         assert_eq!(c.router.realms[0].slow_consumer, SlowConsumerPolicy::Drop);

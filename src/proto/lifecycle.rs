@@ -62,6 +62,7 @@ pub(crate) fn on_hello(
     if let Some(c) = cx.conns.get_mut(conn) {
         c.state = ConnState::Established(id);
         c.slow_policy = rc.slow_consumer;
+        c.live.established = true;
     }
     if cx.try_send(conn, &Message::Welcome { session: id, details: welcome }).is_err() {
         // A client with a tiny RawSocket limit (512 bytes) gets the compact form: its

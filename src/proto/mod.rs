@@ -12,6 +12,7 @@ pub mod core;
 pub mod dealer;
 pub mod frame;
 mod lifecycle;
+mod liveness;
 pub mod mesh;
 pub mod options;
 mod out;
@@ -21,6 +22,7 @@ pub mod realm;
 mod rpc;
 pub mod session;
 pub mod stats;
+mod timers;
 pub mod uris;
 pub mod violation;
 

@@ -5,6 +5,7 @@
 //! shard's part of the realm's broker and dealer state.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::Map;
 
@@ -54,6 +55,44 @@ impl RealmConfig {
     }
 }
 
+/// When the router sends RawSocket PINGs (WebSocket pings are always sent: RFC 6455 makes
+/// every client answer them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawSocketPing {
+    /// Only to peers that showed they speak PING/PONG (they sent a PING). Half-open
+    /// connections are still reaped by TCP keepalive. Default: some clients (Autobahn|Python
+    /// asyncio) drop the connection when they receive a RawSocket PING.
+    Auto,
+    /// To every RawSocket peer; no answer within `ping_timeout_ms` closes the connection.
+    Always,
+    /// Never; TCP keepalive only.
+    Never,
+}
+
+/// Connection deadlines the core enforces (`proto::liveness`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Liveness {
+    /// Time from the transport handshake to an established session; then the connection
+    /// is closed.
+    pub hello_timeout: Duration,
+    /// Idle time before a ping; None = liveness pings (and TCP keepalive) off.
+    pub ping_interval: Option<Duration>,
+    /// Time to wait for the pong (or any input) before the connection is reaped.
+    pub ping_timeout: Duration,
+    pub rawsocket_ping: RawSocketPing,
+}
+
+impl Default for Liveness {
+    fn default() -> Liveness {
+        Liveness {
+            hello_timeout: Duration::from_millis(limits::HANDSHAKE_TIMEOUT_MS),
+            ping_interval: Some(Duration::from_millis(limits::PING_INTERVAL_MS)),
+            ping_timeout: Duration::from_millis(limits::PING_TIMEOUT_MS),
+            rawsocket_ping: RawSocketPing::Auto,
+        }
+    }
+}
+
 /// Router-wide settings for the core.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RouterConfig {
@@ -65,6 +104,7 @@ pub struct RouterConfig {
     pub pending_bytes_max: usize,
     /// Largest incoming message accepted.
     pub message_size_max: usize,
+    pub liveness: Liveness,
 }
 
 impl Default for RouterConfig {
@@ -76,6 +116,7 @@ impl Default for RouterConfig {
             realm_template: RealmConfig::new("*"),
             pending_bytes_max: limits::PENDING_BYTES_MAX,
             message_size_max: limits::MESSAGE_SIZE_MAX_BYTES,
+            liveness: Liveness::default(),
         }
     }
 }

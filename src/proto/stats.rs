@@ -67,6 +67,10 @@ pub struct Stats {
     pub events_dropped_too_big: u64,
     pub slow_consumer_disconnects: u64,
     pub protocol_violations: u64,
+    /// Connections closed for not establishing a session in time.
+    pub hello_timeouts: u64,
+    /// Connections reaped for not answering a liveness ping.
+    pub ping_timeouts: u64,
     pub calls: u64,
     pub calls_rerouted: u64,
     pub invocations: u64,
@@ -99,6 +103,8 @@ impl Default for Stats {
             events_dropped_too_big: 0,
             slow_consumer_disconnects: 0,
             protocol_violations: 0,
+            hello_timeouts: 0,
+            ping_timeouts: 0,
             calls: 0,
             calls_rerouted: 0,
             invocations: 0,
@@ -251,6 +257,8 @@ pub fn render_prometheus(snaps: &[Snapshot]) -> String {
     );
     shard_counter!("slow_consumer_disconnects_total", "Sessions closed as slow consumers.", slow_consumer_disconnects);
     shard_counter!("protocol_violations_total", "Sessions aborted for protocol violations.", protocol_violations);
+    shard_counter!("hello_timeouts_total", "Connections closed without a session in time.", hello_timeouts);
+    shard_counter!("ping_timeouts_total", "Connections reaped for not answering a liveness ping.", ping_timeouts);
     realm_metric!("counter", "calls_total", "CALLs received from callers on this shard.", |r: &RealmSnapshot| r
         .stats
         .calls);

@@ -114,8 +114,8 @@ fn set_options(shard: &Shard, stream: &TcpStream) {
 /// `ping_timeout`. This is what reaps half-open RawSocket connections (whose clients may
 /// not implement RawSocket PING); WebSocket connections get application pings as well.
 fn keepalive_for(config: &Config) -> Option<socket2::TcpKeepalive> {
-    let idle = config.limits.ping_interval?;
-    let every = (config.limits.ping_timeout / 3).max(Duration::from_secs(1));
+    let idle = config.router.liveness.ping_interval?;
+    let every = (config.router.liveness.ping_timeout / 3).max(Duration::from_secs(1));
     Some(socket2::TcpKeepalive::new().with_time(idle.max(Duration::from_secs(1))).with_interval(every).with_retries(3))
 }
 

@@ -4,9 +4,10 @@
 //! The loop, per turn: decode every complete frame in the read buffer and hand each WAMP
 //! message to the core; write control frames and the connection's queued frames as one
 //! coalesced write (capped at `limits::WRITE_COALESCE_MAX_BYTES`); then wait for the first
-//! of: readable socket, a wake-up (frames queued or close requested), or a timer (liveness
-//! ping, ping timeout, HELLO deadline — decided in `timers.rs`). A write that makes no
-//! progress for the write deadline makes the connection a slow consumer.
+//! of: readable socket, or a wake-up (frames queued, a ping or a close requested by the
+//! core). Deadlines (HELLO, liveness pings, ping timeout) are the core's: its timers decide,
+//! and it asks for a ping or a close through `ConnHandle`. A write that makes no progress
+//! for the write deadline makes the connection a slow consumer.
 //!
 //! The close, in order: end the session and wait (bounded) until its registrations are
 //! released; flush what is queued and the WebSocket close frame (bounded); close the socket;
@@ -26,8 +27,6 @@ use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::codec::{Codec, Decoded};
 use super::io::{next_chunk, prepare_read_tracked, write_all_by};
 use super::state::{ConnHandle, Shard};
-use super::timers::{ConnTimers, PingPolicy, TimerAction};
-use crate::config::RawSocketPing;
 use crate::limits;
 use crate::proto::core::ConnInfo;
 use crate::proto::frame::Framing;
@@ -77,7 +76,6 @@ impl Ending {
 enum Wake {
     Read(io::Result<usize>),
     Notified,
-    Timer,
     GateOpen,
 }
 
@@ -98,7 +96,6 @@ struct Conn<S> {
     /// One turn's coalesced write.
     wbuf: Vec<u8>,
     write_deadline: Duration,
-    timers: ConnTimers,
     ending: Ending,
 }
 
@@ -123,19 +120,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             serializer = framing.serializer.name(),
             "connection open"
         );
-        let cfg = &shard.config.limits;
-        // Application-level pings: always on WebSocket, where RFC 6455 obliges every client to
-        // answer. RawSocket PING support is optional in practice (Autobahn|Python's asyncio
-        // transport drops the connection on a PING), so by default (`rawsocket_ping = "auto"`)
-        // a RawSocket peer is pinged only once it has sent a PING itself; TCP keepalive, set at
-        // accept (`accept::keepalive_for`), reaps half-open connections either way.
-        let pings = match (&codec, cfg.rawsocket_ping) {
-            (Codec::Ws(_), _) | (Codec::Raw(_), RawSocketPing::Always) => PingPolicy::Always,
-            (Codec::Raw(_), RawSocketPing::Auto) => PingPolicy::AfterPeerPings,
-            (Codec::Raw(_), RawSocketPing::Never) => PingPolicy::Never,
-        };
-        let timers = ConnTimers::new(opened, cfg.ping_interval, cfg.ping_timeout, pings);
-        let write_deadline = cfg.write_deadline;
+        // The core armed this connection's deadlines: let the timer task know.
+        shard.request_flush();
+        let write_deadline = shard.config.limits.write_deadline;
         Conn {
             shard,
             id,
@@ -148,7 +135,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             control: Vec::new(),
             wbuf: Vec::new(),
             write_deadline,
-            timers,
             ending: Ending { reason: "peer closed", peer_done: false, ws_close: None, write_broken: false },
         }
     }
@@ -196,9 +182,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
                 Ok(Some(Decoded::Ping(p))) => {
                     self.codec.write_pong(&p, &mut self.control);
-                    self.timers.on_peer_ping();
+                    self.shard.core.borrow_mut().handle_peer_ping(self.id, Instant::now());
                 }
-                Ok(Some(Decoded::Pong)) => self.timers.on_pong(),
+                Ok(Some(Decoded::Pong)) => self.shard.core.borrow_mut().handle_pong(self.id),
                 Ok(Some(Decoded::Close(code))) => {
                     // Echo the close (RFC 6455 §5.5.1) and end.
                     self.ending.ws_close = Some((code.unwrap_or(1000), String::new()));
@@ -215,8 +201,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
         if handled > 0 {
             self.shard.request_flush();
-            let (shard, id) = (&self.shard, self.id);
-            self.timers.check_established(|| shard.core.borrow().session_of(id).is_some());
         }
         handled
     }
@@ -227,10 +211,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     fn must_stop(&mut self) -> bool {
         let closing = self.handle.closing.get();
         if let Some(reason) = closing {
-            self.ending.reason = reason;
-            if self.ending.ws_close.is_none() {
-                let code = if reason == "shutdown" { 1001 } else { 1000 };
-                self.ending.ws_close = Some((code, reason.to_owned()));
+            self.ending.reason = reason.as_str();
+            match reason.ws_close_code() {
+                // The peer is gone (ping timeout): nothing more is written.
+                None => self.ending.peer_done = true,
+                Some(code) => {
+                    if self.ending.ws_close.is_none() {
+                        self.ending.ws_close = Some((code, reason.as_str().to_owned()));
+                    }
+                }
             }
         }
         self.ending.peer_done || closing.is_some()
@@ -240,6 +229,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// `limits::WRITE_COALESCE_MAX_BYTES`). Returns whether frames are left in the queue.
     fn fill_write_batch(&mut self) -> bool {
         self.wbuf.clear();
+        if let Some(payload) = self.handle.ping.take() {
+            self.codec.write_ping(&payload, &mut self.control);
+        }
         self.wbuf.append(&mut self.control);
         let mut core = self.shard.core.borrow_mut();
         let Some(q) = core.out_queue(self.id) else { return false };
@@ -290,7 +282,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
             Some(Ok(n)) => {
                 self.buf.truncate(start + n);
-                self.timers.on_rx(Instant::now());
+                self.shard.core.borrow_mut().handle_rx(self.id, Instant::now());
                 Continue(())
             }
             None => {
@@ -300,11 +292,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// Wait for input, a wake-up (frames queued, close requested, read gate opened) or the
-    /// next timer, and take in what came.
+    /// Wait for input or a wake-up (frames queued, ping or close requested, read gate
+    /// opened), and take in what came.
     async fn wait(&mut self) -> ControlFlow<()> {
-        let now = Instant::now();
-        let timer_at = self.timers.next_deadline(now);
         self.release_idle_buffers();
         let paused = self.shard.read_gate.is_closed();
         let start = prepare_read_tracked(&mut self.buf, self.read_chunk, &mut self.spare_init);
@@ -323,11 +313,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 handle.notify.notified().await;
                 Wake::Notified
             };
-            let timer = async {
-                glommio::timer::sleep(timer_at.saturating_duration_since(now)).await;
-                Wake::Timer
-            };
-            or(read, or(notified, timer)).await
+            or(read, notified).await
         };
         match wake {
             Wake::Read(Ok(0)) | Wake::Read(Err(_)) => {
@@ -338,16 +324,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             Wake::Read(Ok(n)) => {
                 self.buf.truncate(start + n);
                 self.read_chunk = next_chunk(self.read_chunk, n, spare);
-                self.timers.on_rx(Instant::now());
+                self.shard.core.borrow_mut().handle_rx(self.id, Instant::now());
                 Continue(())
             }
             Wake::Notified | Wake::GateOpen => {
                 self.buf.truncate(start);
                 Continue(())
-            }
-            Wake::Timer => {
-                self.buf.truncate(start);
-                self.on_timer()
             }
         }
     }
@@ -363,28 +345,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// Carry out what the timers say is due.
-    fn on_timer(&mut self) -> ControlFlow<()> {
-        let (shard, id) = (&self.shard, self.id);
-        match self.timers.on_timer(Instant::now(), || shard.core.borrow().session_of(id).is_some()) {
-            TimerAction::Nothing => Continue(()),
-            TimerAction::SendPing(payload) => {
-                self.codec.write_ping(&payload, &mut self.control);
-                Continue(())
-            }
-            TimerAction::CloseNoHello => {
-                self.ending.reason = "no HELLO in time";
-                self.ending.ws_close = Some((1000, "no HELLO in time".into()));
-                Break(())
-            }
-            TimerAction::ClosePingTimeout => {
-                tracing::info!(shard = self.shard.id, conn = self.id, "liveness ping timed out; closing");
-                self.ending.peer_gone("ping timeout");
-                Break(())
-            }
-        }
-    }
-
     /// End the connection as `self.ending` says.
     async fn close(mut self) {
         let (shard, id) = (self.shard.clone(), self.id);
@@ -393,9 +353,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         // again must not get `procedure_already_exists`.
         shard.core.borrow_mut().handle_closing(id, Instant::now());
         shard.request_flush();
+        // The core says `TeardownDone` (a wake-up on this connection's handle) when done.
         let release_deadline = Instant::now() + Duration::from_millis(limits::SHUTDOWN_GRACE_MS);
-        while shard.core.borrow().teardown_pending(id) && Instant::now() < release_deadline {
-            glommio::timer::sleep(Duration::from_micros(limits::TEARDOWN_POLL_US)).await;
+        while shard.core.borrow().teardown_pending(id) {
+            let now = Instant::now();
+            if now >= release_deadline {
+                break;
+            }
+            let timeout = async {
+                glommio::timer::sleep(release_deadline - now).await;
+            };
+            or(self.handle.notify.notified(), timeout).await;
         }
         // Then flush what is queued (bounded), say goodbye at the transport level, close.
         if self.ending.flushes() {

@@ -12,6 +12,7 @@ use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::io::{read_until, write_all_by};
+use super::notify::Notify;
 use super::state::Shard;
 use crate::limits;
 use crate::proto::wire::websocket;
@@ -94,19 +95,28 @@ async fn plain_http(shard: &Rc<Shard>, request: &websocket::Request, wamp_listen
     }
 }
 
-/// Ask every shard for its counters over the mesh and render them (bounded wait).
+/// Ask every shard for its counters over the mesh and render them (bounded wait: the core
+/// says `StatsReady` when every shard answered).
 async fn gather_metrics(shard: &Rc<Shard>) -> Option<String> {
     let token = shard.core.borrow_mut().request_stats(Instant::now());
+    let ready = Rc::new(Notify::default());
+    shard.stats_waiters.borrow_mut().insert(token, ready.clone());
     shard.request_flush();
     let deadline = Instant::now() + Duration::from_millis(limits::METRICS_GATHER_MS);
-    loop {
+    let out = loop {
         if let Some(snaps) = shard.core.borrow_mut().take_stats(token) {
-            return Some(crate::proto::stats::render_prometheus(&snaps));
+            break Some(crate::proto::stats::render_prometheus(&snaps));
         }
-        if Instant::now() >= deadline {
+        let now = Instant::now();
+        if now >= deadline {
             shard.core.borrow_mut().cancel_stats(token);
-            return None;
+            break None;
         }
-        glommio::timer::sleep(Duration::from_millis(limits::METRICS_GATHER_POLL_MS)).await;
-    }
+        let timeout = async {
+            glommio::timer::sleep(deadline - now).await;
+        };
+        futures_lite::future::or(ready.notified(), timeout).await;
+    };
+    shard.stats_waiters.borrow_mut().remove(&token);
+    out
 }

@@ -17,7 +17,7 @@ use super::mesh::{self, Batch, MeshOut};
 use super::{accept, state::Shard};
 use crate::config::Config;
 use crate::limits;
-use crate::proto::core::{CoreConfig, ShardCore};
+use crate::proto::core::{CloseReason, CoreConfig, ShardCore};
 use crate::proto::stats::Stats;
 
 /// The body of shard `id`'s thread: runs until `shutdown` is raised.
@@ -63,7 +63,7 @@ async fn shut_down(shard: &Shard, accept_tasks: Vec<Task<()>>, tasks: Vec<Task<(
     shard.flush_now();
     wait_for_connections(shard, limits::SHUTDOWN_GRACE_MS).await;
     for h in shard.conns.borrow().values() {
-        h.close("shutdown");
+        h.close(CloseReason::Shutdown);
     }
     wait_for_connections(shard, limits::SHUTDOWN_CLOSE_WAIT_MS).await;
     shard.mesh.close();

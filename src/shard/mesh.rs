@@ -108,6 +108,11 @@ impl Shard {
             while let Some(ev) = core.poll_event() {
                 events.push(ev);
             }
+            if let Some(at) = core.poll_timeout()
+                && self.timer_at.get().is_none_or(|t| at < t)
+            {
+                self.timer_wake.notify();
+            }
             let backlog = self.mesh.backlog_len.get();
             core.set_mesh_backlog(backlog);
             let pause = core.outbox_len() + backlog > limits::MESH_OUTBOX_PAUSE_MESSAGES;
@@ -119,9 +124,29 @@ impl Shard {
                 h.notify.notify();
             }
         }
-        for CoreEvent::Close { conn, reason } in events {
-            if let Some(h) = conns.get(&conn) {
-                h.close(reason);
+        for ev in events {
+            match ev {
+                CoreEvent::Close { conn, reason } => {
+                    if let Some(h) = conns.get(&conn) {
+                        h.close(reason);
+                    }
+                }
+                CoreEvent::Ping { conn, payload } => {
+                    if let Some(h) = conns.get(&conn) {
+                        h.ping(payload);
+                    }
+                }
+                // The closing connection waits for this on its own wake-up.
+                CoreEvent::TeardownDone { conn } => {
+                    if let Some(h) = conns.get(&conn) {
+                        h.notify.notify();
+                    }
+                }
+                CoreEvent::StatsReady { token } => {
+                    if let Some(w) = self.stats_waiters.borrow().get(&token) {
+                        w.notify();
+                    }
+                }
             }
         }
     }
@@ -159,7 +184,7 @@ impl Shard {
 /// Start the flusher and, per peer, the mesh receiver and sender. Dropping the tasks
 /// stops them.
 pub(crate) fn spawn_tasks(shard: &Rc<Shard>, receivers: Option<Rc<Receivers<Batch>>>) -> Vec<Task<()>> {
-    let mut tasks = vec![glommio::spawn_local(flusher(shard.clone()))];
+    let mut tasks = vec![glommio::spawn_local(flusher(shard.clone())), glommio::spawn_local(timer_task(shard.clone()))];
     if let Some(receivers) = receivers {
         for peer in (0..shard.config.shards).filter(|&p| p != shard.id) {
             tasks.push(glommio::spawn_local(mesh_receiver(shard.clone(), receivers.clone(), peer)));
@@ -167,6 +192,30 @@ pub(crate) fn spawn_tasks(shard: &Rc<Shard>, receivers: Option<Rc<Receivers<Batc
         }
     }
     tasks
+}
+
+/// Runs the core's timers: sleeps until the core's next deadline (or until the flusher
+/// says an earlier one was armed), then lets the core handle what is due.
+async fn timer_task(shard: Rc<Shard>) {
+    loop {
+        let at = shard.core.borrow().poll_timeout();
+        shard.timer_at.set(at);
+        let now = Instant::now();
+        match at {
+            Some(at) if at <= now => {
+                shard.core.borrow_mut().handle_timeout(now);
+                shard.flush_now();
+                glommio::yield_if_needed().await;
+            }
+            Some(at) => {
+                let sleep = async {
+                    glommio::timer::sleep(at - now).await;
+                };
+                futures_lite::future::or(shard.timer_wake.notified(), sleep).await;
+            }
+            None => shard.timer_wake.notified().await,
+        }
+    }
 }
 
 async fn flusher(shard: Rc<Shard>) {

@@ -49,7 +49,6 @@ mod lifecycle;
 mod mesh;
 mod notify;
 mod state;
-mod timers;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -10,29 +10,39 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use super::mesh::MeshOut;
 use super::notify::{Gate, Notify};
 use crate::config::Config;
-use crate::proto::core::ShardCore;
+use crate::proto::core::{CloseReason, ShardCore};
 use crate::proto::session::ConnId;
 
 /// A connection's handle as other tasks of the shard see it.
 pub(crate) struct ConnHandle {
-    /// Wakes the connection task: frames queued, or it must close.
+    /// Wakes the connection task: frames queued, a ping or a close asked for, or its
+    /// session's teardown finished.
     pub(crate) notify: Notify,
     /// Set when the core (or shutdown) asked to close the connection, with the reason.
-    pub(crate) closing: Cell<Option<&'static str>>,
+    pub(crate) closing: Cell<Option<CloseReason>>,
+    /// A liveness ping the core asked for, not yet written.
+    pub(crate) ping: Cell<Option<[u8; 8]>>,
 }
 
 impl ConnHandle {
     pub(crate) fn new() -> Self {
-        ConnHandle { notify: Notify::default(), closing: Cell::new(None) }
+        ConnHandle { notify: Notify::default(), closing: Cell::new(None), ping: Cell::new(None) }
     }
 
     /// Ask the connection task to close (it says why in its log line and close frame).
-    pub(crate) fn close(&self, reason: &'static str) {
+    pub(crate) fn close(&self, reason: CloseReason) {
         self.closing.set(Some(reason));
+        self.notify.notify();
+    }
+
+    /// Ask the connection task to send a liveness ping.
+    pub(crate) fn ping(&self, payload: [u8; 8]) {
+        self.ping.set(Some(payload));
         self.notify.notify();
     }
 }
@@ -54,6 +64,12 @@ pub(crate) struct Shard {
     pub(crate) mesh: MeshOut,
     /// Connections open on this shard (including ones still in their handshake).
     pub(crate) open_conns: Cell<usize>,
+    /// The core timer deadline the timer task sleeps towards; the flusher wakes it
+    /// (`timer_wake`) when the core's next deadline is earlier.
+    pub(crate) timer_at: Cell<Option<Instant>>,
+    pub(crate) timer_wake: Notify,
+    /// `/metrics` requests waiting for every shard's counters, by stats token.
+    pub(crate) stats_waiters: RefCell<HashMap<u64, Rc<Notify>>>,
 }
 
 impl Shard {
@@ -75,6 +91,9 @@ impl Shard {
             serving,
             mesh,
             open_conns: Cell::new(0),
+            timer_at: Cell::new(None),
+            timer_wake: Notify::default(),
+            stats_waiters: RefCell::new(HashMap::new()),
         }
     }
 

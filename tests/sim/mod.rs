@@ -31,6 +31,9 @@ pub struct Client {
     pub log: Vec<Message>,
     pub next_request: Id,
     pub closed: bool,
+    /// Transport-level pings the router sent this client.
+    pub pings: usize,
+    pub transport: Transport,
 }
 
 pub struct Sim {
@@ -73,7 +76,13 @@ impl Sim {
 
     /// Open a connection on `shard` (no HELLO yet).
     pub fn connect(&mut self, shard: usize, ser: Serializer) -> ClientId {
-        let framing = Framing { transport: Transport::RawSocket, serializer: ser };
+        self.connect_over(shard, ser, Transport::RawSocket)
+    }
+
+    /// Open a connection on `shard` over `transport` (frames are RawSocket-framed in the
+    /// simulation either way; the transport decides the liveness-ping policy).
+    pub fn connect_over(&mut self, shard: usize, ser: Serializer, transport: Transport) -> ClientId {
+        let framing = Framing { transport, serializer: ser };
         let conn = self.cores[shard].handle_open(ConnInfo { framing, max_out_message: usize::MAX }, self.now);
         self.clients.push(Client {
             shard,
@@ -84,6 +93,8 @@ impl Sim {
             log: Vec::new(),
             next_request: 0,
             closed: false,
+            pings: 0,
+            transport,
         });
         self.clients.len() - 1
     }
@@ -91,6 +102,19 @@ impl Sim {
     /// Connect, HELLO and wait for WELCOME.
     pub fn join(&mut self, shard: usize, ser: Serializer) -> ClientId {
         let c = self.connect(shard, ser);
+        self.hello(c);
+        c
+    }
+
+    /// Connect over `transport`, HELLO and wait for WELCOME.
+    pub fn join_over(&mut self, shard: usize, ser: Serializer, transport: Transport) -> ClientId {
+        let c = self.connect_over(shard, ser, transport);
+        self.hello(c);
+        c
+    }
+
+    /// HELLO on an open connection and wait for WELCOME.
+    pub fn hello(&mut self, c: ClientId) {
         let roles = Dict::new()
             .with("publisher", Dict::new())
             .with("subscriber", Dict::new())
@@ -106,7 +130,6 @@ impl Sim {
             Message::Welcome { session, .. } => self.clients[c].session = Some(session),
             other => panic!("seed {}: expected WELCOME, got {other:?}", self.seed),
         }
-        c
     }
 
     pub fn session(&self, c: ClientId) -> Id {
@@ -154,23 +177,37 @@ impl Sim {
                 q.drain_into(&mut bytes, usize::MAX);
             }
             let Some(ci) = self.clients.iter().position(|c| c.shard == shard && c.conn == conn) else { continue };
-            let ser = self.clients[ci].ser;
+            let (ser, transport) = (self.clients[ci].ser, self.clients[ci].transport);
             let mut rest = &bytes[..];
-            while rest.len() >= 4 {
-                let len = u32::from_be_bytes([0, rest[1], rest[2], rest[3]]) as usize;
-                assert_eq!(rest[0], 0, "seed {}: only WAMP message frames are expected", self.seed);
-                let body = Bytes::copy_from_slice(&rest[4..4 + len]);
+            while !rest.is_empty() {
+                let (head, len) = match transport {
+                    Transport::RawSocket => {
+                        assert_eq!(rest[0], 0, "seed {}: only WAMP message frames are expected", self.seed);
+                        (4, u32::from_be_bytes([0, rest[1], rest[2], rest[3]]) as usize)
+                    }
+                    Transport::WebSocket => ws_frame_len(rest),
+                };
+                let body = Bytes::copy_from_slice(&rest[head..head + len]);
                 let msg = decode(ser, &body)
                     .unwrap_or_else(|e| panic!("seed {}: router sent undecodable bytes: {e}", self.seed));
                 self.clients[ci].inbox.push_back(msg.clone());
                 self.clients[ci].log.push(msg);
-                rest = &rest[4 + len..];
+                rest = &rest[head + len..];
             }
             assert!(rest.is_empty(), "seed {}: partial frame in the out queue", self.seed);
         }
         self.dirty = dirty;
         while let Some(ev) = self.cores[shard].poll_event() {
-            let CoreEvent::Close { conn, .. } = ev;
+            let conn = match ev {
+                CoreEvent::Close { conn, .. } => conn,
+                CoreEvent::Ping { conn, .. } => {
+                    if let Some(ci) = self.clients.iter().position(|c| c.shard == shard && c.conn == conn) {
+                        self.clients[ci].pings += 1;
+                    }
+                    continue;
+                }
+                CoreEvent::TeardownDone { .. } | CoreEvent::StatsReady { .. } => continue,
+            };
             if let Some(ci) = self.clients.iter().position(|c| c.shard == shard && c.conn == conn) {
                 self.clients[ci].closed = true;
             }
@@ -180,6 +217,42 @@ impl Sim {
                 self.queues[shard][to].push_back(batch);
             }
         }
+    }
+
+    /// Let time pass: every core runs the timers that fall due, in time order across
+    /// shards (in steps of at most `tick`), with the mesh drained after each.
+    pub fn advance(&mut self, by: Duration) {
+        let end = self.now + by;
+        let tick = Duration::from_millis(100);
+        while self.now < end {
+            self.now = (self.now + tick).min(end);
+            for shard in 0..self.shards() {
+                if self.cores[shard].poll_timeout().is_some_and(|at| at <= self.now) {
+                    self.cores[shard].handle_timeout(self.now);
+                    self.collect(shard);
+                }
+            }
+            self.run_until_idle();
+        }
+    }
+
+    /// Client `c` sends bytes (the runtime reports them to the core as input).
+    pub fn rx(&mut self, c: ClientId) {
+        let (shard, conn) = (self.clients[c].shard, self.clients[c].conn);
+        self.cores[shard].handle_rx(conn, self.now);
+    }
+
+    /// Client `c` answers a ping.
+    pub fn pong(&mut self, c: ClientId) {
+        let (shard, conn) = (self.clients[c].shard, self.clients[c].conn);
+        self.cores[shard].handle_pong(conn);
+    }
+
+    /// Client `c` pings the router (a RawSocket peer that speaks PING/PONG).
+    pub fn peer_ping(&mut self, c: ClientId) {
+        let (shard, conn) = (self.clients[c].shard, self.clients[c].conn);
+        self.cores[shard].handle_peer_ping(conn, self.now);
+        self.collect(shard);
     }
 
     /// Deliver one batch from a random non-empty (from, to) queue. False if all are empty.
@@ -302,6 +375,17 @@ impl Sim {
             }
         }
         out
+    }
+}
+
+/// A server-to-client WebSocket data frame (unmasked, unfragmented): (header length,
+/// payload length).
+fn ws_frame_len(b: &[u8]) -> (usize, usize) {
+    assert!(b[0] == 0x81 || b[0] == 0x82, "only final text/binary frames are expected, got {:#x}", b[0]);
+    match b[1] {
+        126 => (4, u16::from_be_bytes([b[2], b[3]]) as usize),
+        127 => (10, u64::from_be_bytes(b[2..10].try_into().expect("8 bytes")) as usize),
+        n => (2, n as usize),
     }
 }
 

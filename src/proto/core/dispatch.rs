@@ -3,7 +3,7 @@
 
 use super::super::lifecycle::{self, Hello};
 use super::super::mesh::{CallMsg, MeshMsg, RegMsg, ShardId, StatsMsg, SubMsg};
-use super::super::out::ConnState;
+use super::super::out::{CloseReason, ConnState, CoreEvent};
 use super::super::pubsub;
 use super::super::rpc::{self, CallReq, Failure};
 use super::super::session::ConnId;
@@ -35,7 +35,7 @@ impl ShardCore {
             Some(ConnState::Established(sid)) => Some(*sid),
             Some(ConnState::Closing) => {
                 if matches!(msg, Message::Goodbye { .. } | Message::Abort { .. }) {
-                    self.cx.close_conn(conn, "goodbye");
+                    self.cx.close_conn(conn, CloseReason::Goodbye);
                 }
                 return;
             }
@@ -57,12 +57,12 @@ impl ShardCore {
                 let (cx, realms, sessions) = (&mut self.cx, &mut self.realms, &mut self.sessions);
                 if let Hello::WelcomeTooLarge(sid) = lifecycle::on_hello(cx, realms, sessions, conn, realm, details)? {
                     self.end_session(sid);
-                    self.cx.close_conn(conn, "peer limit too small for WELCOME");
+                    self.cx.close_conn(conn, CloseReason::WelcomeTooLarge);
                 }
                 Ok(())
             }
             Message::Abort { .. } => {
-                self.cx.close_conn(conn, "peer abort");
+                self.cx.close_conn(conn, CloseReason::PeerAbort);
                 Ok(())
             }
             other => Err(Violation::ExpectedHello { received: other.name() }.into()),
@@ -111,7 +111,7 @@ impl ShardCore {
             }
             Message::Abort { .. } => {
                 self.end_session(sid);
-                self.cx.close_conn(conn, "peer abort");
+                self.cx.close_conn(conn, CloseReason::PeerAbort);
                 Ok(())
             }
             // Acknowledged delivery is not announced, so there is nothing to acknowledge.
@@ -147,6 +147,9 @@ impl ShardCore {
             MeshMsg::Stats(StatsMsg::Reply { token, snapshot }) => {
                 if let Some(list) = self.stats_requests.get_mut(&token) {
                     list.push(*snapshot);
+                    if list.len() == self.cx.shards {
+                        self.cx.events.push_back(CoreEvent::StatsReady { token });
+                    }
                 }
             }
         }

@@ -25,14 +25,16 @@ use std::time::Instant;
 use super::control::Control;
 use super::frame::OutQueue;
 use super::lifecycle;
+use super::liveness::{self, Reap};
 use super::mesh::{MeshMsg, ShardId};
+pub use super::out::{CloseReason, ConnInfo, CoreEvent};
 use super::out::{Conn, ConnState, Out};
-pub use super::out::{ConnInfo, CoreEvent};
 use super::realm::{Realms, RouterConfig};
 use super::rpc::Calls;
 use super::session::{ConnId, Sessions};
 use super::stats::Snapshot;
 pub use super::stats::Stats;
+use super::timers::Timers;
 use super::uris;
 use super::violation::Abort;
 use super::wire::ids::IdGen;
@@ -58,6 +60,7 @@ pub struct ShardCore {
     realms: Realms,
     calls: Calls,
     control: Control,
+    timers: Timers,
     /// `/metrics` requests in progress: token → snapshots received so far.
     stats_requests: Map<u64, Vec<Snapshot>>,
 }
@@ -73,6 +76,7 @@ impl ShardCore {
             realms: Realms::new(cfg.router),
             calls: Calls::default(),
             control: Control::default(),
+            timers: Timers::default(),
             stats_requests: Map::default(),
         }
     }
@@ -114,11 +118,70 @@ impl ShardCore {
 
     // ---------------------------------------------------------------- inputs
 
-    /// A transport finished its handshake.
+    /// A transport finished its handshake. Arms the HELLO deadline and the liveness pings
+    /// (check [`ShardCore::poll_timeout`] after this).
     pub fn handle_open(&mut self, info: ConnInfo, now: Instant) -> ConnId {
         self.cx.now = now;
         self.cx.stats.connections_opened += 1;
-        self.cx.conns.insert(Conn::new(info))
+        let cfg = self.realms.router().liveness;
+        let live = liveness::new_live(&cfg, info.framing.transport, now);
+        let conn = self.cx.conns.insert(Conn::new(info, live));
+        if let Some(c) = self.cx.conns.get(conn) {
+            liveness::on_open(&mut self.timers, &cfg, conn, &c.live);
+        }
+        conn
+    }
+
+    /// Bytes arrived on `conn`: the peer is alive (any outstanding ping counts as answered).
+    pub fn handle_rx(&mut self, conn: ConnId, now: Instant) {
+        if let Some(c) = self.cx.conns.get_mut(conn) {
+            c.live.last_rx = now;
+            c.live.ping_sent = None;
+        }
+    }
+
+    /// The peer answered a transport-level ping.
+    pub fn handle_pong(&mut self, conn: ConnId) {
+        if let Some(c) = self.cx.conns.get_mut(conn) {
+            c.live.ping_sent = None;
+        }
+    }
+
+    /// The peer sent a transport-level ping (the runtime answers it): under
+    /// `rawsocket_ping = "auto"` it is pinged from now on.
+    pub fn handle_peer_ping(&mut self, conn: ConnId, now: Instant) {
+        self.cx.now = now;
+        let cfg = self.realms.router().liveness;
+        liveness::on_peer_ping(&mut self.cx, &mut self.timers, &cfg, conn);
+    }
+
+    /// When [`ShardCore::handle_timeout`] is next due (None: no timer armed).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Run every timer due at `now`: HELLO deadlines, liveness pings, reaping.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.cx.now = now;
+        let cfg = self.realms.router().liveness;
+        while let Some(timer) = self.timers.pop_due(now) {
+            match liveness::on_timer(&mut self.cx, &mut self.timers, &cfg, timer) {
+                None => {}
+                Some(Reap::HelloTimeout(conn)) => {
+                    self.cx.stats.hello_timeouts += 1;
+                    self.cx.close_conn(conn, CloseReason::HelloTimeout);
+                }
+                Some(Reap::PingTimeout(conn)) => {
+                    self.cx.stats.ping_timeouts += 1;
+                    tracing::info!(shard = self.cx.shard, conn, "liveness ping timed out; closing");
+                    if let Some(sid) = self.session_of(conn) {
+                        self.end_session(sid);
+                    }
+                    self.cx.close_conn(conn, CloseReason::PingTimeout);
+                }
+            }
+        }
+        self.settle();
     }
 
     /// One WAMP message arrived on `conn`.
@@ -266,7 +329,7 @@ impl ShardCore {
         if let Some(c) = self.cx.conns.get_mut(conn) {
             c.state = ConnState::ExpectHello;
         }
-        self.cx.close_conn(conn, "abort");
+        self.cx.close_conn(conn, CloseReason::Abort);
     }
 
     fn disconnect_slow(&mut self, conn: ConnId) {
@@ -288,6 +351,6 @@ impl ShardCore {
         if let Some(sid) = self.session_of(conn) {
             self.end_session(sid);
         }
-        self.cx.close_conn(conn, "slow consumer");
+        self.cx.close_conn(conn, CloseReason::SlowConsumer);
     }
 }

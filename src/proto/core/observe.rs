@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use super::super::mesh::{MeshMsg, StatsMsg};
+use super::super::out::CoreEvent;
 use super::super::realm::Realm;
 use super::super::stats::{RealmSnapshot, Snapshot};
 use super::ShardCore;
@@ -46,6 +47,9 @@ impl ShardCore {
         let me = self.cx.shard;
         for shard in (0..self.cx.shards).filter(|&s| s != me) {
             self.cx.send_mesh(shard, MeshMsg::Stats(StatsMsg::Request { token }));
+        }
+        if self.cx.shards == 1 {
+            self.cx.events.push_back(CoreEvent::StatsReady { token });
         }
         self.settle();
         token

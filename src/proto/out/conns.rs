@@ -2,6 +2,8 @@
 //! state in the session state machine, and the slow-consumer rule for pushing a frame.
 //! Nothing here routes or knows about sessions beyond their ID.
 
+use std::time::Instant;
+
 use super::super::frame::{Framing, OutFrame, OutQueue};
 use super::super::realm::SlowConsumerPolicy;
 use super::super::session::ConnId;
@@ -18,9 +20,62 @@ pub struct ConnInfo {
 /// Something the runtime must act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CoreEvent {
-    /// Flush what is queued for the connection (bounded by the shutdown grace), then
-    /// close its transport and call `handle_close`.
-    Close { conn: ConnId, reason: &'static str },
+    /// Close the connection's transport as `reason` says (flush first unless the peer is
+    /// dead), then call `handle_close`.
+    Close { conn: ConnId, reason: CloseReason },
+    /// Send a transport-level ping (WebSocket ping frame, RawSocket PING) with this payload.
+    Ping { conn: ConnId, payload: [u8; 8] },
+    /// The session that lived on `conn` has released its registrations at their owners
+    /// (see `ShardCore::teardown_pending`).
+    TeardownDone { conn: ConnId },
+    /// Every shard answered stats request `token`: `ShardCore::take_stats` has it.
+    StatsReady { token: u64 },
+}
+
+/// Why the core closes a connection; decides the WebSocket close code and whether what is
+/// queued is still flushed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The GOODBYE handshake finished.
+    Goodbye,
+    /// The router sent ABORT.
+    Abort,
+    /// The peer sent ABORT.
+    PeerAbort,
+    /// Even the compact WELCOME is larger than the peer's RawSocket limit.
+    WelcomeTooLarge,
+    SlowConsumer,
+    /// No session established within the HELLO deadline.
+    HelloTimeout,
+    /// A liveness ping went unanswered: the peer is gone, nothing more is written.
+    PingTimeout,
+    /// Router shutdown, after the grace time.
+    Shutdown,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Goodbye => "goodbye",
+            CloseReason::Abort => "abort",
+            CloseReason::PeerAbort => "peer abort",
+            CloseReason::WelcomeTooLarge => "peer limit too small for WELCOME",
+            CloseReason::SlowConsumer => "slow consumer",
+            CloseReason::HelloTimeout => "no HELLO in time",
+            CloseReason::PingTimeout => "ping timeout",
+            CloseReason::Shutdown => "shutdown",
+        }
+    }
+
+    /// The WebSocket close frame's code, or None when nothing more is written (the peer
+    /// does not answer).
+    pub fn ws_close_code(self) -> Option<u16> {
+        match self {
+            CloseReason::PingTimeout => None,
+            CloseReason::Shutdown => Some(1001),
+            _ => Some(1000),
+        }
+    }
 }
 
 /// Where a connection is in the WAMP session state machine.
@@ -43,10 +98,27 @@ pub(crate) struct Conn {
     pub slow_policy: SlowConsumerPolicy,
     /// In `Out::slow`, waiting for `settle` (keeps that list free of duplicates in O(1)).
     pub slow_marked: bool,
+    pub live: Live,
+}
+
+/// A connection's liveness state (`proto::liveness` acts on it).
+#[derive(Debug)]
+pub(crate) struct Live {
+    /// A session was established on the connection at some point: no HELLO deadline.
+    pub established: bool,
+    /// Liveness pings are sent (always on WebSocket; per `rawsocket_ping` on RawSocket).
+    pub pings_on: bool,
+    /// Pings turn on once the peer pings (`rawsocket_ping = "auto"`).
+    pub learns_pings: bool,
+    /// The last time the peer sent anything.
+    pub last_rx: Instant,
+    /// An unanswered ping's send time.
+    pub ping_sent: Option<Instant>,
+    pub opened_at: Instant,
 }
 
 impl Conn {
-    pub fn new(info: ConnInfo) -> Conn {
+    pub fn new(info: ConnInfo, live: Live) -> Conn {
         Conn {
             info,
             out: OutQueue::default(),
@@ -55,6 +127,7 @@ impl Conn {
             closing: false,
             slow_policy: SlowConsumerPolicy::Disconnect,
             slow_marked: false,
+            live,
         }
     }
 }

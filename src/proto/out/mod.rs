@@ -6,8 +6,8 @@
 mod conns;
 mod outbox;
 
-pub(crate) use conns::{Class, Conn, ConnState, Pushed, Slots, push_frame};
-pub use conns::{ConnInfo, CoreEvent};
+pub(crate) use conns::{Class, Conn, ConnState, Live, Pushed, Slots, push_frame};
+pub use conns::{CloseReason, ConnInfo, CoreEvent};
 pub(crate) use outbox::Outbox;
 
 use std::collections::VecDeque;
@@ -93,7 +93,7 @@ impl Out {
     }
 
     /// Ask the runtime to flush and close `conn` (once).
-    pub fn close_conn(&mut self, conn: ConnId, reason: &'static str) {
+    pub fn close_conn(&mut self, conn: ConnId, reason: CloseReason) {
         if let Some(c) = self.conns.get_mut(conn)
             && !c.closing
         {

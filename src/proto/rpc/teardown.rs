@@ -4,7 +4,7 @@
 //! calls are canceled at their callees.
 
 use super::super::mesh::{Bounce, CallKey, CallMsg, CancelMode, MeshMsg, RegMsg};
-use super::super::out::Out;
+use super::super::out::{CoreEvent, Out};
 use super::super::session::Session;
 use super::super::uris;
 use super::super::wire::ids::owner_of;
@@ -75,6 +75,7 @@ pub(crate) fn released(cx: &mut Out, calls: &mut Calls, t: u64) {
         *n -= 1;
         if *n == 0 {
             calls.teardown_conns.remove(&td.conn);
+            cx.events.push_back(CoreEvent::TeardownDone { conn: td.conn });
         }
     }
     fail_orphaned(cx, td.calls);
