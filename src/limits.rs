@@ -138,6 +138,14 @@ pub const MESH_OUTBOX_PAUSE_MESSAGES: usize = 64 * 1024;
 /// Most WAMP messages handled from one connection's read before the loop yields.
 pub const MESSAGES_PER_READ_MAX: usize = 4_096;
 
+/// Most distinct error URIs counted per shard in `/metrics`; more are counted under
+/// `_other`, so a callee inventing URIs cannot grow the map without bound.
+pub const ERROR_URIS_MAX: usize = 256;
+
+/// Longest error URI counted under its own name; longer ones are counted under `_other`,
+/// so the error map's memory is bounded (`ERROR_URIS_MAX` × this), not only its size.
+pub const ERROR_URI_COUNTED_MAX_BYTES: usize = 256;
+
 /// Times one call may be bounced by callees (gone, `wamp.error.unavailable`, overloaded)
 /// and re-routed before the caller gets `wamp.error.no_available_callee`. Bounds the work
 /// one CALL can cause when every callee refuses it.

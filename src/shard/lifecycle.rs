@@ -35,7 +35,7 @@ pub(crate) async fn shard_main(
         shards: n,
         seed: random_seed(),
         router: Arc::new(config.router.clone()),
-    });
+    }, Instant::now());
     let mesh_out = MeshOut::new(joined.senders, n);
     let shard = Rc::new(Shard::new(id, config.clone(), core, serving.clone(), mesh_out));
     let tasks = mesh::spawn_tasks(&shard, joined.receivers);

@@ -56,15 +56,16 @@ impl Sim {
 
     pub fn with_config(shards: usize, seed: u64, config: RouterConfig) -> Sim {
         let router = Arc::new(config);
+        let now = Instant::now();
         let cores = (0..shards)
-            .map(|shard| ShardCore::new(CoreConfig { shard, shards, seed, router: router.clone() }))
+            .map(|shard| ShardCore::new(CoreConfig { shard, shards, seed, router: router.clone() }, now))
             .collect();
         Sim {
             rng: IdGen::new(seed.wrapping_mul(31).wrapping_add(7)),
             cores,
             queues: (0..shards).map(|_| (0..shards).map(|_| VecDeque::new()).collect()).collect(),
             clients: Vec::new(),
-            now: Instant::now(),
+            now,
             seed,
             dirty: Vec::new(),
         }

@@ -66,12 +66,13 @@ pub struct ShardCore {
 }
 
 impl ShardCore {
-    pub fn new(cfg: CoreConfig) -> ShardCore {
+    /// A core for shard `cfg.shard`, starting at `now` (the core never reads the clock).
+    pub fn new(cfg: CoreConfig, now: Instant) -> ShardCore {
         assert!(cfg.shards >= 1 && cfg.shards <= limits::SHARDS_MAX, "shard count out of range");
         assert!(cfg.shard < cfg.shards);
         let ids = IdGen::new(cfg.seed ^ (cfg.shard as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         ShardCore {
-            cx: Out::new(cfg.shard, cfg.shards, ids, cfg.router.pending_bytes_max, Instant::now()),
+            cx: Out::new(cfg.shard, cfg.shards, ids, cfg.router.pending_bytes_max, now),
             sessions: Sessions::default(),
             realms: Realms::new(cfg.router),
             calls: Calls::default(),
