@@ -104,6 +104,14 @@ pub const SESSION_REGISTRATIONS_MAX: usize = 65_536;
 /// Most CALLs one caller session has outstanding. Outcome: ERROR on CALL.
 pub const SESSION_CALLS_MAX: usize = 65_536;
 
+/// Payload bytes of one session's CALLs in flight (kept until the call ends, for
+/// re-routing). Outcome: ERROR `shardbar.error.limit_exceeded` on the CALL.
+pub const SESSION_CALL_PAYLOAD_BYTES_MAX: usize = 64 << 20;
+
+/// Payload bytes of all CALLs in flight whose callers live on one shard. Outcome: ERROR
+/// `shardbar.error.limit_exceeded` on the CALL.
+pub const SHARD_CALL_PAYLOAD_BYTES_MAX: usize = 512 << 20;
+
 /// Most INVOCATIONs one callee session has outstanding. Outcome: the CALL that would
 /// exceed it gets ERROR `shardbar.error.limit_exceeded`, so no callee is buried.
 pub const SESSION_INVOCATIONS_MAX: usize = 65_536;

@@ -642,3 +642,102 @@ fn liveness_pings_reap_silent_peers() {
         }
     });
 }
+
+/// Goal: request IDs outside [1, 2^53] are protocol violations (spec: IDs are in that
+/// range), for every client request type. Method: send each with 0 and 2^53 + 1.
+#[test]
+fn request_ids_out_of_range_abort() {
+    for_seeds("request_ids_out_of_range_abort", seeds(SEEDS / 10), |seed| {
+        let mut s = Sim::new(shards_for(seed), seed);
+        for request in [0, (1u64 << 53) + 1] {
+            let msgs = [
+                Message::Publish { request, options: Dict::new(), topic: "sim.t".into(), payload: Default::default() },
+                Message::Subscribe { request, options: Dict::new(), topic: "sim.t".into() },
+                Message::Call { request, options: Dict::new(), procedure: "sim.p".into(), payload: Default::default() },
+                Message::Register { request, options: Dict::new(), procedure: "sim.p".into() },
+                Message::Unregister { request, registration: 1 },
+            ];
+            for msg in msgs {
+                let c = random_client(&mut s);
+                s.send(c, &msg);
+                s.run_until_idle();
+                let aborted = s.clients[c]
+                    .log
+                    .iter()
+                    .any(|m| matches!(m, Message::Abort { reason, .. } if reason == "wamp.error.protocol_violation"));
+                assert!(aborted && s.clients[c].closed, "seed {seed}: {} with request {request} accepted", msg.name());
+            }
+        }
+    });
+}
+
+/// Goal: an RPC message that cannot be re-encoded for the receiver's serializer is answered,
+/// never dropped: the caller gets ERROR `wamp.error.invalid_argument` and the invocation is
+/// forgotten (so repeated attempts never make the callee look overloaded). Method: a
+/// MessagePack caller sends kwargs with a non-string key (`{true: 1}`) to a JSON callee, many
+/// times; then an ordinary call still reaches the callee.
+#[test]
+fn unencodable_rpc_payloads_are_answered() {
+    for_seeds("unencodable_rpc_payloads_are_answered", seeds(SEEDS / 10), |seed| {
+        let mut s = Sim::new(shards_for(seed), seed);
+        let (a, b) = (s.rng.below(s.shards()), s.rng.below(s.shards()));
+        let callee = s.join(a, Serializer::Json);
+        let caller = s.join(b, Serializer::MsgPack);
+        s.register_wait(callee, "sim.p", Dict::new()).expect("register");
+        for request in 1..=50u64 {
+            // [CALL, request, {}, "sim.p", [], {true: 1}]
+            let mut bytes = vec![0x96, 0x30, 0xcf];
+            bytes.extend_from_slice(&request.to_be_bytes());
+            bytes.extend_from_slice(&[0x80, 0xa5, b's', b'i', b'm', b'.', b'p', 0x90, 0x81, 0xc3, 0x01]);
+            s.send_raw(caller, bytes);
+            match s.wait_for(caller, |m| matches!(m, Message::Error { request: r, .. } if *r == request)) {
+                Message::Error { error, .. } => assert_eq!(error, "wamp.error.invalid_argument", "seed {seed}"),
+                _ => unreachable!(),
+            }
+        }
+        s.clients[caller].next_request = 100;
+        let request = s.call(caller, "sim.p", Dict::new(), vec![Value::UInt(7)]);
+        let invocation = s.wait_for(callee, |m| matches!(m, Message::Invocation { .. }));
+        let Message::Invocation { request: inv, .. } = invocation else { unreachable!() };
+        s.yield_(callee, inv, Dict::new(), vec![Value::UInt(8)]);
+        s.wait_for(caller, |m| matches!(m, Message::Result { request: r, .. } if *r == request));
+    });
+}
+
+/// Goal: the payload bytes a caller keeps in flight (held for re-routing) are bounded per
+/// session: past `limits::SESSION_CALL_PAYLOAD_BYTES_MAX` a CALL gets ERROR
+/// `shardbar.error.limit_exceeded`, and finished calls give their budget back. Method: 1 MiB
+/// calls to a callee that does not answer, until refused; answer one; the next fits.
+#[test]
+fn call_payload_bytes_are_budgeted() {
+    for_seeds("call_payload_bytes_are_budgeted", seeds(3), |seed| {
+        let mut s = Sim::new(shards_for(seed), seed);
+        let callee = random_client(&mut s);
+        let caller = random_client(&mut s);
+        s.register_wait(callee, "sim.p", Dict::new()).expect("register");
+        let big = Value::str("x".repeat(1 << 20));
+        let budget = shardbar::limits::SESSION_CALL_PAYLOAD_BYTES_MAX >> 20;
+        let mut refused = None;
+        for i in 0..budget + 2 {
+            let request = s.call(caller, "sim.p", Dict::new(), vec![big.clone()]);
+            s.run_until_idle();
+            if s.clients[caller].inbox.iter().any(|m| matches!(m, Message::Error { request: r, error, .. } if *r == request && error == "shardbar.error.limit_exceeded")) {
+                refused = Some(i);
+                break;
+            }
+        }
+        let refused = refused.unwrap_or_else(|| panic!("seed {seed}: never refused"));
+        assert!(refused + 1 >= budget, "seed {seed}: refused after only {refused} calls");
+        let inv = match s.wait_for(callee, |m| matches!(m, Message::Invocation { .. })) {
+            Message::Invocation { request, .. } => request,
+            _ => unreachable!(),
+        };
+        s.yield_(callee, inv, Dict::new(), vec![]);
+        s.run_until_idle();
+        let request = s.call(caller, "sim.p", Dict::new(), vec![big.clone()]);
+        s.run_until_idle();
+        let refused_again =
+            s.clients[caller].inbox.iter().any(|m| matches!(m, Message::Error { request: r, .. } if *r == request));
+        assert!(!refused_again, "seed {seed}: a finished call did not give its budget back");
+    });
+}

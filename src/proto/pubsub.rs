@@ -10,7 +10,7 @@ use bytes::Bytes;
 use super::broker::{Leave, Member, PublishOptions, SubscribeOptions};
 use super::frame::{Framing, OutFrame, encode_frame};
 use super::mesh::{Identity, MeshMsg, Publication, ShardSet, SubMsg, SubTarget};
-use super::out::{Class, Out, Pushed, push_frame};
+use super::out::{Class, Out, Pushed, log_allowed, push_frame};
 use super::realm::{Realm, Realms};
 use super::session::{Session, Sessions};
 use super::uris;
@@ -113,7 +113,9 @@ pub(crate) fn deliver_local(cx: &mut Out, realm: &mut Realm, p: &Publication, ta
                     Ok(f) => Some(Rc::new(f)),
                     Err(e) => {
                         cx.stats.encode_failures += 1;
-                        tracing::warn!(error = %e, "EVENT encoding failed");
+                        if log_allowed(cx.stats.encode_failures) {
+                            tracing::warn!(error = %e, total = cx.stats.encode_failures, "EVENT encoding failed");
+                        }
                         None
                     }
                 });

@@ -29,6 +29,8 @@ pub enum Violation {
     UnknownCancelMode { mode: String },
     /// YIELD or ERROR for an invocation this session never got (or already answered).
     UnknownInvocation { answer: &'static str, request: Id },
+    /// A request ID outside [1, 2^53].
+    RequestIdOutOfRange { request: Id },
 }
 
 impl Violation {
@@ -59,6 +61,9 @@ impl fmt::Display for Violation {
             Violation::UnknownCancelMode { mode } => write!(f, "CANCEL.Options.mode: unknown mode {mode:?}"),
             Violation::UnknownInvocation { answer, request } => {
                 write!(f, "{answer} for unknown INVOCATION.Request {request}")
+            }
+            Violation::RequestIdOutOfRange { request } => {
+                write!(f, "request ID {request} is outside [1, 2^53]")
             }
         }
     }

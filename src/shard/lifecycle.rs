@@ -30,12 +30,10 @@ pub(crate) async fn shard_main(
 ) -> Result<(), String> {
     let n = config.shards;
     let joined = mesh::join(id, n, mesh, &shutdown).await?;
-    let core = ShardCore::new(CoreConfig {
-        shard: id,
-        shards: n,
-        seed: random_seed(),
-        router: Arc::new(config.router.clone()),
-    }, Instant::now());
+    let core = ShardCore::new(
+        CoreConfig { shard: id, shards: n, seed: random_seed(), router: Arc::new(config.router.clone()) },
+        Instant::now(),
+    );
     let mesh_out = MeshOut::new(joined.senders, n);
     let shard = Rc::new(Shard::new(id, config.clone(), core, serving.clone(), mesh_out));
     let tasks = mesh::spawn_tasks(&shard, joined.receivers);

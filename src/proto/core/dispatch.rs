@@ -13,6 +13,7 @@ use super::super::violation::{Abort, Violation};
 use super::super::wire::message::code;
 use super::super::wire::{Dict, Id, Message, decode};
 use super::ShardCore;
+use crate::limits;
 
 impl ShardCore {
     pub(super) fn on_frame(&mut self, conn: ConnId, frame: bytes::Bytes) {
@@ -71,6 +72,11 @@ impl ShardCore {
 
     /// A message in an established session, to the feature that handles it.
     fn on_session_message(&mut self, conn: ConnId, sid: Id, msg: Message) -> Result<(), Violation> {
+        if let Some(request) = client_request_id(&msg)
+            && !(1..=limits::ID_MAX).contains(&request)
+        {
+            return Err(Violation::RequestIdOutOfRange { request });
+        }
         let (cx, realms, calls) = (&mut self.cx, &mut self.realms, &mut self.calls);
         let Some(s) = self.sessions.get_mut(&sid) else { return Ok(()) };
         match msg {
@@ -170,5 +176,19 @@ impl ShardCore {
             }
             CallMsg::Cancel { call, callee, mode } => rpc::on_cancel_invoke(cx, calls, sessions, call, callee, mode),
         }
+    }
+}
+
+/// The request ID of a client request (session scope: the spec has it in [1, 2^53]).
+fn client_request_id(msg: &Message) -> Option<Id> {
+    match msg {
+        Message::Publish { request, .. }
+        | Message::Subscribe { request, .. }
+        | Message::Unsubscribe { request, .. }
+        | Message::Call { request, .. }
+        | Message::Cancel { request, .. }
+        | Message::Register { request, .. }
+        | Message::Unregister { request, .. } => Some(*request),
+        _ => None,
     }
 }

@@ -28,7 +28,7 @@ use super::lifecycle;
 use super::liveness::{self, Reap};
 use super::mesh::{MeshMsg, ShardId};
 pub use super::out::{CloseReason, ConnInfo, CoreEvent};
-use super::out::{Conn, ConnState, Out};
+use super::out::{Conn, ConnState, Out, log_allowed};
 use super::realm::{Realms, RouterConfig};
 use super::rpc::Calls;
 use super::session::{ConnId, Sessions};
@@ -320,7 +320,9 @@ impl ShardCore {
     fn abort(&mut self, conn: ConnId, why: Abort) {
         if let Abort::Violation(v) = &why {
             self.cx.stats.protocol_violations += 1;
-            tracing::debug!(conn, message = %v, "protocol violation");
+            if log_allowed(self.cx.stats.protocol_violations) {
+                tracing::debug!(conn, message = %v, total = self.cx.stats.protocol_violations, "protocol violation");
+            }
         }
         let details = Dict::new().with("message", why.to_string());
         self.cx.send(conn, &Message::Abort { details, reason: why.uri().to_owned(), payload: Payload::empty() });

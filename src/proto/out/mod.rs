@@ -19,9 +19,41 @@ use super::frame::{OutFrame, encode_frame};
 use super::mesh::{MeshMsg, ShardId};
 use super::session::ConnId;
 use super::stats::Stats;
+use super::uris;
 use super::wire::ids::IdGen;
 use super::wire::uri::MatchPolicy;
-use super::wire::{Dict, Id, Message, Payload, Value};
+use super::wire::{DecodeError, Dict, Id, Message, Payload, Value};
+
+/// Why a message that must not vanish (RPC traffic) could not be queued.
+#[derive(Debug)]
+pub(crate) enum Undeliverable {
+    /// Larger than the peer's RawSocket limit (bytes, framing included).
+    TooBig(usize),
+    /// Not representable in the peer's serializer (e.g. a MessagePack map with a non-string
+    /// key for a JSON peer).
+    Unencodable(DecodeError),
+}
+
+impl Undeliverable {
+    /// The ERROR URI and message for the other side; `what` names the message ("RESULT"),
+    /// `who` its receiver ("this client", "the callee").
+    pub fn failure(&self, what: &str, who: &str) -> (&'static str, String) {
+        match self {
+            Undeliverable::TooBig(len) => {
+                (uris::PAYLOAD_SIZE_EXCEEDED, format!("the {what} ({len} bytes) is larger than {who} accepts"))
+            }
+            Undeliverable::Unencodable(e) => {
+                (uris::INVALID_ARGUMENT, format!("the {what} cannot be encoded for {who}'s serializer: {e}"))
+            }
+        }
+    }
+}
+
+/// Whether the `n`-th occurrence of a peer-triggered event is logged: the first ten, then
+/// at powers of two, so no peer can flood the log.
+pub(crate) fn log_allowed(n: u64) -> bool {
+    n <= 10 || n.is_power_of_two()
+}
 
 /// The handler context of one shard.
 #[derive(Debug)]
@@ -144,22 +176,15 @@ impl Out {
         }
     }
 
-    /// Send a message that must not vanish silently (RPC traffic, WELCOME): if it is larger
-    /// than the peer accepts, nothing is queued and `Err(size)` lets the caller answer
-    /// differently (`wamp.error.payload_size_exceeded`).
-    pub fn try_send(&mut self, conn: ConnId, msg: &Message) -> Result<(), usize> {
+    /// Send a message that must not vanish silently (RPC traffic, WELCOME): if it cannot be
+    /// encoded for the peer or is larger than the peer accepts, nothing is queued and the
+    /// `Err` lets the caller answer the other side instead.
+    pub fn try_send(&mut self, conn: ConnId, msg: &Message) -> Result<(), Undeliverable> {
         let Some(c) = self.conns.get(conn) else { return Ok(()) };
         let (framing, max) = (c.info.framing, c.info.max_out_message);
-        let frame = match encode_frame(framing, msg) {
-            Ok(f) => f,
-            Err(e) => {
-                self.stats.encode_failures += 1;
-                tracing::warn!(conn, error = %e, "could not encode {}", msg.name());
-                return Ok(());
-            }
-        };
+        let frame = encode_frame(framing, msg).map_err(Undeliverable::Unencodable)?;
         if frame.len() > max.saturating_add(4) {
-            return Err(frame.len());
+            return Err(Undeliverable::TooBig(frame.len()));
         }
         if let Message::Error { error, .. } = msg {
             self.stats.count_error_uri(error);
@@ -180,7 +205,9 @@ impl Out {
             Ok(frame) => self.push(conn, frame, Class::Control, msg.code()),
             Err(e) => {
                 self.stats.encode_failures += 1;
-                tracing::warn!(conn, error = %e, "could not encode {}", msg.name());
+                if log_allowed(self.stats.encode_failures) {
+                    tracing::warn!(conn, error = %e, total = self.stats.encode_failures, "could not encode {}", msg.name());
+                }
                 false
             }
         }

@@ -38,13 +38,13 @@ pub(crate) fn start_invocation(cx: &mut Out, calls: &mut Calls, sessions: &Sessi
     cx.stats.routing_latency.observe(cx.now.saturating_duration_since(inv.read_at));
     let (call, callee) = (inv.call, inv.callee);
     let Invoke { registration, payload, .. } = *inv;
-    if let Err(len) = cx.try_send(s.conn, &Message::Invocation { request, registration, details, payload }) {
+    if let Err(why) = cx.try_send(s.conn, &Message::Invocation { request, registration, details, payload }) {
         // The callee cannot receive it: the call fails instead of waiting forever.
         calls.session(callee).invocations.remove(&request);
         calls.invocations.remove(&call);
-        let message = format!("the INVOCATION ({len} bytes) is larger than the callee accepts");
+        let (uri, message) = why.failure("INVOCATION", "the callee");
         let payload = Payload::from_values(Serializer::Json, Some(&[Value::Str(message)]), None);
-        let error = uris::PAYLOAD_SIZE_EXCEEDED.to_owned();
+        let error = uri.to_owned();
         cx.send_mesh(call.shard, MeshMsg::Call(CallMsg::Failed { call, error, details: Dict::new(), payload }));
     }
 }

@@ -54,6 +54,11 @@ pub(crate) fn on_call(
     if rpc.calls.contains_key(&request) {
         return Err(Violation::CallInFlight { request });
     }
+    if !calls.payload_fits(sid, payload.len_bytes()) {
+        let msg = "too many call payload bytes in flight".to_owned();
+        cx.error(s.conn, code::CALL, request, uris::LIMIT_EXCEEDED, Some(msg));
+        return Ok(());
+    }
     cx.stats.calls += 1;
     realm.stats.calls += 1;
     let seq = calls.insert(PendingCall {
@@ -74,7 +79,7 @@ pub(crate) fn on_call(
 
 /// Pick a callee for call `seq` and send the invocation; on failure answer the caller.
 pub(crate) fn route(cx: &mut Out, calls: &mut Calls, realms: &mut Realms, sessions: &Sessions, seq: u64) {
-    let Some(pc) = calls.calls.get_mut(&seq) else { return };
+    let Some(pc) = calls.get_mut(seq) else { return };
     let route = realms.get_mut(&pc.realm).and_then(|r| r.dealer.resolve(&pc.procedure));
     let failure = match route {
         None => Some((uris::NO_SUCH_PROCEDURE, format!("no callee registered procedure {}", clip(&pc.procedure)))),
@@ -123,7 +128,7 @@ pub(crate) fn on_cancel(
     };
     // The call may already have finished; then there is nothing to cancel.
     let Some(&seq) = calls.sessions.get(&sid).and_then(|rpc| rpc.calls.get(&request)) else { return Ok(()) };
-    let Some(callee) = calls.calls.get(&seq).and_then(|pc| pc.callee.clone()) else { return Ok(()) };
+    let Some(callee) = calls.get(seq).and_then(|pc| pc.callee.clone()) else { return Ok(()) };
     let call = CallKey { shard: cx.shard, seq };
     cx.send_mesh(callee.shard, MeshMsg::Call(CallMsg::Cancel { call, callee: callee.session, mode }));
     if mode != CancelMode::Kill {
@@ -142,18 +147,18 @@ pub(crate) fn on_yielded(
     progress: bool,
     payload: Payload,
 ) {
-    let Some(pc) = calls.calls.get(&call.seq) else { return };
+    let Some(pc) = calls.get(call.seq) else { return };
     if progress && !pc.options.receive_progress {
         return;
     }
     let (caller, request, callee) = (pc.caller, pc.request, pc.callee.clone());
     let Some(conn) = sessions.get(&caller).map(|s| s.conn) else { return };
     let details = if progress { Dict::new().with("progress", true) } else { Dict::new() };
-    if let Err(len) = cx.try_send(conn, &Message::Result { request, details, payload }) {
+    if let Err(why) = cx.try_send(conn, &Message::Result { request, details, payload }) {
         // The caller cannot receive this RESULT: fail the call instead of leaving it
         // waiting, and stop a progressive callee from producing more.
-        let message = format!("the RESULT ({len} bytes) is larger than this client accepts");
-        calls.fail(cx, realms, sessions, call.seq, Failure::Router { uri: uris::PAYLOAD_SIZE_EXCEEDED, message });
+        let (uri, message) = why.failure("RESULT", "this client");
+        calls.fail(cx, realms, sessions, call.seq, Failure::Router { uri, message });
         if progress && let Some(c) = callee {
             let cancel = CallMsg::Cancel { call, callee: c.session, mode: CancelMode::KillNoWait };
             cx.send_mesh(c.shard, MeshMsg::Call(cancel));
@@ -161,13 +166,10 @@ pub(crate) fn on_yielded(
         return;
     }
     if !progress {
-        if let Some(pc) = calls.calls.remove(&call.seq)
+        if let Some(pc) = calls.remove(call.seq)
             && let Some(r) = realms.get_mut(&pc.realm)
         {
             r.stats.calls_ok += 1;
-        }
-        if let Some(rpc) = calls.sessions.get_mut(&caller) {
-            rpc.calls.remove(&request);
         }
     }
 }
@@ -183,7 +185,7 @@ pub(crate) fn on_bounced(
     callee: Id,
     reason: Bounce,
 ) {
-    let Some(pc) = calls.calls.get_mut(&call.seq) else { return };
+    let Some(pc) = calls.get_mut(call.seq) else { return };
     if pc.tried.len() >= limits::CALL_REROUTES_MAX {
         let message = format!("no callee of {} accepted the call ({reason:?})", clip(&pc.procedure));
         calls.fail(cx, realms, sessions, call.seq, Failure::Router { uri: uris::NO_AVAILABLE_CALLEE, message });

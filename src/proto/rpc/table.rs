@@ -18,6 +18,7 @@ use super::super::wire::ids::RequestIds;
 use super::super::wire::message::code;
 use super::super::wire::uri::MatchPolicy;
 use super::super::wire::{Dict, Id, Message, Payload};
+use crate::limits;
 use crate::proto::Map;
 
 /// A call whose caller lives on this shard.
@@ -65,6 +66,8 @@ pub(crate) struct SessionRpc {
     pub invocations: Map<Id, InvocationState>,
     /// Session-scope IDs for INVOCATIONs sent to this session.
     pub invocation_ids: RequestIds,
+    /// Payload bytes of this session's calls in flight (kept for re-routing).
+    pub call_payload_bytes: usize,
 }
 
 /// A REGISTER waiting for its owner's barrier.
@@ -111,7 +114,10 @@ impl Failure {
 
 #[derive(Debug, Default)]
 pub(crate) struct Calls {
-    pub calls: Map<u64, PendingCall>,
+    /// Calls in flight; insert and remove through `insert`/`remove` (payload budgets).
+    calls: Map<u64, PendingCall>,
+    /// Payload bytes of all calls in flight on this shard.
+    call_payload_bytes: usize,
     next_call: u64,
     /// Invocations running on this shard's callees: call key → (callee session, INVOCATION.Request).
     pub invocations: Map<CallKey, (Id, Id)>,
@@ -131,13 +137,44 @@ impl Calls {
         self.sessions.entry(sid).or_default()
     }
 
+    /// Whether a call with `bytes` of payload from session `sid` fits the payload budgets
+    /// (`limits::SESSION_CALL_PAYLOAD_BYTES_MAX`, `limits::SHARD_CALL_PAYLOAD_BYTES_MAX`).
+    pub fn payload_fits(&mut self, sid: Id, bytes: usize) -> bool {
+        self.session(sid).call_payload_bytes + bytes <= limits::SESSION_CALL_PAYLOAD_BYTES_MAX
+            && self.call_payload_bytes + bytes <= limits::SHARD_CALL_PAYLOAD_BYTES_MAX
+    }
+
     /// Add a call; returns its sequence number.
     pub fn insert(&mut self, call: PendingCall) -> u64 {
         self.next_call += 1;
         let seq = self.next_call;
-        self.session(call.caller).calls.insert(call.request, seq);
+        let bytes = call.payload.len_bytes();
+        let rpc = self.session(call.caller);
+        rpc.calls.insert(call.request, seq);
+        rpc.call_payload_bytes += bytes;
+        self.call_payload_bytes += bytes;
         self.calls.insert(seq, call);
         seq
+    }
+
+    pub fn get(&self, seq: u64) -> Option<&PendingCall> {
+        self.calls.get(&seq)
+    }
+
+    pub fn get_mut(&mut self, seq: u64) -> Option<&mut PendingCall> {
+        self.calls.get_mut(&seq)
+    }
+
+    /// Remove call `seq` (its caller's request entry too) and release its payload budget.
+    pub fn remove(&mut self, seq: u64) -> Option<PendingCall> {
+        let pc = self.calls.remove(&seq)?;
+        let bytes = pc.payload.len_bytes();
+        self.call_payload_bytes -= bytes;
+        if let Some(rpc) = self.sessions.get_mut(&pc.caller) {
+            rpc.calls.remove(&pc.request);
+            rpc.call_payload_bytes -= bytes;
+        }
+        Some(pc)
     }
 
     /// Whether the session on `conn` still waits for owners to release its registrations.
@@ -147,12 +184,9 @@ impl Calls {
 
     /// Answer call `seq` with an ERROR and forget it.
     pub fn fail(&mut self, cx: &mut Out, realms: &mut Realms, sessions: &Sessions, seq: u64, failure: Failure) {
-        let Some(pc) = self.calls.remove(&seq) else { return };
+        let Some(pc) = self.remove(seq) else { return };
         if let Some(r) = realms.get_mut(&pc.realm) {
             r.stats.calls_error += 1;
-        }
-        if let Some(rpc) = self.sessions.get_mut(&pc.caller) {
-            rpc.calls.remove(&pc.request);
         }
         let Some(conn) = sessions.get(&pc.caller).map(|s| s.conn) else { return };
         match failure {
@@ -160,10 +194,9 @@ impl Calls {
             Failure::Plain { uri, details, payload } => {
                 let msg =
                     Message::Error { request_type: code::CALL, request: pc.request, details, error: uri, payload };
-                if let Err(len) = cx.try_send(conn, &msg) {
-                    let Message::Error { error, .. } = msg else { return };
-                    let m = format!("the callee's ERROR {error} ({len} bytes) is larger than this client accepts");
-                    cx.error(conn, code::CALL, pc.request, uris::PAYLOAD_SIZE_EXCEEDED, Some(m));
+                if let Err(why) = cx.try_send(conn, &msg) {
+                    let (uri, m) = why.failure("callee's ERROR", "this client");
+                    cx.error(conn, code::CALL, pc.request, uri, Some(m));
                 }
             }
         }

@@ -49,7 +49,7 @@ pub(crate) fn on_session_end(cx: &mut Out, calls: &mut Calls, s: &Session) {
     let mut seqs: Vec<u64> = rpc.calls.values().copied().collect();
     seqs.sort_unstable();
     for seq in seqs {
-        if let Some(pc) = calls.calls.remove(&seq)
+        if let Some(pc) = calls.remove(seq)
             && let Some(callee) = pc.callee
         {
             let call = CallKey { shard: cx.shard, seq };
