@@ -138,7 +138,7 @@ impl fmt::Display for DecodeError {
             E::InElement { message: Some(message), element, error } => write!(f, "{message}.{element}: {error}"),
             E::InElement { message: None, element, error } => write!(f, "{element}: {error}"),
             E::PayloadCount { expected, found } => {
-                write!(f, "payload element count mismatch: {found} elements where {expected} were announced")
+                write!(f, "payload element count mismatch: {found} found, {expected} announced")
             }
             E::ReadPastEnd => f.write_str("read past the end of the message list"),
             E::ListNotStarted => f.write_str("message list not started"),

@@ -3,9 +3,9 @@
 //!
 //! This file owns the MessagePack byte format only: item headers, lengths, the value mapping,
 //! nesting bounds and the exact bytes written. It must not know message layouts (those are in
-//! `message.rs`), must not build values for the payload on the way through (`skip` validates
-//! it in place and returns its byte range), must not allocate from a length prefix before the
-//! bytes it announces are there, and must not panic on any input.
+//! `message.rs`, which it never imports), must not build values for the payload on the way
+//! through (`skip` validates it in place and returns its byte range), must not allocate from a
+//! length prefix before the bytes it announces are there, and must not panic on any input.
 //!
 //! Item headers are read with `rmp`: the first byte is classified with [`Marker::from_u8`]; the
 //! fix forms (small integers, short strings, small arrays and maps, nil, bool), which are most

@@ -5,28 +5,28 @@
 //! walk the payload goes through, `write.rs` the writer, this file the message reader and
 //! payload decoding.
 //!
-//! This file owns the CBOR byte format only: item headers, lengths, tags, indefinite-length
+//! This module owns the CBOR byte format only: item headers, lengths, tags, indefinite-length
 //! items, the value mapping, nesting bounds and the exact bytes written. It must not know
-//! message layouts (those are in `message.rs`), must not build values for the payload on the
-//! way through (`skip` validates it in place and returns its byte range), must not allocate
-//! from a length prefix before the bytes it announces are there, and must not panic on any
-//! input.
+//! message layouts (those are in `message.rs`, which it never imports), must not build values
+//! for the payload on the way through (`skip` validates it in place and returns its byte range),
+//! must not allocate from a length prefix before the bytes it announces are there, and must not
+//! panic on any input.
 //!
-//! Built on `minicbor`'s [`Decoder`] and [`Encoder`]. What was checked about minicbor 2.3:
-//! the decoder borrows the input and allocates nothing to read items, and `position()` /
-//! `set_position()` expose the byte offset, which is what the zero-copy payload range needs.
-//! Its `skip()` exists too, but it is not used: it does not bound nesting, it accepts a stray
-//! break byte (`0xff`) where an item must be, it does not check that an indefinite-length map
-//! holds whole key/value pairs, and with the `alloc` feature it keeps a heap stack that hostile
-//! nesting can grow with the input. So these files walk items themselves, at most
-//! `limits::VALUE_DEPTH_MAX` deep (`skip` with a fixed array of open containers, value decoding
-//! by bounded recursion), and uses minicbor to read item headers and bodies: integers, floats,
-//! text (UTF-8 checked, chunk by chunk for indefinite strings), bytes, array/map headers and
-//! tags. Items whose value or length fits in the initial byte (small integers, short strings,
-//! small lists and dicts, the simple values) are read directly, which made decoding a PUBLISH
-//! about 1.8 times faster than going through minicbor for every item. Half floats are decoded
-//! here because minicbor only offers them behind its optional `half` feature, and ten lines are
-//! cheaper than a dependency.
+//! Built on `minicbor`'s [`minicbor::Decoder`] and [`minicbor::Encoder`]. What was checked about
+//! minicbor 2.3: the decoder borrows the input and allocates nothing to read items, and
+//! `position()` / `set_position()` expose the byte offset, which is what the zero-copy payload
+//! range needs. Its `skip()` exists too, but it is not used: it does not bound nesting, it
+//! accepts a stray break byte (`0xff`) where an item must be, it does not check that an
+//! indefinite-length map holds whole key/value pairs, and with the `alloc` feature it keeps a
+//! heap stack that hostile nesting can grow with the input. So these files walk items
+//! themselves, at most `limits::VALUE_DEPTH_MAX` deep (`skip` with a fixed array of open
+//! containers, value decoding by bounded recursion), and use minicbor to read item headers and
+//! bodies: integers, floats, text (UTF-8 checked, chunk by chunk for indefinite strings), bytes,
+//! array/map headers and tags. Items whose value or length fits in the initial byte (small
+//! integers, short strings, small lists and dicts, the simple values) are read directly, which
+//! made decoding a PUBLISH about 1.8 times faster than going through minicbor for every item.
+//! Half floats are decoded here because minicbor only offers them behind its optional `half`
+//! feature, and ten lines are cheaper than a dependency.
 //!
 //! Decoding accepts indefinite-length arrays, maps, text and byte strings (ended by a break
 //! byte) and semantic tags, which are ignored (the tagged value is kept), including the

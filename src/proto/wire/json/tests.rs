@@ -239,6 +239,20 @@ fn uint_errors_say_what_was_found() {
     assert_eq!(r.end(), Ok(()));
 }
 
+// Goal: a decode error is a value that says what went wrong and in which element, and its
+// text is the one the ABORT carries.
+#[test]
+fn errors_are_typed_and_name_the_element() {
+    let e = decode_json(r#"[16,1,{},5]"#).expect_err("number topic");
+    assert_eq!(e.innermost(), &DecodeError::WrongType { expected: "a string", found: Found::Type("number") });
+    assert!(matches!(e, DecodeError::InElement { message: Some("PUBLISH"), element: "Topic", .. }), "{e:?}");
+    assert_eq!(e.to_string(), "PUBLISH.Topic: expected a string, found number");
+    assert_eq!(decode_json("[16,1,{}]"), Err(DecodeError::MissingElement { message: "PUBLISH", element: "Topic" }));
+    assert_eq!(decode_json("[999]"), Err(DecodeError::UnknownType(999)));
+    let e = decode_json("[16,1,{},\"t\",[1,]]").expect_err("bad payload");
+    assert_eq!(e, DecodeError::Unexpected { expected: "a value", found: Some(b']'), at: 16 });
+}
+
 #[test]
 fn reader_protocol() {
     let mut r = Reader::new(br#" [ 1 , "s" , {"a":[1,{"b":null}]} , [true] , {"k":1} ] "#);
