@@ -87,9 +87,32 @@ pub const SHUTDOWN_GRACE_MS: u64 = 3_000;
 /// Longest URI (topic, procedure, error, realm). Outcome: `wamp.error.invalid_uri`.
 pub const URI_LEN_MAX_BYTES: usize = 4 * 1024;
 
+/// Most characters of a peer's own string (a URI, a subprotocol name, a parser's complaint
+/// about its bytes) quoted in an error text sent back or logged; the rest is cut and marked
+/// with `…`. 80 shows any realistic URI whole, while a 16 MiB topic costs no more to report
+/// than a short one. Outcome: the error text is shortened, nothing else.
+pub const ERROR_PEER_TEXT_MAX_CHARS: usize = 80;
+
 /// Deepest nesting of lists/dicts a decoder follows. Bounds recursion on hostile input.
 /// Outcome: protocol violation (ABORT).
 pub const VALUE_DEPTH_MAX: usize = 64;
+
+/// Most elements a decoder reserves room for up front when a list or dict announces its
+/// length (binary formats); longer ones grow as they are read. The count is the sender's
+/// word and a decoded element is much larger than its encoding (a 1-byte nil is a 32-byte
+/// `Value`), so reserving for a hostile count would multiply the input. Outcome: none (a
+/// long container reallocates as it grows).
+pub const DECODE_PREALLOC_MAX_ELEMENTS: usize = 1024;
+
+/// JSON values (as encoded bytes) up to this size are built by the hand-written parser,
+/// larger ones by simd-json. Measured with `bench/codec_json.rs` (`json_payload_values`),
+/// forcing one builder or the other: hand-built is ~20% faster at 64 B, the two are even
+/// from ~600 B to 1 KiB, and simd-json is ~5% faster at 64 KiB. A threshold, not a bound.
+pub const JSON_HAND_PARSE_MAX_BYTES: usize = 512;
+
+/// simd-json's per-shard scratch buffer, grown past this by one large value, is released
+/// after use, so one 16 MiB payload does not pin 16 MiB per shard for ever.
+pub const JSON_SCRATCH_KEEP_BYTES: usize = 256 * 1024;
 
 /// Most shards (cores) one router runs. Shard sets are 64-bit masks.
 pub const SHARDS_MAX: usize = 64;

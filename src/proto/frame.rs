@@ -82,7 +82,8 @@ fn payload_len(msg: &Message) -> usize {
 fn frame_body(framing: Framing, mut buf: Vec<u8>) -> Result<Bytes, DecodeError> {
     let body_len = buf.len() - HEADROOM;
     if framing.transport == Transport::RawSocket && body_len > rawsocket::FRAME_PAYLOAD_MAX_BYTES {
-        return Err(DecodeError::new(format!("a {body_len}-byte message exceeds RawSocket's 16 MiB frame limit")));
+        let max_bytes = rawsocket::FRAME_PAYLOAD_MAX_BYTES;
+        return Err(DecodeError::TooLarge { transport: "RawSocket", len_bytes: body_len, max_bytes });
     }
     let mut header = [0u8; HEADROOM];
     let n = match framing.transport {

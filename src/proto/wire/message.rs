@@ -1,9 +1,13 @@
 //! The WAMP message model and the serializer-independent encode/decode logic.
 //!
 //! Each serializer module (`json`, `msgpack`, `cbor`) implements the small [`Reader`] and
-//! [`Writer`] traits; the message layouts are written once here, in [`decode`] and
-//! [`encode`]. Because WAMP has no polymorphism, the message code and element count fix the
-//! type of every element, and a wrong type is a protocol violation naming the element.
+//! [`Writer`] traits of `codec.rs`; the message layouts are written once here, in [`decode`]
+//! and [`encode`]. Because WAMP has no polymorphism, the message code and element count fix
+//! the type of every element, and a wrong type is a protocol violation naming the element
+//! ([`DecodeError::InElement`]).
+//!
+//! Must not: know a byte format (that is the serializers'), or be imported by a serializer
+//! (they see only `codec.rs` and `error.rs`, so the dependency runs one way).
 //!
 //! The application payload (`Arguments|list`, `ArgumentsKw|dict`) is never parsed on the
 //! way through: [`Payload`] holds the raw encoded trailing elements as a [`Bytes`] slice of
@@ -16,116 +20,17 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
+// The traits and shared types moved to `codec.rs` and `error.rs`; re-exported so that
+// `message::Reader` and friends keep working for the code built on them.
+pub use super::codec::{Reader, Serializer, ValueKind, Writer};
+pub use super::error::DecodeError;
+use super::error::Found;
 use super::value::{Dict, Value};
 use super::{cbor, json, msgpack};
 use crate::limits;
 
 /// A WAMP ID (session, publication, subscription, registration, request).
 pub type Id = u64;
-
-/// A serializer, numbered as in the RawSocket handshake.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-#[repr(u8)]
-pub enum Serializer {
-    #[default]
-    Json = 1,
-    MsgPack = 2,
-    Cbor = 3,
-}
-
-impl Serializer {
-    pub const ALL: [Serializer; 3] = [Serializer::Json, Serializer::MsgPack, Serializer::Cbor];
-
-    /// The RawSocket handshake serializer nibble.
-    pub fn rawsocket_id(self) -> u8 {
-        self as u8
-    }
-
-    pub fn from_rawsocket_id(id: u8) -> Option<Serializer> {
-        match id {
-            1 => Some(Serializer::Json),
-            2 => Some(Serializer::MsgPack),
-            3 => Some(Serializer::Cbor),
-            _ => None,
-        }
-    }
-
-    /// The WebSocket subprotocol name.
-    pub fn subprotocol(self) -> &'static str {
-        match self {
-            Serializer::Json => "wamp.2.json",
-            Serializer::MsgPack => "wamp.2.msgpack",
-            Serializer::Cbor => "wamp.2.cbor",
-        }
-    }
-
-    pub fn from_subprotocol(name: &str) -> Option<Serializer> {
-        match name {
-            "wamp.2.json" => Some(Serializer::Json),
-            "wamp.2.msgpack" => Some(Serializer::MsgPack),
-            "wamp.2.cbor" => Some(Serializer::Cbor),
-            _ => None,
-        }
-    }
-
-    /// The config-file / CLI name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Serializer::Json => "json",
-            Serializer::MsgPack => "msgpack",
-            Serializer::Cbor => "cbor",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Serializer> {
-        match name {
-            "json" => Some(Serializer::Json),
-            "msgpack" => Some(Serializer::MsgPack),
-            "cbor" => Some(Serializer::Cbor),
-            _ => None,
-        }
-    }
-
-    /// WebSocket frames for this serializer are binary (else text).
-    pub fn is_binary(self) -> bool {
-        !matches!(self, Serializer::Json)
-    }
-}
-
-/// A decode failure: the peer sent something that is not a well-formed WAMP message.
-/// The text says what was wrong; the router sends it in the ABORT `message` detail.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DecodeError(pub String);
-
-impl DecodeError {
-    pub fn new(msg: impl Into<String>) -> DecodeError {
-        DecodeError(msg.into())
-    }
-}
-
-impl std::fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for DecodeError {}
-
-/// The type of an element found while skipping it, so the payload's shape can be checked
-/// without decoding it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ValueKind {
-    Null,
-    Bool,
-    Int,
-    Float,
-    Str,
-    Bytes,
-    List,
-    Dict,
-    /// Serializer-specific values with no WAMP meaning (msgpack ext, CBOR undefined/simple).
-    Other,
-}
 
 /// The application payload: `Arguments` and optionally `ArgumentsKw`, as raw encoded
 /// elements in `format`.
@@ -188,7 +93,7 @@ impl Payload {
             Serializer::Cbor => cbor::decode_values(&self.raw)?,
         };
         if values.len() != self.count as usize {
-            return Err(DecodeError::new("payload element count mismatch"));
+            return Err(DecodeError::PayloadCount { expected: self.count, found: values.len() });
         }
         Ok(values)
     }
@@ -218,7 +123,8 @@ impl Payload {
         }
         match values.swap_remove(0) {
             Value::List(l) => Ok(l),
-            other => Err(DecodeError::new(format!("Arguments must be a list, found {}", other.type_name()))),
+            other => Err(DecodeError::WrongType { expected: "a list", found: Found::Type(other.type_name()) }
+                .in_element(None, "Arguments")),
         }
     }
 
@@ -230,7 +136,8 @@ impl Payload {
         }
         match values.swap_remove(1) {
             Value::Dict(d) => Ok(d),
-            other => Err(DecodeError::new(format!("ArgumentsKw must be a dict, found {}", other.type_name()))),
+            other => Err(DecodeError::WrongType { expected: "a dict", found: Found::Type(other.type_name()) }
+                .in_element(None, "ArgumentsKw")),
         }
     }
 }
@@ -468,44 +375,6 @@ pub fn code_name(code: u64) -> &'static str {
     }
 }
 
-/// What a serializer's message reader offers. Implemented by `json`, `msgpack`, `cbor`.
-///
-/// Elements are read in order from the top-level list. Each typed read fails with a
-/// [`DecodeError`] when the element has another type; the caller adds which element it was.
-pub trait Reader {
-    /// Consume the start of the top-level list.
-    fn begin(&mut self) -> Result<(), DecodeError>;
-    /// Whether another element of the top-level list follows.
-    fn more(&mut self) -> Result<bool, DecodeError>;
-    /// A non-negative integer.
-    fn uint(&mut self) -> Result<u64, DecodeError>;
-    /// A text string.
-    fn string(&mut self) -> Result<String, DecodeError>;
-    /// A dict. Entries whose value is msgpack ext or CBOR `undefined` are left out (wampy
-    /// sends them for absent options).
-    fn dict(&mut self) -> Result<Dict, DecodeError>;
-    /// Any value.
-    fn value(&mut self) -> Result<Value, DecodeError>;
-    /// Validate and skip one element without decoding it; returns its byte range in the
-    /// input and its kind. Used for the payload.
-    fn skip(&mut self) -> Result<(Range<usize>, ValueKind), DecodeError>;
-    /// Consume the end of the top-level list; nothing may follow it.
-    fn end(&mut self) -> Result<(), DecodeError>;
-}
-
-/// What a serializer's message writer offers. Implemented by `json`, `msgpack`, `cbor`.
-pub trait Writer {
-    /// Start the top-level list of `len` elements (payload elements included).
-    fn begin(&mut self, len: usize);
-    fn uint(&mut self, v: u64);
-    fn string(&mut self, s: &str);
-    fn dict(&mut self, d: &Dict);
-    /// Append pre-encoded payload elements in this writer's serializer, verbatim
-    /// (the JSON writer adds the separating comma).
-    fn raw(&mut self, raw: &[u8]);
-    fn end(&mut self);
-}
-
 /// Decode one message in serializer `ser`. Payload elements become slices of `frame`
 /// (small ones are copied, see `limits::PAYLOAD_COPY_BELOW_BYTES`).
 pub fn decode(ser: Serializer, frame: &Bytes) -> Result<Message, DecodeError> {
@@ -534,19 +403,21 @@ pub fn encode_to_vec(ser: Serializer, msg: &Message) -> Result<Vec<u8>, DecodeEr
     Ok(out)
 }
 
-fn ctx<T>(r: Result<T, DecodeError>, msg: &str, element: &str) -> Result<T, DecodeError> {
-    r.map_err(|e| DecodeError(format!("{msg}.{element}: {}", e.0)))
+fn ctx<T>(r: Result<T, DecodeError>, message: &'static str, element: &'static str) -> Result<T, DecodeError> {
+    r.map_err(|e| e.in_element(Some(message), element))
 }
 
+// One match arm per message type, in the spec's order, each listing the message's elements:
+// a table rather than logic, so it stays one function however long it is.
 fn decode_with<R: Reader>(r: &mut R, ser: Serializer, frame: &Bytes) -> Result<Message, DecodeError> {
     r.begin()?;
     if !r.more()? {
-        return Err(DecodeError::new("empty message list"));
+        return Err(DecodeError::EmptyMessage);
     }
-    let code = r.uint().map_err(|e| DecodeError(format!("message type: {}", e.0)))?;
+    let code = r.uint().map_err(|e| e.in_element(None, "message type"))?;
     let name = code_name(code);
-    let need = |r: &mut R, element: &str| -> Result<(), DecodeError> {
-        if r.more()? { Ok(()) } else { Err(DecodeError(format!("{name}: missing element {element}"))) }
+    let need = |r: &mut R, element: &'static str| -> Result<(), DecodeError> {
+        if r.more()? { Ok(()) } else { Err(DecodeError::MissingElement { message: name, element }) }
     };
     macro_rules! uint {
         ($el:expr) => {{
@@ -655,17 +526,17 @@ fn decode_with<R: Reader>(r: &mut R, ser: Serializer, frame: &Bytes) -> Result<M
             options: dict!("Options"),
             payload: payload(r, ser, frame, name)?,
         },
-        other => return Err(DecodeError(format!("unknown message type {other}"))),
+        other => return Err(DecodeError::UnknownType(other)),
     };
     if r.more()? {
-        return Err(DecodeError(format!("{name}: too many elements")));
+        return Err(DecodeError::TooManyElements { message: name });
     }
     r.end()?;
     Ok(msg)
 }
 
 /// Read the trailing `Arguments`/`ArgumentsKw` elements as a raw slice of the frame.
-fn payload<R: Reader>(r: &mut R, ser: Serializer, frame: &Bytes, name: &str) -> Result<Payload, DecodeError> {
+fn payload<R: Reader>(r: &mut R, ser: Serializer, frame: &Bytes, name: &'static str) -> Result<Payload, DecodeError> {
     let mut range: Option<Range<usize>> = None;
     let mut count = 0u8;
     while r.more()? {
@@ -675,15 +546,17 @@ fn payload<R: Reader>(r: &mut R, ser: Serializer, frame: &Bytes, name: &str) -> 
             // Arguments: a list, or an opaque binary/string in payload-transparency mode.
             1 => {
                 if !matches!(kind, ValueKind::List | ValueKind::Bytes | ValueKind::Str) {
-                    return Err(DecodeError(format!("{name}.Arguments: expected a list, found {kind:?}")));
+                    let e = DecodeError::WrongType { expected: "a list", found: Found::Type(kind.name()) };
+                    return Err(e.in_element(Some(name), "Arguments"));
                 }
             }
             2 => {
                 if kind != ValueKind::Dict {
-                    return Err(DecodeError(format!("{name}.ArgumentsKw: expected a dict, found {kind:?}")));
+                    let e = DecodeError::WrongType { expected: "a dict", found: Found::Type(kind.name()) };
+                    return Err(e.in_element(Some(name), "ArgumentsKw"));
                 }
             }
-            _ => return Err(DecodeError(format!("{name}: too many elements"))),
+            _ => return Err(DecodeError::TooManyElements { message: name }),
         }
         range = Some(match range {
             None => elem,
@@ -714,6 +587,8 @@ fn write_payload<W: Writer>(w: &mut W, ser: Serializer, p: &Payload) -> Result<(
     Ok(())
 }
 
+// One match arm per message type, in the spec's order, as in `decode_with`: a table, kept in
+// one function so each layout reads next to its decoding.
 fn encode_with<W: Writer>(w: &mut W, ser: Serializer, msg: &Message) -> Result<(), DecodeError> {
     let n = |base: usize, p: &Payload| base + p.count as usize;
     match msg {

@@ -1,11 +1,11 @@
-//! The MessagePack serializer (`wamp.2.msgpack`): the [`message::Reader`] and
-//! [`message::Writer`] for WAMP messages, and payload value decode/encode.
+//! The MessagePack serializer (`wamp.2.msgpack`): the [`codec::Reader`] and
+//! [`codec::Writer`] for WAMP messages, and payload value decode/encode.
 //!
 //! This file owns the MessagePack byte format only: item headers, lengths, the value mapping,
 //! nesting bounds and the exact bytes written. It must not know message layouts (those are in
-//! `message.rs`), must not build values for the payload on the way through (`skip` validates
-//! it in place and returns its byte range), must not allocate from a length prefix before the
-//! bytes it announces are there, and must not panic on any input.
+//! `message.rs`, which it never imports), must not build values for the payload on the way
+//! through (`skip` validates it in place and returns its byte range), must not allocate from a
+//! length prefix before the bytes it announces are there, and must not panic on any input.
 //!
 //! Item headers are read with `rmp`: the first byte is classified with [`Marker::from_u8`]; the
 //! fix forms (small integers, short strings, small arrays and maps, nil, bool), which are most
@@ -26,7 +26,7 @@
 //! [`Value::UInt`], negative ones [`Value::Int`]; float32/float64 become [`Value::Float`]; str
 //! becomes [`Value::Str`], bin [`Value::Bytes`]. Ext values have no WAMP meaning, but wampy
 //! sends them for JavaScript `undefined`, so in an options/details dict read by
-//! [`message::Reader::dict`] an entry whose value is ext is left out (the option is absent);
+//! [`codec::Reader::dict`] an entry whose value is ext is left out (the option is absent);
 //! anywhere else an ext becomes [`Value::Null`], and `skip` reports it as [`ValueKind::Other`].
 
 use std::ops::Range;
@@ -35,9 +35,10 @@ use rmp::Marker;
 use rmp::decode::{self as rd, Bytes};
 use rmp::encode as wr;
 
-use super::message::{self, DecodeError, ValueKind};
+use super::codec::{self, ValueKind};
+use super::error::{DecodeError, Found};
 use super::value::{Dict, MapBuilder, Value};
-use crate::limits::VALUE_DEPTH_MAX;
+use crate::limits::{DECODE_PREALLOC_MAX_ELEMENTS, VALUE_DEPTH_MAX};
 
 /// One MessagePack item header. Containers carry their element count; strings and binaries
 /// borrow their bodies from the input (strings already checked to be UTF-8).
@@ -104,7 +105,7 @@ struct Cursor<'a> {
 }
 
 fn truncated(at: usize) -> DecodeError {
-    DecodeError(format!("truncated input: the item at offset {at} runs past the end"))
+    DecodeError::Truncated { at }
 }
 
 /// One nesting level deeper, or an error past `VALUE_DEPTH_MAX` (hostile input would
@@ -117,22 +118,19 @@ fn enter(depth: usize) -> Result<usize, DecodeError> {
 }
 
 fn too_deep() -> DecodeError {
-    DecodeError(format!("lists and dicts nested deeper than {VALUE_DEPTH_MAX} levels"))
+    DecodeError::TooDeep { at: None }
 }
 
 fn utf8(body: &[u8], at: usize) -> Result<&str, DecodeError> {
-    std::str::from_utf8(body).map_err(|_| DecodeError(format!("invalid UTF-8 in the string at offset {at}")))
+    std::str::from_utf8(body).map_err(|_| DecodeError::InvalidUtf8 { at })
 }
-
-/// Most elements reserved up front for a list or dict; longer ones grow as they are read.
-const PREALLOC_MAX: usize = 1024;
 
 /// A capacity to reserve for `n` announced elements. The count is the sender's word, so it
 /// is capped by what the bytes left could hold (each element takes at least `min_bytes`) and
-/// by `PREALLOC_MAX`: a decoded element is much larger than its encoding (a 1-byte nil is a
+/// by `limits::DECODE_PREALLOC_MAX_ELEMENTS`: a decoded element is much larger than its encoding (a 1-byte nil is a
 /// 32-byte `Value`), and reserving for a hostile count up front would multiply that.
 fn capacity(n: u32, left_bytes: usize, min_bytes: usize) -> usize {
-    (n as usize).min(left_bytes / min_bytes).min(PREALLOC_MAX)
+    (n as usize).min(left_bytes / min_bytes).min(DECODE_PREALLOC_MAX_ELEMENTS)
 }
 
 impl<'a> Cursor<'a> {
@@ -229,9 +227,7 @@ impl<'a> Cursor<'a> {
                 }
                 Head::Ext
             }
-            Marker::Reserved => {
-                return Err(DecodeError(format!("invalid MessagePack byte 0xc1 at offset {at}")));
-            }
+            Marker::Reserved => return Err(DecodeError::InvalidByte { what: "MessagePack byte", byte: first, at }),
         };
         // The header is what rmp consumed; the body (checked to be in the input above) follows.
         self.pos = at + (rest.len() - rd.remaining_slice().len()) + body_len;
@@ -314,11 +310,7 @@ impl<'a> Cursor<'a> {
             Head::Str(s) => Ok(s.to_owned()),
             Head::UInt(v) if mode == Mode::Payload => Ok(v.to_string()),
             Head::Int(v) if mode == Mode::Payload => Ok(v.to_string()),
-            other if mode == Mode::Payload => Err(DecodeError(format!(
-                "dict keys must be strings or integers, found {} at offset {at}",
-                other.name()
-            ))),
-            other => Err(DecodeError(format!("dict keys must be strings, found {} at offset {at}", other.name()))),
+            other => Err(DecodeError::KeyType { found: other.name(), at, integers_allowed: mode == Mode::Payload }),
         }
     }
 }
@@ -338,21 +330,21 @@ impl<'a> Reader<'a> {
     /// Account for one top-level element about to be read.
     fn element(&mut self) -> Result<(), DecodeError> {
         if self.left == 0 {
-            return Err(DecodeError::new("read past the end of the message list"));
+            return Err(DecodeError::ReadPastEnd);
         }
         self.left -= 1;
         Ok(())
     }
 }
 
-impl message::Reader for Reader<'_> {
+impl codec::Reader for Reader<'_> {
     fn begin(&mut self) -> Result<(), DecodeError> {
         match self.cur.head()? {
             Head::Array(n) => {
                 self.left = n;
                 Ok(())
             }
-            other => Err(DecodeError(format!("a WAMP message must be a list, found {}", other.name()))),
+            other => Err(DecodeError::NotAList { found: other.name() }),
         }
     }
 
@@ -364,8 +356,12 @@ impl message::Reader for Reader<'_> {
         self.element()?;
         match self.cur.head()? {
             Head::UInt(v) => Ok(v),
-            Head::Int(v) => Err(DecodeError(format!("expected a non-negative integer, found {v}"))),
-            other => Err(DecodeError(format!("expected an integer, found {}", other.name()))),
+            // `Int` is always negative, so -1 - v is at most i64::MAX: the conversion cannot fail.
+            Head::Int(v) => Err(DecodeError::WrongType {
+                expected: "a non-negative integer",
+                found: Found::Negative(u64::try_from(-1 - i128::from(v)).unwrap_or(u64::MAX)),
+            }),
+            other => Err(DecodeError::WrongType { expected: "an integer", found: Found::Type(other.name()) }),
         }
     }
 
@@ -373,7 +369,7 @@ impl message::Reader for Reader<'_> {
         self.element()?;
         match self.cur.head()? {
             Head::Str(s) => Ok(s.to_owned()),
-            other => Err(DecodeError(format!("expected a string, found {}", other.name()))),
+            other => Err(DecodeError::WrongType { expected: "a string", found: Found::Type(other.name()) }),
         }
     }
 
@@ -381,7 +377,7 @@ impl message::Reader for Reader<'_> {
         self.element()?;
         match self.cur.head()? {
             Head::Map(n) => self.cur.map(n, 0, Mode::Options),
-            other => Err(DecodeError(format!("expected a dict, found {}", other.name()))),
+            other => Err(DecodeError::WrongType { expected: "a dict", found: Found::Type(other.name()) }),
         }
     }
 
@@ -399,11 +395,11 @@ impl message::Reader for Reader<'_> {
 
     fn end(&mut self) -> Result<(), DecodeError> {
         if self.left > 0 {
-            return Err(DecodeError(format!("{} elements of the message list left unread", self.left)));
+            return Err(DecodeError::UnreadElements { count: Some(u64::from(self.left)) });
         }
         let trailing = self.cur.rest().len();
         if trailing > 0 {
-            return Err(DecodeError(format!("{trailing} trailing bytes after the message")));
+            return Err(DecodeError::TrailingBytes { count: trailing });
         }
         Ok(())
     }
@@ -445,7 +441,7 @@ impl<'a> Writer<'a> {
     }
 }
 
-impl message::Writer for Writer<'_> {
+impl codec::Writer for Writer<'_> {
     fn begin(&mut self, len: usize) {
         wrote(wr::write_array_len(self.out, len32(len)));
     }
@@ -507,8 +503,9 @@ mod tests {
     use bytes::Bytes as Frame;
 
     use super::*;
+    use crate::proto::wire::codec::{Reader as _, Serializer};
     use crate::proto::wire::fuzz::{Binary, hex, to_hex};
-    use crate::proto::wire::message::{Message, Reader as _, Serializer, decode, encode_to_vec};
+    use crate::proto::wire::message::{Message, decode, encode_to_vec};
 
     /// Input for a `Reader` in a test (leaked: tests are short-lived).
     fn input(h: &str) -> &'static [u8] {
@@ -631,7 +628,7 @@ mod tests {
 
     #[test]
     fn uint_says_what_it_found() {
-        let err = |h: &str| dec(h).expect_err("must fail").0;
+        let err = |h: &str| dec(h).expect_err("must fail").to_string();
         assert_eq!(err(&format!("92{}00", s("x"))), "message type: expected an integer, found string");
         assert_eq!(err("93ff0000"), "message type: expected a non-negative integer, found -1");
         assert_eq!(err("93cb3ff80000000000000000"), "message type: expected an integer, found float");
@@ -690,26 +687,29 @@ mod tests {
     fn dict_keys_must_be_strings_except_integers_in_payloads() {
         let mut r = Reader::new(input("918101c3"));
         r.begin().expect("begin");
-        assert_eq!(r.dict().expect_err("int key").0, "dict keys must be strings, found integer at offset 2");
+        assert_eq!(r.dict().expect_err("int key").to_string(), "dict keys must be strings, found integer at offset 2");
         assert_eq!(
             decode_values(&hex("8301c3ff02d0fd03")),
             Ok(vec![Value::Dict(Dict::new().with("1", true).with("-1", 2u64).with("-3", 3u64))])
         );
-        assert!(decode_values(&hex("81c40161c3")).expect_err("bin key").0.contains("found binary"));
+        assert!(decode_values(&hex("81c40161c3")).expect_err("bin key").to_string().contains("found binary"));
     }
 
     #[test]
     fn top_level_list_is_exact() {
         // One element more than the header announces: trailing bytes.
-        assert_eq!(dec("9243ce2f0604aa00").expect_err("trailing").0, "1 trailing bytes after the message");
+        assert_eq!(dec("9243ce2f0604aa00").expect_err("trailing").to_string(), "1 trailing bytes after the message");
         // One element less: the item runs past the end.
         assert_eq!(
-            dec("9343ce2f0604aa").expect_err("short").0,
+            dec("9343ce2f0604aa").expect_err("short").to_string(),
             "UNREGISTERED.Details: truncated input: the item at offset 7 runs past the end"
         );
-        assert!(dec("80").expect_err("not a list").0.contains("must be a list, found dict"));
-        assert_eq!(dec("90").expect_err("empty").0, "empty message list");
-        assert_eq!(dec("").expect_err("nothing").0, "truncated input: the item at offset 0 runs past the end");
+        assert!(dec("80").expect_err("not a list").to_string().contains("must be a list, found dict"));
+        assert_eq!(dec("90").expect_err("empty").to_string(), "empty message list");
+        assert_eq!(
+            dec("").expect_err("nothing").to_string(),
+            "truncated input: the item at offset 0 runs past the end"
+        );
         // Reading past the announced count is an error, not a read into whatever follows.
         let mut r = Reader::new(input("9101 02"));
         r.begin().expect("begin");
@@ -744,7 +744,7 @@ mod tests {
             assert!(decode(Serializer::MsgPack, &Frame::from(frame)).is_err(), "{h}");
             assert!(dec(&h).is_err(), "{h}");
         }
-        assert!(dec("c1").expect_err("reserved").0.contains("0xc1"));
+        assert!(dec("c1").expect_err("reserved").to_string().contains("0xc1"));
     }
 
     fn nested(levels: usize) -> Vec<u8> {
@@ -756,7 +756,7 @@ mod tests {
     #[test]
     fn nesting_is_bounded() {
         assert!(decode_values(&nested(VALUE_DEPTH_MAX)).is_ok());
-        let err = decode_values(&nested(VALUE_DEPTH_MAX + 1)).expect_err("too deep").0;
+        let err = decode_values(&nested(VALUE_DEPTH_MAX + 1)).expect_err("too deep").to_string();
         assert!(err.contains("nested deeper than 64"), "{err}");
         assert_eq!(Cursor::new(&nested(VALUE_DEPTH_MAX)).skip(), Ok(ValueKind::List));
         assert!(Cursor::new(&nested(VALUE_DEPTH_MAX + 1)).skip().is_err());
@@ -773,7 +773,7 @@ mod tests {
     #[test]
     fn skip_validates_utf8_and_reports_the_range() {
         let h = format!("9510 01 80 {} 92 a2c328 01", s("t")).replace(' ', "");
-        assert!(dec(&h).expect_err("bad utf-8").0.contains("invalid UTF-8"));
+        assert!(dec(&h).expect_err("bad utf-8").to_string().contains("invalid UTF-8"));
         let h = format!("9510 01 80 {} 92 {} 01", s("t"), s("é")).replace(' ', "");
         let Message::Publish { payload, .. } = dec(&h).expect("decode") else { panic!("not a PUBLISH") };
         assert_eq!(&payload.raw[..], &hex(&format!("92{}01", s("é")))[..]);

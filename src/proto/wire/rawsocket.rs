@@ -18,7 +18,7 @@ use std::fmt;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::message::Serializer;
+use super::codec::Serializer;
 
 /// First octet of every handshake. It cannot start an HTTP request, so RawSocket and
 /// WebSocket share a port: the listener peeks one byte.
