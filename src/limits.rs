@@ -89,9 +89,9 @@ pub const URI_LEN_MAX_BYTES: usize = 4 * 1024;
 
 /// Most characters of a peer's own string (a URI, a subprotocol name, a parser's complaint
 /// about its bytes) quoted in an error text sent back or logged; the rest is cut and marked
-/// with `…`. 80 shows any realistic URI whole, while a 16 MiB topic costs no more to report
+/// with `…`. 256 shows any realistic URI whole, while a 16 MiB topic costs no more to report
 /// than a short one. Outcome: the error text is shortened, nothing else.
-pub const ERROR_PEER_TEXT_MAX_CHARS: usize = 80;
+pub const ERROR_PEER_TEXT_MAX_CHARS: usize = 256;
 
 /// Deepest nesting of lists/dicts a decoder follows. Bounds recursion on hostile input.
 /// Outcome: protocol violation (ABORT).
@@ -181,10 +181,6 @@ pub const ERROR_URI_COUNTED_MAX_BYTES: usize = 256;
 /// and re-routed before the caller gets `wamp.error.no_available_callee`. Bounds the work
 /// one CALL can cause when every callee refuses it.
 pub const CALL_REROUTES_MAX: usize = 8;
-
-/// Characters of a peer's string (topic, realm, mode, …) that an error text repeats; the
-/// rest is cut with `…`, so a 16 MiB topic is never copied into an ABORT or ERROR or a log.
-pub const PEER_TEXT_ECHO_MAX_CHARS: usize = 256;
 
 // Waits and polls of the runtime (`src/shard`). None of them is configurable.
 

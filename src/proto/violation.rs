@@ -1,14 +1,13 @@
 //! Why the router ends a session with ABORT: typed, and mapped to the ABORT URI and message
 //! in one place. Handlers return `Err(Violation)`; the dispatcher in `core` turns it into
 //! ABORT and cleans the session up. Texts never echo more than
-//! `limits::PEER_TEXT_ECHO_MAX_CHARS` of what a peer sent.
+//! `limits::ERROR_PEER_TEXT_MAX_CHARS` of what a peer sent.
 
 use std::fmt;
 
 use super::options::OptionError;
 use super::uris;
 use super::wire::{DecodeError, Id};
-use crate::limits;
 
 /// A peer broke the protocol: ABORT `wamp.error.protocol_violation`.
 #[derive(Debug)]
@@ -129,25 +128,22 @@ impl fmt::Display for Abort {
     }
 }
 
-/// A peer's string as the router may repeat it: at most `limits::PEER_TEXT_ECHO_MAX_CHARS`
-/// characters, with `…` when cut.
+/// A peer's string as the router may repeat it (see `wire::peer_text`).
 pub fn clip(s: &str) -> String {
-    match s.char_indices().nth(limits::PEER_TEXT_ECHO_MAX_CHARS) {
-        None => s.to_owned(),
-        Some((end, _)) => format!("{}…", &s[..end]),
-    }
+    super::wire::peer_text(s)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits;
 
     #[test]
     fn texts_and_uris() {
         // Goal: every reason maps to its URI, and a peer's long string is cut.
         let v = Violation::unknown_cancel_mode(&"x".repeat(100_000));
         let text = v.to_string();
-        assert!(text.len() < limits::PEER_TEXT_ECHO_MAX_CHARS + 64, "{} bytes", text.len());
+        assert!(text.len() < limits::ERROR_PEER_TEXT_MAX_CHARS + 64, "{} bytes", text.len());
         assert_eq!(Abort::from(v).uri(), uris::PROTOCOL_VIOLATION);
         assert_eq!(Abort::no_such_realm("r").uri(), uris::NO_SUCH_REALM);
         assert_eq!(Abort::RealmLimit.uri(), uris::NO_SUCH_REALM);

@@ -165,12 +165,11 @@ pub(crate) fn on_yielded(
         }
         return;
     }
-    if !progress {
-        if let Some(pc) = calls.remove(call.seq)
-            && let Some(r) = realms.get_mut(&pc.realm)
-        {
-            r.stats.calls_ok += 1;
-        }
+    if !progress
+        && let Some(pc) = calls.remove(call.seq)
+        && let Some(r) = realms.get_mut(&pc.realm)
+    {
+        r.stats.calls_ok += 1;
     }
 }
 

@@ -300,6 +300,9 @@ mod tests {
             "lists and dicts nested deeper than 64 levels at offset 9"
         );
         let refused = DecodeError::refused("invalid JSON", None, &"z".repeat(1000));
-        assert!(refused.to_string().ends_with('…') && refused.to_string().len() < 200, "{refused}");
+        assert!(
+            refused.to_string().ends_with('…') && refused.to_string().len() < ERROR_PEER_TEXT_MAX_CHARS + 64,
+            "{refused}"
+        );
     }
 }
