@@ -15,8 +15,11 @@ const FILE_LINES_MAX: usize = 900;
 const FN_LINES_MAX: usize = 80;
 
 /// Functions allowed past `FN_LINES_MAX`: (file, function name, why).
-const LONG_FNS: &[(&str, &str, &str)] =
-    &[("src/proto/stats.rs", "render_prometheus", "the table of metric families, one entry each, in /metrics order")];
+const LONG_FNS: &[(&str, &str, &str)] = &[
+    ("src/proto/stats.rs", "render_prometheus", "the table of metric families, one entry each, in /metrics order"),
+    ("src/proto/wire/message.rs", "decode_with", "one arm per WAMP message type: the layouts, in code order"),
+    ("src/proto/wire/message.rs", "encode_with", "one arm per WAMP message type: the layouts, in code order"),
+];
 
 /// What `src/proto/` must not mention (outside comments and test modules).
 const PROTO_FORBIDDEN: &[(&str, &str)] = &[
