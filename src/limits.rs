@@ -169,6 +169,12 @@ pub const MESH_OUTBOX_PAUSE_MESSAGES: usize = 64 * 1024;
 /// Most WAMP messages handled from one connection's read before the loop yields.
 pub const MESSAGES_PER_READ_MAX: usize = 4_096;
 
+/// Largest message accepted before a session exists (HELLO, or an ABORT): a stranger's
+/// HELLO.Details must not cost a tree of millions of values (a 16 MiB HELLO of nils decoded
+/// to ~1.2 GiB). Autobahn's largest HELLO (every role and feature, cryptosign authextra) is
+/// under 2 KiB. Outcome: ABORT `wamp.error.protocol_violation`.
+pub const HELLO_MESSAGE_MAX_BYTES: usize = 64 * 1024;
+
 /// Most distinct error URIs counted per shard in `/metrics`; more are counted under
 /// `_other`, so a callee inventing URIs cannot grow the map without bound.
 pub const ERROR_URIS_MAX: usize = 256;

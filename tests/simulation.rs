@@ -741,3 +741,25 @@ fn call_payload_bytes_are_budgeted() {
         assert!(!refused_again, "seed {seed}: a finished call did not give its budget back");
     });
 }
+
+/// Goal: before WELCOME, a message larger than `limits::HELLO_MESSAGE_MAX_BYTES` is refused
+/// before it is decoded (ABORT protocol_violation, connection closed), and an ordinary HELLO
+/// still works. Method: a HELLO whose Details hold a long list of nulls, in each serializer.
+#[test]
+fn oversized_hello_is_refused_undecoded() {
+    for_seeds("oversized_hello_is_refused_undecoded", seeds(SEEDS / 100), |seed| {
+        let mut s = Sim::new(shards_for(seed), seed);
+        for ser in Serializer::ALL {
+            let c = s.connect(s.shards() - 1, ser);
+            let nulls = vec![Value::Null; shardbar::limits::HELLO_MESSAGE_MAX_BYTES];
+            let details = Dict::new().with("junk", nulls);
+            s.send(c, &Message::Hello { realm: "realm1".into(), details });
+            let aborted = s.clients[c]
+                .log
+                .iter()
+                .any(|m| matches!(m, Message::Abort { reason, .. } if reason == "wamp.error.protocol_violation"));
+            assert!(aborted && s.clients[c].closed, "seed {seed}: oversized {ser:?} HELLO accepted");
+            random_client(&mut s);
+        }
+    });
+}

@@ -30,6 +30,8 @@ pub enum Violation {
     UnknownInvocation { answer: &'static str, request: Id },
     /// A request ID outside [1, 2^53].
     RequestIdOutOfRange { request: Id },
+    /// A message before WELCOME larger than `limits::HELLO_MESSAGE_MAX_BYTES`.
+    HelloTooLarge { len: usize },
 }
 
 impl Violation {
@@ -61,6 +63,11 @@ impl fmt::Display for Violation {
             Violation::UnknownInvocation { answer, request } => {
                 write!(f, "{answer} for unknown INVOCATION.Request {request}")
             }
+            Violation::HelloTooLarge { len } => write!(
+                f,
+                "a {len}-byte message before WELCOME (at most {} bytes are accepted before a session exists)",
+                crate::limits::HELLO_MESSAGE_MAX_BYTES
+            ),
             Violation::RequestIdOutOfRange { request } => {
                 write!(f, "request ID {request} is outside [1, 2^53]")
             }

@@ -23,6 +23,11 @@ impl ShardCore {
         }
         let ser = c.info.framing.serializer;
         self.cx.stats.bytes_in += frame.len() as u64;
+        if matches!(c.state, ConnState::ExpectHello) && frame.len() > limits::HELLO_MESSAGE_MAX_BYTES {
+            // Before WELCOME nothing is decoded that a stranger could make expensive.
+            self.cx.stats.messages_in[0] += 1;
+            return self.abort(conn, Violation::HelloTooLarge { len: frame.len() }.into());
+        }
         let msg = match decode(ser, &frame) {
             Ok(m) => m,
             Err(e) => {
