@@ -6,12 +6,15 @@
 //! delivered EVENTs, so the per-element time is the marginal cost of one more subscriber:
 //! the EVENT is encoded once and its bytes shared by every receiver.
 //!
-//! Also measured: encoding one EVENT frame (the per-(subscription, serializer) cost).
+//! Also measured: a publication whose topic matches prefix and wildcard subscriptions
+//! among many that do not (the pattern side of routing, `UriIndex::matches`), and encoding
+//! one EVENT frame (the per-(subscription, serializer) cost).
 //!
 //! For instruction counts that do not depend on machine load, run a fixed number of
 //! publications under callgrind instead of criterion:
 //! `FANOUT_PROFILE=100:20000 valgrind --tool=callgrind target/release/deps/fanout-<hash>`
-//! (subscribers:publications; subtract a `:0` run to remove setup).
+//! (subscribers:publications, or `patterns:20000` for the pattern case; subtract a `:0` run
+//! to remove setup).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -56,6 +59,11 @@ fn publish_frame() -> Bytes {
 }
 
 fn setup(subscribers: usize) -> (ShardCore, ConnId) {
+    setup_with(&vec![("exact", "bench.topic".to_string()); subscribers])
+}
+
+/// A core with one subscriber connection per (match policy, topic), and a publisher.
+fn setup_with(subscriptions: &[(&str, String)]) -> (ShardCore, ConnId) {
     let router = RouterConfig { pending_bytes_max: 1 << 30, ..RouterConfig::default() };
     let mut core =
         ShardCore::new(CoreConfig { shard: 0, shards: 1, seed: 1, router: Arc::new(router) }, Instant::now());
@@ -63,10 +71,11 @@ fn setup(subscribers: usize) -> (ShardCore, ConnId) {
         ConnInfo { framing: Framing { transport: Transport::RawSocket, serializer: SER }, max_out_message: usize::MAX };
     let hello = Message::Hello { realm: "realm1".into(), details: Dict::new() };
     let mut dirty = Vec::new();
-    for _ in 0..subscribers {
+    for (policy, topic) in subscriptions {
         let c = core.handle_open(info, Instant::now());
         send(&mut core, c, &hello);
-        send(&mut core, c, &Message::Subscribe { request: 1, options: Dict::new(), topic: "bench.topic".into() });
+        let options = if *policy == "exact" { Dict::new() } else { Dict::new().with("match", Value::str(*policy)) };
+        send(&mut core, c, &Message::Subscribe { request: 1, options, topic: topic.as_str().into() });
     }
     let publisher = core.handle_open(info, Instant::now());
     send(&mut core, publisher, &hello);
@@ -92,6 +101,37 @@ fn fanout(c: &mut Criterion) {
     group.finish();
 }
 
+/// Subscriptions for the pattern case: 8 that match `bench.topic` (1 exact, 3 prefix,
+/// 4 wildcard) and 1000 that do not but share its first component or its trie paths.
+fn pattern_subscriptions() -> Vec<(&'static str, String)> {
+    let mut subs: Vec<(&str, String)> = vec![("exact", "bench.topic".into())];
+    subs.extend(["bench", "bench.", "bench.top"].map(|t| ("prefix", t.to_string())));
+    subs.extend(["bench.", ".topic", ".", "bench.topic"].map(|t| ("wildcard", t.to_string())));
+    for i in 0..250 {
+        subs.push(("exact", format!("bench.topic{i}")));
+        subs.push(("prefix", format!("bench.topic{i}")));
+        subs.push(("wildcard", format!("bench.topic{i}.")));
+        subs.push(("wildcard", format!(".t{i}")));
+    }
+    subs
+}
+
+fn fanout_patterns(c: &mut Criterion) {
+    let publish = publish_frame();
+    let (mut core, publisher) = setup_with(&pattern_subscriptions());
+    let mut dirty = Vec::new();
+    let mut group = c.benchmark_group("core_fanout_patterns_msgpack_64B");
+    group.throughput(Throughput::Elements(8));
+    group.bench_function("8_of_1008", |b| {
+        b.iter(|| {
+            core.handle_message(publisher, publish.clone(), Instant::now());
+            let bytes = drain(&mut core, &mut dirty);
+            assert!(dirty.len() == 8 && bytes >= 8 * 64, "every matching subscriber, and only those, got its EVENT");
+        })
+    });
+    group.finish();
+}
+
 fn encode_event(c: &mut Criterion) {
     let mut group = c.benchmark_group("encode_event_frame");
     for ser in Serializer::ALL {
@@ -103,13 +143,17 @@ fn encode_event(c: &mut Criterion) {
     group.finish();
 }
 
-/// Fixed-count mode for callgrind: `FANOUT_PROFILE=<subscribers>:<publications>`.
+/// Fixed-count mode for callgrind: `FANOUT_PROFILE=<subscribers>:<publications>`, where
+/// `<subscribers>` is a count of exact subscribers or `patterns` for the pattern case.
 fn profile(spec: &str) {
     let (n, iters) = spec.split_once(':').expect("FANOUT_PROFILE=<subscribers>:<publications>");
-    let (n, iters): (usize, usize) = (n.parse().expect("subscribers"), iters.parse().expect("publications"));
+    let iters: usize = iters.parse().expect("publications");
+    let (mut core, publisher) = match n {
+        "patterns" => setup_with(&pattern_subscriptions()),
+        n => setup(n.parse().expect("subscribers")),
+    };
     let publish = publish_frame();
-    let (mut core, publisher) = setup(n);
-    let mut dirty = Vec::with_capacity(n);
+    let mut dirty = Vec::new();
     let mut total = 0;
     for _ in 0..iters {
         core.handle_message(publisher, publish.clone(), Instant::now());
@@ -118,7 +162,7 @@ fn profile(spec: &str) {
     println!("{iters} publications to {n} subscribers: {total} bytes delivered");
 }
 
-criterion_group!(benches, fanout, encode_event);
+criterion_group!(benches, fanout, fanout_patterns, encode_event);
 
 fn main() {
     if let Ok(spec) = std::env::var("FANOUT_PROFILE") {

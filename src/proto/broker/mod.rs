@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use super::mesh::{Filters, ShardSet, SubTarget};
 use super::options::{self, OptionError};
-use super::pattern::{PrefixTrie, WildcardTrie};
+use super::pattern::UriIndex;
 use super::session::ConnId;
 use super::wire::ids::router_scope_id;
 use super::wire::uri::MatchPolicy;
@@ -72,9 +72,7 @@ pub type Confirmed = (Arc<str>, MatchPolicy, Vec<(Id, Id)>);
 
 #[derive(Debug, Default)]
 pub struct Broker {
-    exact: Map<Arc<str>, SubRoute>,
-    prefix: PrefixTrie<SubRoute>,
-    wildcard: WildcardTrie<SubRoute>,
+    routes: UriIndex<SubRoute>,
 
     owned: Map<Key, OwnedSub>,
     owned_by_id: Map<Id, Key>,
@@ -101,42 +99,24 @@ impl Broker {
 
     /// Apply the owner's update: the subscription's shard set, or removal when empty.
     pub fn set_route(&mut self, topic: &Arc<str>, policy: MatchPolicy, id: Id, shards: ShardSet) {
-        let route = SubRoute { id, shards };
         if shards == 0 {
-            match policy {
-                MatchPolicy::Exact => {
-                    self.exact.remove(topic);
-                }
-                MatchPolicy::Prefix => {
-                    self.prefix.remove(topic);
-                }
-                MatchPolicy::Wildcard => {
-                    self.wildcard.remove(topic);
-                }
-            }
+            self.routes.remove(topic, policy);
             return;
         }
-        match policy {
-            MatchPolicy::Exact => {
-                self.exact.insert(topic.clone(), route);
-            }
-            MatchPolicy::Prefix => *self.prefix.entry_or_insert_with(topic, || route) = route,
-            MatchPolicy::Wildcard => *self.wildcard.entry_or_insert_with(topic, || route) = route,
-        }
+        let route = SubRoute { id, shards };
+        *self.routes.entry_or_insert_with(topic, policy, || route) = route;
     }
 
     /// Every subscription matching `topic`, with the shards that have members.
     pub fn routes(&self, topic: &str, mut visit: impl FnMut(SubTarget, ShardSet)) {
-        if let Some(r) = self.exact.get(topic) {
-            visit(SubTarget { subscription: r.id, pattern: false }, r.shards);
-        }
-        self.prefix.matches(topic, |r| visit(SubTarget { subscription: r.id, pattern: true }, r.shards));
-        self.wildcard.matches(topic, |r| visit(SubTarget { subscription: r.id, pattern: true }, r.shards));
+        self.routes.matches(topic, |policy, r| {
+            visit(SubTarget { subscription: r.id, pattern: policy != MatchPolicy::Exact }, r.shards)
+        });
     }
 
     /// Number of subscriptions in the replica (exact, prefix, wildcard).
     pub fn route_count(&self) -> usize {
-        self.exact.len() + self.prefix.len() + self.wildcard.len()
+        self.routes.len()
     }
 
     // ---- owned subscriptions ----

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use super::mesh::{Callee, InvokePolicy};
 use super::options::{self, OptionError};
-use super::pattern::{PrefixTrie, WildcardTrie, wildcard_rank};
+use super::pattern::UriIndex;
 use super::wire::ids::{IdGen, router_scope_id};
 use super::wire::uri::MatchPolicy;
 use super::wire::{Dict, Id};
@@ -31,8 +31,6 @@ pub struct RegRoute {
     /// Round-robin position (per shard: each caller shard rotates on its own, which spreads
     /// load evenly without a shared counter).
     rr: usize,
-    /// Wildcard best-match priority (see `pattern::wildcard_rank`).
-    rank: Vec<u16>,
 }
 
 /// The owner's entry for one registration.
@@ -50,9 +48,7 @@ type Key = (Arc<str>, MatchPolicy);
 
 #[derive(Debug, Default)]
 pub struct Dealer {
-    exact: Map<Arc<str>, RegRoute>,
-    prefix: PrefixTrie<RegRoute>,
-    wildcard: WildcardTrie<RegRoute>,
+    routes: UriIndex<RegRoute>,
 
     owned: Map<Key, OwnedReg>,
     owned_by_id: Map<Id, Key>,
@@ -66,17 +62,7 @@ impl Dealer {
     pub fn set_route(&mut self, reg: &OwnedRegView<'_>) {
         let OwnedRegView { id, procedure, policy, invoke, disclose_caller, callees } = *reg;
         if callees.is_empty() {
-            match policy {
-                MatchPolicy::Exact => {
-                    self.exact.remove(procedure);
-                }
-                MatchPolicy::Prefix => {
-                    self.prefix.remove(procedure);
-                }
-                MatchPolicy::Wildcard => {
-                    self.wildcard.remove(procedure);
-                }
-            }
+            self.routes.remove(procedure, policy);
             return;
         }
         let make = || RegRoute {
@@ -87,13 +73,8 @@ impl Dealer {
             disclose_caller,
             callees: callees.clone(),
             rr: 0,
-            rank: if policy == MatchPolicy::Wildcard { wildcard_rank(procedure) } else { Vec::new() },
         };
-        let slot = match policy {
-            MatchPolicy::Exact => self.exact.entry(procedure.clone()).or_insert_with(make),
-            MatchPolicy::Prefix => self.prefix.entry_or_insert_with(procedure, make),
-            MatchPolicy::Wildcard => self.wildcard.entry_or_insert_with(procedure, make),
-        };
+        let slot = self.routes.entry_or_insert_with(procedure, policy, make);
         slot.id = id;
         slot.invoke = invoke;
         slot.disclose_caller = disclose_caller;
@@ -101,27 +82,14 @@ impl Dealer {
     }
 
     /// The registration a call to `procedure` goes to: exact, else the longest prefix, else
-    /// the wildcard with the best rank (spec, pattern-based registration).
+    /// the most specific wildcard (spec, pattern-based registration; see
+    /// `UriIndex::best_match`).
     pub fn resolve(&mut self, procedure: &str) -> Option<&mut RegRoute> {
-        if self.exact.contains_key(procedure) {
-            return self.exact.get_mut(procedure);
-        }
-        if let Some(best) = self.prefix.longest_match(procedure) {
-            let key = best.procedure.clone();
-            return self.prefix.get_mut(&key);
-        }
-        let mut best: Option<&RegRoute> = None;
-        self.wildcard.matches(procedure, |r| {
-            if best.is_none_or(|b| r.rank > b.rank) {
-                best = Some(r);
-            }
-        });
-        let key = best?.procedure.clone();
-        self.wildcard.get_mut(&key)
+        self.routes.best_match_mut(procedure)
     }
 
     pub fn route_count(&self) -> usize {
-        self.exact.len() + self.prefix.len() + self.wildcard.len()
+        self.routes.len()
     }
 
     // ---- owned registrations ----
