@@ -763,3 +763,46 @@ fn oversized_hello_is_refused_undecoded() {
         }
     });
 }
+
+/// Goal: auto-created realms are capped per shard, the cap never locks out a configured
+/// realm, and realms that nothing refers to any more are freed (so the cap counts live
+/// realms, not names ever seen). Method: with `auto_create_realms`, fill one shard with
+/// `REALMS_MAX` realms (a subscription in some, so other shards hold their routes too);
+/// one more is refused, `realm1` is not; the flood leaves; fresh realms join again.
+#[test]
+fn realm_flood_is_capped_and_freed() {
+    let cap = shardbar::limits::REALMS_MAX;
+    for_seeds("realm_flood_is_capped_and_freed", seeds(3), |seed| {
+        let config = RouterConfig { auto_create_realms: true, ..RouterConfig::default() };
+        let mut s = Sim::with_config(shards_for(seed), seed, config);
+        let flood: Vec<ClientId> = (0..cap)
+            .map(|i| {
+                let c = s.connect(0, Serializer::MsgPack);
+                assert!(matches!(s.hello_realm(c, &format!("flood.r{i}")), Message::Welcome { .. }), "seed {seed}");
+                if i % 64 == 0 {
+                    s.subscribe_wait(c, "flood.topic", Dict::new());
+                }
+                c
+            })
+            .collect();
+        let extra = s.connect(0, Serializer::Json);
+        match s.hello_realm(extra, "flood.extra") {
+            Message::Abort { reason, .. } => assert_eq!(reason, "wamp.error.no_such_realm", "seed {seed}"),
+            other => panic!("seed {seed}: realm over the cap accepted: {other:?}"),
+        }
+        let member = s.connect(0, Serializer::Json);
+        assert!(
+            matches!(s.hello_realm(member, "realm1"), Message::Welcome { .. }),
+            "seed {seed}: configured realm locked out"
+        );
+        for c in flood {
+            s.disconnect(c);
+        }
+        s.run_until_idle();
+        for i in 0..8 {
+            let c = s.connect(0, Serializer::Cbor);
+            let answer = s.hello_realm(c, &format!("fresh.r{i}"));
+            assert!(matches!(answer, Message::Welcome { .. }), "seed {seed}: realms never freed: {answer:?}");
+        }
+    });
+}

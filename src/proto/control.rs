@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use super::dealer::OwnedRegView;
+use super::broker::OwnedSub;
+use super::dealer::{OwnedReg, OwnedRegView};
 use super::mesh::{BarrierId, Callee, MeshMsg, RegMsg, ShardId, SubMsg};
 use super::out::Out;
 use super::realm::Realms;
@@ -41,29 +42,11 @@ impl Control {
                 let owner = cx.shard;
                 let sub = realms.get_or_create(&realm).broker.owner_add(owner, &topic, policy, from).0.clone();
                 let done = BarrierDone::Subscribe { to: from, realm: realm.clone(), token, subscription: sub.id };
-                self.broadcast_barrier(cx, realms, done, |barrier| {
-                    MeshMsg::Sub(SubMsg::Route {
-                        realm: realm.clone(),
-                        subscription: sub.id,
-                        topic: sub.topic.clone(),
-                        policy: sub.policy,
-                        shards: sub.shards,
-                        barrier,
-                    })
-                });
+                self.broadcast_barrier(cx, realms, done, |barrier| sub_route(&realm, &sub, barrier));
             }
             SubMsg::Release { realm, subscription } => {
                 if let Some(sub) = realms.get_or_create(&realm).broker.owner_release(subscription, from) {
-                    broadcast(cx, realms, || {
-                        MeshMsg::Sub(SubMsg::Route {
-                            realm: realm.clone(),
-                            subscription,
-                            topic: sub.topic.clone(),
-                            policy: sub.policy,
-                            shards: sub.shards,
-                            barrier: None,
-                        })
-                    });
+                    broadcast(cx, realms, || sub_route(&realm, &sub, None));
                 }
             }
             SubMsg::Route { barrier, .. } => {
@@ -94,18 +77,7 @@ impl Control {
                         let callees = Arc::new(reg.callees.clone());
                         let done =
                             BarrierDone::Register { to: from, realm: realm.clone(), token, registration: reg.id };
-                        self.broadcast_barrier(cx, realms, done, |barrier| {
-                            MeshMsg::Reg(RegMsg::Route {
-                                realm: realm.clone(),
-                                registration: reg.id,
-                                procedure: reg.procedure.clone(),
-                                policy: reg.policy,
-                                invoke: reg.invoke,
-                                disclose_caller: reg.disclose_caller,
-                                callees: callees.clone(),
-                                barrier,
-                            })
-                        });
+                        self.broadcast_barrier(cx, realms, done, |barrier| reg_route(&realm, &reg, &callees, barrier));
                     }
                 }
             }
@@ -114,18 +86,7 @@ impl Control {
                 cx.send_mesh(from, MeshMsg::Reg(RegMsg::UnregDone { token }));
                 if let Some(reg) = result {
                     let callees = Arc::new(reg.callees.clone());
-                    broadcast(cx, realms, || {
-                        MeshMsg::Reg(RegMsg::Route {
-                            realm: realm.clone(),
-                            registration,
-                            procedure: reg.procedure.clone(),
-                            policy: reg.policy,
-                            invoke: reg.invoke,
-                            disclose_caller: reg.disclose_caller,
-                            callees: callees.clone(),
-                            barrier: None,
-                        })
-                    });
+                    broadcast(cx, realms, || reg_route(&realm, &reg, &callees, None));
                 }
             }
             RegMsg::Route { barrier, .. } => {
@@ -216,6 +177,32 @@ fn apply_route(realms: &mut Realms, msg: &MeshMsg) {
         }
         _ => debug_assert!(false, "not a route update"),
     }
+}
+
+/// The owner's route update for a subscription.
+fn sub_route(realm: &Arc<str>, sub: &OwnedSub, barrier: Option<BarrierId>) -> MeshMsg {
+    MeshMsg::Sub(SubMsg::Route {
+        realm: realm.clone(),
+        subscription: sub.id,
+        topic: sub.topic.clone(),
+        policy: sub.policy,
+        shards: sub.shards,
+        barrier,
+    })
+}
+
+/// The owner's route update for a registration (`callees` shared by every copy).
+fn reg_route(realm: &Arc<str>, reg: &OwnedReg, callees: &Arc<Vec<Callee>>, barrier: Option<BarrierId>) -> MeshMsg {
+    MeshMsg::Reg(RegMsg::Route {
+        realm: realm.clone(),
+        registration: reg.id,
+        procedure: reg.procedure.clone(),
+        policy: reg.policy,
+        invoke: reg.invoke,
+        disclose_caller: reg.disclose_caller,
+        callees: callees.clone(),
+        barrier,
+    })
 }
 
 fn finish_barrier(cx: &mut Out, done: BarrierDone) {

@@ -36,7 +36,8 @@ pub(crate) fn on_hello(
         return Err(Abort::invalid_realm(&realm));
     }
     let Some(rc) = realms.router().realm(&realm) else { return Err(Abort::no_such_realm(&realm)) };
-    if !realms.contains(&realm) && realms.len() >= limits::REALMS_MAX {
+    // Auto-created realms are capped; a configured realm is never locked out by them.
+    if !realms.contains(&realm) && realms.len() >= limits::REALMS_MAX && !realms.router().is_configured(&realm) {
         return Err(Abort::RealmLimit);
     }
     if sessions.len() >= limits::SHARD_SESSIONS_MAX {

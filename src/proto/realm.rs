@@ -122,6 +122,11 @@ impl Default for RouterConfig {
 }
 
 impl RouterConfig {
+    /// Whether `name` is a configured realm (not one auto-created on demand).
+    pub fn is_configured(&self, name: &str) -> bool {
+        self.realms.iter().any(|r| r.name == name)
+    }
+
     /// The settings for `name`, if it is configured or may be auto-created.
     pub fn realm(&self, name: &str) -> Option<RealmConfig> {
         if let Some(r) = self.realms.iter().find(|r| r.name == name) {
@@ -141,6 +146,8 @@ pub struct Realm {
     /// Established sessions of this realm on this shard.
     pub sessions: usize,
     pub stats: RealmStats,
+    /// Listed in `Realms::touched`.
+    touched: bool,
 }
 
 impl Realm {
@@ -152,21 +159,32 @@ impl Realm {
             dealer: Dealer::default(),
             sessions: 0,
             stats: RealmStats::default(),
+            touched: false,
         }
+    }
+
+    /// Nothing on this shard refers to the realm: no session, no route, no owned entry.
+    pub fn is_idle(&self) -> bool {
+        self.sessions == 0 && self.broker.is_empty() && self.dealer.is_empty()
     }
 }
 
 /// The realms alive on one shard. A realm another shard created (auto-create) appears here
-/// on first use with the same settings.
+/// on first use with the same settings; an auto-created realm is freed again once nothing
+/// on this shard refers to it (no session, no route, no owned entry), so `REALMS_MAX`
+/// counts live realms, not names ever seen. (Its per-realm counters start again if it
+/// comes back.)
 #[derive(Debug)]
 pub(crate) struct Realms {
     map: Map<Arc<str>, Realm>,
     router: Arc<RouterConfig>,
+    /// Realms used since the last `release_idle` (may have become idle).
+    touched: Vec<Arc<str>>,
 }
 
 impl Realms {
     pub fn new(router: Arc<RouterConfig>) -> Realms {
-        Realms { map: Map::default(), router }
+        Realms { map: Map::default(), router, touched: Vec::new() }
     }
 
     pub fn router(&self) -> &RouterConfig {
@@ -193,12 +211,28 @@ impl Realms {
     /// shard has not seen it yet.
     pub fn get_or_create(&mut self, name: &Arc<str>) -> &mut Realm {
         let router = &self.router;
-        self.map.entry(name.clone()).or_insert_with(|| {
+        let realm = self.map.entry(name.clone()).or_insert_with(|| {
             let cfg = router
                 .realm(name)
                 .unwrap_or_else(|| RealmConfig { name: name.to_string(), ..router.realm_template.clone() });
             Realm::new(cfg)
-        })
+        });
+        if !realm.touched {
+            realm.touched = true;
+            self.touched.push(name.clone());
+        }
+        realm
+    }
+
+    /// Free the auto-created realms that were used since the last call and are now idle.
+    pub fn release_idle(&mut self) {
+        for name in std::mem::take(&mut self.touched) {
+            let Some(r) = self.map.get_mut(&name) else { continue };
+            r.touched = false;
+            if r.is_idle() && !self.router.is_configured(&name) {
+                self.map.remove(&name);
+            }
+        }
     }
 
     pub fn values(&self) -> impl Iterator<Item = &Realm> {

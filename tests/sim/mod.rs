@@ -114,6 +114,16 @@ impl Sim {
         c
     }
 
+    /// HELLO to `realm` on an open connection; returns the WELCOME or ABORT.
+    pub fn hello_realm(&mut self, c: ClientId, realm: &str) -> Message {
+        self.send(c, &Message::Hello { realm: realm.into(), details: Dict::new() });
+        let answer = self.wait_for(c, |m| matches!(m, Message::Welcome { .. } | Message::Abort { .. }));
+        if let Message::Welcome { session, .. } = &answer {
+            self.clients[c].session = Some(*session);
+        }
+        answer
+    }
+
     /// HELLO on an open connection and wait for WELCOME.
     pub fn hello(&mut self, c: ClientId) {
         let roles = Dict::new()

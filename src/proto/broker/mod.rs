@@ -119,6 +119,11 @@ impl Broker {
         self.routes.len()
     }
 
+    /// No route, owned subscription, local membership or pending request.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty() && self.owned.is_empty() && self.local.is_empty() && self.pending.is_empty()
+    }
+
     // ---- owned subscriptions ----
 
     /// Add `shard` to the subscription for (topic, policy), creating it if needed.

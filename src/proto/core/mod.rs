@@ -310,6 +310,7 @@ impl ShardCore {
                 self.disconnect_slow(conn);
             }
         }
+        self.realms.release_idle();
     }
 
     fn end_session(&mut self, sid: Id) {

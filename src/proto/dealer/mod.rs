@@ -92,6 +92,11 @@ impl Dealer {
         self.routes.len()
     }
 
+    /// No route and no owned registration.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty() && self.owned.is_empty()
+    }
+
     // ---- owned registrations ----
 
     /// Add a callee. Refuses (with the error URI and a message) when the procedure is
