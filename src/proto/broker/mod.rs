@@ -8,7 +8,8 @@
 //! - **Local membership** (the home shard of each subscriber): subscription ID → the
 //!   sessions on this shard, so one delivery message fans out locally.
 //!
-//! Nothing here sends anything: `core.rs` turns the results into messages.
+//! Nothing here sends anything: `pubsub` and `control` turn the results into messages.
+//! Pattern matching is `pattern::UriIndex`'s.
 
 use crate::proto::Map;
 use std::sync::Arc;

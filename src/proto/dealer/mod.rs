@@ -7,7 +7,8 @@
 //! - **Owned registrations** (the owner shard): authoritative callee lists; every change is
 //!   pushed to all replicas.
 //!
-//! Calls in flight live in `core.rs` (caller side) and in each callee's `Session`.
+//! Calls in flight live in the call table (`rpc::table`); the best-match rule is
+//! `pattern::UriIndex::best_match`.
 
 use crate::proto::Map;
 use std::sync::Arc;
