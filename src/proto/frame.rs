@@ -46,7 +46,7 @@ impl Framing {
         t * 3 + (self.serializer as usize - 1)
     }
 
-    pub const COUNT: usize = 6;
+    pub(crate) const COUNT: usize = 6;
 }
 
 /// Room reserved in front of an encoded message for the largest transport header

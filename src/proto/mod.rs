@@ -6,25 +6,25 @@
 
 pub mod wire;
 
-pub mod broker;
+pub(crate) mod broker;
 mod control;
 pub mod core;
-pub mod dealer;
+pub(crate) mod dealer;
 pub mod frame;
 mod lifecycle;
 mod liveness;
 pub mod mesh;
-pub mod options;
+pub(crate) mod options;
 mod out;
-pub mod pattern;
+pub(crate) mod pattern;
 mod pubsub;
 pub mod realm;
 mod rpc;
 pub mod session;
 pub mod stats;
 mod timers;
-pub mod uris;
-pub mod violation;
+pub(crate) mod uris;
+pub(crate) mod violation;
 
 /// The core's hash map: aHash with random keys (fast, and still resistant to peers choosing
 /// colliding topic names). Code that emits messages never depends on its iteration order.

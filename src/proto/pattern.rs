@@ -40,6 +40,7 @@ impl<T> Default for UriIndex<T> {
 }
 
 impl<T> UriIndex<T> {
+    #[cfg(test)]
     pub fn new() -> Self {
         Self::default()
     }
@@ -54,6 +55,7 @@ impl<T> UriIndex<T> {
     }
 
     /// The entry stored for exactly this (pattern, policy); no matching.
+    #[cfg(test)]
     pub fn get(&self, pattern: &str, policy: MatchPolicy) -> Option<&T> {
         match policy {
             MatchPolicy::Exact => self.exact.get(pattern),
@@ -62,6 +64,7 @@ impl<T> UriIndex<T> {
         }
     }
 
+    #[cfg(test)]
     pub fn get_mut(&mut self, pattern: &str, policy: MatchPolicy) -> Option<&mut T> {
         match policy {
             MatchPolicy::Exact => self.exact.get_mut(pattern),
@@ -107,6 +110,7 @@ impl<T> UriIndex<T> {
     /// entry, else the longest prefix, else the best wildcard: the one whose first wildcard
     /// component comes latest, ties broken by the next wildcard (none counts as latest),
     /// and so on.
+    #[cfg(test)]
     pub fn best_match(&self, uri: &str) -> Option<&T> {
         if let Some(v) = self.exact.get(uri) {
             return Some(v);
@@ -190,6 +194,7 @@ impl<T> PrefixTrie<T> {
         slot.get_or_insert_with(make)
     }
 
+    #[cfg(test)]
     fn find(&self, pattern: &str) -> Option<u32> {
         let mut node = ROOT;
         for &b in pattern.as_bytes() {
@@ -198,10 +203,12 @@ impl<T> PrefixTrie<T> {
         Some(node)
     }
 
+    #[cfg(test)]
     fn get(&self, pattern: &str) -> Option<&T> {
         self.nodes[self.find(pattern)? as usize].value.as_ref()
     }
 
+    #[cfg(test)]
     fn get_mut(&mut self, pattern: &str) -> Option<&mut T> {
         let n = self.find(pattern)?;
         self.nodes[n as usize].value.as_mut()
@@ -346,6 +353,7 @@ impl<T> WildcardTrie<T> {
         slot.get_or_insert_with(make)
     }
 
+    #[cfg(test)]
     fn find(&self, pattern: &str) -> Option<u32> {
         let mut node = ROOT;
         for component in pattern.split('.') {
@@ -354,10 +362,12 @@ impl<T> WildcardTrie<T> {
         Some(node)
     }
 
+    #[cfg(test)]
     fn get(&self, pattern: &str) -> Option<&T> {
         self.nodes[self.find(pattern)? as usize].value.as_ref()
     }
 
+    #[cfg(test)]
     fn get_mut(&mut self, pattern: &str) -> Option<&mut T> {
         let n = self.find(pattern)?;
         self.nodes[n as usize].value.as_mut()

@@ -123,7 +123,7 @@ impl Default for RouterConfig {
 
 impl RouterConfig {
     /// Whether `name` is a configured realm (not one auto-created on demand).
-    pub fn is_configured(&self, name: &str) -> bool {
+    pub(crate) fn is_configured(&self, name: &str) -> bool {
         self.realms.iter().any(|r| r.name == name)
     }
 
@@ -138,7 +138,7 @@ impl RouterConfig {
 
 /// One realm's state on one shard.
 #[derive(Debug)]
-pub struct Realm {
+pub(crate) struct Realm {
     pub name: Arc<str>,
     pub config: RealmConfig,
     pub broker: Broker,
@@ -164,7 +164,7 @@ impl Realm {
     }
 
     /// Nothing on this shard refers to the realm: no session, no route, no owned entry.
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.sessions == 0 && self.broker.is_empty() && self.dealer.is_empty()
     }
 }
@@ -209,7 +209,7 @@ impl Realms {
 
     /// The realm named `name`, created with its configured (or template) settings if this
     /// shard has not seen it yet.
-    pub fn get_or_create(&mut self, name: &Arc<str>) -> &mut Realm {
+    pub(crate) fn get_or_create(&mut self, name: &Arc<str>) -> &mut Realm {
         let router = &self.router;
         let realm = self.map.entry(name.clone()).or_insert_with(|| {
             let cfg = router
@@ -225,7 +225,7 @@ impl Realms {
     }
 
     /// Free the auto-created realms that were used since the last call and are now idle.
-    pub fn release_idle(&mut self) {
+    pub(crate) fn release_idle(&mut self) {
         for name in std::mem::take(&mut self.touched) {
             let Some(r) = self.map.get_mut(&name) else { continue };
             r.touched = false;

@@ -17,7 +17,7 @@ pub(crate) type Sessions = Map<Id, Session>;
 
 /// The roles and features a client announced in HELLO (`Details.roles`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ClientFeatures {
+pub(crate) struct ClientFeatures {
     pub publisher: bool,
     pub subscriber: bool,
     pub caller: bool,
@@ -33,7 +33,7 @@ pub struct ClientFeatures {
 impl ClientFeatures {
     /// Read `HELLO.Details.roles`. A client that announces no roles at all is treated as
     /// having all four (some minimal clients omit them; refusing them helps nobody).
-    pub fn from_hello(details: &Dict) -> ClientFeatures {
+    pub(crate) fn from_hello(details: &Dict) -> ClientFeatures {
         let Some(roles) = details.get("roles").and_then(Value::as_dict) else {
             return ClientFeatures {
                 publisher: true,
@@ -68,13 +68,12 @@ impl ClientFeatures {
 
 /// An established session.
 #[derive(Debug)]
-pub struct Session {
+pub(crate) struct Session {
     pub id: Id,
     pub conn: ConnId,
     pub realm: Arc<str>,
     pub authid: Arc<str>,
     pub authrole: Arc<str>,
-    pub authmethod: Arc<str>,
     pub features: ClientFeatures,
     /// Subscription IDs this session is a member of.
     pub subscriptions: Set<Id>,
@@ -92,17 +91,7 @@ impl Session {
         authrole: Arc<str>,
         features: ClientFeatures,
     ) -> Session {
-        Session {
-            id,
-            conn,
-            realm,
-            authid,
-            authrole,
-            authmethod: Arc::from("anonymous"),
-            features,
-            subscriptions: Set::default(),
-            pending_subscribes: 0,
-        }
+        Session { id, conn, realm, authid, authrole, features, subscriptions: Set::default(), pending_subscribes: 0 }
     }
 }
 

@@ -15,7 +15,7 @@ use crate::limits;
 pub use crate::limits::ERROR_URIS_MAX;
 
 /// Upper bounds (µs) of the routing-latency histogram buckets.
-pub const LATENCY_BOUNDS_US: [u64; 14] =
+pub(crate) const LATENCY_BOUNDS_US: [u64; 14] =
     [5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000];
 
 /// A fixed-bucket latency histogram (Prometheus style: cumulative on output).
@@ -125,7 +125,7 @@ impl Stats {
         if code <= 70 { code as usize } else { 0 }
     }
 
-    pub fn count_error_uri(&mut self, uri: &str) {
+    pub(crate) fn count_error_uri(&mut self, uri: &str) {
         if let Some(n) = self.errors_by_uri.get_mut(uri) {
             *n += 1;
         } else if self.errors_by_uri.len() < ERROR_URIS_MAX && uri.len() <= limits::ERROR_URI_COUNTED_MAX_BYTES {
@@ -174,7 +174,7 @@ const FRAMINGS: [(&str, &str); Framing::COUNT] = [
 /// Longer than the function-length limit on purpose: it is the table of metric families,
 /// one line (or macro call) each, in the order `/metrics` shows them; splitting it would
 /// scatter that table (listed in `tests/tidy.rs`).
-pub fn render_prometheus(snaps: &[Snapshot]) -> String {
+pub(crate) fn render_prometheus(snaps: &[Snapshot]) -> String {
     let mut o = String::with_capacity(16 * 1024);
     let family = |o: &mut String, name: &str, kind: &str, help: &str| {
         let _ = writeln!(o, "# HELP shardbar_{name} {help}");

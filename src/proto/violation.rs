@@ -35,7 +35,7 @@ pub enum Violation {
 }
 
 impl Violation {
-    pub fn unknown_cancel_mode(mode: &str) -> Violation {
+    pub(crate) fn unknown_cancel_mode(mode: &str) -> Violation {
         Violation::UnknownCancelMode { mode: clip(mode) }
     }
 }
@@ -94,7 +94,7 @@ pub enum Abort {
 }
 
 impl Abort {
-    pub fn invalid_realm(realm: &str) -> Abort {
+    pub(crate) fn invalid_realm(realm: &str) -> Abort {
         Abort::InvalidRealm { realm: clip(realm) }
     }
 
@@ -103,7 +103,7 @@ impl Abort {
     }
 
     /// The ABORT.Reason URI.
-    pub fn uri(&self) -> &'static str {
+    pub(crate) fn uri(&self) -> &'static str {
         match self {
             Abort::Violation(_) => uris::PROTOCOL_VIOLATION,
             Abort::InvalidRealm { .. } => uris::INVALID_URI,
@@ -136,7 +136,7 @@ impl fmt::Display for Abort {
 }
 
 /// A peer's string as the router may repeat it (see `wire::peer_text`).
-pub fn clip(s: &str) -> String {
+pub(crate) fn clip(s: &str) -> String {
     super::wire::peer_text(s)
 }
 

@@ -61,7 +61,6 @@ pub struct LocalSub {
 /// same (topic, match) wait on the same request.
 #[derive(Debug)]
 pub struct PendingSub {
-    pub token: u64,
     /// (session, SUBSCRIBE.Request)
     pub waiters: Vec<(Id, Id)>,
 }
@@ -164,10 +163,6 @@ impl Broker {
         Some(out)
     }
 
-    pub fn owned(&self) -> impl Iterator<Item = &OwnedSub> {
-        self.owned.values()
-    }
-
     // ---- local membership ----
 
     /// The local subscription for (topic, policy), if this shard already has members.
@@ -242,7 +237,7 @@ impl Broker {
     pub fn pending_start(&mut self, topic: Arc<str>, policy: MatchPolicy, token: u64, waiter: (Id, Id)) {
         let key = (topic, policy);
         self.pending_by_token.insert(token, key.clone());
-        self.pending.insert(key, PendingSub { token, waiters: vec![waiter] });
+        self.pending.insert(key, PendingSub { waiters: vec![waiter] });
     }
 
     /// Take a confirmed request: its key and waiters.

@@ -92,28 +92,28 @@ impl ShardCore {
         &self.cx.stats
     }
 
-    pub fn session_count(&self) -> usize {
+    pub(crate) fn session_count(&self) -> usize {
         self.sessions.len()
     }
 
-    pub fn connection_count(&self) -> usize {
+    pub(crate) fn connection_count(&self) -> usize {
         self.cx.conns.len()
     }
 
     /// Mesh messages waiting to be sent (the runtime stops reading connections above
     /// `limits::MESH_OUTBOX_PAUSE_MESSAGES`).
-    pub fn outbox_len(&self) -> usize {
+    pub(crate) fn outbox_len(&self) -> usize {
         self.cx.mesh.len()
     }
 
     /// The session established on a connection, if any.
-    pub fn session_of(&self, conn: ConnId) -> Option<Id> {
+    pub(crate) fn session_of(&self, conn: ConnId) -> Option<Id> {
         self.cx.session_of(conn)
     }
 
     /// Whether the session that lived on `conn` still waits for owners to confirm that its
     /// registrations are released.
-    pub fn teardown_pending(&self, conn: ConnId) -> bool {
+    pub(crate) fn teardown_pending(&self, conn: ConnId) -> bool {
         self.calls.teardown_pending(conn)
     }
 
@@ -219,7 +219,7 @@ impl ShardCore {
     /// or a close the core asked for): end its session now, so its registrations are
     /// released before the peer sees the connection end. Poll [`ShardCore::teardown_pending`]
     /// before closing the socket.
-    pub fn handle_closing(&mut self, conn: ConnId, now: Instant) {
+    pub(crate) fn handle_closing(&mut self, conn: ConnId, now: Instant) {
         self.cx.now = now;
         if let Some(sid) = self.session_of(conn) {
             self.end_session(sid);
@@ -228,7 +228,7 @@ impl ShardCore {
     }
 
     /// The runtime found `conn` making no write progress for the write deadline.
-    pub fn handle_write_stalled(&mut self, conn: ConnId, now: Instant) {
+    pub(crate) fn handle_write_stalled(&mut self, conn: ConnId, now: Instant) {
         self.cx.now = now;
         self.cx.mark_slow(conn);
         self.settle();
@@ -254,7 +254,7 @@ impl ShardCore {
     }
 
     /// The runtime found a mesh channel full.
-    pub fn count_mesh_full(&mut self) {
+    pub(crate) fn count_mesh_full(&mut self) {
         self.cx.stats.mesh_channel_full += 1;
     }
 
@@ -269,7 +269,7 @@ impl ShardCore {
     }
 
     /// Messages the runtime is holding for full mesh channels (for the outbox gauge).
-    pub fn set_mesh_backlog(&mut self, messages: usize) {
+    pub(crate) fn set_mesh_backlog(&mut self, messages: usize) {
         self.cx.mesh.backlog = messages;
     }
 

@@ -11,7 +11,7 @@ use super::ShardCore;
 
 impl ShardCore {
     /// This shard's counters and gauges.
-    pub fn snapshot(&self) -> Snapshot {
+    pub(crate) fn snapshot(&self) -> Snapshot {
         let mut snap = Snapshot {
             shard: self.cx.shard,
             stats: self.cx.stats.clone(),
@@ -40,7 +40,7 @@ impl ShardCore {
 
     /// Start gathering every shard's snapshot; poll [`ShardCore::take_stats`] with the token.
     /// At most a handful are in flight (one per scrape), so the map stays tiny.
-    pub fn request_stats(&mut self, now: Instant) -> u64 {
+    pub(crate) fn request_stats(&mut self, now: Instant) -> u64 {
         self.cx.now = now;
         let token = self.cx.token();
         self.stats_requests.insert(token, vec![self.snapshot()]);
@@ -56,7 +56,7 @@ impl ShardCore {
     }
 
     /// Every shard's snapshot, once all have answered (sorted by shard).
-    pub fn take_stats(&mut self, token: u64) -> Option<Vec<Snapshot>> {
+    pub(crate) fn take_stats(&mut self, token: u64) -> Option<Vec<Snapshot>> {
         if self.stats_requests.get(&token)?.len() < self.cx.shards {
             return None;
         }
@@ -66,7 +66,7 @@ impl ShardCore {
     }
 
     /// Give up on a stats request (the scrape timed out).
-    pub fn cancel_stats(&mut self, token: u64) {
+    pub(crate) fn cancel_stats(&mut self, token: u64) {
         self.stats_requests.remove(&token);
     }
 }

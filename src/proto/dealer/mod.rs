@@ -154,6 +154,7 @@ impl Dealer {
         Some(out)
     }
 
+    #[cfg(test)]
     pub fn owned(&self) -> impl Iterator<Item = &OwnedReg> {
         self.owned.values()
     }
