@@ -57,7 +57,8 @@ fn publish_frame() -> Bytes {
 
 fn setup(subscribers: usize) -> (ShardCore, ConnId) {
     let router = RouterConfig { pending_bytes_max: 1 << 30, ..RouterConfig::default() };
-    let mut core = ShardCore::new(CoreConfig { shard: 0, shards: 1, seed: 1, router: Arc::new(router) }, Instant::now());
+    let mut core =
+        ShardCore::new(CoreConfig { shard: 0, shards: 1, seed: 1, router: Arc::new(router) }, Instant::now());
     let info =
         ConnInfo { framing: Framing { transport: Transport::RawSocket, serializer: SER }, max_out_message: usize::MAX };
     let hello = Message::Hello { realm: "realm1".into(), details: Dict::new() };
