@@ -174,28 +174,40 @@ fn precheck_listeners(config: &Config) -> Result<(), RunError> {
 pub fn run(config: Config) -> Result<(), RunError> {
     check_memlock()?;
     precheck_listeners(&config)?;
-    warn_if_fds_short(&config);
+    fit_fd_limit(&config);
     let shutdown = Arc::new(AtomicBool::new(false));
     start_signal_thread(shutdown.clone());
     run_with_flag(config, shutdown)
 }
 
-/// Warn when RLIMIT_NOFILE is below `limits.max_connections` plus the router's own
-/// descriptors: accept would then fail with EMFILE (paused and counted, see
-/// `admission::accept_failed`) before the cap refuses anyone cleanly.
-fn warn_if_fds_short(config: &Config) {
+/// Make room for `limits.max_connections` in RLIMIT_NOFILE: raise the soft limit towards
+/// the hard one if that is short (as Go's runtime does; the hard limit is the operator's),
+/// and warn if it is still short. Accept would otherwise fail with EMFILE (paused and
+/// counted, see `admission::accept_failed`) before the cap refuses anyone cleanly.
+fn fit_fd_limit(config: &Config) {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct we pass; no other memory is touched.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    let needed = config.limits.max_connections + limits::FD_RESERVE_BASE + limits::FD_RESERVE_PER_SHARD * config.shards;
-    if rc == 0 && lim.rlim_cur != libc::RLIM_INFINITY && lim.rlim_cur < needed as u64 {
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
+        return;
+    }
+    let reserve = limits::FD_RESERVE_BASE + limits::FD_RESERVE_PER_SHARD * config.shards;
+    let needed = (config.limits.max_connections + reserve) as u64;
+    if lim.rlim_cur < needed && lim.rlim_max > lim.rlim_cur {
+        let raised = libc::rlimit { rlim_cur: needed.min(lim.rlim_max), rlim_max: lim.rlim_max };
+        // SAFETY: setrlimit reads the struct we pass; a soft limit up to the hard one is allowed.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            tracing::info!(from = lim.rlim_cur, to = raised.rlim_cur, "raised the RLIMIT_NOFILE soft limit");
+            lim = raised;
+        }
+    }
+    if lim.rlim_cur < needed {
         tracing::warn!(
             rlimit_nofile = lim.rlim_cur,
             max_connections = config.limits.max_connections,
             "RLIMIT_NOFILE is below limits.max_connections plus the router's own descriptors: past about \
              {} connections accept fails with EMFILE (counted in shardbar_accept_errors_total); raise it \
-             (LimitNOFILE, `ulimit -n`; tuning/README.md) or lower limits.max_connections",
-            lim.rlim_cur.saturating_sub((needed - config.limits.max_connections) as u64)
+             (LimitNOFILE, `ulimit -Hn`; tuning/README.md) or lower limits.max_connections",
+            lim.rlim_cur.saturating_sub(reserve as u64)
         );
     }
 }

@@ -96,12 +96,13 @@ class Router:
             lines += ["", "[[realm]]"] + [f"{k} = {toml_value(v)}" for k, v in realm.items()]
         self.config_path.write_text("\n".join(lines) + "\n")
 
-    def start(self, timeout: float = 30.0) -> Router:
+    def start(self, timeout: float = 30.0, preexec_fn=None) -> Router:
+        """Start and wait for /health; ``preexec_fn`` runs in the child before exec (limits)."""
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [shardbar_bin(), "--config", str(self.config_path)],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, "NO_COLOR": "1"},
+            env={**os.environ, "NO_COLOR": "1"}, preexec_fn=preexec_fn,
         )
         deadline = time.monotonic() + timeout
         while True:
