@@ -15,8 +15,11 @@ const FILE_LINES_MAX: usize = 900;
 const FN_LINES_MAX: usize = 80;
 
 /// Functions allowed past `FN_LINES_MAX`: (file, function name, why).
-const LONG_FNS: &[(&str, &str, &str)] =
-    &[("src/proto/stats.rs", "render_prometheus", "the table of metric families, one entry each, in /metrics order")];
+const LONG_FNS: &[(&str, &str, &str)] = &[(
+    "src/proto/stats.rs",
+    "render_prometheus",
+    "the table of metric families, one entry each, in /metrics order",
+)];
 
 /// What `src/proto/` must not mention (outside comments and test modules).
 const PROTO_FORBIDDEN: &[(&str, &str)] = &[
@@ -32,8 +35,7 @@ const PROTO_FORBIDDEN: &[(&str, &str)] = &[
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> =
-        std::fs::read_dir(dir).expect("read src dir").map(|e| e.expect("dir entry").path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir).expect("read src dir").map(|e| e.expect("dir entry").path()).collect();
     entries.sort();
     for path in entries {
         if path.is_dir() {
@@ -50,10 +52,9 @@ fn test_only(path: &Path) -> bool {
     let parent = [dir.join("mod.rs"), dir.with_extension("rs")].into_iter().find(|p| p.is_file() && p != path);
     let Some(text) = parent.and_then(|p| std::fs::read_to_string(p).ok()) else { return false };
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
-    lines
-        .iter()
-        .enumerate()
-        .any(|(i, l)| i > 0 && lines[i - 1] == "#[cfg(test)]" && l.ends_with(&format!("mod {stem};")))
+    lines.iter().enumerate().any(|(i, l)| {
+        i > 0 && lines[i - 1] == "#[cfg(test)]" && l.ends_with(&format!("mod {stem};"))
+    })
 }
 
 /// Every `.rs` file under `src/` with its text, test-only files left out.
@@ -166,11 +167,7 @@ fn functions_stay_short() {
             }
         }
     }
-    assert!(
-        long.is_empty(),
-        "functions over {FN_LINES_MAX} lines (split them, or justify in LONG_FNS):\n{}",
-        long.join("\n")
-    );
+    assert!(long.is_empty(), "functions over {FN_LINES_MAX} lines (split them, or justify in LONG_FNS):\n{}", long.join("\n"));
     for (file, func, _) in LONG_FNS {
         assert!(
             still_long.iter().any(|(f, n)| f == file && n == func),

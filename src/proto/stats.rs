@@ -9,8 +9,8 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use super::frame::Framing;
-use super::wire::message::code_name;
 use crate::limits;
+use super::wire::message::code_name;
 
 pub use crate::limits::ERROR_URIS_MAX;
 
