@@ -100,7 +100,9 @@ start_router() { # name
     t0=$(now_ms)
     case $name in
     shardbar)
-        "$SHARDBAR" --listen "127.0.0.1:$ROUTER_PORT" >"$WORK/shardbar-$ROUTER_PORT.log" 2>&1 &
+        # The defaults plus /metrics on the WAMP port (mesh_sent scrapes it there).
+        printf '[metrics]\nhttp_endpoints_on_wamp_port = true\n' >"$WORK/shardbar.toml"
+        "$SHARDBAR" --config "$WORK/shardbar.toml" --listen "127.0.0.1:$ROUTER_PORT" >"$WORK/shardbar-$ROUTER_PORT.log" 2>&1 &
         ROUTER_PID=$!
         ;;
     crossbar)

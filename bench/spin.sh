@@ -21,7 +21,7 @@ echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $(uname -r), load $(cut
 echo "spin_us placement p50_us p99_us calls"
 for spin in "${SPINS[@]}"; do
   port=$(free_port)
-  printf '[router]\nshards = 2\nspin_before_park_us = %s\nlog = "warn"\n[[listener]]\naddress = "127.0.0.1:%s"\n' \
+  printf '[router]\nshards = 2\nspin_before_park_us = %s\nlog = "warn"\n[[listener]]\naddress = "127.0.0.1:%s"\n[metrics]\nhttp_endpoints_on_wamp_port = true\n' \
     "$spin" "$port" >"$tmp/router.toml"
   "$SB" --config "$tmp/router.toml" >"$tmp/router.log" 2>&1 &
   pid=$!

@@ -292,3 +292,104 @@ const _: () = assert!(WRITE_DEADLINE_FLOOR_MS <= WRITE_DEADLINE_MS && WRITE_DEAD
 const _: () = assert!(PING_INTERVAL_FLOOR_MS <= PING_INTERVAL_MS && PING_INTERVAL_MS <= PING_INTERVAL_CEILING_MS);
 const _: () = assert!(PING_TIMEOUT_FLOOR_MS <= PING_TIMEOUT_MS && PING_TIMEOUT_MS <= PING_TIMEOUT_CEILING_MS);
 const _: () = assert!(SUMMARY_INTERVAL_S <= SUMMARY_INTERVAL_CEILING_S);
+
+// ---- hostile peers and long runs (the runtime's admission and budgets) ----
+//
+// Each cap here is counted in `/metrics` when hit (`src/shard/guard.rs` renders them) and
+// logged at most once per `GUARD_LOG_INTERVAL_MS` per kind. The `[limits]` keys that
+// override the defaults are checked against the floors and ceilings next to them.
+
+/// Default `limits.max_connections`: connections open on the whole router (TCP and Unix,
+/// including ones still in their handshake), enforced router-wide with one shared counter
+/// (taken once per accept and once per close, never per message). 100,000 idle sessions
+/// hold about 1 GiB of buffers and queues; past it a reconnect storm or a flood is refused
+/// cleanly (RawSocket error 4, HTTP 503) instead of running the process out of memory or
+/// file descriptors. Raise it with `LimitNOFILE` (tuning/README.md).
+pub const MAX_CONNECTIONS: usize = 100_000;
+
+/// Ceiling for `limits.max_connections`: every shard holds at most `SHARD_SESSIONS_MAX`.
+pub const MAX_CONNECTIONS_CEILING: usize = SHARDS_MAX * SHARD_SESSIONS_MAX;
+
+/// Default `limits.max_connections_per_ip`: 0 = no per-address cap. Clients behind one NAT
+/// and load generators share an address, so a default cap would refuse legitimate
+/// deployments; an Internet-facing router should set one (an IPv6 peer counts per /64,
+/// since one host usually owns a whole /64).
+pub const MAX_CONNECTIONS_PER_IP: usize = 0;
+
+/// Default `limits.max_handshakes_per_shard`: connections on one shard that have not yet
+/// established a session (transport handshake, then HELLO until WELCOME). A handshake takes
+/// one or two round trips, so 1024 in flight still admits thousands of clients per second
+/// per shard in a reconnect storm, while a peer opening sockets and saying nothing holds
+/// at most this many places (each for at most `HANDSHAKE_TIMEOUT_MS`). With
+/// `PRE_SESSION_BYTES_MAX` it bounds pre-session buffers to 64 MiB per shard.
+pub const MAX_HANDSHAKES_PER_SHARD: usize = 1_024;
+
+/// Ceiling for `limits.max_handshakes_per_shard`.
+pub const MAX_HANDSHAKES_PER_SHARD_CEILING: usize = 1 << 20;
+
+/// Default `limits.pre_session_bytes_max`: bytes a connection may send between its
+/// transport handshake and its WELCOME (HELLO, anything pipelined after it, pings). A HELLO
+/// is a few hundred bytes, a few KiB with auth extras. Without it a peer could trickle a
+/// 16 MiB frame before ever saying HELLO. Outcome: the connection is closed (WebSocket
+/// close 1009), counted.
+pub const PRE_SESSION_BYTES_MAX: usize = 64 * 1024;
+
+/// Smallest `limits.pre_session_bytes_max`: a HELLO with its roles and auth details must fit.
+pub const PRE_SESSION_BYTES_FLOOR: usize = 4 * 1024;
+
+/// Largest `limits.pre_session_bytes_max`: a budget above the largest message is no budget.
+pub const PRE_SESSION_BYTES_CEILING: usize = MESSAGE_SIZE_CEILING_BYTES;
+
+/// Refused connections answered at once per shard (RawSocket error 4, HTTP 503): each reads
+/// at most a request head within `REFUSAL_READ_MS`. Past this many, a refused connection is
+/// closed at accept, so a flood cannot turn the courtesy into a cost.
+pub const REFUSALS_IN_FLIGHT_MAX: usize = 64;
+
+/// How long a refused connection has to send its RawSocket handshake or HTTP request head
+/// before it is closed without an answer.
+pub const REFUSAL_READ_MS: u64 = 1_000;
+
+/// `/metrics` requests gathering at once on one shard. Each asks every shard for a snapshot
+/// over the mesh; a scraper or two (and a person) need a few. Outcome: HTTP 503, counted.
+pub const METRICS_REQUESTS_IN_FLIGHT_MAX: usize = 4;
+
+/// Connections open at once on the metrics listener (`[metrics] address`, served by shard 0).
+/// Outcome: closed at accept, counted.
+pub const METRICS_CONNECTIONS_MAX: usize = 64;
+
+/// Largest PING payload the router echoes in a PONG, on both transports: the WebSocket RFC's
+/// control-frame limit. A liveness ping needs a few bytes (ours carry 8); a RawSocket PING
+/// may legally be 16 MiB, and echoing that would double it in memory outside every budget.
+/// Outcome: the PING is not answered, counted (the connection stays open).
+pub const PING_ANSWER_PAYLOAD_MAX_BYTES: usize = WS_CONTROL_PAYLOAD_MAX_BYTES;
+
+/// Most bytes of control frames (PONGs, our PINGs) waiting to be written on one connection;
+/// they also count against its `pending_bytes_max` with the queued frames. A peer flooding
+/// PINGs faster than it reads gets the excess unanswered (counted) instead of growing the
+/// buffer.
+pub const CONTROL_PENDING_MAX_BYTES: usize = 16 * 1024;
+
+/// At most one log line per kind of hit cap (refusal, budget, accept error, ping) per shard
+/// this often; the line says how many were not logged since.
+pub const GUARD_LOG_INTERVAL_MS: u64 = 10_000;
+
+/// Listen backlog of each shard's TCP listener (the kernel caps it at `net.core.somaxconn`).
+pub const LISTEN_BACKLOG: i32 = 1_024;
+
+/// File descriptors the process keeps for itself besides connections: stdio, logs, the
+/// listeners (`FD_RESERVE_BASE`), and each shard's io_uring rings and eventfd
+/// (`FD_RESERVE_PER_SHARD`); the same budget as `tuning/check.sh`'s floor. With
+/// `max_connections` plus this above RLIMIT_NOFILE, accept fails with EMFILE before the cap
+/// is reached: the router warns at start, and keeps serving (accept then pauses
+/// `ACCEPT_RETRY_MS` per failure, counted).
+pub const FD_RESERVE_BASE: usize = 64;
+
+/// See `FD_RESERVE_BASE`.
+pub const FD_RESERVE_PER_SHARD: usize = 16;
+
+const _: () = assert!(MAX_CONNECTIONS <= MAX_CONNECTIONS_CEILING);
+const _: () = assert!(MAX_HANDSHAKES_PER_SHARD <= MAX_HANDSHAKES_PER_SHARD_CEILING);
+const _: () = assert!(PRE_SESSION_BYTES_FLOOR <= PRE_SESSION_BYTES_MAX);
+const _: () = assert!(PRE_SESSION_BYTES_MAX <= PRE_SESSION_BYTES_CEILING);
+const _: () = assert!(PING_ANSWER_PAYLOAD_MAX_BYTES + 14 <= CONTROL_PENDING_MAX_BYTES);
+const _: () = assert!(CONTROL_PENDING_MAX_BYTES <= PENDING_BYTES_FLOOR);

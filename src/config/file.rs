@@ -50,6 +50,10 @@ pub(super) struct FileLimits {
     pub(super) ping_interval_ms: Option<i64>,
     pub(super) ping_timeout_ms: Option<i64>,
     pub(super) rawsocket_ping: Option<String>,
+    pub(super) max_connections: Option<i64>,
+    pub(super) max_connections_per_ip: Option<i64>,
+    pub(super) max_handshakes_per_shard: Option<i64>,
+    pub(super) pre_session_bytes_max: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -57,6 +61,7 @@ pub(super) struct FileLimits {
 pub(super) struct FileMetrics {
     pub(super) address: Option<String>,
     pub(super) summary_interval_s: Option<i64>,
+    pub(super) http_endpoints_on_wamp_port: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -87,6 +87,14 @@ pub use crate::proto::realm::RawSocketPing;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuntimeLimits {
     pub write_deadline: Duration,
+    /// Connections open on the whole router (enforced router-wide, not split per shard).
+    pub max_connections: usize,
+    /// Connections from one source address (IPv6: one /64); None = no cap.
+    pub max_connections_per_ip: Option<usize>,
+    /// Connections of one shard that have no session yet (handshake, then until WELCOME).
+    pub max_handshakes_per_shard: usize,
+    /// Bytes a connection may send before its session is established.
+    pub pre_session_bytes_max: usize,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -99,6 +107,9 @@ pub struct Config {
     pub limits: RuntimeLimits,
     /// Optional separate listener for `/metrics` and `/health`.
     pub metrics_addr: Option<SocketAddr>,
+    /// Also answer `/metrics` and `/health` on the WAMP listeners (off by default: they
+    /// would tell anyone who can connect every realm's name and traffic).
+    pub http_endpoints_on_wamp_port: bool,
     /// Period of the per-shard summary log line; None = off.
     pub summary_interval: Option<Duration>,
     pub router: RouterConfig,

@@ -24,7 +24,7 @@ pub(super) fn config(f: FileConfig, source: &str) -> Result<Config, ConfigError>
     let (shards, spin_before_park, log) = router_section(&c, &router)?;
     let (limits, sizes) = limits_section(&c, f.limits.unwrap_or_default())?;
     let listeners = listeners(&c, f.listener)?;
-    let (metrics_addr, summary_interval) = metrics_section(&c, f.metrics.unwrap_or_default())?;
+    let metrics = metrics_section(&c, f.metrics.unwrap_or_default())?;
     let mut realms = realms(&c, f.realm)?;
     if realms.is_empty() {
         realms.push(RealmConfig::new("realm1"));
@@ -35,8 +35,9 @@ pub(super) fn config(f: FileConfig, source: &str) -> Result<Config, ConfigError>
         log,
         listeners,
         limits,
-        metrics_addr,
-        summary_interval,
+        metrics_addr: metrics.addr,
+        http_endpoints_on_wamp_port: metrics.http_endpoints_on_wamp_port,
+        summary_interval: metrics.summary_interval,
         router: RouterConfig {
             realms,
             auto_create_realms: router.auto_create_realms.unwrap_or(false),
@@ -142,7 +143,7 @@ fn limits_section(c: &Check, l: FileLimits) -> Result<(RuntimeLimits, CoreSizes)
             return Err(c.err("limits.rawsocket_ping", msg));
         }
     };
-    let runtime = RuntimeLimits { write_deadline: Duration::from_millis(write_deadline_ms as u64) };
+    let runtime = admission_limits(c, &l, Duration::from_millis(write_deadline_ms as u64))?;
     let liveness = Liveness {
         hello_timeout: Duration::from_millis(limits::HANDSHAKE_TIMEOUT_MS),
         ping_interval: (ping_interval_ms > 0).then(|| Duration::from_millis(ping_interval_ms as u64)),
@@ -150,6 +151,50 @@ fn limits_section(c: &Check, l: FileLimits) -> Result<(RuntimeLimits, CoreSizes)
         rawsocket_ping,
     };
     Ok((runtime, CoreSizes { message_size_max, pending_bytes_max, liveness }))
+}
+
+/// `[limits]` caps on connections and pre-session bytes (the runtime's admission), with
+/// the write deadline already checked.
+fn admission_limits(c: &Check, l: &FileLimits, write_deadline: Duration) -> Result<RuntimeLimits, ConfigError> {
+    let count = |key: &str, v: Option<i64>, default: usize, lo: usize, hi: usize| {
+        c.range(key, v.unwrap_or(default as i64), lo as i64, hi as i64).map(|v| v as usize)
+    };
+    let max_connections = count(
+        "limits.max_connections",
+        l.max_connections,
+        limits::MAX_CONNECTIONS,
+        1,
+        limits::MAX_CONNECTIONS_CEILING,
+    )?;
+    let per_ip = count(
+        "limits.max_connections_per_ip",
+        l.max_connections_per_ip,
+        limits::MAX_CONNECTIONS_PER_IP,
+        0,
+        limits::MAX_CONNECTIONS_CEILING,
+    )
+    .map_err(|e| ConfigError { message: format!("{} (0 = no per-address cap)", e.message), ..e })?;
+    let max_handshakes_per_shard = count(
+        "limits.max_handshakes_per_shard",
+        l.max_handshakes_per_shard,
+        limits::MAX_HANDSHAKES_PER_SHARD,
+        1,
+        limits::MAX_HANDSHAKES_PER_SHARD_CEILING,
+    )?;
+    let pre_session_bytes_max = count(
+        "limits.pre_session_bytes_max",
+        l.pre_session_bytes_max,
+        limits::PRE_SESSION_BYTES_MAX,
+        limits::PRE_SESSION_BYTES_FLOOR,
+        limits::PRE_SESSION_BYTES_CEILING,
+    )?;
+    Ok(RuntimeLimits {
+        write_deadline,
+        max_connections,
+        max_connections_per_ip: (per_ip > 0).then_some(per_ip),
+        max_handshakes_per_shard,
+        pre_session_bytes_max,
+    })
 }
 
 /// `[[listener]]`s; none means one TCP listener on [`DEFAULT_LISTEN`].
@@ -204,8 +249,16 @@ fn listener(c: &Check, i: usize, l: FileListener) -> Result<ListenerConfig, Conf
     Ok(ListenerConfig { addr, serializers, websocket_testee })
 }
 
-/// `[metrics]`: the optional listener and the summary period (0 = off).
-fn metrics_section(c: &Check, m: FileMetrics) -> Result<(Option<SocketAddr>, Option<Duration>), ConfigError> {
+/// The `[metrics]` section, validated.
+struct MetricsSection {
+    addr: Option<SocketAddr>,
+    http_endpoints_on_wamp_port: bool,
+    summary_interval: Option<Duration>,
+}
+
+/// `[metrics]`: the optional listener, whether the WAMP port serves `/metrics` and
+/// `/health` too (off unless set), and the summary period (0 = off).
+fn metrics_section(c: &Check, m: FileMetrics) -> Result<MetricsSection, ConfigError> {
     let addr = match m.address {
         None => None,
         Some(a) => Some(c.addr("metrics.address", &a, "127.0.0.1:9100")?),
@@ -216,7 +269,11 @@ fn metrics_section(c: &Check, m: FileMetrics) -> Result<(Option<SocketAddr>, Opt
         0,
         limits::SUMMARY_INTERVAL_CEILING_S as i64,
     )?;
-    Ok((addr, (summary_s > 0).then(|| Duration::from_secs(summary_s as u64))))
+    Ok(MetricsSection {
+        addr,
+        http_endpoints_on_wamp_port: m.http_endpoints_on_wamp_port.unwrap_or(false),
+        summary_interval: (summary_s > 0).then(|| Duration::from_secs(summary_s as u64)),
+    })
 }
 
 /// `[[realm]]`s: valid, distinct names and known policies.
@@ -297,6 +354,36 @@ mod tests {
         assert_eq!(e.message, "expected an integer from 0 to 1000000, found 1000001");
         let e = from_str("[limits]\nping_interval_ms = 5\n").unwrap_err();
         assert_eq!(e.message, "expected an integer from 100 to 3600000, found 5 (or 0 to turn pings off)");
+    }
+
+    #[test]
+    fn admission_limits_and_http_endpoints() {
+        // Goal: the admission caps default to limits.rs, 0 turns the per-address cap off,
+        // the WAMP port serves no /metrics unless opted in, and out-of-range values name the
+        // key. Method: the built-in defaults, one file setting everything, three bad files.
+        let c = Config::default_config();
+        assert_eq!(c.limits.max_connections, limits::MAX_CONNECTIONS);
+        assert_eq!(c.limits.max_connections_per_ip, None);
+        assert_eq!(c.limits.max_handshakes_per_shard, limits::MAX_HANDSHAKES_PER_SHARD);
+        assert_eq!(c.limits.pre_session_bytes_max, limits::PRE_SESSION_BYTES_MAX);
+        assert!(!c.http_endpoints_on_wamp_port, "the built-in defaults keep /metrics off the WAMP port");
+        let c = from_str(
+            "[limits]\nmax_connections = 10\nmax_connections_per_ip = 3\nmax_handshakes_per_shard = 2\n\
+             pre_session_bytes_max = 8192\n[metrics]\nhttp_endpoints_on_wamp_port = true\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.limits.max_connections, c.limits.max_connections_per_ip, c.limits.max_handshakes_per_shard),
+            (10, Some(3), 2)
+        );
+        assert_eq!(c.limits.pre_session_bytes_max, 8192);
+        assert!(c.http_endpoints_on_wamp_port);
+        let e = from_str("[limits]\nmax_connections = 0\n").unwrap_err();
+        assert_eq!(e.key, "limits.max_connections");
+        let e = from_str("[limits]\nmax_connections_per_ip = -1\n").unwrap_err();
+        assert!(e.message.ends_with("(0 = no per-address cap)"), "{e}");
+        let e = from_str("[limits]\npre_session_bytes_max = 100\n").unwrap_err();
+        assert_eq!(e.message, "expected an integer from 4096 to 16777216, found 100");
     }
 
     #[test]

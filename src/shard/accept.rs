@@ -3,8 +3,11 @@
 //! picks a connection's protocol.
 //!
 //! This file decides where a connection goes; it must not read past the first byte or speak
-//! any protocol (that starts in `handshake.rs` and `http.rs`).
+//! any protocol (that starts in `handshake.rs` and `http.rs`). Whether a connection may be
+//! served at all is `admission.rs`'s.
 
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +16,9 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::Task;
 use glommio::net::{TcpListener, TcpStream, UnixListener};
 
-use super::state::Shard;
+use super::admission::{self, Ticket};
+use super::guard::Refusal;
+use super::state::{Counted, Place, Shard};
 use super::{handshake, http, io};
 use crate::config::{Config, ListenAddr, ListenerConfig};
 use crate::limits;
@@ -28,7 +33,7 @@ pub(crate) fn bind_listeners(shard: &Rc<Shard>) -> Result<Vec<Task<()>>, String>
         let l = Rc::new(l.clone());
         match &l.addr {
             ListenAddr::Tcp(addr) => {
-                let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+                let listener = bind_tcp(*addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
                 tasks.push(glommio::spawn_local(accept_tcp(shard.clone(), listener, l.clone())));
             }
             ListenAddr::Unix(path) if shard.id == 0 => {
@@ -46,24 +51,44 @@ pub(crate) fn bind_listeners(shard: &Rc<Shard>) -> Result<Vec<Task<()>>, String>
         }
     }
     if let (0, Some(addr)) = (shard.id, shard.config.metrics_addr) {
-        let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr} (metrics): {e}"))?;
+        let listener = bind_tcp(addr).map_err(|e| format!("cannot listen on {addr} (metrics): {e}"))?;
         tasks.push(glommio::spawn_local(accept_metrics(shard.clone(), listener)));
     }
     Ok(tasks)
+}
+
+/// Bind one of this shard's TCP listeners. SO_REUSEPORT: every shard binds the same port
+/// and the kernel spreads connections over them. SO_REUSEADDR: accepted sockets inherit it,
+/// so the connections this router closed first, left in TIME_WAIT for a minute after it
+/// stops, do not make the next start's port check fail (`precheck_listeners`, which binds
+/// with SO_REUSEADDR only: the kernel lets it past TIME_WAIT sockets that have the flag
+/// too, never past a listening socket).
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket =
+        socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(limits::LISTEN_BACKLOG)?;
+    // SAFETY: the descriptor is a bound, listening TCP socket that `into_raw_fd` hands over:
+    // nothing else owns or closes it.
+    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
 }
 
 async fn accept_tcp(shard: Rc<Shard>, listener: TcpListener, l: Rc<ListenerConfig>) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                set_options(&shard, &stream);
-                glommio::spawn_local(serve(shard.clone(), stream, l.clone(), true)).detach();
+                let ip = stream.peer_addr().ok().map(|a| a.ip());
+                match admission::admit(&shard, ip) {
+                    Ok(ticket) => {
+                        set_options(&shard, &stream);
+                        glommio::spawn_local(serve(shard.clone(), stream, l.clone(), true, ticket)).detach();
+                    }
+                    Err(refusal) => admission::refuse(&shard, stream, refusal, ip, true),
+                }
             }
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(shard = shard.id, error = %e, "accept failed");
-                glommio::timer::sleep(Duration::from_millis(limits::ACCEPT_RETRY_MS)).await;
-            }
+            Err(e) => admission::accept_failed(&shard, "tcp", e).await,
         }
     }
 }
@@ -71,27 +96,39 @@ async fn accept_tcp(shard: Rc<Shard>, listener: TcpListener, l: Rc<ListenerConfi
 async fn accept_unix(shard: Rc<Shard>, listener: UnixListener, l: Rc<ListenerConfig>) {
     loop {
         match listener.accept().await {
-            Ok(stream) => {
-                glommio::spawn_local(serve(shard.clone(), stream, l.clone(), false)).detach();
-            }
-            Err(e) => {
-                tracing::warn!(shard = shard.id, error = %e, "accept failed");
-                glommio::timer::sleep(Duration::from_millis(limits::ACCEPT_RETRY_MS)).await;
-            }
+            Ok(stream) => match admission::admit(&shard, None) {
+                Ok(ticket) => {
+                    glommio::spawn_local(serve(shard.clone(), stream, l.clone(), false, ticket)).detach();
+                }
+                Err(refusal) => admission::refuse(&shard, stream, refusal, None, false),
+            },
+            Err(e) => admission::accept_failed(&shard, "unix", e).await,
         }
     }
 }
 
+/// The metrics listener: at most `limits::METRICS_CONNECTIONS_MAX` connections at once;
+/// more are closed at accept.
 async fn accept_metrics(shard: Rc<Shard>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                glommio::spawn_local(http::serve_metrics_listener(shard.clone(), stream)).detach();
+                let Some(place) = Place::take(&shard, Counted::MetricsConns) else {
+                    admission::note_refused(
+                        &shard,
+                        Refusal::MetricsConnections,
+                        stream.peer_addr().ok().map(|a| a.ip()),
+                    );
+                    continue; // dropping the stream closes it
+                };
+                let shard = shard.clone();
+                glommio::spawn_local(async move {
+                    http::serve_metrics_listener(shard, stream).await;
+                    drop(place);
+                })
+                .detach();
             }
-            Err(e) => {
-                tracing::warn!(shard = shard.id, error = %e, "metrics accept failed");
-                glommio::timer::sleep(Duration::from_millis(limits::ACCEPT_RETRY_MS)).await;
-            }
+            Err(e) => admission::accept_failed(&shard, "metrics", e).await,
         }
     }
 }
@@ -137,25 +174,15 @@ fn sniff(first: u8) -> Protocol {
     }
 }
 
-/// Counts the connection in `open_conns` for as long as the task runs.
-struct OpenGuard(Rc<Shard>);
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.0.open_conns.set(self.0.open_conns.get().saturating_sub(1));
-    }
-}
-
 /// Serve one accepted stream. `tcp`: the stream may carry HTTP/WebSocket (Unix sockets
-/// carry RawSocket only).
+/// carry RawSocket only). `ticket` holds the connection's admitted places until it ends.
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     shard: Rc<Shard>,
     mut stream: S,
     listener: Rc<ListenerConfig>,
     tcp: bool,
+    ticket: Ticket,
 ) {
-    shard.open_conns.set(shard.open_conns.get() + 1);
-    let _guard = OpenGuard(shard.clone());
     if shard.shutting_down.get() {
         return;
     }
@@ -166,8 +193,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         return;
     }
     match sniff(buf[0]) {
-        Protocol::RawSocket => handshake::rawsocket(shard, stream, buf, &listener, deadline).await,
-        Protocol::Http if tcp => handshake::http(shard, stream, buf, &listener, deadline).await,
+        Protocol::RawSocket => handshake::rawsocket(shard, stream, buf, &listener, deadline, ticket).await,
+        Protocol::Http if tcp => handshake::http(shard, stream, buf, &listener, deadline, ticket).await,
         Protocol::Http => {}
     }
 }

@@ -9,6 +9,12 @@
 //! and it asks for a ping or a close through `ConnHandle`. A write that makes no progress
 //! for the write deadline makes the connection a slow consumer.
 //!
+//! Budgets the runtime keeps itself: until its session is established the connection may
+//! send at most `limits.pre_session_bytes_max` (then it is closed; its admission ticket holds
+//! a place among the shard's handshakes until then), and a PING is answered only if its
+//! payload is small (`limits::PING_ANSWER_PAYLOAD_MAX_BYTES`) and the PONG fits the
+//! connection's control and pending-bytes budgets. Both are counted (`guard.rs`).
+//!
 //! The close, in order: end the session and wait (bounded) until its registrations are
 //! released; flush what is queued and the WebSocket close frame (bounded); close the socket;
 //! tell the core the connection is gone.
@@ -24,13 +30,16 @@ use bytes::BytesMut;
 use futures_lite::future::or;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::admission::Ticket;
 use super::codec::{Codec, Decoded};
+use super::guard::{LogKind, Unanswered};
 use super::io::{next_chunk, prepare_read_tracked, write_all_by};
 use super::state::{ConnHandle, Shard};
 use crate::limits;
 use crate::proto::core::ConnInfo;
 use crate::proto::frame::Framing;
 use crate::proto::session::ConnId;
+use crate::proto::wire::websocket;
 
 /// Serve a WAMP connection whose transport handshake is done; `buf` holds the bytes read
 /// past the handshake.
@@ -41,8 +50,9 @@ pub(crate) async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     codec: Codec,
     framing: Framing,
     max_out_message: usize,
+    ticket: Ticket,
 ) {
-    let mut conn = Conn::open(shard, stream, buf, codec, framing, max_out_message);
+    let mut conn = Conn::open(shard, stream, buf, codec, framing, max_out_message, ticket);
     conn.run().await;
     conn.close().await;
 }
@@ -91,8 +101,15 @@ struct Conn<S> {
     buf: BytesMut,
     read_chunk: usize,
     spare_init: bool,
-    /// Transport control frames (pongs, pings) to write ahead of the queued frames.
+    /// Transport control frames (pongs, pings) to write ahead of the queued frames; at most
+    /// `limits::CONTROL_PENDING_MAX_BYTES` (see `answer_ping`).
     control: Vec<u8>,
+    /// The largest message the peer accepts (its RawSocket limit; unbounded on WebSocket).
+    max_out_message: usize,
+    /// The connection's admitted places; in its handshake until the session is established.
+    ticket: Ticket,
+    /// Bytes received while `ticket` is in its handshake (`limits.pre_session_bytes_max`).
+    pre_session_bytes: usize,
     /// One turn's coalesced write.
     wbuf: Vec<u8>,
     write_deadline: Duration,
@@ -108,6 +125,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         codec: Codec,
         framing: Framing,
         max_out_message: usize,
+        ticket: Ticket,
     ) -> Self {
         let opened = Instant::now();
         let id = shard.core.borrow_mut().handle_open(ConnInfo { framing, max_out_message }, opened);
@@ -123,6 +141,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         // The core armed this connection's deadlines: let the timer task know.
         shard.request_flush();
         let write_deadline = shard.config.limits.write_deadline;
+        let buf_len = buf.len();
         Conn {
             shard,
             id,
@@ -133,6 +152,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             read_chunk: limits::READ_CHUNK_MIN_BYTES,
             spare_init: false,
             control: Vec::new(),
+            max_out_message,
+            ticket,
+            pre_session_bytes: buf_len,
             wbuf: Vec::new(),
             write_deadline,
             ending: Ending { reason: "peer closed", peer_done: false, ws_close: None, write_broken: false },
@@ -172,6 +194,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// `limits::MESSAGES_PER_READ_MAX` per turn), pings are answered, pongs and closes noted.
     /// Returns how many messages the core got.
     fn handle_input(&mut self) -> usize {
+        if self.check_pre_session() {
+            return 0;
+        }
         let mut handled = 0usize;
         while handled < limits::MESSAGES_PER_READ_MAX && !self.ending.peer_done {
             match self.codec.decode(&mut self.buf) {
@@ -181,7 +206,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     handled += 1;
                 }
                 Ok(Some(Decoded::Ping(p))) => {
-                    self.codec.write_pong(&p, &mut self.control);
+                    self.answer_ping(&p);
                     self.shard.core.borrow_mut().handle_peer_ping(self.id, Instant::now());
                 }
                 Ok(Some(Decoded::Pong)) => self.shard.core.borrow_mut().handle_pong(self.id),
@@ -201,8 +226,81 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
         if handled > 0 {
             self.shard.request_flush();
+            // A HELLO may have established the session: give back the handshake place now.
+            self.check_pre_session();
         }
         handled
+    }
+
+    /// Until the session is established: notice when it is (the ticket gives back its place
+    /// among the shard's handshakes), or end the connection once it has sent more than
+    /// `limits.pre_session_bytes_max` (a transport error: WebSocket close 1009). Returns
+    /// whether the connection must end.
+    fn check_pre_session(&mut self) -> bool {
+        if !self.ticket.in_handshake() {
+            return false;
+        }
+        if self.shard.core.borrow().session_of(self.id).is_some() {
+            self.ticket.session_established();
+            return false;
+        }
+        let budget = self.shard.config.limits.pre_session_bytes_max;
+        if self.pre_session_bytes <= budget {
+            return false;
+        }
+        self.shard.counters().count_pre_session_budget();
+        if let Some(skipped) = self.shard.log_limit.allow(LogKind::PreSessionBudget, Instant::now()) {
+            tracing::warn!(
+                shard = self.shard.id,
+                conn = self.id,
+                received = self.pre_session_bytes,
+                budget,
+                not_logged_since = skipped,
+                "connection sent too much before its session; closing (counted in \
+                 shardbar_pre_session_budget_exceeded_total)"
+            );
+        }
+        self.ending.ws_close = Some((websocket::close_code::TOO_BIG, "too much data before WELCOME".into()));
+        self.ending.peer_gone("pre-session budget exceeded");
+        true
+    }
+
+    /// Note `n` bytes received (they count against the pre-session budget until WELCOME).
+    fn note_received(&mut self, n: usize) {
+        if self.ticket.in_handshake() {
+            self.pre_session_bytes = self.pre_session_bytes.saturating_add(n);
+        }
+    }
+
+    /// Queue the PONG for a PING whose payload is at most `limits::PING_ANSWER_PAYLOAD_MAX_BYTES`
+    /// (and the peer's own limit), if it fits the connection's budgets: the control buffer's
+    /// `limits::CONTROL_PENDING_MAX_BYTES`, and with the frames queued for the connection its
+    /// `pending_bytes_max`. Otherwise the PING is counted unanswered.
+    fn answer_ping(&mut self, payload: &[u8]) {
+        let why = if payload.len() > limits::PING_ANSWER_PAYLOAD_MAX_BYTES.min(self.max_out_message) {
+            Unanswered::TooBig
+        } else {
+            let before = self.control.len();
+            self.codec.write_pong(payload, &mut self.control);
+            let queued = self.shard.core.borrow_mut().out_queue(self.id).map_or(0, |q| q.bytes());
+            let pending_max = self.shard.config.router.pending_bytes_max;
+            if self.control.len() <= limits::CONTROL_PENDING_MAX_BYTES && self.control.len() + queued <= pending_max {
+                return;
+            }
+            self.control.truncate(before);
+            Unanswered::Budget
+        };
+        self.shard.counters().count_ping_unanswered(why);
+        if let Some(skipped) = self.shard.log_limit.allow(LogKind::PingUnanswered, Instant::now()) {
+            tracing::warn!(
+                shard = self.shard.id,
+                conn = self.id,
+                payload_bytes = payload.len(),
+                reason = ?why,
+                not_logged_since = skipped,
+                "PING not answered (counted in shardbar_pings_unanswered_total)"
+            );
+        }
     }
 
     /// Whether the loop must end now: the peer is done, or the shard asked to close (its
@@ -282,6 +380,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
             Some(Ok(n)) => {
                 self.buf.truncate(start + n);
+                self.note_received(n);
                 self.shard.core.borrow_mut().handle_rx(self.id, Instant::now());
                 Continue(())
             }
@@ -323,6 +422,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
             Wake::Read(Ok(n)) => {
                 self.buf.truncate(start + n);
+                self.note_received(n);
                 self.read_chunk = next_chunk(self.read_chunk, n, spare);
                 self.shard.core.borrow_mut().handle_rx(self.id, Instant::now());
                 Continue(())

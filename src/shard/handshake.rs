@@ -2,8 +2,10 @@
 //! RawSocket handshake, and on HTTP the WebSocket upgrade (or a plain HTTP answer).
 //!
 //! Both run under the connection's handshake deadline and hand the stream, with any bytes
-//! read past the handshake, to `conn::session` (or `echo::echo` in testee mode). Parsing
-//! the handshakes is `proto::wire`'s; this file only does their I/O.
+//! read past the handshake and the connection's admission ticket, to `conn::session` (or
+//! `echo::echo` in testee mode). Also the answer to a connection refused at accept
+//! (`answer_refusal`). Parsing the handshakes is `proto::wire`'s; this file only does their
+//! I/O.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -11,7 +13,9 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use super::admission::{self, Ticket};
 use super::codec::Codec;
+use super::guard::Refusal;
 use super::io::{read_until, write_all_by};
 use super::state::Shard;
 use super::{conn, echo, http};
@@ -31,6 +35,32 @@ async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, reply: &[u8]) {
     let _ = stream.close().await;
 }
 
+/// Answer a connection refused at accept (`admission::refuse`), within
+/// `limits::REFUSAL_READ_MS`: a RawSocket handshake gets error 4 ("maximum connection count
+/// reached"), an HTTP request (`tcp` only) a 503; then the connection is closed. Anything
+/// slower or stranger is closed without an answer.
+pub(crate) async fn answer_refusal<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, refusal: Refusal, tcp: bool) {
+    let deadline = Instant::now() + Duration::from_millis(limits::REFUSAL_READ_MS);
+    let mut buf = BytesMut::with_capacity(limits::READ_CHUNK_MIN_BYTES);
+    if !read_until(&mut stream, &mut buf, deadline, |b| !b.is_empty()).await {
+        return;
+    }
+    if buf[0] == rawsocket::MAGIC {
+        if read_until(&mut stream, &mut buf, deadline, |b| b.len() >= rawsocket::HANDSHAKE_BYTES).await
+            && let Some(reply) = rawsocket::HandshakeError::MaxConnections.reply()
+        {
+            refuse(&mut stream, &reply).await;
+        }
+    } else if tcp && http::read_request_head(&mut stream, &mut buf, deadline).await.is_some() {
+        let text = match refusal {
+            Refusal::MaxConnectionsPerIp => "too many connections from your address; try again later\n",
+            _ => "shardbar is at its connection limit; try again later\n",
+        };
+        let headers = [("Content-Type", "text/plain"), ("Connection", "close"), ("Retry-After", "1")];
+        refuse(&mut stream, &websocket::http_response(503, &headers, text.as_bytes())).await;
+    }
+}
+
 /// The RawSocket handshake (`buf` holds at least the magic byte), then the session.
 pub(crate) async fn rawsocket<S: AsyncRead + AsyncWrite + Unpin>(
     shard: Rc<Shard>,
@@ -38,6 +68,7 @@ pub(crate) async fn rawsocket<S: AsyncRead + AsyncWrite + Unpin>(
     mut buf: BytesMut,
     listener: &ListenerConfig,
     deadline: Instant,
+    ticket: Ticket,
 ) {
     if !read_until(&mut stream, &mut buf, deadline, |b| b.len() >= rawsocket::HANDSHAKE_BYTES).await {
         return;
@@ -47,6 +78,7 @@ pub(crate) async fn rawsocket<S: AsyncRead + AsyncWrite + Unpin>(
     let max_in = shard.config.router.message_size_max;
     let our_exp = rawsocket::len_exp_for(max_in);
     let result = if shard.core.borrow().connection_count() >= limits::SHARD_SESSIONS_MAX {
+        admission::note_refused(&shard, Refusal::ShardSessions, None);
         Err(rawsocket::HandshakeError::MaxConnections)
     } else {
         rawsocket::accept(request, &listener.serializers, 0)
@@ -70,7 +102,7 @@ pub(crate) async fn rawsocket<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let framing = Framing { transport: Transport::RawSocket, serializer: hs.serializer };
     let codec = Codec::Raw(rawsocket::Decoder::new(max_in));
-    conn::session(shard, stream, buf, codec, framing, hs.max_len_bytes()).await;
+    conn::session(shard, stream, buf, codec, framing, hs.max_len_bytes(), ticket).await;
 }
 
 /// HTTP on the WAMP port: a WebSocket upgrade, or a plain request answered and closed.
@@ -80,10 +112,11 @@ pub(crate) async fn http<S: AsyncRead + AsyncWrite + Unpin>(
     mut buf: BytesMut,
     listener: &ListenerConfig,
     deadline: Instant,
+    ticket: Ticket,
 ) {
     let Some(request) = http::read_request_head(&mut stream, &mut buf, deadline).await else { return };
     if request.is_websocket_upgrade() {
-        websocket_upgrade(shard, stream, buf, listener, &request).await;
+        websocket_upgrade(shard, stream, buf, listener, &request, ticket).await;
     } else {
         http::respond(&shard, stream, &request, true).await;
     }
@@ -96,6 +129,7 @@ async fn websocket_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     buf: BytesMut,
     listener: &ListenerConfig,
     request: &websocket::Request,
+    mut ticket: Ticket,
 ) {
     let opts =
         websocket::AcceptOptions { serializers: &listener.serializers, allow_no_protocol: listener.websocket_testee };
@@ -113,10 +147,14 @@ async fn websocket_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     let max_in = shard.config.router.message_size_max;
     let decoder = websocket::Decoder::new(websocket::Role::Server, max_in);
     match (listener.websocket_testee, accepted.serializer) {
-        (true, _) => echo::echo(stream, buf, decoder).await,
+        (true, _) => {
+            // An echo has no session to wait for: it is past its handshake now.
+            ticket.session_established();
+            echo::echo(stream, buf, decoder).await;
+        }
         (false, Some(ser)) => {
             let framing = Framing { transport: Transport::WebSocket, serializer: ser };
-            conn::session(shard, stream, buf, Codec::Ws(decoder), framing, usize::MAX).await;
+            conn::session(shard, stream, buf, Codec::Ws(decoder), framing, usize::MAX, ticket).await;
         }
         (false, None) => {}
     }

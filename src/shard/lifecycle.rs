@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use glommio::Task;
 use glommio::channels::channel_mesh::{Full, MeshBuilder};
 
+use super::guard::Guard;
 use super::mesh::{self, Batch, MeshOut};
 use super::{accept, state::Shard};
 use crate::config::Config;
@@ -27,6 +28,7 @@ pub(crate) async fn shard_main(
     mesh: MeshBuilder<Batch, Full>,
     shutdown: Arc<AtomicBool>,
     serving: Arc<AtomicUsize>,
+    guard: Arc<Guard>,
 ) -> Result<(), String> {
     let n = config.shards;
     let joined = mesh::join(id, n, mesh, &shutdown).await?;
@@ -35,7 +37,7 @@ pub(crate) async fn shard_main(
         Instant::now(),
     );
     let mesh_out = MeshOut::new(joined.senders, n);
-    let shard = Rc::new(Shard::new(id, config.clone(), core, serving.clone(), mesh_out));
+    let shard = Rc::new(Shard::new(id, config.clone(), core, serving.clone(), mesh_out, guard));
     let tasks = mesh::spawn_tasks(&shard, joined.receivers);
     let accept_tasks = accept::bind_listeners(&shard)?;
     serving.fetch_add(1, Ordering::SeqCst);

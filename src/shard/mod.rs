@@ -30,7 +30,9 @@
 //!
 //! - `lifecycle.rs`: one shard's life (join the mesh, start tasks, summaries, shutdown);
 //! - `state.rs`: the `Shard` every task of a shard shares;
+//! - `guard.rs`: router-wide connection counts and the runtime's counters, shared by shards;
 //! - `accept.rs`: accept loops, socket options, and the first-byte sniff;
+//! - `admission.rs`: whether an accepted connection is served (caps, tickets, refusals);
 //! - `handshake.rs`: the RawSocket handshake and the WebSocket upgrade;
 //! - `http.rs`: plain HTTP (`/health`, `/metrics`, the metrics listener);
 //! - `conn.rs` with `codec.rs` and `timers.rs`: the WAMP connection loop;
@@ -39,9 +41,11 @@
 //! - `io.rs`, `notify.rs`: read/write helpers and wake-up primitives.
 
 mod accept;
+mod admission;
 mod codec;
 mod conn;
 mod echo;
+mod guard;
 mod handshake;
 mod http;
 mod io;
@@ -141,7 +145,10 @@ fn start_signal_thread(flag: Arc<AtomicBool>) {
 ///
 /// The probe binds *without* SO_REUSEPORT: the shards' own sockets use it, so a second
 /// router (or anything) already listening on the port would otherwise be joined silently
-/// and the kernel would split connections between the two processes.
+/// and the kernel would split connections between the two processes. It binds with
+/// SO_REUSEADDR, which gets it past the TIME_WAIT sockets an earlier run left behind — as
+/// long as those had SO_REUSEADDR too, which is why the shards' listeners set it
+/// (`accept::bind_tcp`; their accepted sockets inherit it).
 fn precheck_listeners(config: &Config) -> Result<(), RunError> {
     let tcp = config.listeners.iter().filter_map(|l| match l.addr {
         ListenAddr::Tcp(a) => Some(a),
@@ -167,9 +174,42 @@ fn precheck_listeners(config: &Config) -> Result<(), RunError> {
 pub fn run(config: Config) -> Result<(), RunError> {
     check_memlock()?;
     precheck_listeners(&config)?;
+    fit_fd_limit(&config);
     let shutdown = Arc::new(AtomicBool::new(false));
     start_signal_thread(shutdown.clone());
     run_with_flag(config, shutdown)
+}
+
+/// Make room for `limits.max_connections` in RLIMIT_NOFILE: raise the soft limit towards
+/// the hard one if that is short (as Go's runtime does; the hard limit is the operator's),
+/// and warn if it is still short. Accept would otherwise fail with EMFILE (paused and
+/// counted, see `admission::accept_failed`) before the cap refuses anyone cleanly.
+fn fit_fd_limit(config: &Config) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we pass; no other memory is touched.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
+        return;
+    }
+    let reserve = limits::FD_RESERVE_BASE + limits::FD_RESERVE_PER_SHARD * config.shards;
+    let needed = (config.limits.max_connections + reserve) as u64;
+    if lim.rlim_cur < needed && lim.rlim_max > lim.rlim_cur {
+        let raised = libc::rlimit { rlim_cur: needed.min(lim.rlim_max), rlim_max: lim.rlim_max };
+        // SAFETY: setrlimit reads the struct we pass; a soft limit up to the hard one is allowed.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            tracing::info!(from = lim.rlim_cur, to = raised.rlim_cur, "raised the RLIMIT_NOFILE soft limit");
+            lim = raised;
+        }
+    }
+    if lim.rlim_cur < needed {
+        tracing::warn!(
+            rlimit_nofile = lim.rlim_cur,
+            max_connections = config.limits.max_connections,
+            "RLIMIT_NOFILE is below limits.max_connections plus the router's own descriptors: past about \
+             {} connections accept fails with EMFILE (counted in shardbar_accept_errors_total); raise it \
+             (LimitNOFILE, `ulimit -Hn`; tuning/README.md) or lower limits.max_connections",
+            lim.rlim_cur.saturating_sub(reserve as u64)
+        );
+    }
 }
 
 /// Run until `shutdown` is raised (tests and embedders raise it themselves).
@@ -187,10 +227,12 @@ pub(crate) fn run_with_flag(config: Config, shutdown: Arc<AtomicBool>) -> Result
     let config = Arc::new(config);
     let mesh: MeshBuilder<Batch, _> = MeshBuilder::full(n, limits::MESH_CHANNEL_BATCHES);
     let serving = Arc::new(AtomicUsize::new(0));
+    let guard = Arc::new(guard::Guard::new(&config.limits, n));
     let mut handles = Vec::with_capacity(n);
     let (made_tx, made_rx) = std::sync::mpsc::channel::<bool>();
     for shard in 0..n {
         let (config, mesh, flag, serving) = (config.clone(), mesh.clone(), shutdown.clone(), serving.clone());
+        let shared = guard.clone();
         let made = made_tx.clone();
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpus[shard % cpus.len()]))
             .name(&format!("shard-{shard}"))
@@ -202,7 +244,7 @@ pub(crate) fn run_with_flag(config: Config, shutdown: Arc<AtomicBool>) -> Result
                 let result = match builder.make() {
                     Ok(ex) => {
                         let _ = made.send(true);
-                        ex.run(lifecycle::shard_main(shard, config, mesh, flag, serving))
+                        ex.run(lifecycle::shard_main(shard, config, mesh, flag, serving, shared))
                             .map_err(|error| RunError::Shard { shard, error })
                     }
                     Err(e) => {

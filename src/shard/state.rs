@@ -1,5 +1,6 @@
 //! The state every task of one shard shares: the `ShardCore`, the connection handles, the
-//! wake-ups between tasks, and the shard's counters the runtime keeps itself.
+//! wake-ups between tasks, the router-wide [`Guard`] and the places the runtime counts
+//! itself ([`Place`]).
 //!
 //! Single-threaded (`Rc`/`RefCell`/`Cell`); the core is never borrowed across an `.await`.
 //! This file holds data and trivial accessors only: what the tasks do with it lives in
@@ -12,9 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use super::guard::{Guard, LogLimiter, ShardCounters};
 use super::mesh::MeshOut;
 use super::notify::{Gate, Notify};
 use crate::config::Config;
+use crate::limits;
 use crate::proto::core::{CloseReason, ShardCore};
 use crate::proto::session::ConnId;
 
@@ -62,8 +65,19 @@ pub(crate) struct Shard {
     pub(crate) serving: Arc<AtomicUsize>,
     /// The sending side of the mesh (owned by `mesh.rs`).
     pub(crate) mesh: MeshOut,
-    /// Connections open on this shard (including ones still in their handshake).
+    /// Connections open on this shard (including ones still in their handshake); held by
+    /// their `admission::Ticket`s.
     pub(crate) open_conns: Cell<usize>,
+    /// Router-wide connection counts and every shard's runtime counters.
+    pub(crate) guard: Arc<Guard>,
+    /// Rate limit of this shard's log lines about hit caps.
+    pub(crate) log_limit: LogLimiter,
+    /// Refused connections being answered (`limits::REFUSALS_IN_FLIGHT_MAX`).
+    pub(crate) refusals: Cell<usize>,
+    /// Connections open on the metrics listener (`limits::METRICS_CONNECTIONS_MAX`).
+    pub(crate) metrics_conns: Cell<usize>,
+    /// `/metrics` requests gathering (`limits::METRICS_REQUESTS_IN_FLIGHT_MAX`).
+    pub(crate) metrics_gathers: Cell<usize>,
     /// The core timer deadline the timer task sleeps towards; the flusher wakes it
     /// (`timer_wake`) when the core's next deadline is earlier.
     pub(crate) timer_at: Cell<Option<Instant>>,
@@ -79,6 +93,7 @@ impl Shard {
         core: ShardCore,
         serving: Arc<AtomicUsize>,
         mesh: MeshOut,
+        guard: Arc<Guard>,
     ) -> Self {
         Shard {
             id,
@@ -91,6 +106,11 @@ impl Shard {
             serving,
             mesh,
             open_conns: Cell::new(0),
+            guard,
+            log_limit: LogLimiter::default(),
+            refusals: Cell::new(0),
+            metrics_conns: Cell::new(0),
+            metrics_gathers: Cell::new(0),
             timer_at: Cell::new(None),
             timer_wake: Notify::default(),
             stats_waiters: RefCell::new(HashMap::new()),
@@ -102,8 +122,60 @@ impl Shard {
         self.flush.notify();
     }
 
+    /// This shard's runtime counters (in the shared [`Guard`]).
+    pub(crate) fn counters(&self) -> &ShardCounters {
+        &self.guard.shards[self.id]
+    }
+
     /// `/health`: every shard is serving and none is stopping.
     pub(crate) fn ready(&self) -> bool {
         self.serving.load(Ordering::SeqCst) >= self.config.shards && !self.shutting_down.get()
+    }
+}
+
+/// What a [`Place`] is counted in, and its bound.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Counted {
+    /// `Shard::refusals`, at most `limits::REFUSALS_IN_FLIGHT_MAX`.
+    Refusals,
+    /// `Shard::metrics_conns`, at most `limits::METRICS_CONNECTIONS_MAX`.
+    MetricsConns,
+    /// `Shard::metrics_gathers`, at most `limits::METRICS_REQUESTS_IN_FLIGHT_MAX`.
+    MetricsGathers,
+}
+
+impl Shard {
+    fn counted(&self, which: Counted) -> (&Cell<usize>, usize) {
+        match which {
+            Counted::Refusals => (&self.refusals, limits::REFUSALS_IN_FLIGHT_MAX),
+            Counted::MetricsConns => (&self.metrics_conns, limits::METRICS_CONNECTIONS_MAX),
+            Counted::MetricsGathers => (&self.metrics_gathers, limits::METRICS_REQUESTS_IN_FLIGHT_MAX),
+        }
+    }
+}
+
+/// One of a bounded number of places of a shard (see [`Counted`]), owned so that it can
+/// move into the task that uses it; given back on drop.
+pub(crate) struct Place {
+    shard: Rc<Shard>,
+    which: Counted,
+}
+
+impl Place {
+    /// A place, if the bound leaves one.
+    pub(crate) fn take(shard: &Rc<Shard>, which: Counted) -> Option<Place> {
+        let (count, max) = shard.counted(which);
+        let n = count.get();
+        (n < max).then(|| {
+            count.set(n + 1);
+            Place { shard: shard.clone(), which }
+        })
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let (count, _) = self.shard.counted(self.which);
+        count.set(count.get().saturating_sub(1));
     }
 }

@@ -1,9 +1,11 @@
 """Fixtures: the real `shardbar` binary on free loopback ports, and async test support.
 
 Every router is started from a TOML file written here (``--shards 2``, a TCP listener for
-WebSocket + RawSocket and a Unix-socket RawSocket listener), waited for with ``GET /health``
-(200 once every shard serves), and stopped by its PID in a finalizer: SIGTERM, then SIGKILL
-after a timeout. Its stdout/stderr go to a log file the tests can read (``router.log_text()``).
+WebSocket + RawSocket, a Unix-socket RawSocket listener, and a metrics listener on
+``router.metrics_port``), waited for with ``GET /health`` on the metrics listener (200 once
+every shard serves), and stopped by its PID in a finalizer: SIGTERM, then SIGKILL after a
+timeout. ``/health`` and ``/metrics`` are not served on the WAMP port unless a test opts in
+(``metrics={"http_endpoints_on_wamp_port": True}``). Its stdout/stderr go to a log file the tests can read (``router.log_text()``).
 
 Tests written as ``async def`` run in a fresh asyncio loop with a hard time limit
 (``ASYNC_TEST_TIMEOUT_S`` or ``@pytest.mark.async_timeout(s)``); pytest-timeout is the
@@ -63,14 +65,15 @@ def toml_value(v) -> str:
 
 
 class Router:
-    """One `shardbar` process. ``limits``/``router``: extra keys for those sections;
-    ``realms``: list of dicts for ``[[realm]]`` (default: realm1)."""
+    """One `shardbar` process. ``limits``/``router``/``metrics``: extra keys for those
+    sections; ``realms``: list of dicts for ``[[realm]]`` (default: realm1)."""
 
     def __init__(self, name: str = "router", shards: int = 2, limits: dict | None = None,
                  router: dict | None = None, realms: list[dict] | None = None, unix: bool = True,
-                 listener: dict | None = None, unix_listener: dict | None = None):
+                 listener: dict | None = None, unix_listener: dict | None = None, metrics: dict | None = None):
         self.dir = Path(tempfile.mkdtemp(prefix=f"sb-{name}-"))
         self.port = free_port()
+        self.metrics_port = free_port()
         self.unix_path = str(self.dir / "rs.sock") if unix else None
         self.config_path = self.dir / "shardbar.toml"
         self.log_path = self.dir / "router.log"
@@ -86,17 +89,20 @@ class Router:
             lines += [f"{k} = {toml_value(v)}" for k, v in (unix_listener or {}).items()]
         if limits:
             lines += ["", "[limits]"] + [f"{k} = {toml_value(v)}" for k, v in limits.items()]
-        lines += ["", "[metrics]", "summary_interval_s = 0"]
+        m = {"address": f"127.0.0.1:{self.metrics_port}", "summary_interval_s": 0}
+        m.update(metrics or {})
+        lines += ["", "[metrics]"] + [f"{k} = {toml_value(v)}" for k, v in m.items()]
         for realm in realms or [{"name": "realm1"}]:
             lines += ["", "[[realm]]"] + [f"{k} = {toml_value(v)}" for k, v in realm.items()]
         self.config_path.write_text("\n".join(lines) + "\n")
 
-    def start(self, timeout: float = 30.0) -> Router:
+    def start(self, timeout: float = 30.0, preexec_fn=None) -> Router:
+        """Start and wait for /health; ``preexec_fn`` runs in the child before exec (limits)."""
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [shardbar_bin(), "--config", str(self.config_path)],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, "NO_COLOR": "1"},
+            env={**os.environ, "NO_COLOR": "1"}, preexec_fn=preexec_fn,
         )
         deadline = time.monotonic() + timeout
         while True:
@@ -112,7 +118,7 @@ class Router:
 
     def healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/health", timeout=1) as r:
                 return r.status == 200
         except Exception:
             return False

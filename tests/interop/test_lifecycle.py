@@ -8,6 +8,7 @@ import contextlib
 import os
 import resource
 import signal
+import socket
 import subprocess
 import time
 
@@ -31,11 +32,24 @@ async def wait_exit(proc: subprocess.Popen, timeout: float) -> tuple[int, float]
     return code, time.monotonic() - t0
 
 
+def rawsocket_accepts(port: int) -> bool:
+    """Whether a RawSocket handshake (JSON) on ``port`` gets the router's success reply."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(bytes([0x7F, 0xF1, 0, 0]))
+            reply = sock.recv(4)
+    except OSError:
+        return False
+    return len(reply) == 4 and reply[0] == 0x7F and reply[1] & 0x0F == 1
+
+
 @contextlib.asynccontextmanager
 async def cli_router(tmp_path, preexec_fn=None, from_env=False):
-    """`shardbar --listen 127.0.0.1:P --shards 2` (no config file), healthy within 30 s;
+    """`shardbar --listen 127.0.0.1:P --shards 2` (no config file), serving within 30 s;
     yields (process, a Router probe for its port, log path). Killed by PID on the way out.
-    With ``from_env`` the two settings come from SHARDBAR_LISTEN and SHARDBAR_SHARDS instead."""
+    With ``from_env`` the two settings come from SHARDBAR_LISTEN and SHARDBAR_SHARDS instead.
+    The built-in defaults have no metrics listener and keep /health off the WAMP port, so
+    "serving" is a RawSocket handshake the router accepts (``rawsocket_accepts``)."""
     from conftest import Router
 
     port = free_port()
@@ -52,9 +66,9 @@ async def cli_router(tmp_path, preexec_fn=None, from_env=False):
         probe = Router.__new__(Router)
         probe.port, probe.unix_path = port, None
         deadline = time.monotonic() + 30
-        while not probe.healthy():
+        while not rawsocket_accepts(port):
             assert proc.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "not healthy in 30 s"
+            assert time.monotonic() < deadline, "not serving in 30 s"
             await asyncio.sleep(0.05)
         yield proc, probe, log_path
     finally:
@@ -116,7 +130,7 @@ async def test_sigterm_with_unresponsive_peers_still_exits_in_time(make_router):
 async def test_command_line_listen_and_shards_then_sigint(tmp_path):
     # Goal: `shardbar --listen 127.0.0.1:P --shards 2` (no config file) serves both shards,
     # and SIGINT stops it with exit 0.
-    # Method: start it, wait for /health, open sessions until both shards were seen (bounded),
+    # Method: start it, wait until it serves, open sessions until both shards were seen (bounded),
     # send SIGINT with a session open; the session gets system_shutdown; exit 0.
     async with cli_router(tmp_path) as (proc, probe, _):
         seen, kept = set(), None
@@ -185,8 +199,8 @@ def test_bad_command_line_exits_2():
 @pytest.mark.async_timeout(60)
 async def test_environment_variables_set_listen_and_shards(tmp_path):
     # Goal: SHARDBAR_LISTEN and SHARDBAR_SHARDS do what --listen and --shards do.
-    # Method: start with only the two variables (no flags, no file), wait for /health on that
-    # port, open a session there, check the start line says 2 shards; SIGTERM, exit 0.
+    # Method: start with only the two variables (no flags, no file), wait until that port
+    # serves, open a session there, check the start line says 2 shards; SIGTERM, exit 0.
     async with cli_router(tmp_path, from_env=True) as (proc, probe, log):
         s = await connect(probe, "ws-json")
         assert "shards=2" in log.read_text(), log.read_text()
@@ -244,7 +258,7 @@ async def test_second_router_on_a_port_in_use_refuses_to_start(make_router):
 async def test_shards_pin_to_the_cpus_the_process_may_use(tmp_path):
     # Goal: under `taskset -c <last cpu>` both shards pin to the allowed CPU and serve (they
     # used to pin to CPU 0.. regardless; in a cpuset that fails to start). Method: start with
-    # the affinity set in the child, wait for /health (bounded), read each shard thread's
+    # the affinity set in the child, wait until it serves (bounded), read each shard thread's
     # allowed CPUs from /proc, SIGTERM, expect exit 0.
     last = max(os.sched_getaffinity(0))
     async with cli_router(tmp_path, preexec_fn=lambda: os.sched_setaffinity(0, {last})) as (proc, _, log):
@@ -263,7 +277,7 @@ async def test_shards_pin_to_the_cpus_the_process_may_use(tmp_path):
 
 async def test_second_signal_exits_at_once(tmp_path):
     # Goal: a second shutdown signal while stopping exits at once with 130 (the operator's
-    # way out of a slow shutdown). Method: start, wait for /health, send SIGTERM then SIGINT
+    # way out of a slow shutdown). Method: start, wait until it serves, send SIGTERM then SIGINT
     # (different signals, so the kernel does not merge them) back to back, long before the
     # graceful stop could finish; expect 130 and the log line.
     async with cli_router(tmp_path) as (proc, _, log):
@@ -296,7 +310,7 @@ async def test_health_reports_503_while_stopping(make_router):
     m = await rude.recv()
     assert m[0] == rw.GOODBYE
     # Each shard notices the shutdown on its own (a 20 ms tick), and /health is answered by
-    # whichever shard accepts the probe: allow a short, bounded delay.
+    # shard 0 (the metrics listener's): allow a short, bounded delay.
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 2
     while router.healthy():
@@ -314,3 +328,49 @@ def test_router_logs_each_shard_serving(make_router):
     router = make_router(name="log", limits={"ping_interval_ms": 0})
     text = router.log_text()
     assert "shard serving" in text and "shard=0" in text and "shard=1" in text, text
+
+
+@pytest.mark.async_timeout(120)
+async def test_restart_on_the_same_ports_after_clients_left_succeeds_at_once():
+    # Goal: a router stopped cleanly after clients joined and left can be started again on
+    # the same ports at once. The connections the router closed first sit in TIME_WAIT for
+    # about a minute; they must not make the start-up "port in use" check refuse (it did:
+    # the check bound with SO_REUSEADDR, the listeners' sockets without it), while a
+    # second live router is still refused (test_second_router_on_a_port_in_use_refuses_to_start).
+    # Method: one config with fixed ports, three rounds of: start (healthy within 15 s, or
+    # the start fails with the router's message), a WebSocket and a RawSocket session join
+    # and leave with GOODBYE, SIGTERM (exit 0); each next start follows at once.
+    from conftest import Router
+
+    r = Router(name="restart", limits={"ping_interval_ms": 0})
+    try:
+        for round_ in range(3):
+            r.start(timeout=15)
+            for kind in ("ws-json", "rs-msgpack"):
+                s = await connect(r, kind)
+                await s.close()
+            raw = await rw.raw_session(r, "ws-cbor")
+            await raw.send([rw.GOODBYE, {}, "wamp.close.close_realm"])
+            m = await raw.recv()
+            assert m[0] == rw.GOODBYE, m
+            raw.close()
+            code = r.stop()
+            assert code == 0, (round_, code, r.log_text())
+    finally:
+        r.cleanup()
+
+
+@pytest.mark.async_timeout(60)
+async def test_built_in_defaults_serve_no_http_endpoints_on_the_wamp_port(tmp_path):
+    # Goal: with no config file (what users run first) /health and /metrics are not served
+    # on the WAMP port, whatever address --listen gives it: they would tell anyone who can
+    # connect every realm's name. The answer says where they are instead (404).
+    # Method: start without a file, GET both paths on the WAMP port (bounded), then SIGTERM.
+    async with cli_router(tmp_path) as (proc, probe, _):
+        for path in ("/health", "/metrics"):
+            status, _, body = await rw.http_exchange(probe.port, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            assert status == 404 and b"[metrics] address" in body, (path, status, body)
+            assert b"realm1" not in body
+        proc.send_signal(signal.SIGTERM)
+        code, _ = await wait_exit(proc, 15)
+        assert code == 0

@@ -1,8 +1,10 @@
 """Observability: ``GET /metrics`` parses as Prometheus text and its counters add up to what
-clients sent and received, per shard and in total; ``GET /health`` flips to ready.
+clients sent and received, per shard and in total; ``GET /health`` flips to ready. Both are
+served on the metrics listener (``[metrics] address``), and on the WAMP port only with
+``http_endpoints_on_wamp_port = true``; scrapes gathering at once are capped.
 
-The router gathers every shard's counters over its mesh on each scrape, so a scrape sent
-to either shard sees both. Each test runs its own router, so counts start at zero.
+The router gathers every shard's counters over its mesh on each scrape, so a scrape answered
+by any shard sees both. Each test runs its own router, so counts start at zero.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ async def test_counters_add_up_per_shard_and_in_total(mrouter):
             await asyncio.sleep(0.01)
         assert [len(g) for g in got] == [N_EVENTS, N_EVENTS]
 
-        m = scrape(mrouter.port)
+        m = scrape(mrouter.metrics_port)
         assert total(m, "shardbar_messages_in_total", type="PUBLISH") == N_EVENTS
         assert total(m, "shardbar_publications_total", realm="realm1") == N_EVENTS
         assert per_shard(m, "shardbar_publications_total") == {"0": N_EVENTS, "1": 0}
@@ -120,23 +122,22 @@ async def test_counters_add_up_per_shard_and_in_total(mrouter):
         assert per_shard(m, "shardbar_mesh_messages_sent_total")["0"] >= N_EVENTS
         assert total(m, "shardbar_encode_failures_total") == 0
 
-        # A second scrape through the other shard sees the same publications.
+        # Later scrapes see the same publications.
         before = total(m, "shardbar_publications_total")
         for _ in range(5):
-            again = scrape(mrouter.port)
+            again = scrape(mrouter.metrics_port)
             assert total(again, "shardbar_publications_total") == before
 
 
 def test_health_flips_to_ready_and_metrics_listener_serves():
-    # Goal: GET /health is unreachable or 503 until every shard serves, then 200; a
-    # separate [metrics] listener serves /metrics and /health too, and refuses WAMP paths.
-    # Method: start a router with a metrics listener and poll /health on both ports from
-    # the moment the process starts, recording every answer until the first 200.
-    mport = free_port()
+    # Goal: GET /health on the metrics listener is unreachable or 503 until every shard
+    # serves, then 200; the metrics listener serves /metrics too and refuses WAMP paths; the
+    # WAMP port serves neither (404) without the opt-in.
+    # Method: start a router (the fixture's config has a metrics listener) and poll /health
+    # on the metrics port from the moment the process starts, recording every answer until
+    # the first 200; then GET the other paths.
     r = Router(name="health", limits={"ping_interval_ms": 0})
-    text = r.config_path.read_text()
-    assert "[metrics]\n" in text
-    r.config_path.write_text(text.replace("[metrics]\n", f'[metrics]\naddress = "127.0.0.1:{mport}"\n'))
+    mport = r.metrics_port
     proc = subprocess.Popen(
         [shardbar_bin(), "--config", str(r.config_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -145,7 +146,7 @@ def test_health_flips_to_ready_and_metrics_listener_serves():
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
-                code = urllib.request.urlopen(f"http://127.0.0.1:{r.port}/health", timeout=2).status
+                code = urllib.request.urlopen(f"http://127.0.0.1:{mport}/health", timeout=2).status
             except urllib.error.HTTPError as e:
                 code = e.code
             except (urllib.error.URLError, ConnectionError, socket.timeout):
@@ -156,12 +157,53 @@ def test_health_flips_to_ready_and_metrics_listener_serves():
             time.sleep(0.002)
         assert answers[-1] == 200, answers[-10:]
         assert all(a in (None, 503) for a in answers[:-1]), set(answers)
-        assert urllib.request.urlopen(f"http://127.0.0.1:{mport}/health", timeout=5).status == 200
         assert "shardbar_connections" in urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
-        with pytest.raises(urllib.error.HTTPError) as e:
-            urllib.request.urlopen(f"http://127.0.0.1:{mport}/ws", timeout=5)
-        assert e.value.code == 404
+        for port, path in ((mport, "/ws"), (r.port, "/health"), (r.port, "/metrics")):
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5)
+            assert e.value.code == 404, (port, path)
     finally:
         proc.terminate()
         assert proc.wait(15) == 0
         r.cleanup()
+
+
+def test_http_endpoints_on_the_wamp_port_with_the_opt_in(make_router):
+    # Goal: `[metrics] http_endpoints_on_wamp_port = true` serves /health and /metrics on the
+    # WAMP port as well (for setups that cannot open a second port); other paths still get
+    # 426. Method: a router with the opt-in; GET the three paths on its WAMP port.
+    router = make_router(name="optin", limits={"ping_interval_ms": 0}, metrics={"http_endpoints_on_wamp_port": True})
+    assert urllib.request.urlopen(f"http://127.0.0.1:{router.port}/health", timeout=5).status == 200
+    assert "shardbar_sessions" in scrape_text(router.port)
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(f"http://127.0.0.1:{router.port}/other", timeout=5)
+    assert e.value.code == 426
+
+
+def scrape_text(port: int) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+
+
+async def test_scrapes_gathering_at_once_are_capped_and_counted(mrouter):
+    # Goal: at most a few /metrics requests gather at once on a shard (each asks every
+    # shard over the mesh); the rest get 503 at once, and every 503 is counted in
+    # shardbar_metrics_requests_refused_total.
+    # Method: open 48 connections to the metrics listener (all served by shard 0), then
+    # send every request in one burst, so they arrive before any gather can finish; count
+    # the answers, then scrape once more and compare.
+    n = 48
+    conns = [await asyncio.open_connection("127.0.0.1", mrouter.metrics_port) for _ in range(n)]
+    for _, w in conns:
+        w.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.gather(*(w.drain() for _, w in conns))
+
+    async def status(reader, writer) -> int:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        writer.close()
+        return int(head.split()[1])
+
+    answers = await asyncio.gather(*(status(r, w) for r, w in conns))
+    assert set(answers) <= {200, 503}, answers
+    assert answers.count(200) >= 1 and answers.count(503) >= 1, answers
+    refused = total(scrape(mrouter.metrics_port), "shardbar_metrics_requests_refused_total")
+    assert refused == answers.count(503), (refused, answers)

@@ -462,17 +462,19 @@ async def test_websocket_upgrade_picks_an_offered_wamp_subprotocol(vrouter):
     ("GET / HTTP/1.1\r\nHost: x\r\n\r\n", 426),
     ("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n", 426),
     ("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 426),
-    ("GET /health HTTP/1.1\r\nHost: x\r\n\r\n", 200),
+    ("GET /health HTTP/1.1\r\nHost: x\r\n\r\n", 404),
+    ("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 404),
     ("HELLO THERE\r\n\r\n", 400),
     ("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n"
      "Sec-WebSocket-Protocol: wamp.2.json\r\n\r\n", 426),
     ("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + "a" * 20000 + "\r\n\r\n", 431),
     ("GET / HTTP/1.1\r\n" + "".join(f"X-H{i}: v\r\n" for i in range(100)) + "\r\n", 431),
-], ids=["get-root", "get-no-upgrade", "post", "health", "garbage", "ws-version-8", "head-too-large",
+], ids=["get-root", "get-no-upgrade", "post", "health", "metrics", "garbage", "ws-version-8", "head-too-large",
         "too-many-headers"])
 async def test_plain_http(vrouter, request_text, status):
-    # Goal: plain HTTP gets 426 Upgrade Required naming websocket (except /health: 200), as
+    # Goal: plain HTTP gets 426 Upgrade Required naming websocket (except /health and
+    # /metrics: 404, they are served on the metrics listener only), as
     # does an upgrade with an unsupported WebSocket version; garbage that is not HTTP gets
     # 400; a head over 16 KiB or with more than 64 fields gets 431; the connection is closed.
     # Method: raw HTTP request, read to EOF.

@@ -90,7 +90,7 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-health() { # port -> exit 0 when GET /health answers 200
+health() { # port -> exit 0 when GET /health answers 200 (the testee config opts in to it)
   python3 - "$1" <<'EOF'
 import sys, urllib.request
 try:
@@ -152,6 +152,9 @@ websocket_testee = true
 
 [limits]
 message_size_max = 16777216
+
+[metrics]
+http_endpoints_on_wamp_port = true
 EOF
   "$BIN" --config "$OUT/testee.toml" > "$OUT/router.log" 2>&1 &
   ROUTER_PID=$!

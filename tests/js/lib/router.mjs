@@ -2,7 +2,8 @@
 //
 // The binary is $SHARDBAR_BIN (tests/run.sh exports it), else target/debug/shardbar.
 // Every router listens on a free loopback port (WebSocket and RawSocket on that one port,
-// JSON/MessagePack/CBOR), is ready once GET /health answers 200, and is stopped by its PID
+// JSON/MessagePack/CBOR), is ready once GET /health answers 200 on that port (the config
+// opts in with [metrics] http_endpoints_on_wamp_port), and is stopped by its PID
 // with SIGTERM (SIGKILL only if it has not exited within the grace period).
 
 import assert from 'node:assert/strict';
@@ -75,6 +76,9 @@ async function startOnce({ shards, serializers }) {
     '[[listener]]',
     `address = "127.0.0.1:${port}"`,
     `serializers = [${serializers.map((s) => `"${s}"`).join(', ')}]`,
+    '',
+    '[metrics]',
+    'http_endpoints_on_wamp_port = true',
     '',
   ].join('\n'));
 
