@@ -139,6 +139,11 @@ pub const SHARD_CALL_PAYLOAD_BYTES_MAX: usize = 512 << 20;
 /// exceed it gets ERROR `shardbar.error.limit_exceeded`, so no callee is buried.
 pub const SESSION_INVOCATIONS_MAX: usize = 65_536;
 
+/// Most callees of one shared registration. Every change to the callee list is pushed to
+/// every shard whole (and each join scans it for the session), so without a cap n joins cost
+/// O(n²) on every shard. Outcome: ERROR `shardbar.error.limit_exceeded` on REGISTER.
+pub const REGISTRATION_CALLEES_MAX: usize = 1_024;
+
 /// Most SUBSCRIBE/REGISTER requests of one session waiting for the shard barrier.
 /// Outcome: ERROR on the request.
 pub const SESSION_PENDING_ROUTE_CHANGES_MAX: usize = 4_096;

@@ -10,6 +10,7 @@
 //! Calls in flight live in the call table (`rpc::table`); the best-match rule is
 //! `pattern::UriIndex::best_match`.
 
+use crate::limits;
 use crate::proto::Map;
 use std::sync::Arc;
 
@@ -122,6 +123,9 @@ impl Dealer {
             if reg.callees.iter().any(|c| c.session == callee.session) {
                 return Err(RegisterRefused::SameSession);
             }
+            if reg.callees.len() >= limits::REGISTRATION_CALLEES_MAX {
+                return Err(RegisterRefused::TooManyCallees);
+            }
         } else {
             self.next_seq += 1;
             let id = router_scope_id(self.next_seq, owner);
@@ -169,11 +173,16 @@ pub enum RegisterRefused {
     OtherPolicy { registered: InvokePolicy, asked: InvokePolicy },
     /// This session is already a callee of it.
     SameSession,
+    /// The shared registration has `limits::REGISTRATION_CALLEES_MAX` callees.
+    TooManyCallees,
 }
 
 impl RegisterRefused {
     pub fn uri(self) -> &'static str {
-        crate::proto::uris::PROCEDURE_ALREADY_EXISTS
+        match self {
+            RegisterRefused::TooManyCallees => crate::proto::uris::LIMIT_EXCEEDED,
+            _ => crate::proto::uris::PROCEDURE_ALREADY_EXISTS,
+        }
     }
 
     /// The ERROR's message for the registering client.
@@ -187,6 +196,12 @@ impl RegisterRefused {
                 asked.as_str()
             ),
             RegisterRefused::SameSession => format!("this session already registered {procedure}"),
+            RegisterRefused::TooManyCallees => {
+                format!(
+                    "procedure {procedure} has {} callees, the most a shared registration may have",
+                    limits::REGISTRATION_CALLEES_MAX
+                )
+            }
         }
     }
 }
@@ -376,5 +391,14 @@ mod tests {
         let e = d.owner_register(0, &s, MatchPolicy::Exact, InvokePolicy::Single, false, c(2)).unwrap_err();
         assert_eq!(e, RegisterRefused::Exists);
         assert_eq!(e.uri(), "wamp.error.procedure_already_exists");
+        // A shared registration's callee list is capped (each change is pushed to every
+        // shard whole, so joins would otherwise cost O(n²)).
+        let m: Arc<str> = Arc::from("many");
+        for s in 0..limits::REGISTRATION_CALLEES_MAX as u64 {
+            d.owner_register(0, &m, MatchPolicy::Exact, InvokePolicy::RoundRobin, false, c(s)).unwrap();
+        }
+        let e = d.owner_register(0, &m, MatchPolicy::Exact, InvokePolicy::RoundRobin, false, c(u64::MAX)).unwrap_err();
+        assert_eq!(e, RegisterRefused::TooManyCallees);
+        assert_eq!(e.uri(), "shardbar.error.limit_exceeded");
     }
 }
