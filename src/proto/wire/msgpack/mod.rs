@@ -18,6 +18,11 @@
 //! borrowed until a value is really wanted. `skip` walks containers with a fixed array of open
 //! counts rather than recursion; value decoding recurses, bounded by `VALUE_DEPTH_MAX`.
 //!
+//! Bounds on what a message may cost: a dict element (`Options`, `Details`) larger than
+//! `limits::OPTIONS_MAX_BYTES` is refused before any of it is built, and the values built for
+//! one message are counted against `limits::OPTIONS_VALUES_MAX` ([`codec::Budget`]). The
+//! payload is never built, but its walk checks that an `ArgumentsKw` dict has string keys.
+//!
 //! The format is the modern spec (v5, with the str/bin distinction), written the way
 //! autobahn-python writes it (`msgpack.packb(obj, use_bin_type=True)`), so re-encoding
 //! reproduces the WAMP test vectors byte for byte: every integer, string, binary, array and
@@ -37,10 +42,10 @@ use rmp::Marker;
 use rmp::decode::{self as rd, Bytes};
 use rmp::encode as wr;
 
-use super::codec::{self, ValueKind};
+use super::codec::{self, Budget, ValueKind};
 use super::error::{DecodeError, Found};
 use super::value::{Dict, MapBuilder, Value};
-use crate::limits::{DECODE_PREALLOC_MAX_ELEMENTS, VALUE_DEPTH_MAX};
+use crate::limits::{DECODE_PREALLOC_MAX_ELEMENTS, OPTIONS_MAX_BYTES, VALUE_DEPTH_MAX};
 
 #[cfg(test)]
 mod tests;
@@ -107,6 +112,8 @@ enum Mode {
 struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Values this cursor may still build.
+    budget: Budget,
 }
 
 fn truncated(at: usize) -> DecodeError {
@@ -139,8 +146,9 @@ fn capacity(n: u32, left_bytes: usize, min_bytes: usize) -> usize {
 }
 
 impl<'a> Cursor<'a> {
+    /// A cursor for payload values, which builds as many as the input holds.
     fn new(buf: &'a [u8]) -> Self {
-        Cursor { buf, pos: 0 }
+        Cursor { buf, pos: 0, budget: Budget::UNLIMITED }
     }
 
     fn rest(&self) -> &'a [u8] {
@@ -239,16 +247,35 @@ impl<'a> Cursor<'a> {
         Ok(head)
     }
 
-    /// Validate one item without building it. The walk keeps the items left in each open
-    /// container in a fixed array instead of recursing, so the depth bound is also the bound
-    /// on the walk's memory.
+    /// Validate one item without building it, whatever its dict keys are (as payload values
+    /// may have them).
     fn skip(&mut self) -> Result<ValueKind, DecodeError> {
+        self.walk(false)
+    }
+
+    /// Validate one element of a message without building it: as `skip`, and a dict's own
+    /// keys must be strings (WAMP's rule for `Options`, `Details` and `ArgumentsKw`, so such
+    /// a payload can reach a JSON peer); keys nested deeper are application data.
+    fn skip_element(&mut self) -> Result<ValueKind, DecodeError> {
+        self.walk(true)
+    }
+
+    /// The walk behind `skip`: it keeps the items left in each open container in a fixed
+    /// array instead of recursing, so the depth bound is also the bound on its memory. With
+    /// `string_keys`, the keys of a dict at the top are checked to be strings.
+    fn walk(&mut self, string_keys: bool) -> Result<ValueKind, DecodeError> {
         let mut open = [0u64; VALUE_DEPTH_MAX];
         let mut depth = 0;
         let mut kind = None;
+        // Set when the item about to be read is a key of the top-level dict.
+        let mut top_key = false;
         loop {
+            let at = self.pos;
             let head = self.head()?;
-            kind.get_or_insert(head.kind());
+            if top_key && !matches!(head, Head::Str(_)) {
+                return Err(DecodeError::KeyType { found: head.name(), at, integers_allowed: false });
+            }
+            let top_dict = *kind.get_or_insert(head.kind()) == ValueKind::Dict;
             let items = match head {
                 Head::Array(n) => Some(u64::from(n)),
                 Head::Map(n) => Some(u64::from(n) * 2),
@@ -270,11 +297,32 @@ impl<'a> Cursor<'a> {
                 return Ok(kind.unwrap_or(ValueKind::Other));
             }
             open[depth - 1] -= 1;
+            // A dict of n pairs opens with 2n items: a key is next when an odd count is left.
+            top_key = string_keys && top_dict && depth == 1 && open[0] % 2 == 1;
+        }
+    }
+
+    /// Refuse the dict whose header is at `start` if its encoding runs past
+    /// `limits::OPTIONS_MAX_BYTES`, before any of it is built: it is walked over a view of
+    /// the input cut at the cap, so the walk reads no further and allocates nothing. When the
+    /// rest of the input fits the cap there is nothing to check.
+    fn check_dict_size(&self, start: usize) -> Result<(), DecodeError> {
+        let Some(cut) = self.buf.get(..start.saturating_add(OPTIONS_MAX_BYTES)) else {
+            return Ok(());
+        };
+        if cut.len() == self.buf.len() {
+            return Ok(());
+        }
+        match (Cursor { buf: cut, pos: start, budget: Budget::UNLIMITED }).skip() {
+            // Running out of the cut view means the dict needs bytes beyond the cap.
+            Err(DecodeError::Truncated { .. }) => Err(DecodeError::DictTooLarge),
+            other => other.map(|_| ()),
         }
     }
 
     /// Decode one value; `None` is an ext (an absent entry in `Mode::Options` dicts).
     fn value(&mut self, depth: usize, mode: Mode) -> Result<Option<Value>, DecodeError> {
+        self.budget.take()?;
         Ok(Some(match self.head()? {
             Head::Nil => Value::Null,
             Head::Bool(b) => Value::Bool(b),
@@ -329,7 +377,7 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Reader { cur: Cursor::new(buf), left: 0 }
+        Reader { cur: Cursor { buf, pos: 0, budget: Budget::MESSAGE }, left: 0 }
     }
 
     /// Account for one top-level element about to be read.
@@ -380,8 +428,14 @@ impl codec::Reader for Reader<'_> {
 
     fn dict(&mut self) -> Result<Dict, DecodeError> {
         self.element()?;
+        let start = self.cur.pos;
         match self.cur.head()? {
-            Head::Map(n) => self.cur.map(n, 0, Mode::Options),
+            Head::Map(n) => {
+                self.cur.check_dict_size(start)?;
+                // The dict counts as a value, as it does where a builder makes it (JSON).
+                self.cur.budget.take()?;
+                self.cur.map(n, 0, Mode::Options)
+            }
             other => Err(DecodeError::WrongType { expected: "a dict", found: Found::Type(other.name()) }),
         }
     }
@@ -394,7 +448,7 @@ impl codec::Reader for Reader<'_> {
     fn skip(&mut self) -> Result<(Range<usize>, ValueKind), DecodeError> {
         self.element()?;
         let start = self.cur.pos;
-        let kind = self.cur.skip()?;
+        let kind = self.cur.skip_element()?;
         Ok((start..self.cur.pos, kind))
     }
 

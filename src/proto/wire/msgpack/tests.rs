@@ -197,6 +197,59 @@ fn dict_keys_must_be_strings_except_integers_in_payloads() {
     assert!(decode_values(&hex("81c40161c3")).expect_err("bin key").to_string().contains("found binary"));
 }
 
+// Goal: every dict element of a message has string keys. Options/Details with another key
+// are refused (as they always were), and now so is an ArgumentsKw map whose own keys are not
+// all strings, at decode time, so it never reaches a peer of another serializer. Keys nested
+// deeper are application data: they pass, and a transcode that cannot carry them fails
+// cleanly. Method: PUBLISH frames with each kind of key, then transcodes.
+#[test]
+fn dict_elements_have_string_keys() {
+    let key_error = |h: &str| match dec(h).expect_err(h).innermost() {
+        DecodeError::KeyType { found, integers_allowed: false, .. } => *found,
+        other => panic!("{h}: {other}"),
+    };
+    assert_eq!(key_error(&format!("94 10 01 81 01 c3 {}", s("t"))), "integer");
+    let kwargs = |kw: &str| format!("96 10 01 80 {} 90 {kw}", s("t")).replace(' ', "");
+    assert_eq!(key_error(&kwargs("81 c3 01")), "bool");
+    assert_eq!(key_error(&kwargs("81 01 02")), "integer");
+    assert_eq!(key_error(&kwargs("81 ff 02")), "integer");
+    assert_eq!(key_error(&kwargs(&format!("82 {} 01 c0 02", s("a")))), "null");
+    assert_eq!(key_error(&kwargs("81 c40161 01")), "binary");
+    assert_eq!(key_error(&kwargs("81 90 01")), "list");
+    assert!(dec(&kwargs(&format!("82 {} 01 {} 81 01 02", s("k"), s("j")))).is_ok());
+
+    // Deeper keys pass; JSON cannot carry a bool key, integer keys become their decimal string.
+    let nested = |inner: &str| match dec(&kwargs(&format!("81 {} {inner}", s("k")))) {
+        Ok(Message::Publish { payload, .. }) => payload,
+        other => panic!("{inner}: {other:?}"),
+    };
+    let bool_key = nested("81 c3 01");
+    for to in [Serializer::Json, Serializer::Cbor] {
+        let e = bool_key.transcode(to).expect_err("a bool key");
+        assert!(matches!(e.innermost(), DecodeError::KeyType { found: "bool", .. }), "{to:?}: {e}");
+    }
+    assert_eq!(&nested("81 01 02").transcode(Serializer::Json).expect("to JSON").raw[..], br#"[],{"k":{"1":2}}"#);
+}
+
+// Goal: an ID that is not an integer in 0..=u64::MAX is a typed decode error, never a panic
+// or a truncation (MessagePack has no integer beyond 64 bits). Method: PUBLISHED frames with
+// each kind of bad ID.
+#[test]
+fn ids_outside_u64_are_typed_errors() {
+    let innermost = |h: &str| dec(h).expect_err(h).innermost().clone();
+    let negative = |n| DecodeError::WrongType { expected: "a non-negative integer", found: Found::Negative(n) };
+    assert_eq!(dec("931101cfffffffffffffffff"), Ok(Message::Published { request: 1, publication: u64::MAX }));
+    assert_eq!(innermost("931101ff"), negative(0));
+    assert_eq!(innermost("931101d3ffffffffffffffff"), negative(0));
+    assert_eq!(innermost("931101d38000000000000000"), negative(i64::MAX as u64));
+    for float in ["ca3f800000", "cb3ff0000000000000", "cb43f0000000000000"] {
+        let e = innermost(&format!("931101{float}"));
+        assert_eq!(e, DecodeError::WrongType { expected: "an integer", found: Found::Type("float") }, "{float}");
+    }
+    let e = innermost("931101d40000");
+    assert_eq!(e, DecodeError::WrongType { expected: "an integer", found: Found::Type("msgpack ext") });
+}
+
 #[test]
 fn top_level_list_is_exact() {
     // One element more than the header announces: trailing bytes.
@@ -325,4 +378,12 @@ fn mutated_and_random_frames_never_panic() {
     FUZZ.mutated_and_random_frames_never_panic(0x5eed_0001, |rng| {
         [0x90 | rng.below(8) as u8, [16u8, 36, 48, 50, 1, 3][rng.below(6)]]
     });
+}
+
+// Goal: a message's Options cannot cost more memory than `limits::OPTIONS_DECODED_MAX_BYTES`,
+// and a dict over the size cap is refused before anything is built. Method: the shared
+// checks of `fuzz::options_bounds_hold`, with a counting allocator, at and past each bound.
+#[test]
+fn options_bounds_hold() {
+    crate::proto::wire::fuzz::options_bounds_hold(Serializer::MsgPack);
 }
