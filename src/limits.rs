@@ -104,6 +104,37 @@ pub const VALUE_DEPTH_MAX: usize = 64;
 /// long container reallocates as it grows).
 pub const DECODE_PREALLOC_MAX_ELEMENTS: usize = 1024;
 
+/// Largest encoded `Options`/`Details` element (a message has at most one), checked before
+/// any of it is built. Such a dict is decoded into a tree of `Value`s, which costs tens of
+/// bytes per encoded byte (a one-byte msgpack nil is a 32-byte `Value`, held in a list that
+/// grows by doubling): with no cap a 16 MiB PUBLISH.Options of nils took ~1.2 GiB. The
+/// largest legitimate one is a PUBLISH whose `exclude` and `eligible` lists both hold
+/// `PUBLISH_FILTER_ENTRIES_MAX` session IDs written as JSON numbers (16 digits and a comma
+/// each): 139,264 bytes, asserted below; 256 KiB leaves room for its other keys. Payloads
+/// (`Arguments`, `ArgumentsKw`) are not options: they stay raw slices, up to
+/// `MESSAGE_SIZE_MAX_BYTES`. Outcome: ABORT `wamp.error.protocol_violation`.
+pub const OPTIONS_MAX_BYTES: usize = 256 * 1024;
+
+/// Most values (list elements and dict values, at any depth) built while decoding one
+/// message (in practice its one `Options`/`Details` dict). Within `OPTIONS_MAX_BYTES` a peer
+/// can still pack 256 Ki one-byte nils, each a 32-byte `Value`; this bounds the tree by what
+/// legitimate options need instead: the six PUBLISH filter lists (`exclude`, `eligible` and
+/// their authid/authrole forms) full, and room for the rest (asserted below). Payloads being
+/// transcoded are not counted. Outcome: ABORT `wamp.error.protocol_violation`.
+pub const OPTIONS_VALUES_MAX: usize = 32 * 1024;
+
+/// The memory bound that follows from the two above: the most bytes decoding one message's
+/// `Options`/`Details` holds at once (the values, the spare room of lists that grew by
+/// doubling, dict keys and their index, and for a large JSON dict simd-json's scratch and
+/// tape), as requested from the allocator. Not a counter: the worst shapes a peer can pack
+/// within both bounds (nils, empty lists and dicts, zeros, distinct keys, short strings, one
+/// long string) are measured against it in every serializer's tests
+/// (`wire::fuzz::options_bounds_hold`). Measured worst: 9.3 MB for a JSON dict of 29,611
+/// distinct keys (its key index and simd-json's tape), 5.3 MB in MessagePack and CBOR (32,766
+/// keys); a list of nils 1.6 MB. The 16 MiB PUBLISH.Options of nils that took ~1.2 GiB is now
+/// refused by the size cap with nothing built. Outcome: none (a documented bound).
+pub const OPTIONS_DECODED_MAX_BYTES: usize = 12 * 1024 * 1024;
+
 /// JSON values (as encoded bytes) up to this size are built by the hand-written parser,
 /// larger ones by simd-json. Measured with `bench/codec_json.rs` (`json_payload_values`),
 /// forcing one builder or the other: hand-built is ~20% faster at 64 B, the two are even
@@ -238,6 +269,29 @@ const _: () = assert!(PAYLOAD_COPY_BELOW_BYTES < READ_CHUNK_BYTES);
 const _: () = assert!(READ_CHUNK_MIN_BYTES <= READ_CHUNK_BYTES);
 const _: () = assert!(WRITE_COALESCE_MAX_BYTES <= PENDING_BYTES_MAX);
 const _: () = assert!(PING_TIMEOUT_MS < PING_INTERVAL_MS * 2);
+
+/// Decimal digits of `n` (for sizes of numbers written as JSON).
+const fn decimal_digits(mut n: u64) -> usize {
+    let mut digits = 1;
+    while n >= 10 {
+        n /= 10;
+        digits += 1;
+    }
+    digits
+}
+
+/// Digits of the largest generated ID written as a JSON number (2^53: 16).
+const ID_JSON_DIGITS_MAX: usize = decimal_digits(ID_MAX);
+
+const _: () = assert!(
+    2 * PUBLISH_FILTER_ENTRIES_MAX * (ID_JSON_DIGITS_MAX + 1) + 4 * 1024 <= OPTIONS_MAX_BYTES,
+    "PUBLISH.Options with full exclude and eligible lists of session IDs in JSON must fit"
+);
+const _: () = assert!(
+    6 * PUBLISH_FILTER_ENTRIES_MAX + 1024 <= OPTIONS_VALUES_MAX,
+    "PUBLISH.Options with all six filter lists full must fit the value budget"
+);
+const _: () = assert!(HELLO_MESSAGE_MAX_BYTES <= OPTIONS_MAX_BYTES);
 
 // ---- config ranges ----
 //

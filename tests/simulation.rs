@@ -674,8 +674,9 @@ fn request_ids_out_of_range_abort() {
 /// Goal: an RPC message that cannot be re-encoded for the receiver's serializer is answered,
 /// never dropped: the caller gets ERROR `wamp.error.invalid_argument` and the invocation is
 /// forgotten (so repeated attempts never make the callee look overloaded). Method: a
-/// MessagePack caller sends kwargs with a non-string key (`{true: 1}`) to a JSON callee, many
-/// times; then an ordinary call still reaches the callee.
+/// MessagePack caller sends kwargs with a non-string key inside a value (`{"k": {true: 1}}`;
+/// the kwargs dict's own keys must be strings and are checked at decode) to a JSON callee,
+/// many times; then an ordinary call still reaches the callee.
 #[test]
 fn unencodable_rpc_payloads_are_answered() {
     for_seeds("unencodable_rpc_payloads_are_answered", seeds(SEEDS / 10), |seed| {
@@ -685,10 +686,12 @@ fn unencodable_rpc_payloads_are_answered() {
         let caller = s.join(b, Serializer::MsgPack);
         s.register_wait(callee, "sim.p", Dict::new()).expect("register");
         for request in 1..=50u64 {
-            // [CALL, request, {}, "sim.p", [], {true: 1}]
+            // [CALL, request, {}, "sim.p", [], {"k": {true: 1}}]
             let mut bytes = vec![0x96, 0x30, 0xcf];
             bytes.extend_from_slice(&request.to_be_bytes());
-            bytes.extend_from_slice(&[0x80, 0xa5, b's', b'i', b'm', b'.', b'p', 0x90, 0x81, 0xc3, 0x01]);
+            bytes.extend_from_slice(&[
+                0x80, 0xa5, b's', b'i', b'm', b'.', b'p', 0x90, 0x81, 0xa1, b'k', 0x81, 0xc3, 0x01,
+            ]);
             s.send_raw(caller, bytes);
             match s.wait_for(caller, |m| matches!(m, Message::Error { request: r, .. } if *r == request)) {
                 Message::Error { error, .. } => assert_eq!(error, "wamp.error.invalid_argument", "seed {seed}"),

@@ -11,6 +11,7 @@ use std::ops::Range;
 
 use super::error::DecodeError;
 use super::value::{Dict, Value};
+use crate::limits::OPTIONS_VALUES_MAX;
 
 /// A serializer, numbered as in the RawSocket handshake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -118,22 +119,27 @@ impl ValueKind {
 ///
 /// Elements are read in order from the top-level list. Each typed read fails with a
 /// [`DecodeError`] when the element has another type; the caller adds which element it was.
+/// The values built for one message (by `dict` and `value`) are counted against
+/// `limits::OPTIONS_VALUES_MAX` ([`Budget`]).
 pub trait Reader {
     /// Consume the start of the top-level list.
     fn begin(&mut self) -> Result<(), DecodeError>;
     /// Whether another element of the top-level list follows.
     fn more(&mut self) -> Result<bool, DecodeError>;
-    /// A non-negative integer.
+    /// A non-negative integer (up to `u64::MAX`; beyond it `IntegerOutOfRange`).
     fn uint(&mut self) -> Result<u64, DecodeError>;
     /// A text string.
     fn string(&mut self) -> Result<String, DecodeError>;
-    /// A dict. Entries whose value is msgpack ext or CBOR `undefined` are left out (wampy
-    /// sends them for absent options).
+    /// A dict with string keys, encoded in at most `limits::OPTIONS_MAX_BYTES` (checked
+    /// before any of it is built). Entries whose value is msgpack ext or CBOR `undefined`
+    /// are left out (wampy sends them for absent options).
     fn dict(&mut self) -> Result<Dict, DecodeError>;
     /// Any value.
     fn value(&mut self) -> Result<Value, DecodeError>;
     /// Validate and skip one element without decoding it; returns its byte range in the
-    /// input and its kind. Used for the payload.
+    /// input and its kind. Used for the payload. A dict's own keys must be strings (WAMP's
+    /// rule for `ArgumentsKw`); keys nested deeper are application data and may be anything
+    /// the format allows.
     fn skip(&mut self) -> Result<(Range<usize>, ValueKind), DecodeError>;
     /// Consume the end of the top-level list; nothing may follow it.
     fn end(&mut self) -> Result<(), DecodeError>;
@@ -150,4 +156,30 @@ pub trait Writer {
     /// (the JSON writer adds the separating comma).
     fn raw(&mut self, raw: &[u8]);
     fn end(&mut self);
+}
+
+/// How many more values a decoder may build: `limits::OPTIONS_VALUES_MAX` for one message
+/// (whose only built values are its `Options`/`Details`), unlimited for a payload being
+/// transcoded. Every value builder takes one per value (list element, dict value) before it
+/// builds it, so no message's tree outgrows `limits::OPTIONS_DECODED_MAX_BYTES`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Budget(usize);
+
+impl Budget {
+    /// The budget of one message.
+    pub(crate) const MESSAGE: Budget = Budget(OPTIONS_VALUES_MAX);
+    /// No limit (payload values; the message size bounds them).
+    pub(crate) const UNLIMITED: Budget = Budget(usize::MAX);
+
+    /// Account for one value about to be built.
+    #[inline]
+    pub(crate) fn take(&mut self) -> Result<(), DecodeError> {
+        match self.0.checked_sub(1) {
+            Some(left) => {
+                self.0 = left;
+                Ok(())
+            }
+            None => Err(DecodeError::TooManyValues),
+        }
+    }
 }

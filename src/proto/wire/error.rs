@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use crate::limits::{ERROR_PEER_TEXT_MAX_CHARS, VALUE_DEPTH_MAX};
+use crate::limits::{ERROR_PEER_TEXT_MAX_CHARS, OPTIONS_MAX_BYTES, OPTIONS_VALUES_MAX, VALUE_DEPTH_MAX};
 
 /// A decode failure: the peer sent something that is not a well-formed WAMP message.
 ///
@@ -54,7 +54,7 @@ pub enum DecodeError {
     NotAList { found: &'static str },
     /// A dict key that is not a string (nor, in a payload, an integer).
     KeyType { found: &'static str, at: usize, integers_allowed: bool },
-    /// A JSON integer above `u64::MAX` where an ID or a code belongs.
+    /// An integer above `u64::MAX` (JSON digits, a CBOR bignum) where an ID or a code belongs.
     IntegerOutOfRange,
 
     // ----- Malformed items -------------------------------------------------------------------
@@ -85,6 +85,10 @@ pub enum DecodeError {
     // ----- Sizes ---------------------------------------------------------------------------
     /// An encoded message larger than a transport can frame.
     TooLarge { transport: &'static str, len_bytes: usize, max_bytes: usize },
+    /// A dict element (`Options`, `Details`) encoded in more than `limits::OPTIONS_MAX_BYTES`.
+    DictTooLarge,
+    /// More values built for one message than `limits::OPTIONS_VALUES_MAX`.
+    TooManyValues,
 
     /// A failure of a reader built on these codecs outside this module (the load generator's
     /// probe reader), which has no variant of its own. The codecs never return it.
@@ -176,6 +180,8 @@ impl fmt::Display for DecodeError {
                     write!(f, "{max_bytes}-byte frame limit")
                 }
             }
+            E::DictTooLarge => write!(f, "dict encoded in more than {OPTIONS_MAX_BYTES} bytes"),
+            E::TooManyValues => write!(f, "more than {OPTIONS_VALUES_MAX} values in one message"),
             E::Other(text) => f.write_str(text),
         }
     }

@@ -6,13 +6,19 @@
 //! mutator's byte tables and hostile headers, seeds, how a random frame is made to look like
 //! a message); the codec-specific checks stay in the codecs' own test modules.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use bytes::Bytes as Frame;
 
 use super::codec::Serializer;
 use super::error::DecodeError;
-use super::message::{decode, encode_to_vec};
+use super::message::{Message, Payload, decode, encode_to_vec, encode_value};
+use super::value::{Dict, Value};
+use crate::limits::{
+    ID_MAX, OPTIONS_DECODED_MAX_BYTES, OPTIONS_MAX_BYTES, OPTIONS_VALUES_MAX, PUBLISH_FILTER_ENTRIES_MAX,
+};
 
 /// A small deterministic generator, so a failure reproduces and the tests need no crate.
 pub(crate) enum Rng {
@@ -134,8 +140,9 @@ impl Binary {
     }
 
     /// Decode `bytes`; when that works, re-encode, decode again, check the second encoding
-    /// is the same, and transcode to the other binary serializer. Returns whether the frame
-    /// decoded.
+    /// is the same, and transcode to the other binary serializer and to JSON: a transcode
+    /// may fail (a payload key JSON cannot carry), but what it produces must decode, and the
+    /// JSON must be JSON to serde_json too. Returns whether the frame decoded.
     pub(crate) fn exercise(&self, bytes: &[u8]) -> bool {
         let (ser, other) = (self.serializer, self.transcode_to);
         let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -148,6 +155,10 @@ impl Binary {
             if let Ok(transcoded) = encode_to_vec(other, &msg) {
                 decode(other, &Frame::from(transcoded))
                     .unwrap_or_else(|e| panic!("decode the {other:?} transcode: {e:?}"));
+            }
+            if let Ok(json) = encode_to_vec(Serializer::Json, &msg) {
+                serde_json::from_slice::<serde_json::Value>(&json).expect("the JSON transcode is JSON");
+                decode(Serializer::Json, &Frame::from(json)).expect("decode the JSON transcode");
             }
             true
         }));
@@ -230,4 +241,199 @@ impl Binary {
             self.exercise(&b);
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Memory: what decoding costs, measured
+// ---------------------------------------------------------------------------------------
+
+/// The test binary's allocator: the system one, counting the bytes the current thread holds
+/// while [`peak_alloc_bytes`] measures. Only this crate's unit-test binary uses it.
+struct Counting;
+
+thread_local! {
+    /// Whether this thread is being measured.
+    static MEASURING: Cell<bool> = const { Cell::new(false) };
+    /// Bytes allocated minus bytes freed since the measurement started (frees of older
+    /// memory make it negative).
+    static LIVE_BYTES: Cell<isize> = const { Cell::new(0) };
+    /// The highest `LIVE_BYTES` seen.
+    static PEAK_BYTES: Cell<isize> = const { Cell::new(0) };
+}
+
+fn note(delta: isize) {
+    // `try_with`: allocations during thread teardown are not measured.
+    let _ = MEASURING.try_with(|on| {
+        if on.get() {
+            let live = LIVE_BYTES.with(|l| {
+                l.set(l.get() + delta);
+                l.get()
+            });
+            PEAK_BYTES.with(|p| p.set(p.get().max(live)));
+        }
+    });
+}
+
+// SAFETY: every call is passed to `System` unchanged; the counting touches only
+// const-initialised thread-locals of `Cell`s, which never allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            note(layout.size() as isize);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            note(layout.size() as isize);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        note(-(layout.size() as isize));
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            // Counted as a move, old and new both held at the peak: an allocator may copy.
+            note(new_size as isize);
+            note(-(layout.size() as isize));
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static COUNTING: Counting = Counting;
+
+/// Run `f` and return its result and the most bytes the current thread held at once
+/// during it, counted from zero at the start (the result itself included).
+pub(crate) fn peak_alloc_bytes<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    LIVE_BYTES.with(|l| l.set(0));
+    PEAK_BYTES.with(|p| p.set(0));
+    MEASURING.with(|on| on.set(true));
+    let out = f();
+    MEASURING.with(|on| on.set(false));
+    (out, PEAK_BYTES.with(|p| p.get()).max(0) as usize)
+}
+
+/// A PUBLISH frame in `ser` with `options`, topic `t` and `payload`.
+fn publish_frame(ser: Serializer, options: Dict, payload: Payload) -> Frame {
+    let msg = Message::Publish { request: 1, options, topic: "t".into(), payload };
+    Frame::from(encode_to_vec(ser, &msg).expect("encode PUBLISH"))
+}
+
+/// The size of `v` encoded in `ser`.
+fn encoded_len(ser: Serializer, v: &Value) -> usize {
+    let mut out = Vec::new();
+    encode_value(ser, v, &mut out);
+    out.len()
+}
+
+/// `{"x": "aaa…"}` encoded in exactly `len` bytes in `ser` (for `len` well above the
+/// string headers' thresholds).
+fn options_of_len(ser: Serializer, len: usize) -> Dict {
+    let with = |n: usize| Dict::new().with("x", "a".repeat(n));
+    let overhead = encoded_len(ser, &Value::Dict(with(len))) - len;
+    let d = with(len - overhead);
+    assert_eq!(encoded_len(ser, &Value::Dict(d.clone())), len, "{ser:?}");
+    d
+}
+
+/// Decode `frame`, returning the result and the most bytes held at once while decoding. It
+/// runs on a new thread, so per-thread scratch memory (simd-json's) is counted when the
+/// decode needs it rather than inherited from an earlier one.
+fn measured_decode(ser: Serializer, frame: &Frame) -> (Result<Message, DecodeError>, usize) {
+    std::thread::scope(|s| s.spawn(|| peak_alloc_bytes(|| decode(ser, frame))).join().expect("decode thread"))
+}
+
+/// The bounds on a message's `Options`/`Details` hold for `ser`: the encoded size cap
+/// (`limits::OPTIONS_MAX_BYTES`) is exact and refuses a larger dict before building any of
+/// it, the value budget (`limits::OPTIONS_VALUES_MAX`) is exact, and the worst shapes a peer
+/// can pack within both stay under `limits::OPTIONS_DECODED_MAX_BYTES`; legitimate large
+/// options and large payloads still pass.
+pub(crate) fn options_bounds_hold(ser: Serializer) {
+    // The size cap, at and one byte past it.
+    let (at_cap, _) =
+        measured_decode(ser, &publish_frame(ser, options_of_len(ser, OPTIONS_MAX_BYTES), Payload::empty()));
+    assert!(at_cap.is_ok(), "{ser:?}: {at_cap:?}");
+    let over = publish_frame(ser, options_of_len(ser, OPTIONS_MAX_BYTES + 1), Payload::empty());
+    let (over, peak) = measured_decode(ser, &over);
+    let e = over.expect_err("one byte over the cap");
+    assert_eq!(e.innermost(), &DecodeError::DictTooLarge, "{ser:?}: {e}");
+    assert_eq!(e.to_string(), format!("PUBLISH.Options: dict encoded in more than {OPTIONS_MAX_BYTES} bytes"));
+    assert!(peak < 1024, "{ser:?}: {peak} bytes held to refuse a dict over the cap");
+
+    // The 16 MiB of nils (zeros in JSON) that took ~1.2 GiB: refused fast, nothing built.
+    let hostile =
+        Dict::new().with("x", Value::List(vec![filler(ser); 16 << 20 >> usize::from(ser == Serializer::Json)]));
+    let frame = publish_frame(ser, hostile, Payload::empty());
+    let started = std::time::Instant::now();
+    let (refused, peak) = measured_decode(ser, &frame);
+    assert_eq!(refused.map_err(|e| e.innermost().clone()), Err(DecodeError::DictTooLarge), "{ser:?}");
+    assert!(
+        peak < 1024 && started.elapsed() < std::time::Duration::from_secs(1),
+        "{ser:?}: {peak} bytes, {:?}",
+        started.elapsed()
+    );
+
+    // The value budget: the dict and the list count as one value each, the elements one each.
+    let nils = |n: usize| Dict::new().with("x", Value::List(vec![filler(ser); n]));
+    let (at_budget, peak) = measured_decode(ser, &publish_frame(ser, nils(OPTIONS_VALUES_MAX - 2), Payload::empty()));
+    assert!(at_budget.is_ok(), "{ser:?}: {at_budget:?}");
+    assert!(peak <= OPTIONS_DECODED_MAX_BYTES, "{ser:?}: {peak} bytes");
+    let (over, peak) = measured_decode(ser, &publish_frame(ser, nils(OPTIONS_VALUES_MAX - 1), Payload::empty()));
+    let e = over.expect_err("one value over the budget");
+    assert_eq!(e.innermost(), &DecodeError::TooManyValues, "{ser:?}: {e}");
+    assert!(peak <= OPTIONS_DECODED_MAX_BYTES, "{ser:?}: {peak} bytes");
+
+    // The worst shapes within both bounds: as many elements as fit both (the dict and the
+    // list around them count as values too).
+    type Shape = fn(Serializer, usize) -> Dict;
+    let shapes: [(&str, Shape); 7] = [
+        ("nils", |ser, n| Dict::new().with("x", Value::List(vec![filler(ser); n]))),
+        ("empty lists", |_, n| Dict::new().with("x", Value::List(vec![Value::List(Vec::new()); n]))),
+        ("empty dicts", |_, n| Dict::new().with("x", Value::List(vec![Value::Dict(Dict::new()); n]))),
+        ("zeros", |_, n| Dict::new().with("x", Value::List(vec![Value::UInt(0); n]))),
+        ("distinct keys", |ser, n| (0..n + 1).map(|i| (format!("{i:x}"), filler(ser))).collect()),
+        ("short strings", |_, n| Dict::new().with("x", Value::List(vec![Value::str("abcde"); n]))),
+        ("one long string", |ser, _| options_of_len(ser, OPTIONS_MAX_BYTES)),
+    ];
+    for (shape, make) in shapes {
+        let fits = |n: usize| encoded_len(ser, &Value::Dict(make(ser, n))) <= OPTIONS_MAX_BYTES;
+        let (mut n, mut over) = (0, OPTIONS_VALUES_MAX - 1);
+        while n + 1 < over {
+            let mid = (n + over) / 2;
+            if fits(mid) { n = mid } else { over = mid }
+        }
+        let frame = publish_frame(ser, make(ser, n), Payload::empty());
+        let (decoded, peak) = measured_decode(ser, &frame);
+        assert!(decoded.is_ok(), "{ser:?} {shape}: {decoded:?}");
+        assert!(peak <= OPTIONS_DECODED_MAX_BYTES, "{ser:?} {shape}: {peak} bytes held");
+    }
+
+    // Legitimate large options: full exclude and eligible lists of the largest session IDs.
+    let ids = |id: u64| Value::List(vec![Value::UInt(id); PUBLISH_FILTER_ENTRIES_MAX]);
+    let filters = Dict::new().with("exclude", ids(ID_MAX)).with("eligible", ids(ID_MAX - 1)).with("acknowledge", true);
+    assert!(decode(ser, &publish_frame(ser, filters, Payload::empty())).is_ok(), "{ser:?}");
+
+    // A large payload is not options: 4 MiB of nils pass through, and transcode.
+    let args = vec![filler(ser); 4 << 20 >> usize::from(ser == Serializer::Json)];
+    let payload = Payload::from_values(ser, Some(&args), None);
+    let decoded = decode(ser, &publish_frame(ser, Dict::new(), payload)).expect("large payload");
+    let Message::Publish { payload, .. } = decoded else { panic!("not a PUBLISH") };
+    let other = if ser == Serializer::Json { Serializer::MsgPack } else { Serializer::Json };
+    assert_eq!(payload.transcode(other).and_then(|p| p.args()).map(|a| a.len()), Ok(args.len()));
+}
+
+/// The cheapest value to encode in `ser`: nil (one byte) in the binary formats, `0` in JSON
+/// (two bytes with its comma, against five for `null`).
+fn filler(ser: Serializer) -> Value {
+    if ser == Serializer::Json { Value::UInt(0) } else { Value::Null }
 }

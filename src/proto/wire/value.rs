@@ -140,12 +140,19 @@ impl From<Vec<Value>> for Value {
 ///
 /// WAMP option dicts hold a handful of keys, where a linear scan beats hashing; above
 /// `INDEX_ABOVE` keys a hash index is kept as well, so a hostile dict with 100k keys
-/// decodes in linear time instead of quadratic.
+/// decodes in linear time instead of quadratic. The index is boxed: inline it made every
+/// [`Value`] 72 bytes instead of 32, and decoded trees are mostly small values.
 #[derive(Clone, Debug, Default)]
 pub struct Dict {
     entries: Vec<(String, Value)>,
-    index: Option<HashMap<String, usize>>,
+    // Boxed on purpose (see above): the extra allocation is paid only by dicts of more than
+    // `INDEX_ABOVE` keys, the 40 bytes saved by every value.
+    #[allow(clippy::box_collection)]
+    index: Option<Box<HashMap<String, usize>>>,
 }
+
+// The per-value cost `limits::OPTIONS_DECODED_MAX_BYTES` was measured with.
+const _: () = assert!(std::mem::size_of::<Value>() <= 32, "a Value grew: re-measure the decode memory bound");
 
 /// Entry count above which a dict keeps a hash index.
 const INDEX_ABOVE: usize = 16;
@@ -206,7 +213,7 @@ impl Dict {
             let mut ix: HashMap<String, usize> =
                 self.entries.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect();
             ix.insert(key.clone(), self.entries.len());
-            self.index = Some(ix);
+            self.index = Some(Box::new(ix));
         }
         self.entries.push((key, value));
     }
@@ -222,8 +229,7 @@ impl Dict {
         let (_, v) = self.entries.remove(i);
         if self.index.is_some() {
             // Rare (the router's own dicts): rebuild rather than shift every position.
-            self.index = (self.entries.len() > INDEX_ABOVE)
-                .then(|| self.entries.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect());
+            self.rebuild_index();
         }
         Some(v)
     }
@@ -236,9 +242,14 @@ impl Dict {
     pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
         self.entries.retain(|(k, _)| keep(k));
         if self.index.is_some() {
-            self.index = (self.entries.len() > INDEX_ABOVE)
-                .then(|| self.entries.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect());
+            self.rebuild_index();
         }
+    }
+
+    /// The index for the entries as they are now, or none when they are few.
+    fn rebuild_index(&mut self) {
+        self.index = (self.entries.len() > INDEX_ABOVE)
+            .then(|| Box::new(self.entries.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect()));
     }
 }
 

@@ -9,7 +9,7 @@ use minicbor::Decoder;
 use minicbor::data::Type;
 
 use crate::limits::{DECODE_PREALLOC_MAX_ELEMENTS, VALUE_DEPTH_MAX};
-use crate::proto::wire::codec::ValueKind;
+use crate::proto::wire::codec::{Budget, ValueKind};
 use crate::proto::wire::error::DecodeError;
 use crate::proto::wire::value::{Dict, MapBuilder, Value};
 
@@ -33,6 +33,13 @@ pub(super) enum Head<'a> {
     StrChunks(usize),
     Bytes(&'a [u8]),
     BytesChunks(usize),
+    /// A bignum (tag 2, or tag 3 when `negative`) beyond 64 bits (`u64` for tag 2, `i64`
+    /// for tag 3): its value is the byte string whose header is at the offset, as before
+    /// bignums were read. Those within 64 bits are `UInt` or `Int`.
+    BigNum {
+        negative: bool,
+        at: usize,
+    },
     Array(Option<u64>),
     Map(Option<u64>),
     /// `undefined` or an unassigned simple value: no WAMP meaning (wampy's `undefined`).
@@ -48,7 +55,7 @@ impl Head<'_> {
             // Reported as it decodes: such an integer becomes a float.
             Head::BigNeg(_) | Head::Float(_) => ValueKind::Float,
             Head::Str(_) | Head::StrChunks(_) => ValueKind::Str,
-            Head::Bytes(_) | Head::BytesChunks(_) => ValueKind::Bytes,
+            Head::Bytes(_) | Head::BytesChunks(_) | Head::BigNum { .. } => ValueKind::Bytes,
             Head::Array(_) => ValueKind::List,
             Head::Map(_) => ValueKind::Dict,
             Head::Undefined => ValueKind::Other,
@@ -64,6 +71,8 @@ impl Head<'_> {
             Head::Float(_) => "float",
             Head::Str(_) | Head::StrChunks(_) => "string",
             Head::Bytes(_) | Head::BytesChunks(_) => "binary",
+            Head::BigNum { negative: false, .. } => "integer beyond 64 bits",
+            Head::BigNum { negative: true, .. } => "negative integer beyond 64 bits",
             Head::Array(_) => "list",
             Head::Map(_) => "dict",
             Head::Undefined => "undefined",
@@ -126,14 +135,40 @@ fn half_to_f64(bits: u16) -> f64 {
     sign * magnitude
 }
 
+/// The big-endian magnitude `bytes` appended to `m`, or `None` past 64 bits. Leading zero
+/// bytes are allowed (RFC 8949 §3.4.3 does not forbid them).
+fn magnitude(m: Option<u64>, bytes: &[u8]) -> Option<u64> {
+    bytes.iter().try_fold(m?, |m, &b| if m >> 56 == 0 { Some(m << 8 | u64::from(b)) } else { None })
+}
+
+/// The head of a bignum (tag 2 positive, tag 3 `negative`) whose byte string starts at `at`
+/// and has the magnitude `m` (`None`: beyond 64 bits): an integer when it fits the value
+/// model (tag 2 up to `u64::MAX`, tag 3 down to `i64::MIN`), else `BigNum`.
+fn bignum<'a>(negative: bool, m: Option<u64>, at: usize) -> Head<'a> {
+    match (negative, m) {
+        (false, Some(v)) => Head::UInt(v),
+        // -1 - n for n <= i64::MAX is at least i64::MIN.
+        (true, Some(n)) if n <= i64::MAX as u64 => Head::Int(-1 - n as i64),
+        _ => Head::BigNum { negative, at },
+    }
+}
+
 /// A position in the input and the item-level decoding on top of it.
 pub(super) struct Cursor<'a> {
     pub(super) d: Decoder<'a>,
+    /// Values this cursor may still build.
+    pub(super) budget: Budget,
 }
 
 impl<'a> Cursor<'a> {
+    /// A cursor for payload values, which builds as many as the input holds.
     pub(super) fn new(buf: &'a [u8]) -> Self {
-        Cursor { d: Decoder::new(buf) }
+        Cursor { d: Decoder::new(buf), budget: Budget::UNLIMITED }
+    }
+
+    /// A cursor for one message: its values are counted against `limits::OPTIONS_VALUES_MAX`.
+    pub(super) fn for_message(buf: &'a [u8]) -> Self {
+        Cursor { d: Decoder::new(buf), budget: Budget::MESSAGE }
     }
 
     pub(super) fn pos(&self) -> usize {
@@ -206,15 +241,22 @@ impl<'a> Cursor<'a> {
 
     /// Read any item header with minicbor, tags first.
     fn head_long(&mut self) -> Result<Head<'a>, DecodeError> {
+        // The sign of a bignum, when the innermost tag so far is 2 (positive) or 3 (negative).
+        let mut bignum_sign = None;
         loop {
             let at = self.pos();
             let ty = self.d.datatype().map_err(|e| invalid(e, at))?;
             let e = |e| invalid(e, at);
             let head = match ty {
                 Type::Tag => {
-                    // Tags only annotate the item that follows; each takes at least one byte,
-                    // so a chain of them ends with the input.
-                    self.d.tag().map_err(e)?;
+                    // Tags only annotate the item that follows, and only bignums change what
+                    // it means; each tag takes at least one byte, so a chain of them ends with
+                    // the input.
+                    bignum_sign = match self.d.tag().map_err(e)?.as_u64() {
+                        2 => Some(false),
+                        3 => Some(true),
+                        _ => None,
+                    };
                     continue;
                 }
                 Type::Null => {
@@ -258,13 +300,7 @@ impl<'a> Cursor<'a> {
                     }
                     Head::StrChunks(at)
                 }
-                Type::Bytes => Head::Bytes(self.d.bytes().map_err(e)?),
-                Type::BytesIndef => {
-                    for chunk in self.d.bytes_iter().map_err(e)? {
-                        chunk.map_err(e)?;
-                    }
-                    Head::BytesChunks(at)
-                }
+                Type::Bytes | Type::BytesIndef => self.byte_string(ty, at, bignum_sign)?,
                 Type::Array | Type::ArrayIndef => Head::Array(self.d.array().map_err(e)?),
                 Type::Map | Type::MapIndef => Head::Map(self.d.map().map_err(e)?),
                 Type::Break => return Err(DecodeError::UnexpectedBreak { at }),
@@ -272,6 +308,28 @@ impl<'a> Cursor<'a> {
             };
             return Ok(head);
         }
+    }
+
+    /// The head of the byte string of type `ty` at `at`, definite or chunked (every chunk is
+    /// validated); with a bignum tag on it (`bignum_sign`), the integer it holds when that
+    /// fits.
+    fn byte_string(&mut self, ty: Type, at: usize, bignum_sign: Option<bool>) -> Result<Head<'a>, DecodeError> {
+        let e = |e| invalid(e, at);
+        if ty == Type::Bytes {
+            let bytes = self.d.bytes().map_err(e)?;
+            return Ok(match bignum_sign {
+                Some(negative) => bignum(negative, magnitude(Some(0), bytes), at),
+                None => Head::Bytes(bytes),
+            });
+        }
+        let mut m = Some(0);
+        for chunk in self.d.bytes_iter().map_err(e)? {
+            m = magnitude(m, chunk.map_err(e)?);
+        }
+        Ok(match bignum_sign {
+            Some(negative) => bignum(negative, m, at),
+            None => Head::BytesChunks(at),
+        })
     }
 
     /// The text of an indefinite-length string whose header is at `at` (already validated).
@@ -285,7 +343,7 @@ impl<'a> Cursor<'a> {
         Ok(out)
     }
 
-    /// The bytes of an indefinite-length byte string whose header is at `at`.
+    /// The bytes of a byte string (of definite or indefinite length) whose header is at `at`.
     fn byte_chunks(&self, at: usize) -> Result<Vec<u8>, DecodeError> {
         let mut d = Decoder::new(self.d.input());
         d.set_position(at);
@@ -298,6 +356,7 @@ impl<'a> Cursor<'a> {
 
     /// Decode one value; `None` is `undefined` (an absent entry in `Mode::Options` dicts).
     pub(super) fn value(&mut self, depth: usize, mode: Mode) -> Result<Option<Value>, DecodeError> {
+        self.budget.take()?;
         Ok(Some(match self.head()? {
             Head::Null => Value::Null,
             Head::Bool(b) => Value::Bool(b),
@@ -308,7 +367,7 @@ impl<'a> Cursor<'a> {
             Head::Str(s) => Value::Str(s.to_owned()),
             Head::StrChunks(at) => Value::Str(self.text_chunks(at)?),
             Head::Bytes(b) => Value::Bytes(b.to_vec()),
-            Head::BytesChunks(at) => Value::Bytes(self.byte_chunks(at)?),
+            Head::BytesChunks(at) | Head::BigNum { at, .. } => Value::Bytes(self.byte_chunks(at)?),
             Head::Array(n) => Value::List(self.list(n, depth, mode)?),
             Head::Map(n) => Value::Dict(self.map(n, depth, mode)?),
             Head::Undefined => return Ok(None),

@@ -30,7 +30,7 @@
 //!
 //! Decoding accepts indefinite-length arrays, maps, text and byte strings (ended by a break
 //! byte) and semantic tags, which are ignored (the tagged value is kept), including the
-//! self-describe tag 55799 in front of a message. Encoding writes definite lengths only, every
+//! self-describe tag 55799 in front of a message, except the bignum tags (below). Encoding writes definite lengths only, every
 //! header in its smallest form, the way autobahn-python's `cbor2.dumps` writes it, so
 //! re-encoding reproduces the WAMP test vectors byte for byte: floats are float64 (`fb`),
 //! except NaN and the infinities, which cbor2 writes as half floats (`f97e00`, `f97c00`,
@@ -43,6 +43,19 @@
 //! wampy sends `undefined` for absent options, so in an options/details dict read by
 //! [`codec::Reader::dict`] an entry whose value is `undefined` is left out; anywhere else it
 //! becomes [`Value::Null`], and `skip` reports it as [`ValueKind::Other`].
+//!
+//! Bignums (RFC 8949 §3.4.3; Autobahn|JS sends large integers so) are integers when they fit
+//! the value model: tag 2 (positive, the byte string is the magnitude n) up to `u64::MAX` is
+//! a [`Value::UInt`], tag 3 (negative, -1 - n) down to `i64::MIN` a [`Value::Int`], leading
+//! zero bytes allowed; so a JSON or MessagePack peer receives them as integers, and in an ID
+//! position they are read as IDs. Larger ones keep the meaning they always had here: the
+//! tag is ignored and the value is the magnitude's bytes ([`Value::Bytes`], binary for every
+//! peer); in an ID position they are refused (`IntegerOutOfRange`, or a negative integer).
+//!
+//! Bounds on what a message may cost: a dict element (`Options`, `Details`) larger than
+//! `limits::OPTIONS_MAX_BYTES` is refused before any of it is built, and the values built for
+//! one message are counted against `limits::OPTIONS_VALUES_MAX` ([`codec::Budget`]). The
+//! payload is never built, but its walk checks that an `ArgumentsKw` dict has string keys.
 
 use std::ops::Range;
 
@@ -68,7 +81,7 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Reader { cur: Cursor::new(buf), left: Some(0) }
+        Reader { cur: Cursor::for_message(buf), left: Some(0) }
     }
 
     /// Account for one top-level element about to be read.
@@ -110,6 +123,10 @@ impl codec::Reader for Reader<'_> {
             // -1 - v for a negative i64 is at most i64::MAX: the conversion cannot fail.
             Head::Int(v) => Err(non_negative(u64::try_from(-1 - i128::from(v)).unwrap_or(u64::MAX))),
             Head::BigNeg(n) => Err(non_negative(n)),
+            Head::BigNum { negative: false, .. } => Err(DecodeError::IntegerOutOfRange),
+            other @ Head::BigNum { negative: true, .. } => {
+                Err(DecodeError::WrongType { expected: "a non-negative integer", found: Found::Type(other.name()) })
+            }
             other => Err(DecodeError::WrongType { expected: "an integer", found: Found::Type(other.name()) }),
         }
     }
@@ -125,8 +142,14 @@ impl codec::Reader for Reader<'_> {
 
     fn dict(&mut self) -> Result<Dict, DecodeError> {
         self.element()?;
+        let start = self.cur.pos();
         match self.cur.head()? {
-            Head::Map(n) => self.cur.map(n, 0, Mode::Options),
+            Head::Map(n) => {
+                self.cur.check_dict_size(start)?;
+                // The dict counts as a value, as it does where a builder makes it (JSON).
+                self.cur.budget.take()?;
+                self.cur.map(n, 0, Mode::Options)
+            }
             other => Err(DecodeError::WrongType { expected: "a dict", found: Found::Type(other.name()) }),
         }
     }
@@ -139,7 +162,7 @@ impl codec::Reader for Reader<'_> {
     fn skip(&mut self) -> Result<(Range<usize>, ValueKind), DecodeError> {
         self.element()?;
         let start = self.cur.pos();
-        let kind = self.cur.skip()?;
+        let kind = self.cur.skip_element()?;
         Ok((start..self.cur.pos(), kind))
     }
 

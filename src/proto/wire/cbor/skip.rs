@@ -1,11 +1,12 @@
 //! The validating walk over one CBOR item ([`Cursor::skip`]): what the payload goes through
-//! on its way through the router, checked in place and never built.
+//! on its way through the router, checked in place and never built; and the size check of a
+//! dict element built on it ([`Cursor::check_dict_size`]).
 //!
 //! Must not: build values, allocate, or recurse: the open containers live in a fixed array
 //! of `VALUE_DEPTH_MAX` entries, so the depth bound is also the bound on the walk's memory.
 
 use super::item::{Cursor, Head, too_deep};
-use crate::limits::VALUE_DEPTH_MAX;
+use crate::limits::{OPTIONS_MAX_BYTES, VALUE_DEPTH_MAX};
 use crate::proto::wire::codec::ValueKind;
 use crate::proto::wire::error::DecodeError;
 
@@ -20,13 +21,49 @@ enum Open {
 }
 
 impl Cursor<'_> {
-    /// Validate one item without building it. The walk keeps the open containers in a fixed
-    /// array instead of recursing, so the depth bound is also the bound on the walk's memory.
+    /// Validate one item without building it, whatever its dict keys are (as payload values
+    /// may have them).
     pub(super) fn skip(&mut self) -> Result<ValueKind, DecodeError> {
+        self.walk(false)
+    }
+
+    /// Validate one element of a message without building it: as `skip`, and a dict's own
+    /// keys must be strings (WAMP's rule for `Options`, `Details` and `ArgumentsKw`, so such
+    /// a payload can reach a JSON peer); keys nested deeper are application data.
+    pub(super) fn skip_element(&mut self) -> Result<ValueKind, DecodeError> {
+        self.walk(true)
+    }
+
+    /// Refuse the dict whose header is at `start` if its encoding runs past
+    /// `limits::OPTIONS_MAX_BYTES`, before any of it is built: it is walked over a view of
+    /// the input cut at the cap, so the walk reads no further and allocates nothing. When the
+    /// rest of the input fits the cap there is nothing to check.
+    pub(super) fn check_dict_size(&self, start: usize) -> Result<(), DecodeError> {
+        let input = self.d.input();
+        let Some(cut) = input.get(..start.saturating_add(OPTIONS_MAX_BYTES)) else {
+            return Ok(());
+        };
+        if cut.len() == input.len() {
+            return Ok(());
+        }
+        let mut probe = Cursor::new(cut);
+        probe.d.set_position(start);
+        match probe.skip() {
+            // Running out of the cut view means the dict needs bytes beyond the cap.
+            Err(DecodeError::Truncated { .. }) => Err(DecodeError::DictTooLarge),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// The walk behind `skip`: it keeps the open containers in a fixed array instead of
+    /// recursing, so the depth bound is also the bound on its memory. With `string_keys`, the
+    /// keys of a dict at the top are checked to be strings.
+    fn walk(&mut self, string_keys: bool) -> Result<ValueKind, DecodeError> {
         let mut open = [Open::Items(0); VALUE_DEPTH_MAX];
         let mut depth = 0;
         let mut head = self.head()?;
         let kind = head.kind();
+        let top_dict = string_keys && kind == ValueKind::Dict;
         loop {
             let opened = match head {
                 Head::Array(Some(n)) => Some(Open::Items(n)),
@@ -68,7 +105,19 @@ impl Cursor<'_> {
                     }
                 }
             }
+            // In a definite dict a key comes when an odd count of items is left; in an
+            // indefinite one `half` was just set for a key.
+            let top_key = top_dict
+                && depth == 1
+                && match open[0] {
+                    Open::Items(n) => n % 2 == 1,
+                    Open::UntilBreak { half, .. } => half,
+                };
+            let at = self.pos();
             head = self.head()?;
+            if top_key && !matches!(head, Head::Str(_) | Head::StrChunks(_)) {
+                return Err(DecodeError::KeyType { found: head.name(), at, integers_allowed: false });
+            }
         }
     }
 }

@@ -9,7 +9,7 @@ use super::*;
 use crate::limits::VALUE_DEPTH_MAX;
 use crate::proto::wire::codec::{Reader as _, Serializer};
 use crate::proto::wire::fuzz::{Binary, hex, to_hex};
-use crate::proto::wire::message::{Message, decode, encode_to_vec};
+use crate::proto::wire::message::{Message, Payload, decode, encode_to_vec};
 
 /// Input for a `Reader` in a test (leaked: tests are short-lived).
 fn input(h: &str) -> &'static [u8] {
@@ -79,6 +79,61 @@ fn negatives_below_i64_min_become_floats() {
         values("a1 3b8000000000000000 f6"),
         Ok(vec![Value::Dict(Dict::new().with("-9223372036854775809", Value::Null))])
     );
+}
+
+// Goal: bignums (tag 2, tag 3 for -1 - n) that fit the value model decode as integers, so a
+// JSON or MessagePack peer receives integers (Autobahn|JS sends large integers so), and larger
+// ones stay binary as they always were. Method: both sides of each boundary, definite and
+// chunked byte strings, then the walk's kind, an ID position and transcodes.
+#[test]
+fn bignums_within_64_bits_are_integers() {
+    let bytes = |h: &str| Ok(vec![Value::Bytes(hex(h))]);
+    assert_eq!(values("c2 40"), Ok(vec![Value::UInt(0)]));
+    assert_eq!(values("c2 4101"), Ok(vec![Value::UInt(1)]));
+    assert_eq!(values("c2 48 ffffffffffffffff"), Ok(vec![Value::UInt(u64::MAX)]));
+    assert_eq!(values("c2 49 00ffffffffffffffff"), Ok(vec![Value::UInt(u64::MAX)]), "leading zero");
+    assert_eq!(values("c2 49 010000000000000000"), bytes("010000000000000000"), "2^64 stays binary");
+    assert_eq!(values("c2 5f 41ff 47ffffffffffffff ff"), Ok(vec![Value::UInt(u64::MAX)]));
+    assert_eq!(values("c2 5f 4101 48 0000000000000000 ff"), bytes("010000000000000000"));
+    assert_eq!(values("c3 40"), Ok(vec![Value::Int(-1)]));
+    assert_eq!(values("c3 4101"), Ok(vec![Value::Int(-2)]));
+    assert_eq!(values("c3 48 7fffffffffffffff"), Ok(vec![Value::Int(i64::MIN)]));
+    assert_eq!(values("c3 48 8000000000000000"), bytes("8000000000000000"), "below i64::MIN stays binary");
+    // Only the innermost tag decides; a bignum tag on anything but bytes is ignored.
+    assert_eq!(values("c1 c2 4101"), Ok(vec![Value::UInt(1)]));
+    assert_eq!(values("c2 d818 4101"), bytes("01"));
+    assert_eq!(values("c2 01"), Ok(vec![Value::UInt(1)]));
+    assert_eq!(values("a1 c2 4101 f6"), Ok(vec![Value::Dict(Dict::new().with("1", Value::Null))]));
+    let mut r = Reader::new(input("82 c2 4101 c2 49 010000000000000000"));
+    r.begin().expect("begin");
+    assert_eq!(r.skip(), Ok((1..4, ValueKind::Int)));
+    assert_eq!(r.skip(), Ok((4..15, ValueKind::Bytes)));
+
+    // In an ID position: an integer when it fits, else a typed error.
+    assert_eq!(
+        dec("83 11 c2 4101 c2 48 ffffffffffffffff"),
+        Ok(Message::Published { request: 1, publication: u64::MAX })
+    );
+    let err = |h: &str| dec(h).expect_err("must fail").to_string();
+    assert_eq!(
+        err("83 11 01 c2 49 010000000000000000"),
+        "PUBLISHED.Publication: integer out of range (above 2^64 - 1)"
+    );
+    assert_eq!(err("83 11 01 c3 40"), "PUBLISHED.Publication: expected a non-negative integer, found -1");
+    assert_eq!(
+        err("83 11 01 c3 48 8000000000000000"),
+        "PUBLISHED.Publication: expected a non-negative integer, found negative integer beyond 64 bits"
+    );
+
+    // Transcoded for the other serializers: integers within 64 bits, binary beyond.
+    let payload = |h: &str| Payload { format: Serializer::Cbor, raw: hex(h).into(), count: 1 };
+    let within = payload("82 c2 48 ffffffffffffffff c3 48 7fffffffffffffff");
+    let json = within.transcode(Serializer::Json).expect("to JSON");
+    assert_eq!(&json.raw[..], b"[18446744073709551615,-9223372036854775808]");
+    let msgpack = within.transcode(Serializer::MsgPack).expect("to MessagePack");
+    assert_eq!(to_hex(&msgpack.raw), "92cfffffffffffffffffd38000000000000000");
+    let beyond = payload("81 c2 49 010000000000000000").transcode(Serializer::Json).expect("to JSON");
+    assert_eq!(&beyond.raw[..], br#"["\u0000AQAAAAAAAAAA"]"#);
 }
 
 #[test]
@@ -186,7 +241,8 @@ fn indefinite_lengths_are_accepted() {
 #[test]
 fn tags_are_ignored() {
     assert_eq!(values("c1 1a514b67b0"), Ok(vec![Value::UInt(1_363_896_240)]));
-    assert_eq!(values("c2 4101"), Ok(vec![Value::Bytes(vec![1])]));
+    // (Tags 2 and 3 on a byte string are bignums: `bignums_within_64_bits_are_integers`.)
+    assert_eq!(values("d818 4101"), Ok(vec![Value::Bytes(vec![1])]));
     assert_eq!(values("d820 c0 6161"), Ok(vec![Value::str("a")]));
     assert_eq!(values("a1 c0 6161 c1 01"), Ok(vec![Value::Dict(Dict::new().with("a", 1u64))]));
     // The self-describe tag in front of a message.
@@ -274,6 +330,57 @@ fn dict_keys_must_be_strings_except_integers_in_payloads() {
         Ok(vec![Value::Dict(Dict::new().with("1", true).with("-1", 2u64).with("a", 3u64))])
     );
     assert!(values("a1 4161 f5").expect_err("bytes key").to_string().contains("found binary"));
+}
+
+// Goal: every dict element of a message has string keys. Options/Details with another key
+// are refused (as they always were), and now so is an ArgumentsKw dict whose own keys are
+// not all strings, at decode time, so it never reaches a peer of another serializer. Keys
+// nested deeper are application data: they pass, and a transcode that cannot carry them
+// fails cleanly. Method: PUBLISH frames with each kind of key, then transcodes.
+#[test]
+fn dict_elements_have_string_keys() {
+    let key_error = |h: &str| match dec(h).expect_err(h).innermost() {
+        DecodeError::KeyType { found, integers_allowed: false, .. } => *found,
+        other => panic!("{h}: {other}"),
+    };
+    assert_eq!(key_error(&format!("84 10 01 a1 01 f5 {}", s("t"))), "integer");
+    assert_eq!(key_error(&format!("84 10 01 a1 c2 4101 f5 {}", s("t"))), "integer");
+    let kwargs = |kw: &str| format!("86 10 01 a0 {} 80 {kw}", s("t"));
+    assert_eq!(key_error(&kwargs("a1 01 02")), "integer");
+    assert_eq!(key_error(&kwargs(&format!("a2 {} 01 f5 02", s("a")))), "bool");
+    assert_eq!(key_error(&kwargs("bf 01 02 ff")), "integer");
+    assert_eq!(key_error(&kwargs(&format!("bf {} 01 40 02 ff", s("a")))), "binary");
+    assert_eq!(key_error(&kwargs("a1 80 01")), "list");
+    assert!(dec(&kwargs(&format!("a3 {} 01 7f 6161 ff 02 c1 {} 03", s("k"), s("j")))).is_ok());
+
+    // Deeper keys pass; JSON cannot carry a bool key, integer keys become their decimal string.
+    let nested = |inner: &str| match dec(&kwargs(&format!("a1 {} {inner}", s("k")))) {
+        Ok(Message::Publish { payload, .. }) => payload,
+        other => panic!("{inner}: {other:?}"),
+    };
+    let bool_key = nested("a1 f5 01");
+    for to in [Serializer::Json, Serializer::MsgPack] {
+        let e = bool_key.transcode(to).expect_err("a bool key");
+        assert!(matches!(e.innermost(), DecodeError::KeyType { found: "bool", .. }), "{to:?}: {e}");
+    }
+    assert_eq!(&nested("a1 01 02").transcode(Serializer::Json).expect("to JSON").raw[..], br#"[],{"k":{"1":2}}"#);
+}
+
+// Goal: an ID that is not an integer in 0..=u64::MAX is a typed decode error, never a panic
+// or a truncation. Method: PUBLISHED frames with each kind of bad ID, and a bad type code.
+#[test]
+fn ids_outside_u64_are_typed_errors() {
+    let innermost = |h: &str| dec(h).expect_err(h).innermost().clone();
+    let negative = |n| DecodeError::WrongType { expected: "a non-negative integer", found: Found::Negative(n) };
+    assert_eq!(dec("83 11 01 1b ffffffffffffffff"), Ok(Message::Published { request: 1, publication: u64::MAX }));
+    assert_eq!(innermost("83 11 01 c2 49 010000000000000000"), DecodeError::IntegerOutOfRange);
+    assert_eq!(innermost("83 c2 49 010000000000000000 01 02"), DecodeError::IntegerOutOfRange);
+    assert_eq!(innermost("83 11 01 20"), negative(0));
+    assert_eq!(innermost("83 11 01 3b ffffffffffffffff"), negative(u64::MAX));
+    for float in ["f93c00", "fa3f800000", "fb3ff0000000000000", "fb43f0000000000000"] {
+        let e = innermost(&format!("83 11 01 {float}"));
+        assert_eq!(e, DecodeError::WrongType { expected: "an integer", found: Found::Type("float") }, "{float}");
+    }
 }
 
 #[test]
@@ -393,8 +500,8 @@ const FUZZ: Binary = Binary {
     transcode_to: Serializer::MsgPack,
     // Initial bytes with large, indefinite or reserved lengths, tags, simple values, break.
     interesting: &[
-        0x00, 0x17, 0x1b, 0x1f, 0x3b, 0x5b, 0x5f, 0x7b, 0x7f, 0x9b, 0x9f, 0xbb, 0xbf, 0xc1, 0xd9, 0xdf, 0xf7, 0xf8,
-        0xf9, 0xfb, 0xfc, 0xff,
+        0x00, 0x17, 0x1b, 0x1f, 0x3b, 0x5b, 0x5f, 0x7b, 0x7f, 0x9b, 0x9f, 0xbb, 0xbf, 0xc1, 0xc2, 0xc3, 0xd9, 0xdf,
+        0xf7, 0xf8, 0xf9, 0xfb, 0xfc, 0xff,
     ],
     headers: &[
         &[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
@@ -425,4 +532,12 @@ fn mutated_and_random_frames_never_panic() {
     FUZZ.mutated_and_random_frames_never_panic(0x5eed_0002, |rng| {
         [[0x82u8, 0x84, 0x85, 0x86, 0x9f][rng.below(5)], [16u8, 0x01, 0x03][rng.below(3)]]
     });
+}
+
+// Goal: a message's Options cannot cost more memory than `limits::OPTIONS_DECODED_MAX_BYTES`,
+// and a dict over the size cap is refused before anything is built. Method: the shared
+// checks of `fuzz::options_bounds_hold`, with a counting allocator, at and past each bound.
+#[test]
+fn options_bounds_hold() {
+    crate::proto::wire::fuzz::options_bounds_hold(Serializer::Cbor);
 }

@@ -8,6 +8,9 @@
 //! functions. The hand parser is also the fallback when simd-json refuses a value the scanner
 //! accepted, which happens only for numbers outside its range.
 //!
+//! Both builders take one value from a [`Budget`] for each value they build, and [`build_at`]
+//! refuses a value encoded in more than its caller's byte cap before building any of it.
+//!
 //! Must not: accept anything the scanner (`scan.rs`) refuses, or recurse deeper than
 //! `VALUE_DEPTH_MAX`.
 
@@ -20,6 +23,7 @@ use simd_json::{Buffers, Node, StaticNode, Tape};
 
 use super::scan::{StrScan, escape, scan_literal, scan_number, scan_string, skip_value, skip_ws, syntax, unexpected};
 use crate::limits::{JSON_HAND_PARSE_MAX_BYTES, JSON_SCRATCH_KEEP_BYTES, VALUE_DEPTH_MAX};
+use crate::proto::wire::codec::Budget;
 use crate::proto::wire::error::DecodeError;
 use crate::proto::wire::value::{Dict, Value};
 
@@ -81,13 +85,25 @@ fn number_value(text: &[u8], integer: bool, pos: usize) -> Result<Value, DecodeE
 pub(super) struct Parser<'b> {
     pub(super) buf: &'b [u8],
     pub(super) pos: usize,
+    /// Values this parser may still build.
+    pub(super) budget: Budget,
 }
 
 impl<'b> Parser<'b> {
-    /// Parse the whole of `buf` as one value (surrounding whitespace allowed).
+    /// Parse the whole of `buf` as one value (surrounding whitespace allowed), with no limit
+    /// on the values built.
+    #[cfg(test)]
     pub(super) fn document(buf: &'b [u8]) -> Result<Value, DecodeError> {
-        let mut p = Parser { buf, pos: skip_ws(buf, 0) };
-        let v = p.value(0)?;
+        let mut unlimited = Budget::UNLIMITED;
+        Parser::document_within(buf, &mut unlimited)
+    }
+
+    /// Parse the whole of `buf` as one value, taking what it builds from `budget`.
+    fn document_within(buf: &'b [u8], budget: &mut Budget) -> Result<Value, DecodeError> {
+        let mut p = Parser { buf, pos: skip_ws(buf, 0), budget: *budget };
+        let v = p.value(0);
+        *budget = p.budget;
+        let v = v?;
         let end = skip_ws(buf, p.pos);
         if end != buf.len() {
             return Err(unexpected(buf, end, "end of value"));
@@ -97,6 +113,7 @@ impl<'b> Parser<'b> {
 
     /// Parse the value at `self.pos`; `depth` containers enclose it.
     pub(super) fn value(&mut self, depth: usize) -> Result<Value, DecodeError> {
+        self.budget.take()?;
         let buf = self.buf;
         let start = self.pos;
         match buf.get(start).copied() {
@@ -206,14 +223,14 @@ impl Scratch {
         Scratch { input: Vec::new(), buffers: Buffers::new(JSON_HAND_PARSE_MAX_BYTES * 4), tape: None }
     }
 
-    fn parse(&mut self, json: &[u8]) -> Result<Value, DecodeError> {
+    fn parse(&mut self, json: &[u8], budget: &mut Budget) -> Result<Value, DecodeError> {
         let Scratch { input, buffers, tape: slot } = &mut *self;
         input.clear();
         input.extend_from_slice(json);
         input.resize(json.len() + simd_json::INPUT_PADDING, b' ');
         let mut tape = slot.take().unwrap_or_else(Tape::null).reset();
         let result = match simd_json::fill_tape_padded(input, json.len(), buffers, &mut tape) {
-            Ok(()) => tape_value(&tape.0, &mut 0, 0),
+            Ok(()) => tape_value(&tape.0, &mut 0, 0, budget),
             Err(e) => Err(DecodeError::refused("invalid JSON", None, &e)),
         };
         *slot = Some(tape.reset());
@@ -228,18 +245,26 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new());
 }
 
-/// Build one value with simd-json.
+/// Build one value with simd-json, with no limit on the values built.
+#[cfg(test)]
 pub(super) fn simd_value(json: &[u8]) -> Result<Value, DecodeError> {
-    let shared = SCRATCH.try_with(|cell| cell.try_borrow_mut().ok().map(|mut s| s.parse(json)));
+    let mut unlimited = Budget::UNLIMITED;
+    simd_value_within(json, &mut unlimited)
+}
+
+/// Build one value with simd-json, taking what it builds from `budget`.
+fn simd_value_within(json: &[u8], budget: &mut Budget) -> Result<Value, DecodeError> {
+    let shared = SCRATCH.try_with(|cell| cell.try_borrow_mut().ok().map(|mut s| s.parse(json, budget)));
     match shared {
         Ok(Some(result)) => result,
         // Thread teardown or re-entry: parse with a private scratch rather than fail.
-        _ => Scratch::new().parse(json),
+        _ => Scratch::new().parse(json, budget),
     }
 }
 
 /// The value at `nodes[*i]`, advancing `*i` past it.
-fn tape_value(nodes: &[Node<'_>], i: &mut usize, depth: usize) -> Result<Value, DecodeError> {
+fn tape_value(nodes: &[Node<'_>], i: &mut usize, depth: usize, budget: &mut Budget) -> Result<Value, DecodeError> {
+    budget.take()?;
     let node = nodes.get(*i).ok_or_else(|| DecodeError::refused("invalid JSON", None, &"the tape ended early"))?;
     *i += 1;
     Ok(match *node {
@@ -258,7 +283,7 @@ fn tape_value(nodes: &[Node<'_>], i: &mut usize, depth: usize) -> Result<Value, 
             }
             let mut list = Vec::with_capacity(len.min(nodes.len()));
             for _ in 0..len {
-                list.push(tape_value(nodes, i, depth + 1)?);
+                list.push(tape_value(nodes, i, depth + 1, budget)?);
             }
             Value::List(list)
         }
@@ -272,7 +297,7 @@ fn tape_value(nodes: &[Node<'_>], i: &mut usize, depth: usize) -> Result<Value, 
                     return Err(DecodeError::refused("invalid JSON", None, &"a dict key on the tape is not a string"));
                 };
                 *i += 1;
-                let v = tape_value(nodes, i, depth + 1)?;
+                let v = tape_value(nodes, i, depth + 1, budget)?;
                 dict.insert(*key, v);
             }
             Value::Dict(dict)
@@ -281,24 +306,44 @@ fn tape_value(nodes: &[Node<'_>], i: &mut usize, depth: usize) -> Result<Value, 
 }
 
 /// Validate and build the value starting at `start` (no leading whitespace); returns it
-/// and the position just after it.
+/// and the position just after it. A value encoded in more than `max_bytes` is refused
+/// before any of it is built ([`DecodeError::DictTooLarge`]: only dicts are capped); the
+/// values built are taken from `budget`.
 ///
 /// When what is left of the input is small, the hand parser validates and builds in one
 /// pass. Otherwise the scanner finds the value's extent first, and a large value goes to
 /// simd-json; either way the grammar is checked by the same functions.
-pub(super) fn build_at(buf: &[u8], start: usize) -> Result<(Value, usize), DecodeError> {
-    if buf.len().saturating_sub(start) > JSON_HAND_PARSE_MAX_BYTES {
+pub(super) fn build_at(
+    buf: &[u8],
+    start: usize,
+    max_bytes: usize,
+    budget: &mut Budget,
+) -> Result<(Value, usize), DecodeError> {
+    let rest = buf.len().saturating_sub(start);
+    if rest > JSON_HAND_PARSE_MAX_BYTES || rest > max_bytes {
         let (end, _) = skip_value(buf, start)?;
+        if end - start > max_bytes {
+            return Err(DecodeError::DictTooLarge);
+        }
         if end - start > JSON_HAND_PARSE_MAX_BYTES {
             let json = buf.get(start..end).unwrap_or_default();
             // The grammar has been checked, so simd-json can only refuse a number beyond its
             // range (integers beyond 64 bits, floats beyond f64); the hand parser decodes
-            // those as floats.
-            let v = simd_value(json).or_else(|_| Parser::document(json))?;
+            // those as floats, with the budget as it was before simd-json's attempt.
+            let before = *budget;
+            let v = match simd_value_within(json, budget) {
+                Ok(v) => v,
+                Err(DecodeError::TooManyValues) => return Err(DecodeError::TooManyValues),
+                Err(_) => {
+                    *budget = before;
+                    Parser::document_within(json, budget)?
+                }
+            };
             return Ok((v, end));
         }
     }
-    let mut p = Parser { buf, pos: start };
-    let v = p.value(0)?;
-    Ok((v, p.pos))
+    let mut p = Parser { buf, pos: start, budget: *budget };
+    let v = p.value(0);
+    *budget = p.budget;
+    Ok((v?, p.pos))
 }

@@ -30,6 +30,11 @@
 //! integers beyond i64/u64 (floats here) and floats beyond f64 (`1e999` is infinity here,
 //! and is written back as `null`).
 //!
+//! **Bounds.** A dict element (`Options`, `Details`) encoded in more than
+//! `limits::OPTIONS_MAX_BYTES` is refused once the scanner has found its extent, before
+//! anything is built, and both builders count the values they build for one message against
+//! `limits::OPTIONS_VALUES_MAX` ([`codec::Budget`]). Dict keys are strings by the grammar.
+//!
 //! **Value mapping.** Non-negative integers are `UInt`, negative ones `Int`, integers
 //! outside both ranges and numbers with a fraction or exponent `Float` (`-0` is `UInt(0)`).
 //! A string starting with U+0000 is WAMP binary: `Bytes` of the base64 (standard alphabet,
@@ -50,9 +55,10 @@ use std::ops::Range;
 use self::build::{build_at, string_text};
 use self::scan::{NumScan, scan_number, scan_string, skip_value, skip_ws, syntax, unexpected, wrong_type};
 pub use self::write::{Writer, encode_value};
-use super::codec::{self, ValueKind};
+use super::codec::{self, Budget, ValueKind};
 use super::error::{DecodeError, Found};
 use super::value::{Dict, Value};
+use crate::limits::OPTIONS_MAX_BYTES;
 
 mod build;
 mod scan;
@@ -71,11 +77,13 @@ pub struct Reader<'a> {
     /// `more` returned true and the element it announced has not been read yet; `pos` is
     /// at its first byte.
     pending: bool,
+    /// Values the message may still build (`limits::OPTIONS_VALUES_MAX`).
+    budget: Budget,
 }
 
 impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0, started: false, need_comma: false, pending: false }
+        Reader { buf, pos: 0, started: false, need_comma: false, pending: false, budget: Budget::MESSAGE }
     }
 
     /// The position of the next element's first byte, marking it read.
@@ -88,9 +96,9 @@ impl<'a> Reader<'a> {
         Ok(self.pos)
     }
 
-    /// Build the element at `start`, leaving `pos` after it.
-    fn build_element(&mut self, start: usize) -> Result<Value, DecodeError> {
-        let (v, end) = build_at(self.buf, start)?;
+    /// Build the element at `start`, encoded in at most `max_bytes`, leaving `pos` after it.
+    fn build_element(&mut self, start: usize, max_bytes: usize) -> Result<Value, DecodeError> {
+        let (v, end) = build_at(self.buf, start, max_bytes, &mut self.budget)?;
         self.pos = end;
         Ok(v)
     }
@@ -196,7 +204,7 @@ impl codec::Reader for Reader<'_> {
             self.pos = start + 2;
             return Ok(Dict::new());
         }
-        match self.build_element(start)? {
+        match self.build_element(start, OPTIONS_MAX_BYTES)? {
             Value::Dict(d) => Ok(d),
             other => Err(DecodeError::WrongType { expected: "a dict", found: Found::Type(other.type_name()) }),
         }
@@ -204,7 +212,7 @@ impl codec::Reader for Reader<'_> {
 
     fn value(&mut self) -> Result<Value, DecodeError> {
         let start = self.element()?;
-        self.build_element(start)
+        self.build_element(start, usize::MAX)
     }
 
     fn skip(&mut self) -> Result<(Range<usize>, ValueKind), DecodeError> {
@@ -237,8 +245,9 @@ pub fn decode_values(raw: &[u8]) -> Result<Vec<Value>, DecodeError> {
     if pos == raw.len() {
         return Ok(out);
     }
+    let mut budget = Budget::UNLIMITED;
     loop {
-        let (v, end) = build_at(raw, pos)?;
+        let (v, end) = build_at(raw, pos, usize::MAX, &mut budget)?;
         out.push(v);
         pos = skip_ws(raw, end);
         match raw.get(pos) {

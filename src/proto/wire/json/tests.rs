@@ -239,6 +239,30 @@ fn uint_errors_say_what_was_found() {
     assert_eq!(r.end(), Ok(()));
 }
 
+// Goal: an ID that is not an integer in 0..=u64::MAX is a typed decode error, never a panic
+// or a truncation; and no dict element can have a non-string key (the grammar has none).
+// Method: PUBLISHED frames with each kind of bad ID; PUBLISH frames with number keys.
+#[test]
+fn ids_outside_u64_are_typed_errors() {
+    let innermost = |json: &str| decode_json(json).expect_err(json).innermost().clone();
+    let found = |what| DecodeError::WrongType { expected: "an integer", found: Found::Type(what) };
+    assert_eq!(
+        decode_json("[17,1,18446744073709551615]"),
+        Ok(Message::Published { request: 1, publication: u64::MAX })
+    );
+    assert_eq!(innermost("[17,1,18446744073709551616]"), DecodeError::IntegerOutOfRange);
+    assert_eq!(innermost("[17,1,99999999999999999999999999999]"), DecodeError::IntegerOutOfRange);
+    assert_eq!(innermost("[18446744073709551633,1,2]"), DecodeError::IntegerOutOfRange);
+    assert_eq!(innermost("[17,1,-1]"), found("negative integer"));
+    assert_eq!(innermost("[17,1,-0]"), found("negative integer"));
+    for float in ["1.0", "1E+2", "18446744073709551616.0", "-1e400"] {
+        assert_eq!(innermost(&format!("[17,1,{float}]")), found("float"), "{float}");
+    }
+    for json in [r#"[16,1,{1:true},"t"]"#, r#"[16,1,{},"t",[],{1:2}]"#, r#"[16,1,{},"t",[],{"a":{true:1}}]"#] {
+        assert!(matches!(innermost(json), DecodeError::Unexpected { expected: "a string key", .. }), "{json}");
+    }
+}
+
 // Goal: a decode error is a value that says what went wrong and in which element, and its
 // text is the one the ABORT carries.
 #[test]
@@ -546,4 +570,12 @@ fn scanner_agrees_with_serde_json() {
         }
     }
     assert!(big > 100 && big_ok > 10, "too few large documents: {big} mutated, {big_ok} valid");
+}
+
+// Goal: a message's Options cannot cost more memory than `limits::OPTIONS_DECODED_MAX_BYTES`,
+// and a dict over the size cap is refused before anything is built. Method: the shared
+// checks of `fuzz::options_bounds_hold`, with a counting allocator, at and past each bound.
+#[test]
+fn options_bounds_hold() {
+    crate::proto::wire::fuzz::options_bounds_hold(Serializer::Json);
 }

@@ -1,6 +1,8 @@
 //! The MessagePack serializer (`wamp.2.msgpack`): the [`codec::Reader`] and
 //! [`codec::Writer`] for WAMP messages, and payload value decode/encode.
 //!
+//! Files: this one holds the reader, the writer and the value mapping; `tests.rs` its tests.
+//!
 //! This file owns the MessagePack byte format only: item headers, lengths, the value mapping,
 //! nesting bounds and the exact bytes written. It must not know message layouts (those are in
 //! `message.rs`, which it never imports), must not build values for the payload on the way
@@ -15,6 +17,11 @@
 //! times faster. String and binary bodies are sliced from the input by this file, so they stay
 //! borrowed until a value is really wanted. `skip` walks containers with a fixed array of open
 //! counts rather than recursion; value decoding recurses, bounded by `VALUE_DEPTH_MAX`.
+//!
+//! Bounds on what a message may cost: a dict element (`Options`, `Details`) larger than
+//! `limits::OPTIONS_MAX_BYTES` is refused before any of it is built, and the values built for
+//! one message are counted against `limits::OPTIONS_VALUES_MAX` ([`codec::Budget`]). The
+//! payload is never built, but its walk checks that an `ArgumentsKw` dict has string keys.
 //!
 //! The format is the modern spec (v5, with the str/bin distinction), written the way
 //! autobahn-python writes it (`msgpack.packb(obj, use_bin_type=True)`), so re-encoding
@@ -35,10 +42,13 @@ use rmp::Marker;
 use rmp::decode::{self as rd, Bytes};
 use rmp::encode as wr;
 
-use super::codec::{self, ValueKind};
+use super::codec::{self, Budget, ValueKind};
 use super::error::{DecodeError, Found};
 use super::value::{Dict, MapBuilder, Value};
-use crate::limits::{DECODE_PREALLOC_MAX_ELEMENTS, VALUE_DEPTH_MAX};
+use crate::limits::{DECODE_PREALLOC_MAX_ELEMENTS, OPTIONS_MAX_BYTES, VALUE_DEPTH_MAX};
+
+#[cfg(test)]
+mod tests;
 
 /// One MessagePack item header. Containers carry their element count; strings and binaries
 /// borrow their bodies from the input (strings already checked to be UTF-8).
@@ -102,6 +112,8 @@ enum Mode {
 struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Values this cursor may still build.
+    budget: Budget,
 }
 
 fn truncated(at: usize) -> DecodeError {
@@ -134,8 +146,9 @@ fn capacity(n: u32, left_bytes: usize, min_bytes: usize) -> usize {
 }
 
 impl<'a> Cursor<'a> {
+    /// A cursor for payload values, which builds as many as the input holds.
     fn new(buf: &'a [u8]) -> Self {
-        Cursor { buf, pos: 0 }
+        Cursor { buf, pos: 0, budget: Budget::UNLIMITED }
     }
 
     fn rest(&self) -> &'a [u8] {
@@ -234,16 +247,35 @@ impl<'a> Cursor<'a> {
         Ok(head)
     }
 
-    /// Validate one item without building it. The walk keeps the items left in each open
-    /// container in a fixed array instead of recursing, so the depth bound is also the bound
-    /// on the walk's memory.
+    /// Validate one item without building it, whatever its dict keys are (as payload values
+    /// may have them).
     fn skip(&mut self) -> Result<ValueKind, DecodeError> {
+        self.walk(false)
+    }
+
+    /// Validate one element of a message without building it: as `skip`, and a dict's own
+    /// keys must be strings (WAMP's rule for `Options`, `Details` and `ArgumentsKw`, so such
+    /// a payload can reach a JSON peer); keys nested deeper are application data.
+    fn skip_element(&mut self) -> Result<ValueKind, DecodeError> {
+        self.walk(true)
+    }
+
+    /// The walk behind `skip`: it keeps the items left in each open container in a fixed
+    /// array instead of recursing, so the depth bound is also the bound on its memory. With
+    /// `string_keys`, the keys of a dict at the top are checked to be strings.
+    fn walk(&mut self, string_keys: bool) -> Result<ValueKind, DecodeError> {
         let mut open = [0u64; VALUE_DEPTH_MAX];
         let mut depth = 0;
         let mut kind = None;
+        // Set when the item about to be read is a key of the top-level dict.
+        let mut top_key = false;
         loop {
+            let at = self.pos;
             let head = self.head()?;
-            kind.get_or_insert(head.kind());
+            if top_key && !matches!(head, Head::Str(_)) {
+                return Err(DecodeError::KeyType { found: head.name(), at, integers_allowed: false });
+            }
+            let top_dict = *kind.get_or_insert(head.kind()) == ValueKind::Dict;
             let items = match head {
                 Head::Array(n) => Some(u64::from(n)),
                 Head::Map(n) => Some(u64::from(n) * 2),
@@ -265,11 +297,32 @@ impl<'a> Cursor<'a> {
                 return Ok(kind.unwrap_or(ValueKind::Other));
             }
             open[depth - 1] -= 1;
+            // A dict of n pairs opens with 2n items: a key is next when an odd count is left.
+            top_key = string_keys && top_dict && depth == 1 && open[0] % 2 == 1;
+        }
+    }
+
+    /// Refuse the dict whose header is at `start` if its encoding runs past
+    /// `limits::OPTIONS_MAX_BYTES`, before any of it is built: it is walked over a view of
+    /// the input cut at the cap, so the walk reads no further and allocates nothing. When the
+    /// rest of the input fits the cap there is nothing to check.
+    fn check_dict_size(&self, start: usize) -> Result<(), DecodeError> {
+        let Some(cut) = self.buf.get(..start.saturating_add(OPTIONS_MAX_BYTES)) else {
+            return Ok(());
+        };
+        if cut.len() == self.buf.len() {
+            return Ok(());
+        }
+        match (Cursor { buf: cut, pos: start, budget: Budget::UNLIMITED }).skip() {
+            // Running out of the cut view means the dict needs bytes beyond the cap.
+            Err(DecodeError::Truncated { .. }) => Err(DecodeError::DictTooLarge),
+            other => other.map(|_| ()),
         }
     }
 
     /// Decode one value; `None` is an ext (an absent entry in `Mode::Options` dicts).
     fn value(&mut self, depth: usize, mode: Mode) -> Result<Option<Value>, DecodeError> {
+        self.budget.take()?;
         Ok(Some(match self.head()? {
             Head::Nil => Value::Null,
             Head::Bool(b) => Value::Bool(b),
@@ -324,7 +377,7 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Reader { cur: Cursor::new(buf), left: 0 }
+        Reader { cur: Cursor { buf, pos: 0, budget: Budget::MESSAGE }, left: 0 }
     }
 
     /// Account for one top-level element about to be read.
@@ -375,8 +428,14 @@ impl codec::Reader for Reader<'_> {
 
     fn dict(&mut self) -> Result<Dict, DecodeError> {
         self.element()?;
+        let start = self.cur.pos;
         match self.cur.head()? {
-            Head::Map(n) => self.cur.map(n, 0, Mode::Options),
+            Head::Map(n) => {
+                self.cur.check_dict_size(start)?;
+                // The dict counts as a value, as it does where a builder makes it (JSON).
+                self.cur.budget.take()?;
+                self.cur.map(n, 0, Mode::Options)
+            }
             other => Err(DecodeError::WrongType { expected: "a dict", found: Found::Type(other.name()) }),
         }
     }
@@ -389,7 +448,7 @@ impl codec::Reader for Reader<'_> {
     fn skip(&mut self) -> Result<(Range<usize>, ValueKind), DecodeError> {
         self.element()?;
         let start = self.cur.pos;
-        let kind = self.cur.skip()?;
+        let kind = self.cur.skip_element()?;
         Ok((start..self.cur.pos, kind))
     }
 
@@ -495,339 +554,5 @@ pub fn encode_value(v: &Value, out: &mut Vec<u8>) {
             }
         }
         Value::Dict(d) => write_dict(out, d),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use bytes::Bytes as Frame;
-
-    use super::*;
-    use crate::proto::wire::codec::{Reader as _, Serializer};
-    use crate::proto::wire::fuzz::{Binary, hex, to_hex};
-    use crate::proto::wire::message::{Message, decode, encode_to_vec};
-
-    /// Input for a `Reader` in a test (leaked: tests are short-lived).
-    fn input(h: &str) -> &'static [u8] {
-        hex(h).leak()
-    }
-
-    fn enc(v: &Value) -> String {
-        let mut out = Vec::new();
-        encode_value(v, &mut out);
-        to_hex(&out)
-    }
-
-    fn dec(h: &str) -> Result<Message, DecodeError> {
-        decode(Serializer::MsgPack, &Frame::from(hex(h)))
-    }
-
-    /// A msgpack str header and body.
-    fn s(text: &str) -> String {
-        let mut out = Vec::new();
-        write_str(&mut out, text);
-        to_hex(&out)
-    }
-
-    #[test]
-    fn integers_use_the_smallest_form() {
-        let cases: &[(Value, &str)] = &[
-            (Value::UInt(0), "00"),
-            (Value::UInt(127), "7f"),
-            (Value::UInt(128), "cc80"),
-            (Value::UInt(255), "ccff"),
-            (Value::UInt(256), "cd0100"),
-            (Value::UInt(65_535), "cdffff"),
-            (Value::UInt(65_536), "ce00010000"),
-            (Value::UInt(u64::from(u32::MAX)), "ceffffffff"),
-            (Value::UInt(1 << 32), "cf0000000100000000"),
-            (Value::UInt(u64::MAX), "cfffffffffffffffff"),
-            (Value::Int(-1), "ff"),
-            (Value::Int(-32), "e0"),
-            (Value::Int(-33), "d0df"),
-            (Value::Int(-128), "d080"),
-            (Value::Int(-129), "d1ff7f"),
-            (Value::Int(-32_768), "d18000"),
-            (Value::Int(-32_769), "d2ffff7fff"),
-            (Value::Int(i64::from(i32::MIN)), "d280000000"),
-            (Value::Int(i64::from(i32::MIN) - 1), "d3ffffffff7fffffff"),
-            (Value::Int(i64::MIN), "d38000000000000000"),
-        ];
-        for (v, want) in cases {
-            assert_eq!(enc(v), *want, "{v:?}");
-            assert_eq!(decode_values(&hex(want)), Ok(vec![v.clone()]), "{want}");
-        }
-    }
-
-    #[test]
-    fn strings_binaries_and_containers_use_the_smallest_header() {
-        let str_of = |n: usize| Value::Str("a".repeat(n));
-        let bin_of = |n: usize| Value::Bytes(vec![7; n]);
-        let list_of = |n: usize| Value::List(vec![Value::Null; n]);
-        let dict_of = |n: usize| Value::Dict((0..n).map(|i| (i.to_string(), Value::Null)).collect());
-        let cases: Vec<(Value, &str)> = vec![
-            (str_of(0), "a0"),
-            (str_of(31), "bf"),
-            (str_of(32), "d920"),
-            (str_of(255), "d9ff"),
-            (str_of(256), "da0100"),
-            (str_of(65_536), "db00010000"),
-            (bin_of(0), "c400"),
-            (bin_of(255), "c4ff"),
-            (bin_of(256), "c50100"),
-            (bin_of(65_536), "c600010000"),
-            (list_of(0), "90"),
-            (list_of(15), "9f"),
-            (list_of(16), "dc0010"),
-            (list_of(65_536), "dd00010000"),
-            (dict_of(0), "80"),
-            (dict_of(15), "8f"),
-            (dict_of(16), "de0010"),
-        ];
-        for (v, prefix) in cases {
-            let got = enc(&v);
-            assert!(got.starts_with(prefix), "{}: {}", v.type_name(), &got[..got.len().min(16)]);
-            assert_eq!(decode_values(&hex(&got)), Ok(vec![v]));
-        }
-    }
-
-    #[test]
-    fn floats_are_written_as_float64_and_read_in_both_widths() {
-        assert_eq!(enc(&Value::Float(1.5)), "cb3ff8000000000000");
-        assert_eq!(decode_values(&hex("ca3fc00000")), Ok(vec![Value::Float(1.5)]));
-        assert_eq!(decode_values(&hex("cb3ff8000000000000")), Ok(vec![Value::Float(1.5)]));
-    }
-
-    #[test]
-    fn non_minimal_and_signed_forms_normalise() {
-        assert_eq!(decode_values(&hex("d005")), Ok(vec![Value::UInt(5)]));
-        assert_eq!(decode_values(&hex("d3000000000000002a")), Ok(vec![Value::UInt(42)]));
-        assert_eq!(decode_values(&hex("cd0001")), Ok(vec![Value::UInt(1)]));
-        assert_eq!(decode_values(&hex("d90161")), Ok(vec![Value::str("a")]));
-    }
-
-    #[test]
-    fn values_round_trip() {
-        let v = Value::List(vec![
-            Value::Null,
-            Value::Bool(true),
-            Value::Bool(false),
-            Value::UInt(300),
-            Value::Int(-300),
-            Value::Float(-0.25),
-            Value::str("héllo"),
-            Value::Bytes(vec![0, 1, 255]),
-            Value::Dict(Dict::new().with("a", Value::List(vec![Value::UInt(1)])).with("b", Dict::new())),
-        ]);
-        let mut out = Vec::new();
-        encode_value(&v, &mut out);
-        encode_value(&Value::Dict(Dict::new().with("k", 1u64)), &mut out);
-        let back = decode_values(&out).expect("decode");
-        assert_eq!(back, vec![v, Value::Dict(Dict::new().with("k", 1u64))]);
-    }
-
-    #[test]
-    fn uint_says_what_it_found() {
-        let err = |h: &str| dec(h).expect_err("must fail").to_string();
-        assert_eq!(err(&format!("92{}00", s("x"))), "message type: expected an integer, found string");
-        assert_eq!(err("93ff0000"), "message type: expected a non-negative integer, found -1");
-        assert_eq!(err("93cb3ff80000000000000000"), "message type: expected an integer, found float");
-        // PUBLISHED with a string publication.
-        assert_eq!(err(&format!("931101{}", s("x"))), "PUBLISHED.Publication: expected an integer, found string");
-        assert!(err("9211c0").contains("expected an integer, found null"));
-    }
-
-    #[test]
-    fn ext_is_absent_in_options_and_null_in_payloads() {
-        // [16, 1, {"acknowledge": ext, "x": 1, "y": fixext1}, "t", [ext8], {"k": ext}]
-        let h = format!(
-            "9610 01 83 {} d40001 {} 01 {} c7020a0102 {} 91 c70000 81 {} d50100ff",
-            s("acknowledge"),
-            s("x"),
-            s("y"),
-            s("t"),
-            s("k")
-        )
-        .replace(' ', "");
-        let Message::Publish { options, payload, .. } = dec(&h).expect("decode") else { panic!("not a PUBLISH") };
-        assert_eq!(options, Dict::new().with("x", 1u64));
-        assert_eq!(
-            payload.values().expect("values"),
-            vec![Value::List(vec![Value::Null]), Value::Dict(Dict::new().with("k", Value::Null))]
-        );
-        // Nested options dicts drop ext entries too; lists in options keep a null.
-        let h = format!("931001 82 {} 81 {} d40000 {} 92 01 d40000", s("a"), s("b"), s("c")).replace(' ', "");
-        let mut r = Reader::new(input(&h));
-        r.begin().expect("begin");
-        assert_eq!(r.uint(), Ok(16));
-        assert_eq!(r.uint(), Ok(1));
-        let d = r.dict().expect("dict");
-        assert_eq!(d, Dict::new().with("a", Dict::new()).with("c", Value::List(vec![Value::UInt(1), Value::Null])));
-        let mut r = Reader::new(input("92d4000000"));
-        r.begin().expect("begin");
-        assert_eq!(r.skip(), Ok((1..4, ValueKind::Other)));
-        assert_eq!(r.skip(), Ok((4..5, ValueKind::Int)));
-        assert_eq!(r.end(), Ok(()));
-    }
-
-    #[test]
-    fn duplicate_keys_keep_the_last() {
-        let h = format!("91 83 {a} 01 {b} 02 {a} 03", a = s("a"), b = s("b")).replace(' ', "");
-        let mut r = Reader::new(input(&h));
-        r.begin().expect("begin");
-        assert_eq!(r.dict(), Ok(Dict::new().with("a", 3u64).with("b", 2u64)));
-        // A later ext removes the earlier value: the last word is "absent".
-        let h = format!("91 82 {a} 01 {a} d40000", a = s("a")).replace(' ', "");
-        let mut r = Reader::new(input(&h));
-        r.begin().expect("begin");
-        assert_eq!(r.dict(), Ok(Dict::new()));
-    }
-
-    #[test]
-    fn dict_keys_must_be_strings_except_integers_in_payloads() {
-        let mut r = Reader::new(input("918101c3"));
-        r.begin().expect("begin");
-        assert_eq!(r.dict().expect_err("int key").to_string(), "dict keys must be strings, found integer at offset 2");
-        assert_eq!(
-            decode_values(&hex("8301c3ff02d0fd03")),
-            Ok(vec![Value::Dict(Dict::new().with("1", true).with("-1", 2u64).with("-3", 3u64))])
-        );
-        assert!(decode_values(&hex("81c40161c3")).expect_err("bin key").to_string().contains("found binary"));
-    }
-
-    #[test]
-    fn top_level_list_is_exact() {
-        // One element more than the header announces: trailing bytes.
-        assert_eq!(dec("9243ce2f0604aa00").expect_err("trailing").to_string(), "1 trailing bytes after the message");
-        // One element less: the item runs past the end.
-        assert_eq!(
-            dec("9343ce2f0604aa").expect_err("short").to_string(),
-            "UNREGISTERED.Details: truncated input: the item at offset 7 runs past the end"
-        );
-        assert!(dec("80").expect_err("not a list").to_string().contains("must be a list, found dict"));
-        assert_eq!(dec("90").expect_err("empty").to_string(), "empty message list");
-        assert_eq!(
-            dec("").expect_err("nothing").to_string(),
-            "truncated input: the item at offset 0 runs past the end"
-        );
-        // Reading past the announced count is an error, not a read into whatever follows.
-        let mut r = Reader::new(input("9101 02"));
-        r.begin().expect("begin");
-        assert_eq!(r.uint(), Ok(1));
-        assert!(!r.more().expect("more"));
-        assert!(r.uint().is_err());
-        assert!(r.end().is_err());
-    }
-
-    #[test]
-    fn hostile_lengths_fail_without_allocating() {
-        for h in [
-            "dd ffffffff",
-            "dc ffff",
-            "df ffffffff",
-            "de ffff 00",
-            "db ffffffff",
-            "da ffff 61",
-            "d9 ff",
-            "c6 ffffffff",
-            "c5 ffff",
-            "c9 ffffffff 01",
-            "c8 ffff 01 00",
-            "d8 01 0000",
-            "cf 0000",
-            "cb 3ff8",
-            "dd ffffffff 90 90 90",
-        ] {
-            let h = h.replace(' ', "");
-            assert!(decode_values(&hex(&h)).is_err(), "{h}");
-            let frame = hex(&(format!("9510 01 80 {}", s("t")).replace(' ', "") + &h));
-            assert!(decode(Serializer::MsgPack, &Frame::from(frame)).is_err(), "{h}");
-            assert!(dec(&h).is_err(), "{h}");
-        }
-        assert!(dec("c1").expect_err("reserved").to_string().contains("0xc1"));
-    }
-
-    fn nested(levels: usize) -> Vec<u8> {
-        let mut out = vec![0x91; levels];
-        out.push(0x01);
-        out
-    }
-
-    #[test]
-    fn nesting_is_bounded() {
-        assert!(decode_values(&nested(VALUE_DEPTH_MAX)).is_ok());
-        let err = decode_values(&nested(VALUE_DEPTH_MAX + 1)).expect_err("too deep").to_string();
-        assert!(err.contains("nested deeper than 64"), "{err}");
-        assert_eq!(Cursor::new(&nested(VALUE_DEPTH_MAX)).skip(), Ok(ValueKind::List));
-        assert!(Cursor::new(&nested(VALUE_DEPTH_MAX + 1)).skip().is_err());
-        // A million-deep dict chain errors early rather than overflowing the stack.
-        let mut dicts = Vec::new();
-        for _ in 0..1_000_000 {
-            dicts.extend_from_slice(&[0x81, 0xa1, b'k']);
-        }
-        dicts.push(0xc0);
-        assert!(decode_values(&dicts).is_err());
-        assert!(Cursor::new(&dicts).skip().is_err());
-    }
-
-    #[test]
-    fn skip_validates_utf8_and_reports_the_range() {
-        let h = format!("9510 01 80 {} 92 a2c328 01", s("t")).replace(' ', "");
-        assert!(dec(&h).expect_err("bad utf-8").to_string().contains("invalid UTF-8"));
-        let h = format!("9510 01 80 {} 92 {} 01", s("t"), s("é")).replace(' ', "");
-        let Message::Publish { payload, .. } = dec(&h).expect("decode") else { panic!("not a PUBLISH") };
-        assert_eq!(&payload.raw[..], &hex(&format!("92{}01", s("é")))[..]);
-        assert_eq!(payload.count, 1);
-    }
-
-    #[test]
-    fn writer_appends_raw_payload_verbatim() {
-        let payload = crate::proto::wire::Payload::from_values(Serializer::MsgPack, Some(&[Value::UInt(1)]), None);
-        let msg = Message::Event { subscription: 1, publication: 2, details: Dict::new(), payload };
-        assert_eq!(
-            to_hex(&encode_to_vec(Serializer::MsgPack, &msg).expect("encode")),
-            "952401028091 01".replace(' ', "")
-        );
-    }
-
-    // Robustness: random and mutated frames must never panic, and whatever decodes must
-    // re-encode to something that decodes to the same bytes again.
-
-    const FUZZ: Binary = Binary {
-        serializer: Serializer::MsgPack,
-        transcode_to: Serializer::Cbor,
-        // Bytes that are headers with large or edge-case lengths, or otherwise special.
-        interesting: &[
-            0x00, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc4, 0xc6, 0xc9, 0xcf, 0xd3, 0xd4, 0xdb, 0xdd,
-            0xdf, 0xff,
-        ],
-        headers: &[
-            &[0xdd, 0xff, 0xff, 0xff, 0xff],
-            &[0xdb, 0xff, 0xff, 0xff, 0xff],
-            &[0xc6, 0x7f, 0xff, 0xff, 0xff],
-            &[0xdf, 0x00, 0x01, 0x00, 0x00],
-        ],
-    };
-
-    #[test]
-    fn vectors_truncated_or_extended_fail_cleanly() {
-        FUZZ.vectors_truncated_or_extended_fail_cleanly(0xc0);
-    }
-
-    #[test]
-    fn skip_and_value_agree_on_mutated_items() {
-        FUZZ.skip_and_value_agree(0x5eed_0003, |bytes| {
-            let mut walked = Cursor::new(bytes);
-            let skipped = walked.skip().map(|_| walked.pos);
-            let mut built = Cursor::new(bytes);
-            (skipped.ok(), built.value(0, Mode::Payload).map(|_| built.pos))
-        });
-    }
-
-    #[test]
-    fn mutated_and_random_frames_never_panic() {
-        FUZZ.mutated_and_random_frames_never_panic(0x5eed_0001, |rng| {
-            [0x90 | rng.below(8) as u8, [16u8, 36, 48, 50, 1, 3][rng.below(6)]]
-        });
     }
 }
