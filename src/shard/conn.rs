@@ -208,6 +208,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 Ok(Some(Decoded::Ping(p))) => {
                     self.answer_ping(&p);
                     self.shard.core.borrow_mut().handle_peer_ping(self.id, Instant::now());
+                    // It may have armed a liveness timer: the flusher tells the timer task.
+                    self.shard.request_flush();
                 }
                 Ok(Some(Decoded::Pong)) => self.shard.core.borrow_mut().handle_pong(self.id),
                 Ok(Some(Decoded::Close(code))) => {
