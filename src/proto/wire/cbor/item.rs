@@ -193,7 +193,7 @@ impl<'a> Cursor<'a> {
 
     /// Whether a container with `left` elements to go (`None`: indefinite) has another one;
     /// consumes the break that ends an indefinite container.
-    fn next_item(&mut self, left: &mut Option<u64>) -> Result<bool, DecodeError> {
+    pub(super) fn next_item(&mut self, left: &mut Option<u64>) -> Result<bool, DecodeError> {
         match left {
             Some(0) => Ok(false),
             Some(n) => {
@@ -241,8 +241,6 @@ impl<'a> Cursor<'a> {
 
     /// Read any item header with minicbor, tags first.
     fn head_long(&mut self) -> Result<Head<'a>, DecodeError> {
-        // The sign of a bignum, when the innermost tag so far is 2 (positive) or 3 (negative).
-        let mut bignum_sign = None;
         loop {
             let at = self.pos();
             let ty = self.d.datatype().map_err(|e| invalid(e, at))?;
@@ -252,11 +250,12 @@ impl<'a> Cursor<'a> {
                     // Tags only annotate the item that follows, and only bignums change what
                     // it means; each tag takes at least one byte, so a chain of them ends with
                     // the input.
-                    bignum_sign = match self.d.tag().map_err(e)?.as_u64() {
-                        2 => Some(false),
-                        3 => Some(true),
-                        _ => None,
-                    };
+                    let tag = self.d.tag().map_err(e)?.as_u64();
+                    if (tag == 2 || tag == 3)
+                        && let Some(head) = self.bignum(tag == 3)?
+                    {
+                        return Ok(head);
+                    }
                     continue;
                 }
                 Type::Null => {
@@ -300,7 +299,13 @@ impl<'a> Cursor<'a> {
                     }
                     Head::StrChunks(at)
                 }
-                Type::Bytes | Type::BytesIndef => self.byte_string(ty, at, bignum_sign)?,
+                Type::Bytes => Head::Bytes(self.d.bytes().map_err(e)?),
+                Type::BytesIndef => {
+                    for chunk in self.d.bytes_iter().map_err(e)? {
+                        chunk.map_err(e)?;
+                    }
+                    Head::BytesChunks(at)
+                }
                 Type::Array | Type::ArrayIndef => Head::Array(self.d.array().map_err(e)?),
                 Type::Map | Type::MapIndef => Head::Map(self.d.map().map_err(e)?),
                 Type::Break => return Err(DecodeError::UnexpectedBreak { at }),
@@ -310,26 +315,26 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// The head of the byte string of type `ty` at `at`, definite or chunked (every chunk is
-    /// validated); with a bignum tag on it (`bignum_sign`), the integer it holds when that
-    /// fits.
-    fn byte_string(&mut self, ty: Type, at: usize, bignum_sign: Option<bool>) -> Result<Head<'a>, DecodeError> {
+    /// After a bignum tag (3: `negative`): the head of the byte string that follows, as the
+    /// integer it holds when that fits, with every chunk validated; `None`, having read
+    /// nothing, when anything else follows (another tag, which decides instead, or an item
+    /// the tag does not apply to, which is read as if untagged).
+    #[cold]
+    fn bignum(&mut self, negative: bool) -> Result<Option<Head<'a>>, DecodeError> {
+        let at = self.pos();
         let e = |e| invalid(e, at);
-        if ty == Type::Bytes {
-            let bytes = self.d.bytes().map_err(e)?;
-            return Ok(match bignum_sign {
-                Some(negative) => bignum(negative, magnitude(Some(0), bytes), at),
-                None => Head::Bytes(bytes),
-            });
-        }
-        let mut m = Some(0);
-        for chunk in self.d.bytes_iter().map_err(e)? {
-            m = magnitude(m, chunk.map_err(e)?);
-        }
-        Ok(match bignum_sign {
-            Some(negative) => bignum(negative, m, at),
-            None => Head::BytesChunks(at),
-        })
+        let magnitude = match self.d.datatype().map_err(e)? {
+            Type::Bytes => magnitude(Some(0), self.d.bytes().map_err(e)?),
+            Type::BytesIndef => {
+                let mut m = Some(0);
+                for chunk in self.d.bytes_iter().map_err(e)? {
+                    m = magnitude(m, chunk.map_err(e)?);
+                }
+                m
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(bignum(negative, magnitude, at)))
     }
 
     /// The text of an indefinite-length string whose header is at `at` (already validated).

@@ -24,14 +24,36 @@ impl Cursor<'_> {
     /// Validate one item without building it, whatever its dict keys are (as payload values
     /// may have them).
     pub(super) fn skip(&mut self) -> Result<ValueKind, DecodeError> {
-        self.walk(false)
+        self.walk(&mut [Open::Items(0); VALUE_DEPTH_MAX])
     }
 
     /// Validate one element of a message without building it: as `skip`, and a dict's own
     /// keys must be strings (WAMP's rule for `Options`, `Details` and `ArgumentsKw`, so such
-    /// a payload can reach a JSON peer); keys nested deeper are application data.
+    /// a payload can reach a JSON peer); keys nested deeper are application data. A dict's
+    /// pairs are read here, each value walked one level down, so the walk itself is the
+    /// payload's and costs nothing more.
     pub(super) fn skip_element(&mut self) -> Result<ValueKind, DecodeError> {
-        self.walk(true)
+        let mut open = [Open::Items(0); VALUE_DEPTH_MAX];
+        let start = self.pos();
+        let Head::Map(mut left) = self.head()? else {
+            self.d.set_position(start);
+            return self.walk(&mut open);
+        };
+        let Some(inner) = open.get_mut(1..) else {
+            return Err(too_deep());
+        };
+        while self.next_item(&mut left)? {
+            let at = self.pos();
+            let key = self.head()?;
+            if !matches!(key, Head::Str(_) | Head::StrChunks(_)) {
+                return Err(DecodeError::KeyType { found: key.name(), at, integers_allowed: false });
+            }
+            if left.is_none() && self.at_break()? {
+                return Err(DecodeError::KeyWithoutValue { at: self.pos() });
+            }
+            self.walk(inner)?;
+        }
+        Ok(ValueKind::Dict)
     }
 
     /// Refuse the dict whose header is at `start` if its encoding runs past
@@ -55,15 +77,13 @@ impl Cursor<'_> {
         }
     }
 
-    /// The walk behind `skip`: it keeps the open containers in a fixed array instead of
-    /// recursing, so the depth bound is also the bound on its memory. With `string_keys`, the
-    /// keys of a dict at the top are checked to be strings.
-    fn walk(&mut self, string_keys: bool) -> Result<ValueKind, DecodeError> {
-        let mut open = [Open::Items(0); VALUE_DEPTH_MAX];
+    /// The walk behind `skip`: it keeps the open containers in `open` instead of recursing,
+    /// so the nesting it accepts is `open`'s length (the depth bound less the containers
+    /// around the item), and that is also the bound on its memory.
+    fn walk(&mut self, open: &mut [Open]) -> Result<ValueKind, DecodeError> {
         let mut depth = 0;
         let mut head = self.head()?;
         let kind = head.kind();
-        let top_dict = string_keys && kind == ValueKind::Dict;
         loop {
             let opened = match head {
                 Head::Array(Some(n)) => Some(Open::Items(n)),
@@ -105,19 +125,7 @@ impl Cursor<'_> {
                     }
                 }
             }
-            // In a definite dict a key comes when an odd count of items is left; in an
-            // indefinite one `half` was just set for a key.
-            let top_key = top_dict
-                && depth == 1
-                && match open[0] {
-                    Open::Items(n) => n % 2 == 1,
-                    Open::UntilBreak { half, .. } => half,
-                };
-            let at = self.pos();
             head = self.head()?;
-            if top_key && !matches!(head, Head::Str(_) | Head::StrChunks(_)) {
-                return Err(DecodeError::KeyType { found: head.name(), at, integers_allowed: false });
-            }
         }
     }
 }

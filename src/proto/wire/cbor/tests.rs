@@ -353,6 +353,12 @@ fn dict_elements_have_string_keys() {
     assert_eq!(key_error(&kwargs("a1 80 01")), "list");
     assert!(dec(&kwargs(&format!("a3 {} 01 7f 6161 ff 02 c1 {} 03", s("k"), s("j")))).is_ok());
 
+    // The dict and its values nest at most VALUE_DEPTH_MAX deep together, as before.
+    let deep = |levels: usize| kwargs(&format!("a1 {} {}01", s("k"), "81".repeat(levels)));
+    let Ok(Message::Publish { payload, .. }) = dec(&deep(VALUE_DEPTH_MAX - 1)) else { panic!("63 levels in kwargs") };
+    assert!(payload.values().is_ok(), "what the walk accepts, the builder accepts");
+    assert!(matches!(dec(&deep(VALUE_DEPTH_MAX)).expect_err("too deep").innermost(), DecodeError::TooDeep { .. }));
+
     // Deeper keys pass; JSON cannot carry a bool key, integer keys become their decimal string.
     let nested = |inner: &str| match dec(&kwargs(&format!("a1 {} {inner}", s("k")))) {
         Ok(Message::Publish { payload, .. }) => payload,

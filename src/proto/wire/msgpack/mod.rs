@@ -250,32 +250,44 @@ impl<'a> Cursor<'a> {
     /// Validate one item without building it, whatever its dict keys are (as payload values
     /// may have them).
     fn skip(&mut self) -> Result<ValueKind, DecodeError> {
-        self.walk(false)
+        self.walk(&mut [0; VALUE_DEPTH_MAX])
     }
 
     /// Validate one element of a message without building it: as `skip`, and a dict's own
     /// keys must be strings (WAMP's rule for `Options`, `Details` and `ArgumentsKw`, so such
-    /// a payload can reach a JSON peer); keys nested deeper are application data.
+    /// a payload can reach a JSON peer); keys nested deeper are application data. A dict's
+    /// pairs are read here, each value walked one level down, so the walk itself is the
+    /// payload's and costs nothing more.
     fn skip_element(&mut self) -> Result<ValueKind, DecodeError> {
-        self.walk(true)
+        let mut open = [0; VALUE_DEPTH_MAX];
+        let start = self.pos;
+        let Head::Map(pairs) = self.head()? else {
+            self.pos = start;
+            return self.walk(&mut open);
+        };
+        let Some(inner) = open.get_mut(1..) else {
+            return Err(too_deep());
+        };
+        for _ in 0..pairs {
+            let at = self.pos;
+            let key = self.head()?;
+            if !matches!(key, Head::Str(_)) {
+                return Err(DecodeError::KeyType { found: key.name(), at, integers_allowed: false });
+            }
+            self.walk(inner)?;
+        }
+        Ok(ValueKind::Dict)
     }
 
-    /// The walk behind `skip`: it keeps the items left in each open container in a fixed
-    /// array instead of recursing, so the depth bound is also the bound on its memory. With
-    /// `string_keys`, the keys of a dict at the top are checked to be strings.
-    fn walk(&mut self, string_keys: bool) -> Result<ValueKind, DecodeError> {
-        let mut open = [0u64; VALUE_DEPTH_MAX];
+    /// The walk behind `skip`: it keeps the items left in each open container in `open`
+    /// instead of recursing, so the nesting it accepts is `open`'s length (the depth bound
+    /// less the containers around the item), and that is also the bound on its memory.
+    fn walk(&mut self, open: &mut [u64]) -> Result<ValueKind, DecodeError> {
         let mut depth = 0;
         let mut kind = None;
-        // Set when the item about to be read is a key of the top-level dict.
-        let mut top_key = false;
         loop {
-            let at = self.pos;
             let head = self.head()?;
-            if top_key && !matches!(head, Head::Str(_)) {
-                return Err(DecodeError::KeyType { found: head.name(), at, integers_allowed: false });
-            }
-            let top_dict = *kind.get_or_insert(head.kind()) == ValueKind::Dict;
+            kind.get_or_insert(head.kind());
             let items = match head {
                 Head::Array(n) => Some(u64::from(n)),
                 Head::Map(n) => Some(u64::from(n) * 2),
@@ -297,8 +309,6 @@ impl<'a> Cursor<'a> {
                 return Ok(kind.unwrap_or(ValueKind::Other));
             }
             open[depth - 1] -= 1;
-            // A dict of n pairs opens with 2n items: a key is next when an odd count is left.
-            top_key = string_keys && top_dict && depth == 1 && open[0] % 2 == 1;
         }
     }
 

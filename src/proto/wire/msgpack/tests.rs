@@ -218,6 +218,12 @@ fn dict_elements_have_string_keys() {
     assert_eq!(key_error(&kwargs("81 90 01")), "list");
     assert!(dec(&kwargs(&format!("82 {} 01 {} 81 01 02", s("k"), s("j")))).is_ok());
 
+    // The dict and its values nest at most VALUE_DEPTH_MAX deep together, as before.
+    let deep = |levels: usize| kwargs(&format!("81 {} {}01", s("k"), "91".repeat(levels)));
+    let Ok(Message::Publish { payload, .. }) = dec(&deep(VALUE_DEPTH_MAX - 1)) else { panic!("63 levels in kwargs") };
+    assert!(payload.values().is_ok(), "what the walk accepts, the builder accepts");
+    assert!(matches!(dec(&deep(VALUE_DEPTH_MAX)).expect_err("too deep").innermost(), DecodeError::TooDeep { .. }));
+
     // Deeper keys pass; JSON cannot carry a bool key, integer keys become their decimal string.
     let nested = |inner: &str| match dec(&kwargs(&format!("81 {} {inner}", s("k")))) {
         Ok(Message::Publish { payload, .. }) => payload,
