@@ -1,6 +1,8 @@
 //! Shared robustness-test support for the serializers: a deterministic generator, hex
-//! helpers, the WAMP test-vector corpus, and the mutate/decode/re-encode checks the MessagePack
-//! and CBOR tests run. Test code only; there is no production code here.
+//! helpers, the WAMP test-vector corpus, the mutate/decode/re-encode checks the MessagePack
+//! and CBOR tests run, and the memory checks every serializer's tests run
+//! ([`options_bounds_hold`], measured by this test binary's counting allocator,
+//! [`peak_alloc_bytes`]). Test code only; there is no production code here.
 //!
 //! Each helper is parameterised by what differs between the codecs (the serializer, the
 //! mutator's byte tables and hostile headers, seeds, how a random frame is made to look like
@@ -141,8 +143,8 @@ impl Binary {
 
     /// Decode `bytes`; when that works, re-encode, decode again, check the second encoding
     /// is the same, and transcode to the other binary serializer and to JSON: a transcode
-    /// may fail (a payload key JSON cannot carry), but what it produces must decode, and the
-    /// JSON must be JSON to serde_json too. Returns whether the frame decoded.
+    /// may fail (a payload key JSON cannot carry), but what it produces must decode, or for
+    /// JSON, be JSON to serde_json. Returns whether the frame decoded.
     pub(crate) fn exercise(&self, bytes: &[u8]) -> bool {
         let (ser, other) = (self.serializer, self.transcode_to);
         let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -156,9 +158,9 @@ impl Binary {
                 decode(other, &Frame::from(transcoded))
                     .unwrap_or_else(|e| panic!("decode the {other:?} transcode: {e:?}"));
             }
+            // Not decoded back: a string that starts with U+0000 reads as binary in JSON.
             if let Ok(json) = encode_to_vec(Serializer::Json, &msg) {
                 serde_json::from_slice::<serde_json::Value>(&json).expect("the JSON transcode is JSON");
-                decode(Serializer::Json, &Frame::from(json)).expect("decode the JSON transcode");
             }
             true
         }));
