@@ -2,7 +2,7 @@
 # Runs every test shardbar has, installing what they need, and prints one summary.
 #
 #   tests/run.sh            everything
-#   tests/run.sh SUITE...   only some: rust tuning python js wstest
+#   tests/run.sh SUITE...   only some: rust tuning python js wstest fuzz
 #
 # Suites:
 #   rust    cargo test: unit tests, golden vectors, the multi-shard simulation
@@ -10,21 +10,25 @@
 #   python  interop tests: the real binary driven by Autobahn|Python (tests/interop)
 #   js      smoke tests with Autobahn|JS and wampy (tests/js)
 #   wstest  the Autobahn WebSocket testsuite, cases 1-10, against the testee listener
+#   fuzz    every cargo-fuzz target (tests/fuzz) for SHARDBAR_FUZZ_SECONDS (default 5) each,
+#           over its seed corpus and past crash inputs; needs the nightly toolchain (SKIP
+#           without it) and installs cargo-fuzz into ~/.cargo/bin if missing
 #
-# Python packages go to tests/.venv, npm packages to tests/js/node_modules.
+# Python packages go to tests/.venv, npm packages to tests/js/node_modules. A suite that
+# cannot run on this machine reports SKIP with the reason; only FAIL fails the run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 export CARGO_TERM_COLOR=never
 
 suites=("$@")
-[ ${#suites[@]} -eq 0 ] && suites=(rust tuning python js wstest)
+[ ${#suites[@]} -eq 0 ] && suites=(rust tuning python js wstest fuzz)
 
 declare -a summary=()
 failed=0
 record() { # suite status detail
   summary+=("$(printf '%-8s %-5s %s' "$1" "$2" "$3")")
-  [ "$2" = "PASS" ] || failed=1
+  case "$2" in PASS | SKIP) ;; *) failed=1 ;; esac
 }
 banner() { printf '\n==== %s ====\n' "$*"; }
 
@@ -102,6 +106,55 @@ run_wstest() {
   if [ $rc -eq 0 ]; then record wstest PASS "${line#wstest: }"; else record wstest FAIL "${line#wstest: }"; fi
 }
 
+# The fuzz targets: the [[bin]] names in tests/fuzz/Cargo.toml.
+fuzz_targets() {
+  sed -n '/^\[\[bin\]\]/,/^path/ s/^name = "\(.*\)"/\1/p' tests/fuzz/Cargo.toml
+}
+
+run_fuzz() {
+  local secs=${SHARDBAR_FUZZ_SECONDS:-5}
+  banner "fuzz: cargo fuzz targets (tests/fuzz), ${secs}s each"
+  # Asked for by name only: `cargo +nightly` could otherwise try to download a toolchain.
+  if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    echo "  no nightly toolchain (cargo fuzz needs it: rustup toolchain install nightly)"
+    record fuzz SKIP "no nightly toolchain"
+    return
+  fi
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "  installing cargo-fuzz into ~/.cargo/bin"
+    cargo install --locked cargo-fuzz 2>&1 | tail -n 2
+    cargo fuzz --version >/dev/null 2>&1 || { record fuzz FAIL "cargo install cargo-fuzz failed"; return; }
+  fi
+  local build; build=$(cargo +nightly fuzz build --fuzz-dir tests/fuzz 2>&1) || {
+    echo "$build" | tail -n 30
+    record fuzz FAIL "build failed"
+    return
+  }
+  echo "$build" | tail -n 1 | sed 's/^ */  /'
+  local t out rc runs speed n=0 bad=()
+  for t in $(fuzz_targets); do
+    # New inputs go to a scratch directory, so the committed corpus stays as it is.
+    local scratch; scratch=$(mktemp -d)
+    local dirs=("$scratch" "tests/fuzz/corpus/$t")
+    [ -d "tests/fuzz/regressions/$t" ] && dirs+=("tests/fuzz/regressions/$t")
+    out=$(cargo +nightly fuzz run --fuzz-dir tests/fuzz "$t" "${dirs[@]}" -- -max_total_time="$secs" 2>&1)
+    rc=$?
+    rm -rf "$scratch"
+    runs=$(echo "$out" | grep -oE '^Done [0-9]+ runs' | awk '{print $2}')
+    speed=$(echo "$out" | grep -oE 'exec/s: [0-9]+' | tail -n 1 | awk '{print $2}')
+    n=$((n + 1))
+    if [ $rc -eq 0 ] && [ -n "$runs" ]; then
+      printf '  %-16s PASS  %s runs, %s exec/s\n' "$t" "$runs" "${speed:-?}"
+    else
+      printf '  %-16s FAIL  (exit %s)\n' "$t" "$rc"
+      echo "$out" | grep -E 'panicked at|ERROR: |SUMMARY|Test unit written|^thread' | head -n 8 | sed 's/^/    /'
+      bad+=("$t")
+    fi
+  done
+  if [ ${#bad[@]} -eq 0 ]; then record fuzz PASS "$n targets, ${secs}s each, no crash"
+  else record fuzz FAIL "crash in ${bad[*]} (inputs in tests/fuzz/artifacts/)"; fi
+}
+
 for s in "${suites[@]}"; do
   case "$s" in
     rust) run_rust ;;
@@ -109,6 +162,7 @@ for s in "${suites[@]}"; do
     python) run_python ;;
     js) run_js ;;
     wstest) run_wstest ;;
+    fuzz) run_fuzz ;;
     *) echo "unknown suite: $s"; record "$s" FAIL "unknown suite" ;;
   esac
 done

@@ -122,6 +122,13 @@ impl Config {
         validate::config(file::FileConfig::default(), BUILT_IN).expect("defaults are valid")
     }
 
+    /// Parse and validate config-file `text` on its own (no command-line flags laid over
+    /// it); `source` names it in errors. The entry point for tools and the config fuzz
+    /// target (`tests/fuzz`); the router itself goes through [`Config::load`].
+    pub fn from_toml(text: &str, source: &str) -> Result<Config, ConfigError> {
+        validate::config(file::parse(text, source)?, source)
+    }
+
     /// Load the file named in `flags` (if any), lay the other flags over it, and validate.
     pub fn load(flags: &RunFlags) -> Result<Config, ConfigError> {
         let (mut raw, source) = match &flags.config {
