@@ -3,7 +3,8 @@
 # 64 B) and RPC with 64 callers, routers alternating A, B, A, B, ... so drift on a shared
 # machine hits both alike. Prints each run and the medians.
 #
-#   bench/ab.sh OLD_BINARY NEW_BINARY            (REPEATS=3 DURATION=5 SUBSCRIBERS=1000)
+#   bench/ab.sh OLD_BINARY NEW_BINARY            (REPEATS=3 DURATION=5 SUBSCRIBERS=1000,
+#                                                 CASES="fanout rpc64")
 #   LOADGEN=target/release/loadgen bench/ab.sh /tmp/old/shardbar target/release/shardbar
 #
 # Loopback only; every run is bounded by --duration and `timeout`; routers are stopped by
@@ -54,7 +55,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 echo "A=$A"
 echo "B=$B"
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); load: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs"
-for case in fanout rpc64; do
+for case in ${CASES:-fanout rpc64}; do
     case $case in
     fanout) args=(fanout --subscribers "$SUBSCRIBERS" --payload 64 --window 256) ;;
     rpc64) args=(rpc --callers 64 --callees 1 --window 8 --payload 64) ;;
