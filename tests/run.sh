@@ -135,8 +135,10 @@ run_fuzz() {
   for t in $(fuzz_targets); do
     # New inputs go to a scratch directory, so the committed corpus stays as it is.
     local scratch; scratch=$(mktemp -d)
-    local dirs=("$scratch" "tests/fuzz/corpus/$t")
-    [ -d "tests/fuzz/regressions/$t" ] && dirs+=("tests/fuzz/regressions/$t")
+    local dirs=("$scratch") d
+    for d in "tests/fuzz/corpus/$t" "tests/fuzz/regressions/$t"; do
+      [ -d "$d" ] && dirs+=("$d")
+    done
     out=$(cargo +nightly fuzz run --fuzz-dir tests/fuzz "$t" "${dirs[@]}" -- -max_total_time="$secs" 2>&1)
     rc=$?
     rm -rf "$scratch"

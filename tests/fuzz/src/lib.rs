@@ -6,8 +6,9 @@
 //! - `transports`: the WebSocket and RawSocket frame decoders and the HTTP request head;
 //! - `shards`: a multi-shard `ShardCore` set driven by arbitrary client actions.
 //!
-//! Must not: reach into the router's private state, do I/O, or read the clock (the shards
-//! harness keeps its own `Instant`, advanced by the input), so every input replays exactly.
+//! Must not: reach into the router's private state, do I/O, or depend on the clock (the
+//! shards harness reads it once for a starting `Instant` and then advances its own time as
+//! the input says), so every input replays the same way.
 
 pub mod codecs;
 pub mod shards;
