@@ -809,3 +809,44 @@ fn realm_flood_is_capped_and_freed() {
         }
     });
 }
+
+/// Goal: a callee's ERROR.Error is validated like any URI before it is relayed (a URI with a
+/// control character would read back from JSON as binary; one with a space is not a URI):
+/// the callee is aborted for the violation and the caller still gets an answer. Method: a
+/// JSON caller calls a MessagePack callee that answers with such an ERROR.
+#[test]
+fn callee_error_uris_are_validated() {
+    for_seeds("callee_error_uris_are_validated", seeds(SEEDS / 10), |seed| {
+        for bad in ["\u{0}app.error", "app error"] {
+            let mut s = Sim::new(shards_for(seed), seed);
+            let (a, b) = (s.rng.below(s.shards()), s.rng.below(s.shards()));
+            let callee = s.join(a, Serializer::MsgPack);
+            let caller = s.join(b, Serializer::Json);
+            s.register_wait(callee, "sim.p", Dict::new()).expect("register");
+            let request = s.call(caller, "sim.p", Dict::new(), vec![]);
+            let Message::Invocation { request: inv, .. } =
+                s.wait_for(callee, |m| matches!(m, Message::Invocation { .. }))
+            else {
+                unreachable!()
+            };
+            let error = Message::Error {
+                request_type: 68,
+                request: inv,
+                details: Dict::new(),
+                error: bad.into(),
+                payload: Default::default(),
+            };
+            s.send(callee, &error);
+            s.run_until_idle();
+            let aborted = s.clients[callee]
+                .log
+                .iter()
+                .any(|m| matches!(m, Message::Abort { reason, .. } if reason == "wamp.error.protocol_violation"));
+            assert!(aborted, "seed {seed}: ERROR {bad:?} relayed");
+            match s.wait_for(caller, |m| matches!(m, Message::Error { request: r, .. } if *r == request)) {
+                Message::Error { error, .. } => assert_eq!(error, "wamp.error.canceled", "seed {seed}"),
+                _ => unreachable!(),
+            }
+        }
+    });
+}

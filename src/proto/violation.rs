@@ -30,6 +30,8 @@ pub enum Violation {
     UnknownInvocation { answer: &'static str, request: Id },
     /// A request ID outside [1, 2^53].
     RequestIdOutOfRange { request: Id },
+    /// A callee's ERROR.Error is not a valid URI (clipped).
+    InvalidErrorUri { uri: String },
     /// A message before WELCOME larger than `limits::HELLO_MESSAGE_MAX_BYTES`.
     HelloTooLarge { len: usize },
 }
@@ -68,6 +70,7 @@ impl fmt::Display for Violation {
                 "a {len}-byte message before WELCOME (at most {} bytes are accepted before a session exists)",
                 crate::limits::HELLO_MESSAGE_MAX_BYTES
             ),
+            Violation::InvalidErrorUri { uri } => write!(f, "ERROR.Error {uri:?} is not a valid URI"),
             Violation::RequestIdOutOfRange { request } => {
                 write!(f, "request ID {request} is outside [1, 2^53]")
             }

@@ -54,7 +54,9 @@ pub fn is_valid(uri: &str, strict: bool, allow_empty: bool) -> bool {
             let ok = if strict {
                 b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'
             } else {
-                !(b.is_ascii_whitespace() || b == b'#' || b == 0x0b)
+                // Control characters too: a URI starting with U+0000 would read back from
+                // JSON as WAMP binary (found by fuzzing).
+                !(b.is_ascii_whitespace() || b == b'#' || b.is_ascii_control())
             };
             if !ok {
                 return false;
@@ -73,7 +75,7 @@ pub fn is_valid(uri: &str, strict: bool, allow_empty: bool) -> bool {
         let ok = if strict {
             component.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         } else {
-            !component.chars().any(|c| c.is_whitespace() || c == '#')
+            !component.chars().any(|c| c.is_whitespace() || c == '#' || c.is_control())
         };
         if !ok {
             return false;
@@ -108,6 +110,9 @@ mod tests {
         assert!(!is_valid("com..topic", false, false));
         assert!(!is_valid("com.my app", false, false));
         assert!(!is_valid("com.#", false, false));
+        assert!(!is_valid("\0com.app", false, false), "control characters are not URI text");
+        assert!(!is_valid("com.a\u{7f}", false, false));
+        assert!(!is_valid("com.é\u{85}", false, false));
         assert!(!is_valid("", false, false));
         assert!(!is_valid("com.app.", false, false));
         assert!(!is_valid(".com", false, false));
