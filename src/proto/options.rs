@@ -24,7 +24,7 @@ pub enum OptionError {
 impl OptionError {
     /// An unknown value for `key`; the peer's string is clipped before it is kept.
     pub fn unknown(msg: &'static str, key: &'static str, what: &'static str, value: &str) -> OptionError {
-        OptionError::Unknown { msg, key, what, value: crate::proto::violation::clip(value) }
+        OptionError::Unknown { msg, key, what, value: crate::proto::wire::peer_text(value) }
     }
 }
 

@@ -14,9 +14,10 @@ use super::out::{Class, Out, Pushed, log_allowed, push_frame};
 use super::realm::{Realm, Realms};
 use super::session::{Session, Sessions};
 use super::uris;
-use super::violation::{Violation, clip};
+use super::violation::Violation;
 use super::wire::ids::owner_of;
 use super::wire::message::code;
+use super::wire::peer_text;
 use super::wire::uri;
 use super::wire::{DecodeError, Dict, Id, Message, Payload};
 use crate::limits;
@@ -34,7 +35,7 @@ pub(crate) fn on_publish(
     let opts = PublishOptions::parse(&options)?;
     let Some(realm) = realms.get_mut(&s.realm) else { return Ok(()) };
     if !uri::is_valid(&topic, realm.config.strict_uri, false) || uri::is_reserved(&topic) {
-        let msg = format!("invalid topic {:?}", clip(&topic));
+        let msg = format!("invalid topic {:?}", peer_text(&topic));
         cx.error(s.conn, code::PUBLISH, request, uris::INVALID_URI, Some(msg));
         return Ok(());
     }
@@ -153,7 +154,7 @@ pub(crate) fn on_subscribe(
         || s.pending_subscribes >= limits::SESSION_PENDING_ROUTE_CHANGES_MAX;
     let realm = realms.get_or_create(&s.realm);
     if !uri::is_valid_for(&topic, opts.policy, realm.config.strict_uri) {
-        let msg = format!("invalid topic {:?}", clip(&topic));
+        let msg = format!("invalid topic {:?}", peer_text(&topic));
         cx.error(s.conn, code::SUBSCRIBE, request, uris::INVALID_URI, Some(msg));
         return Ok(());
     }

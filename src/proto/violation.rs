@@ -7,6 +7,7 @@ use std::fmt;
 
 use super::options::OptionError;
 use super::uris;
+use super::wire::peer_text;
 use super::wire::{DecodeError, Id};
 
 /// A peer broke the protocol: ABORT `wamp.error.protocol_violation`.
@@ -38,7 +39,7 @@ pub enum Violation {
 
 impl Violation {
     pub(crate) fn unknown_cancel_mode(mode: &str) -> Violation {
-        Violation::UnknownCancelMode { mode: clip(mode) }
+        Violation::UnknownCancelMode { mode: peer_text(mode) }
     }
 }
 
@@ -98,11 +99,11 @@ pub enum Abort {
 
 impl Abort {
     pub(crate) fn invalid_realm(realm: &str) -> Abort {
-        Abort::InvalidRealm { realm: clip(realm) }
+        Abort::InvalidRealm { realm: peer_text(realm) }
     }
 
     pub fn no_such_realm(realm: &str) -> Abort {
-        Abort::NoSuchRealm { realm: clip(realm) }
+        Abort::NoSuchRealm { realm: peer_text(realm) }
     }
 
     /// The ABORT.Reason URI.
@@ -138,11 +139,6 @@ impl fmt::Display for Abort {
     }
 }
 
-/// A peer's string as the router may repeat it (see `wire::peer_text`).
-pub(crate) fn clip(s: &str) -> String {
-    super::wire::peer_text(s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +155,6 @@ mod tests {
         assert_eq!(Abort::RealmLimit.uri(), uris::NO_SUCH_REALM);
         assert_eq!(Abort::SessionLimit.uri(), uris::LIMIT_EXCEEDED);
         assert_eq!(Abort::invalid_realm("a..b").to_string(), "invalid realm URI \"a..b\"");
-        assert_eq!(clip("héllo"), "héllo");
+        assert_eq!(peer_text("héllo"), "héllo");
     }
 }

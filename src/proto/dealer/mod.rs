@@ -187,7 +187,7 @@ impl RegisterRefused {
 
     /// The ERROR's message for the registering client.
     pub fn message(self, procedure: &str) -> String {
-        let procedure = crate::proto::violation::clip(procedure);
+        let procedure = crate::proto::wire::peer_text(procedure);
         match self {
             RegisterRefused::Exists => format!("procedure {procedure} is already registered"),
             RegisterRefused::OtherPolicy { registered, asked } => format!(

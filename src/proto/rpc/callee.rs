@@ -6,7 +6,8 @@ use super::super::options;
 use super::super::out::Out;
 use super::super::session::{Session, Sessions};
 use super::super::uris;
-use super::super::violation::{Violation, clip};
+use super::super::violation::Violation;
+use super::super::wire::peer_text;
 use super::super::wire::uri;
 use super::super::wire::{Dict, Id, Message, Payload, Serializer, Value};
 use super::table::{Calls, InvocationState};
@@ -112,7 +113,7 @@ pub(crate) fn on_invocation_error(
 ) -> Result<(), Violation> {
     if !uri::is_valid(&error, false, false) {
         // Validated like any URI (length and characters): it is relayed to the caller.
-        return Err(Violation::InvalidErrorUri { uri: clip(&error) });
+        return Err(Violation::InvalidErrorUri { uri: peer_text(&error) });
     }
     let Some(st) = calls.session(s.id).invocations.remove(&request) else {
         return Err(Violation::UnknownInvocation { answer: "ERROR", request });

@@ -11,8 +11,9 @@ use super::super::out::Out;
 use super::super::realm::Realms;
 use super::super::session::Sessions;
 use super::super::uris;
-use super::super::violation::{Violation, clip};
+use super::super::violation::Violation;
 use super::super::wire::message::code;
+use super::super::wire::peer_text;
 use super::super::wire::uri::{self, MatchPolicy};
 use super::super::wire::{Dict, Id, Message, Payload};
 use super::table::{Calls, Failure, PendingCall};
@@ -41,7 +42,7 @@ pub(crate) fn on_call(
     let Some(s) = sessions.get(&sid) else { return Ok(()) };
     let Some(realm) = realms.get_mut(&s.realm) else { return Ok(()) };
     if !uri::is_valid(&procedure, realm.config.strict_uri, false) {
-        let msg = format!("invalid procedure {:?}", clip(&procedure));
+        let msg = format!("invalid procedure {:?}", peer_text(&procedure));
         cx.error(s.conn, code::CALL, request, uris::INVALID_URI, Some(msg));
         return Ok(());
     }
@@ -82,9 +83,11 @@ pub(crate) fn route(cx: &mut Out, calls: &mut Calls, realms: &mut Realms, sessio
     let Some(pc) = calls.get_mut(seq) else { return };
     let route = realms.get_mut(&pc.realm).and_then(|r| r.dealer.resolve(&pc.procedure));
     let failure = match route {
-        None => Some((uris::NO_SUCH_PROCEDURE, format!("no callee registered procedure {}", clip(&pc.procedure)))),
+        None => Some((uris::NO_SUCH_PROCEDURE, format!("no callee registered procedure {}", peer_text(&pc.procedure)))),
         Some(route) => match route.pick(&pc.tried, &mut cx.ids) {
-            None => Some((uris::NO_AVAILABLE_CALLEE, format!("no callee of {} is available", clip(&pc.procedure)))),
+            None => {
+                Some((uris::NO_AVAILABLE_CALLEE, format!("no callee of {} is available", peer_text(&pc.procedure))))
+            }
             Some(callee) => {
                 let inv = Invoke {
                     realm: pc.realm.clone(),
@@ -186,7 +189,7 @@ pub(crate) fn on_bounced(
 ) {
     let Some(pc) = calls.get_mut(call.seq) else { return };
     if pc.tried.len() >= limits::CALL_REROUTES_MAX {
-        let message = format!("no callee of {} accepted the call ({reason:?})", clip(&pc.procedure));
+        let message = format!("no callee of {} accepted the call ({reason:?})", peer_text(&pc.procedure));
         calls.fail(cx, realms, sessions, call.seq, Failure::Router { uri: uris::NO_AVAILABLE_CALLEE, message });
         return;
     }

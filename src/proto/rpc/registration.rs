@@ -10,9 +10,10 @@ use super::super::out::Out;
 use super::super::realm::Realms;
 use super::super::session::{Session, Sessions};
 use super::super::uris;
-use super::super::violation::{Violation, clip};
+use super::super::violation::Violation;
 use super::super::wire::ids::owner_of;
 use super::super::wire::message::code;
+use super::super::wire::peer_text;
 use super::super::wire::uri;
 use super::super::wire::{Dict, Id, Message};
 use super::callee::start_invocation;
@@ -33,7 +34,7 @@ pub(crate) fn on_register(
     let opts = RegisterOptions::parse(&options)?;
     let strict = realms.get(&s.realm).is_some_and(|r| r.config.strict_uri);
     if !uri::is_valid_for(&procedure, opts.policy, strict) || uri::is_reserved(&procedure) {
-        let msg = format!("invalid procedure {:?}", clip(&procedure));
+        let msg = format!("invalid procedure {:?}", peer_text(&procedure));
         cx.error(s.conn, code::REGISTER, request, uris::INVALID_URI, Some(msg));
         return Ok(());
     }
