@@ -67,8 +67,11 @@ fn setup_with(subscriptions: &[(&str, String)]) -> (ShardCore, ConnId) {
     let router = RouterConfig { pending_bytes_max: 1 << 30, ..RouterConfig::default() };
     let mut core =
         ShardCore::new(CoreConfig { shard: 0, shards: 1, seed: 1, router: Arc::new(router) }, Instant::now());
-    let info =
-        ConnInfo { framing: Framing { transport: Transport::RawSocket, serializer: SER }, max_out_message: usize::MAX };
+    let info = ConnInfo {
+        framing: Framing { transport: Transport::RawSocket, serializer: SER },
+        max_out_message: usize::MAX,
+        origin: Default::default(),
+    };
     let hello = Message::Hello { realm: "realm1".into(), details: Dict::new() };
     let mut dirty = Vec::new();
     for (policy, topic) in subscriptions {

@@ -22,16 +22,24 @@ use super::state::{Counted, Place, Shard};
 use super::{handshake, http, io};
 use crate::config::{Config, ListenAddr, ListenerConfig};
 use crate::limits;
+use crate::proto::core::Origin;
 use crate::proto::wire::rawsocket;
+
+/// A listener's config and its index in the config's listener list (which the core's
+/// per-listener authentication is looked up by).
+struct Listener {
+    config: ListenerConfig,
+    index: u16,
+}
 
 /// Bind this shard's listeners and start their accept loops. Every shard binds each TCP
 /// listener (SO_REUSEPORT spreads connections); Unix sockets and the metrics listener are
 /// bound by shard 0 only. Dropping the tasks stops accepting.
 pub(crate) fn bind_listeners(shard: &Rc<Shard>) -> Result<Vec<Task<()>>, String> {
     let mut tasks = Vec::new();
-    for l in &shard.config.listeners {
-        let l = Rc::new(l.clone());
-        match &l.addr {
+    for (index, l) in shard.config.listeners.iter().enumerate() {
+        let l = Rc::new(Listener { config: l.clone(), index: index as u16 });
+        match &l.config.addr {
             ListenAddr::Tcp(addr) => {
                 let listener = bind_tcp(*addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
                 tasks.push(glommio::spawn_local(accept_tcp(shard.clone(), listener, l.clone())));
@@ -75,15 +83,17 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
 }
 
-async fn accept_tcp(shard: Rc<Shard>, listener: TcpListener, l: Rc<ListenerConfig>) {
+async fn accept_tcp(shard: Rc<Shard>, listener: TcpListener, l: Rc<Listener>) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                let ip = stream.peer_addr().ok().map(|a| a.ip());
+                let peer = stream.peer_addr().ok();
+                let ip = peer.map(|a| a.ip());
                 match admission::admit(&shard, ip) {
                     Ok(ticket) => {
                         set_options(&shard, &stream);
-                        glommio::spawn_local(serve(shard.clone(), stream, l.clone(), true, ticket)).detach();
+                        let origin = Origin { listener: l.index, peer, tls: None };
+                        glommio::spawn_local(serve(shard.clone(), stream, l.clone(), origin, true, ticket)).detach();
                     }
                     Err(refusal) => admission::refuse(&shard, stream, refusal, ip, true),
                 }
@@ -93,12 +103,13 @@ async fn accept_tcp(shard: Rc<Shard>, listener: TcpListener, l: Rc<ListenerConfi
     }
 }
 
-async fn accept_unix(shard: Rc<Shard>, listener: UnixListener, l: Rc<ListenerConfig>) {
+async fn accept_unix(shard: Rc<Shard>, listener: UnixListener, l: Rc<Listener>) {
     loop {
         match listener.accept().await {
             Ok(stream) => match admission::admit(&shard, None) {
                 Ok(ticket) => {
-                    glommio::spawn_local(serve(shard.clone(), stream, l.clone(), false, ticket)).detach();
+                    let origin = Origin { listener: l.index, peer: None, tls: None };
+                    glommio::spawn_local(serve(shard.clone(), stream, l.clone(), origin, false, ticket)).detach();
                 }
                 Err(refusal) => admission::refuse(&shard, stream, refusal, None, false),
             },
@@ -179,7 +190,8 @@ fn sniff(first: u8) -> Protocol {
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     shard: Rc<Shard>,
     mut stream: S,
-    listener: Rc<ListenerConfig>,
+    listener: Rc<Listener>,
+    origin: Origin,
     tcp: bool,
     ticket: Ticket,
 ) {
@@ -193,8 +205,10 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         return;
     }
     match sniff(buf[0]) {
-        Protocol::RawSocket => handshake::rawsocket(shard, stream, buf, &listener, deadline, ticket).await,
-        Protocol::Http if tcp => handshake::http(shard, stream, buf, &listener, deadline, ticket).await,
+        Protocol::RawSocket => {
+            handshake::rawsocket(shard, stream, buf, &listener.config, origin, deadline, ticket).await
+        }
+        Protocol::Http if tcp => handshake::http(shard, stream, buf, &listener.config, origin, deadline, ticket).await,
         Protocol::Http => {}
     }
 }

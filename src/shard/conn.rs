@@ -37,7 +37,6 @@ use super::io::{next_chunk, prepare_read_tracked, write_all_by};
 use super::state::{ConnHandle, Shard};
 use crate::limits;
 use crate::proto::core::ConnInfo;
-use crate::proto::frame::Framing;
 use crate::proto::session::ConnId;
 use crate::proto::wire::websocket;
 
@@ -48,11 +47,10 @@ pub(crate) async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     buf: BytesMut,
     codec: Codec,
-    framing: Framing,
-    max_out_message: usize,
+    info: ConnInfo,
     ticket: Ticket,
 ) {
-    let mut conn = Conn::open(shard, stream, buf, codec, framing, max_out_message, ticket);
+    let mut conn = Conn::open(shard, stream, buf, codec, info, ticket);
     conn.run().await;
     conn.close().await;
 }
@@ -118,17 +116,10 @@ struct Conn<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Open the connection in the core and register its handle with the shard.
-    fn open(
-        shard: Rc<Shard>,
-        stream: S,
-        buf: BytesMut,
-        codec: Codec,
-        framing: Framing,
-        max_out_message: usize,
-        ticket: Ticket,
-    ) -> Self {
+    fn open(shard: Rc<Shard>, stream: S, buf: BytesMut, codec: Codec, info: ConnInfo, ticket: Ticket) -> Self {
+        let (framing, max_out_message) = (info.framing, info.max_out_message);
         let opened = Instant::now();
-        let id = shard.core.borrow_mut().handle_open(ConnInfo { framing, max_out_message }, opened);
+        let id = shard.core.borrow_mut().handle_open(info, opened);
         let handle = Rc::new(ConnHandle::new());
         shard.conns.borrow_mut().insert(id, handle.clone());
         tracing::debug!(

@@ -21,6 +21,7 @@ use super::state::Shard;
 use super::{conn, echo, http};
 use crate::config::ListenerConfig;
 use crate::limits;
+use crate::proto::core::{ConnInfo, Origin};
 use crate::proto::frame::{Framing, Transport};
 use crate::proto::wire::{rawsocket, websocket};
 
@@ -67,6 +68,7 @@ pub(crate) async fn rawsocket<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     mut buf: BytesMut,
     listener: &ListenerConfig,
+    origin: Origin,
     deadline: Instant,
     ticket: Ticket,
 ) {
@@ -102,7 +104,8 @@ pub(crate) async fn rawsocket<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let framing = Framing { transport: Transport::RawSocket, serializer: hs.serializer };
     let codec = Codec::Raw(rawsocket::Decoder::new(max_in));
-    conn::session(shard, stream, buf, codec, framing, hs.max_len_bytes(), ticket).await;
+    let info = ConnInfo { framing, max_out_message: hs.max_len_bytes(), origin };
+    conn::session(shard, stream, buf, codec, info, ticket).await;
 }
 
 /// HTTP on the WAMP port: a WebSocket upgrade, or a plain request answered and closed.
@@ -111,12 +114,13 @@ pub(crate) async fn http<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     mut buf: BytesMut,
     listener: &ListenerConfig,
+    origin: Origin,
     deadline: Instant,
     ticket: Ticket,
 ) {
     let Some(request) = http::read_request_head(&mut stream, &mut buf, deadline).await else { return };
     if request.is_websocket_upgrade() {
-        websocket_upgrade(shard, stream, buf, listener, &request, ticket).await;
+        websocket_upgrade(shard, stream, buf, listener, origin, &request, ticket).await;
     } else {
         http::respond(&shard, stream, &request, true).await;
     }
@@ -128,6 +132,7 @@ async fn websocket_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     buf: BytesMut,
     listener: &ListenerConfig,
+    origin: Origin,
     request: &websocket::Request,
     mut ticket: Ticket,
 ) {
@@ -154,7 +159,8 @@ async fn websocket_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
         }
         (false, Some(ser)) => {
             let framing = Framing { transport: Transport::WebSocket, serializer: ser };
-            conn::session(shard, stream, buf, Codec::Ws(decoder), framing, usize::MAX, ticket).await;
+            let info = ConnInfo { framing, max_out_message: usize::MAX, origin };
+            conn::session(shard, stream, buf, Codec::Ws(decoder), info, ticket).await;
         }
         (false, None) => {}
     }

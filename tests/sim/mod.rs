@@ -84,7 +84,8 @@ impl Sim {
     /// simulation either way; the transport decides the liveness-ping policy).
     pub fn connect_over(&mut self, shard: usize, ser: Serializer, transport: Transport) -> ClientId {
         let framing = Framing { transport, serializer: ser };
-        let conn = self.cores[shard].handle_open(ConnInfo { framing, max_out_message: usize::MAX }, self.now);
+        let conn = self.cores[shard]
+            .handle_open(ConnInfo { framing, max_out_message: usize::MAX, origin: Default::default() }, self.now);
         self.clients.push(Client {
             shard,
             conn,

@@ -27,7 +27,7 @@ use super::frame::OutQueue;
 use super::lifecycle;
 use super::liveness::{self, Reap};
 use super::mesh::{MeshMsg, ShardId};
-pub use super::out::{CloseReason, ConnInfo, CoreEvent};
+pub use super::out::{CertFingerprints, CloseReason, ConnInfo, CoreEvent, Origin, TlsPeer};
 use super::out::{Conn, ConnState, Out, log_allowed};
 use super::realm::{Realms, RouterConfig};
 use super::rpc::Calls;

@@ -15,6 +15,32 @@ pub struct ConnInfo {
     pub framing: Framing,
     /// Largest message the peer accepts (RawSocket handshake), `usize::MAX` if unlimited.
     pub max_out_message: usize,
+    /// Where the connection came from: its listener, peer address, TLS.
+    pub origin: Origin,
+}
+
+/// Where a connection came from. Authentication hangs off the listener (its index in the
+/// config's listener list); the peer address is for logs only; `tls` is set when the
+/// transport is TLS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub listener: u16,
+    pub peer: Option<std::net::SocketAddr>,
+    pub tls: Option<TlsPeer>,
+}
+
+/// A TLS connection's facts the core may use: the client certificate's fingerprints, when
+/// the client presented one that the listener's `client_ca` verified.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlsPeer {
+    pub client_cert: Option<CertFingerprints>,
+}
+
+/// SHA-1 and SHA-256 of a certificate's DER bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CertFingerprints {
+    pub sha1: [u8; 20],
+    pub sha256: [u8; 32],
 }
 
 /// Something the runtime must act on.

@@ -6,8 +6,8 @@
 mod conns;
 mod outbox;
 
+pub use conns::{CertFingerprints, CloseReason, ConnInfo, CoreEvent, Origin, TlsPeer};
 pub(crate) use conns::{Class, Conn, ConnState, Live, Pushed, Slots, push_frame};
-pub use conns::{CloseReason, ConnInfo, CoreEvent};
 pub(crate) use outbox::Outbox;
 
 use std::collections::VecDeque;

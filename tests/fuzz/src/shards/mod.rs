@@ -180,7 +180,7 @@ impl World {
         let transport = if websocket { Transport::WebSocket } else { Transport::RawSocket };
         // A RawSocket peer may announce the smallest receive limit, 2^9 bytes.
         let max_out_message = if small_peer_limit && !websocket { 512 } else { usize::MAX };
-        let info = ConnInfo { framing: Framing { transport, serializer: ser }, max_out_message };
+        let info = ConnInfo { framing: Framing { transport, serializer: ser }, max_out_message, origin: Default::default() };
         self.inputs += 1;
         let conn = self.cores[shard].handle_open(info, self.now);
         self.clients.push(Client::new(shard, conn, ser, transport));
