@@ -65,8 +65,17 @@ fn setup(subscribers: usize) -> (ShardCore, ConnId) {
 /// A core with one subscriber connection per (match policy, topic), and a publisher.
 fn setup_with(subscriptions: &[(&str, String)]) -> (ShardCore, ConnId) {
     let router = RouterConfig { pending_bytes_max: 1 << 30, ..RouterConfig::default() };
-    let mut core =
-        ShardCore::new(CoreConfig { shard: 0, shards: 1, seed: 1, router: Arc::new(router) }, Instant::now());
+    let mut core = ShardCore::new(
+        CoreConfig {
+            shard: 0,
+            shards: 1,
+            seed: 1,
+            router: Arc::new(router),
+            auth_seed: [1; 32],
+            wall_clock: std::time::UNIX_EPOCH,
+        },
+        Instant::now(),
+    );
     let info = ConnInfo {
         framing: Framing { transport: Transport::RawSocket, serializer: SER },
         max_out_message: usize::MAX,

@@ -211,6 +211,44 @@ pub const MESSAGES_PER_READ_MAX: usize = 4_096;
 /// under 2 KiB. Outcome: ABORT `wamp.error.protocol_violation`.
 pub const HELLO_MESSAGE_MAX_BYTES: usize = 64 * 1024;
 
+// ---- authentication ----
+
+/// Longest authid (and role) accepted from a HELLO or a dynamic authenticator. Outcome:
+/// ABORT `wamp.error.authentication_failed`.
+pub const AUTHID_MAX_BYTES: usize = 256;
+
+/// Longest SCRAM client nonce (Autobahn sends 24 base64 characters). Outcome: ABORT
+/// `wamp.error.authentication_failed`.
+pub const SCRAM_NONCE_MAX_BYTES: usize = 128;
+
+/// Connections of one shard between HELLO and WELCOME that wait for a CHALLENGE answer or a
+/// dynamic authenticator (each holds its challenge state, a few hundred bytes). The runtime's
+/// `max_handshakes_per_shard` bounds them too; this bound is the core's own. Outcome: ABORT
+/// `wamp.error.limit_exceeded` for the HELLO that would exceed it.
+pub const AUTH_PENDING_PER_SHARD_MAX: usize = 4096;
+
+/// Of those, the ones waiting for a dynamic authenticator's answer (each is a call in flight
+/// to the backend). Outcome: ABORT `wamp.error.authentication_failed` ("authenticator busy").
+pub const AUTHENTICATOR_CALLS_PER_SHARD_MAX: usize = 1024;
+
+/// Time a dynamic authenticator has to answer. Outcome: ABORT
+/// `wamp.error.authentication_failed`, the call is canceled (killnowait), counted.
+pub const AUTHENTICATOR_TIMEOUT_MS: u64 = 5_000;
+
+/// Largest PBKDF2 iteration count a dynamic authenticator may return for a salted WAMP-CRA
+/// secret: that key is derived on the shard per login (about 1 µs per iteration), unlike a
+/// static principal's, which is derived once at config load. Outcome: ABORT
+/// `wamp.error.authentication_failed`.
+pub const DYNAMIC_CRA_ITERATIONS_MAX: u64 = 1000;
+
+/// Most PBKDF2 iterations a static salted WAMP-CRA principal may use (its key is derived
+/// once, at config load and on reload; this bounds start-up time). Outcome: a config error.
+pub const CRA_ITERATIONS_CEILING: i64 = 10_000_000;
+
+/// Static principals per method and listener in the config (lookups are hashed; this bounds
+/// config size and reload time). Outcome: a config error at start or reload.
+pub const PRINCIPALS_MAX: usize = 100_000;
+
 /// Most distinct error URIs counted per shard in `/metrics`; more are counted under
 /// `_other`, so a callee inventing URIs cannot grow the map without bound.
 pub const ERROR_URIS_MAX: usize = 256;

@@ -548,7 +548,7 @@ fn session_opening_rules() {
         },
     );
     let Message::Abort { reason, .. } = s.wait_for(c, |m| matches!(m, Message::Abort { .. })) else { unreachable!() };
-    assert_eq!(reason, "wamp.error.no_matching_auth_method");
+    assert_eq!(reason, "wamp.error.no_auth_method");
 
     // GOODBYE is echoed and the transport can carry a new session.
     let c = s.join(0, Serializer::Json);

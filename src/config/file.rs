@@ -39,6 +39,7 @@ pub(super) struct FileListener {
     pub(super) path: Option<String>,
     pub(super) serializers: Option<Vec<String>>,
     pub(super) websocket_testee: Option<bool>,
+    pub(super) auth: Option<super::auth::FileAuth>,
 }
 
 #[derive(Deserialize, Default)]

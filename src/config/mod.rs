@@ -13,6 +13,7 @@
 //! below. This module owns those types and the order of the steps; it does no I/O beyond
 //! reading the file and never starts anything.
 
+mod auth;
 mod file;
 mod flags;
 mod validate;

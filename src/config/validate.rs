@@ -8,11 +8,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::auth::{self, AuthCheck};
 use super::file::{FileConfig, FileLimits, FileListener, FileMetrics, FileRealm, FileRouter};
 use super::{Config, ConfigError, DEFAULT_LISTEN, ListenAddr, ListenerConfig, RawSocketPing, RuntimeLimits};
 use crate::limits;
+use crate::proto::auth::ListenerAuth;
 use crate::proto::realm::{Liveness, RealmConfig, RouterConfig, SlowConsumerPolicy};
 use crate::proto::wire::Serializer;
 use crate::proto::wire::uri;
@@ -23,12 +26,19 @@ pub(super) fn config(f: FileConfig, source: &str) -> Result<Config, ConfigError>
     let router = f.router.unwrap_or_default();
     let (shards, spin_before_park, log) = router_section(&c, &router)?;
     let (limits, sizes) = limits_section(&c, f.limits.unwrap_or_default())?;
-    let listeners = listeners(&c, f.listener)?;
+    let mut raw_listeners = f.listener;
+    let auth_tables: Vec<_> = raw_listeners.iter_mut().map(|l| l.auth.take()).collect();
+    let listeners = listeners(&c, raw_listeners)?;
     let metrics = metrics_section(&c, f.metrics.unwrap_or_default())?;
     let mut realms = realms(&c, f.realm)?;
     if realms.is_empty() {
         realms.push(RealmConfig::new("realm1"));
     }
+    let auto_create_realms = router.auto_create_realms.unwrap_or(false);
+    let ac = AuthCheck { source, realms: &realms, auto_create_realms };
+    let mut auth = auth::auth_config(&ac, auth_tables)?;
+    // The default listener (no `[[listener]]` in the file) has no auth table.
+    auth.listeners.resize_with(listeners.len(), ListenerAuth::anonymous_only);
     Ok(Config {
         shards,
         spin_before_park,
@@ -40,11 +50,12 @@ pub(super) fn config(f: FileConfig, source: &str) -> Result<Config, ConfigError>
         summary_interval: metrics.summary_interval,
         router: RouterConfig {
             realms,
-            auto_create_realms: router.auto_create_realms.unwrap_or(false),
+            auto_create_realms,
             realm_template: RealmConfig::new("*"),
             pending_bytes_max: sizes.pending_bytes_max,
             message_size_max: sizes.message_size_max,
             liveness: sizes.liveness,
+            auth: Arc::new(auth),
         },
     })
 }

@@ -1,9 +1,10 @@
-//! Session lifecycle on its home shard: HELLO → WELCOME (or ABORT), and the end of a
-//! session however it comes (GOODBYE, ABORT, transport loss, slow consumer, shutdown), which
+//! Session lifecycle on its home shard: whether a realm admits a session, its creation and
+//! WELCOME once the login (`login.rs`) succeeded, and the end of a session however it comes (GOODBYE, ABORT, transport loss, slow consumer, shutdown), which
 //! removes every trace of it from this shard and tells owners and peers.
 
 use std::sync::Arc;
 
+use super::auth::Granted;
 use super::mesh::ShardId;
 use super::out::{ConnState, Out};
 use super::pubsub;
@@ -12,74 +13,94 @@ use super::rpc::{self, Calls};
 use super::session::{ClientFeatures, ConnId, Session, Sessions};
 use super::violation::Abort;
 use super::wire::uri;
-use super::wire::{Dict, Id, Message, Value};
+use super::wire::{Dict, Id, Message};
 use crate::limits;
 
-/// What a HELLO led to, when it was not refused.
+/// What a HELLO (or AUTHENTICATE, or an authenticator's answer) led to, when it was not
+/// refused.
 pub(crate) enum Hello {
     Welcomed,
+    /// CHALLENGE sent, or an authenticator asked: the login goes on.
+    Pending,
     /// The session was created but even the compact WELCOME does not fit the peer's
     /// RawSocket limit: end it and close the connection.
     WelcomeTooLarge(Id),
 }
 
-/// HELLO on `conn`.
-pub(crate) fn on_hello(
-    cx: &mut Out,
-    realms: &mut Realms,
-    sessions: &mut Sessions,
-    conn: ConnId,
-    realm: String,
-    details: Dict,
-) -> Result<Hello, Abort> {
-    if !uri::is_valid(&realm, false, false) {
-        return Err(Abort::invalid_realm(&realm));
+/// Whether a session may be created in `realm` on this shard now (the realm exists or may
+/// be created, the shard's limits). Checked at HELLO and again at WELCOME.
+pub(crate) fn admit(realms: &Realms, sessions: &Sessions, realm: &str) -> Result<(), Abort> {
+    if !uri::is_valid(realm, false, false) {
+        return Err(Abort::invalid_realm(realm));
     }
-    let Some(rc) = realms.router().realm(&realm) else { return Err(Abort::no_such_realm(&realm)) };
+    if realms.router().realm(realm).is_none() {
+        return Err(Abort::no_such_realm(realm));
+    }
     // Auto-created realms are capped; a configured realm is never locked out by them.
-    if !realms.contains(&realm) && realms.len() >= limits::REALMS_MAX && !realms.router().is_configured(&realm) {
+    if !realms.contains(realm) && realms.len() >= limits::REALMS_MAX && !realms.router().is_configured(realm) {
         return Err(Abort::RealmLimit);
     }
     if sessions.len() >= limits::SHARD_SESSIONS_MAX {
         return Err(Abort::SessionLimit);
     }
-    let methods = details.get("authmethods").and_then(Value::as_list);
-    let wants_anonymous = methods.is_none_or(|l| l.iter().any(|m| m.as_str() == Some("anonymous")));
-    if !rc.anonymous || !wants_anonymous {
-        return Err(Abort::NoAuthMethod);
-    }
-    let features = ClientFeatures::from_hello(&details);
-    let realm_state = realms.get_or_create(&Arc::from(realm.as_str()));
-    realm_state.sessions += 1;
-    realm_state.stats.sessions_opened += 1;
-    let realm_name = realm_state.name.clone();
+    Ok(())
+}
+
+/// A session ID not in use on this shard (IDs are random over the whole router).
+pub(crate) fn fresh_session_id(cx: &mut Out, sessions: &Sessions) -> Id {
     let mut id = cx.ids.next_global();
     while sessions.contains_key(&id) {
         id = cx.ids.next_global();
     }
-    let authid: Arc<str> = Arc::from(format!("anonymous-{id:x}"));
-    let authrole: Arc<str> = Arc::from("anonymous");
-    let welcome = welcome_details(&authid, &authrole, cx.shard);
+    id
+}
+
+/// A login that succeeded: the session to create.
+pub(crate) struct Established<'a> {
+    pub realm: &'a str,
+    /// The ID reserved at HELLO (replaced if another session took it meanwhile).
+    pub session: Id,
+    pub granted: Granted,
+    pub features: ClientFeatures,
+}
+
+/// Create the session on `conn` and send WELCOME.
+pub(crate) fn establish(
+    cx: &mut Out,
+    realms: &mut Realms,
+    sessions: &mut Sessions,
+    conn: ConnId,
+    e: Established<'_>,
+) -> Result<Hello, Abort> {
+    let Some(rc) = realms.router().realm(e.realm) else { return Err(Abort::no_such_realm(e.realm)) };
+    let realm_state = realms.get_or_create(&Arc::from(e.realm));
+    realm_state.sessions += 1;
+    realm_state.stats.sessions_opened += 1;
+    let realm_name = realm_state.name.clone();
+    let id = if sessions.contains_key(&e.session) { fresh_session_id(cx, sessions) } else { e.session };
+    let g = e.granted;
+    let welcome = welcome_details(&g, cx.shard);
     if let Some(c) = cx.conns.get_mut(conn) {
         c.state = ConnState::Established(id);
         c.slow_policy = rc.slow_consumer;
         c.live.established = true;
     }
+    let session = Session::new(id, conn, realm_name, g.authid.clone(), g.role.clone(), e.features);
     if cx.try_send(conn, &Message::Welcome { session: id, details: welcome }).is_err() {
         // A client with a tiny RawSocket limit (512 bytes) gets the compact form: its
         // identity and bare roles, no feature lists.
         let roles = Dict::new().with("broker", Dict::new()).with("dealer", Dict::new());
         let compact = Dict::new()
-            .with("authid", &*authid)
-            .with("authrole", &*authrole)
-            .with("authmethod", "anonymous")
+            .with("authid", &*g.authid)
+            .with("authrole", &*g.role)
+            .with("authmethod", g.method.name())
             .with("roles", roles);
         if cx.try_send(conn, &Message::Welcome { session: id, details: compact }).is_err() {
-            sessions.insert(id, Session::new(id, conn, realm_name, authid, authrole, features));
+            sessions.insert(id, session);
             return Ok(Hello::WelcomeTooLarge(id));
         }
     }
-    sessions.insert(id, Session::new(id, conn, realm_name, authid, authrole, features));
+    sessions.insert(id, session);
     Ok(Hello::Welcomed)
 }
 
@@ -99,7 +120,7 @@ pub(crate) fn end_session(cx: &mut Out, realms: &mut Realms, sessions: &mut Sess
 }
 
 /// `WELCOME.Details`: identity, and the router's roles with only the features that work.
-fn welcome_details(authid: &str, authrole: &str, shard: ShardId) -> Dict {
+fn welcome_details(g: &Granted, shard: ShardId) -> Dict {
     let features = |names: &[&str]| {
         let mut f = Dict::new();
         for n in names {
@@ -121,12 +142,14 @@ fn welcome_details(authid: &str, authrole: &str, shard: ShardId) -> Dict {
         "call_canceling",
         "call_reroute",
     ]);
+    let mut authextra = g.extra.clone();
+    authextra.insert("_shard", shard as u64);
     Dict::new()
-        .with("authid", authid)
-        .with("authrole", authrole)
-        .with("authmethod", "anonymous")
-        .with("authprovider", "static")
-        .with("authextra", Dict::new().with("_shard", shard as u64))
+        .with("authid", &*g.authid)
+        .with("authrole", &*g.role)
+        .with("authmethod", g.method.name())
+        .with("authprovider", g.provider)
+        .with("authextra", authextra)
         .with("roles", Dict::new().with("broker", broker).with("dealer", dealer))
         .with("agent", concat!("shardbar-", env!("CARGO_PKG_VERSION")))
 }

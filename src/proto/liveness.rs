@@ -57,6 +57,8 @@ pub(crate) fn on_peer_ping(cx: &mut Out, timers: &mut Timers, cfg: &Liveness, co
 pub(crate) fn on_timer(cx: &mut Out, timers: &mut Timers, cfg: &Liveness, timer: Timer) -> Option<Reap> {
     let now = cx.now;
     match timer {
+        // The login's (`ShardCore::handle_timeout` gives it to `login.rs`).
+        Timer::Authenticator(_) => None,
         Timer::Hello(conn) => {
             let c = cx.conns.get(conn)?;
             (!c.live.established && !c.closing).then_some(Reap::HelloTimeout(conn))

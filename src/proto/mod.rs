@@ -6,6 +6,7 @@
 
 pub mod wire;
 
+pub mod auth;
 pub(crate) mod broker;
 mod control;
 pub mod core;
@@ -13,6 +14,7 @@ pub(crate) mod dealer;
 pub mod frame;
 mod lifecycle;
 mod liveness;
+mod login;
 pub mod mesh;
 pub(crate) mod options;
 mod out;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Map;
+use super::auth::AuthConfig;
 
 use super::broker::Broker;
 use super::dealer::Dealer;
@@ -105,6 +106,8 @@ pub struct RouterConfig {
     /// Largest incoming message accepted.
     pub message_size_max: usize,
     pub liveness: Liveness,
+    /// Who may connect, per listener (`ShardCore::reload_auth` replaces it on SIGHUP).
+    pub auth: Arc<AuthConfig>,
 }
 
 impl Default for RouterConfig {
@@ -117,6 +120,7 @@ impl Default for RouterConfig {
             pending_bytes_max: limits::PENDING_BYTES_MAX,
             message_size_max: limits::MESSAGE_SIZE_MAX_BYTES,
             liveness: Liveness::default(),
+            auth: Arc::new(AuthConfig::default()),
         }
     }
 }

@@ -158,7 +158,15 @@ pub struct Snapshot {
     pub pending_out_bytes: u64,
     /// Mesh messages waiting in the outbox.
     pub mesh_outbox: u64,
+    /// Logins by (listener, method): [succeeded, refused].
+    pub auth: AuthCounts,
+    /// Connections between HELLO and WELCOME.
+    pub auth_pending: u64,
 }
+
+/// Login counters by (listener index, method): [succeeded, refused]. Bounded by listeners
+/// × methods.
+pub type AuthCounts = std::collections::BTreeMap<(u16, crate::proto::auth::AuthMethod), [u64; 2]>;
 
 const FRAMINGS: [(&str, &str); Framing::COUNT] = [
     ("websocket", "json"),
@@ -176,10 +184,6 @@ const FRAMINGS: [(&str, &str); Framing::COUNT] = [
 /// scatter that table (listed in `tests/tidy.rs`).
 pub(crate) fn render_prometheus(snaps: &[Snapshot]) -> String {
     let mut o = String::with_capacity(16 * 1024);
-    let family = |o: &mut String, name: &str, kind: &str, help: &str| {
-        let _ = writeln!(o, "# HELP shardbar_{name} {help}");
-        let _ = writeln!(o, "# TYPE shardbar_{name} {kind}");
-    };
     macro_rules! shard_counter {
         ($name:literal, $help:literal, $field:ident) => {
             family(&mut o, $name, "counter", $help);
@@ -328,7 +332,35 @@ pub(crate) fn render_prometheus(snaps: &[Snapshot]) -> String {
         let _ = writeln!(o, "shardbar_routing_latency_seconds_sum{{shard=\"{}\"}} {}", s.shard, h.sum_us as f64 / 1e6);
         let _ = writeln!(o, "shardbar_routing_latency_seconds_count{{shard=\"{}\"}} {}", s.shard, h.count);
     }
+    render_auth(&mut o, snaps);
     o
+}
+
+/// The login families: outcomes per listener and method, logins in progress.
+fn render_auth(o: &mut String, snaps: &[Snapshot]) {
+    family(o, "auth_total", "counter", "Logins by listener (index in the config), method and result.");
+    for s in snaps {
+        for ((listener, method), [ok, refused]) in &s.auth {
+            for (result, n) in [("success", ok), ("failure", refused)] {
+                let _ = writeln!(
+                    o,
+                    "shardbar_auth_total{{shard=\"{}\",listener=\"{listener}\",method=\"{}\",result=\"{result}\"}} {n}",
+                    s.shard,
+                    method.name()
+                );
+            }
+        }
+    }
+    family(o, "auth_pending", "gauge", "Connections between HELLO and WELCOME (challenge or authenticator).");
+    for s in snaps {
+        let _ = writeln!(o, "shardbar_auth_pending{{shard=\"{}\"}} {}", s.shard, s.auth_pending);
+    }
+}
+
+/// A metric family's HELP and TYPE lines.
+fn family(o: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(o, "# HELP shardbar_{name} {help}");
+    let _ = writeln!(o, "# TYPE shardbar_{name} {kind}");
 }
 
 /// Escape a label value (backslash, quote, newline).

@@ -21,6 +21,8 @@ pub(crate) enum Timer {
     Hello(ConnId),
     /// Liveness: ping an idle connection, or reap one whose ping went unanswered.
     Liveness(ConnId),
+    /// A dynamic authenticator's call (sequence in `Calls`) must have answered by now.
+    Authenticator(u64),
 }
 
 #[derive(Debug, Default)]

@@ -3,7 +3,11 @@
 
 pub(crate) const PROTOCOL_VIOLATION: &str = "wamp.error.protocol_violation";
 pub(crate) const NO_SUCH_REALM: &str = "wamp.error.no_such_realm";
-pub(crate) const NO_AUTH_METHOD: &str = "wamp.error.no_matching_auth_method";
+/// Autobahn's and Crossbar's spelling (the spec says `wamp.error.no_matching_auth_method`;
+/// clients match Autobahn's `ApplicationError.NO_AUTH_METHOD`).
+pub(crate) const NO_AUTH_METHOD: &str = "wamp.error.no_auth_method";
+pub(crate) const NOT_AUTHORIZED: &str = "wamp.error.not_authorized";
+pub(crate) const AUTHENTICATION_FAILED: &str = "wamp.error.authentication_failed";
 pub(crate) const INVALID_URI: &str = "wamp.error.invalid_uri";
 pub(crate) const INVALID_ARGUMENT: &str = "wamp.error.invalid_argument";
 pub(crate) const NO_SUCH_SUBSCRIPTION: &str = "wamp.error.no_such_subscription";

@@ -19,6 +19,8 @@ pub enum Violation {
     BadOption(OptionError),
     /// Something other than HELLO before the session was established.
     ExpectedHello { received: &'static str },
+    /// After a CHALLENGE only AUTHENTICATE (or ABORT) is valid.
+    ExpectedAuthenticate { received: &'static str },
     /// A message a client may not send in an established session (WELCOME, EVENT, …).
     NotFromClient { received: &'static str },
     /// ERROR answering something other than an INVOCATION.
@@ -55,6 +57,7 @@ impl fmt::Display for Violation {
             Violation::Undecodable(e) => write!(f, "invalid message: {e}"),
             Violation::BadOption(e) => write!(f, "{e}"),
             Violation::ExpectedHello { received } => write!(f, "expected HELLO, received {received}"),
+            Violation::ExpectedAuthenticate { received } => write!(f, "expected AUTHENTICATE, received {received}"),
             Violation::NotFromClient { received } => {
                 write!(f, "{received} is not valid from a client in an established session")
             }
@@ -95,6 +98,15 @@ pub enum Abort {
     SessionLimit,
     /// None of the client's `authmethods` is offered.
     NoAuthMethod,
+    /// Wrong or unknown credentials (the peer is not told which).
+    AuthDenied,
+    /// The HELLO/AUTHENTICATE cannot be used, or the authenticator failed; `message` tells
+    /// the client what to fix and carries nothing secret.
+    AuthFailed {
+        message: String,
+    },
+    /// AUTHENTICATE without a CHALLENGE, or too many authentications pending.
+    AuthLimit,
 }
 
 impl Abort {
@@ -114,6 +126,9 @@ impl Abort {
             Abort::NoSuchRealm { .. } | Abort::RealmLimit => uris::NO_SUCH_REALM,
             Abort::SessionLimit => uris::LIMIT_EXCEEDED,
             Abort::NoAuthMethod => uris::NO_AUTH_METHOD,
+            Abort::AuthDenied => uris::NOT_AUTHORIZED,
+            Abort::AuthFailed { .. } => uris::AUTHENTICATION_FAILED,
+            Abort::AuthLimit => uris::LIMIT_EXCEEDED,
         }
     }
 }
@@ -132,9 +147,10 @@ impl fmt::Display for Abort {
             Abort::NoSuchRealm { realm } => write!(f, "no realm named {realm:?}"),
             Abort::RealmLimit => f.write_str("realm limit reached"),
             Abort::SessionLimit => f.write_str("session limit reached"),
-            Abort::NoAuthMethod => {
-                f.write_str("this realm offers only anonymous authentication and the client did not ask for it")
-            }
+            Abort::NoAuthMethod => f.write_str("none of the client's authmethods is offered on this listener"),
+            Abort::AuthDenied => f.write_str("authentication failed"),
+            Abort::AuthFailed { message } => f.write_str(message),
+            Abort::AuthLimit => f.write_str("too many authentications in progress; try again later"),
         }
     }
 }

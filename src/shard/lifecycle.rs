@@ -33,7 +33,14 @@ pub(crate) async fn shard_main(
     let n = config.shards;
     let joined = mesh::join(id, n, mesh, &shutdown).await?;
     let core = ShardCore::new(
-        CoreConfig { shard: id, shards: n, seed: random_seed(), router: Arc::new(config.router.clone()) },
+        CoreConfig {
+            shard: id,
+            shards: n,
+            seed: random_seed(),
+            router: Arc::new(config.router.clone()),
+            auth_seed: auth_seed()?,
+            wall_clock: std::time::SystemTime::now(),
+        },
         Instant::now(),
     );
     let mesh_out = MeshOut::new(joined.senders, n);
@@ -113,6 +120,14 @@ impl Summary {
 }
 
 /// Seed for the core's ID generator.
+/// The seed of the shard's entropy stream for authentication challenges: from the OS, or
+/// the shard does not start (predictable challenges would let a recorded answer replay).
+fn auth_seed() -> Result<[u8; 32], String> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| format!("no OS randomness for authentication challenges: {e}"))?;
+    Ok(b)
+}
+
 fn random_seed() -> u64 {
     let mut b = [0u8; 8];
     if getrandom::fill(&mut b).is_err() {

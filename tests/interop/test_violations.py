@@ -167,7 +167,7 @@ async def test_violation_before_hello(vrouter, case):
 @pytest.mark.parametrize("realm,details,reason", [
     ("no.such.realm", {}, "wamp.error.no_such_realm"),
     ("bad realm", {}, "wamp.error.invalid_uri"),
-    ("realm1", {"authmethods": ["ticket"], "authid": "joe"}, "wamp.error.no_matching_auth_method"),
+    ("realm1", {"authmethods": ["ticket"], "authid": "joe"}, "wamp.error.no_auth_method"),
 ], ids=["unknown-realm", "invalid-realm-uri", "no-anonymous-auth"])
 async def test_hello_refused(vrouter, realm, details, reason):
     # Goal: a HELLO the router cannot accept (unknown realm with auto_create_realms off,

@@ -58,7 +58,19 @@ impl Sim {
         let router = Arc::new(config);
         let now = Instant::now();
         let cores = (0..shards)
-            .map(|shard| ShardCore::new(CoreConfig { shard, shards, seed, router: router.clone() }, now))
+            .map(|shard| {
+                ShardCore::new(
+                    CoreConfig {
+                        shard,
+                        shards,
+                        seed,
+                        router: router.clone(),
+                        auth_seed: [seed as u8; 32],
+                        wall_clock: std::time::UNIX_EPOCH,
+                    },
+                    now,
+                )
+            })
             .collect();
         Sim {
             rng: IdGen::new(seed.wrapping_mul(31).wrapping_add(7)),

@@ -1,7 +1,8 @@
 //! The thin dispatchers: a client's frame to the feature module that handles it, a mesh
 //! message to its feature, and a handler's `Err` into ABORT.
 
-use super::super::lifecycle::{self, Hello};
+use super::super::lifecycle::Hello;
+use super::super::login;
 use super::super::mesh::{CallMsg, MeshMsg, RegMsg, ShardId, StatsMsg, SubMsg};
 use super::super::out::{CloseReason, ConnState, CoreEvent};
 use super::super::pubsub;
@@ -11,7 +12,8 @@ use super::super::stats::Stats;
 use super::super::uris;
 use super::super::violation::{Abort, Violation};
 use super::super::wire::message::code;
-use super::super::wire::{Dict, Id, Message, decode};
+use super::super::wire::uri::MatchPolicy;
+use super::super::wire::{Dict, Id, Message, Value, decode, peer_text};
 use super::ShardCore;
 use crate::limits;
 
@@ -23,7 +25,9 @@ impl ShardCore {
         }
         let ser = c.info.framing.serializer;
         self.cx.stats.bytes_in += frame.len() as u64;
-        if matches!(c.state, ConnState::ExpectHello) && frame.len() > limits::HELLO_MESSAGE_MAX_BYTES {
+        if matches!(c.state, ConnState::ExpectHello | ConnState::Authenticating)
+            && frame.len() > limits::HELLO_MESSAGE_MAX_BYTES
+        {
             // Before WELCOME nothing is decoded that a stranger could make expensive.
             self.cx.stats.messages_in[0] += 1;
             return self.abort(conn, Violation::HelloTooLarge { len: frame.len() }.into());
@@ -38,6 +42,12 @@ impl ShardCore {
         self.cx.stats.messages_in[Stats::slot(msg.code())] += 1;
         let sid = match self.cx.conns.get(conn).map(|c| &c.state) {
             Some(ConnState::ExpectHello) => None,
+            Some(ConnState::Authenticating) => {
+                if let Err(why) = self.on_authenticating(conn, msg) {
+                    self.abort(conn, why);
+                }
+                return;
+            }
             Some(ConnState::Established(sid)) => Some(*sid),
             Some(ConnState::Closing) => {
                 if matches!(msg, Message::Goodbye { .. } | Message::Abort { .. }) {
@@ -60,11 +70,8 @@ impl ShardCore {
     fn on_unestablished(&mut self, conn: ConnId, msg: Message) -> Result<(), Abort> {
         match msg {
             Message::Hello { realm, details } => {
-                let (cx, realms, sessions) = (&mut self.cx, &mut self.realms, &mut self.sessions);
-                if let Hello::WelcomeTooLarge(sid) = lifecycle::on_hello(cx, realms, sessions, conn, realm, details)? {
-                    self.end_session(sid);
-                    self.cx.close_conn(conn, CloseReason::WelcomeTooLarge);
-                }
+                let hello = login::on_hello(self.login_cx(), conn, realm, details)?;
+                self.after_login(conn, hello);
                 Ok(())
             }
             Message::Abort { .. } => {
@@ -72,6 +79,31 @@ impl ShardCore {
                 Ok(())
             }
             other => Err(Violation::ExpectedHello { received: other.name() }.into()),
+        }
+    }
+
+    /// A message between HELLO and WELCOME: only AUTHENTICATE (or ABORT) is valid.
+    fn on_authenticating(&mut self, conn: ConnId, msg: Message) -> Result<(), Abort> {
+        match msg {
+            Message::Authenticate { signature, .. } => {
+                let hello = login::on_authenticate(self.login_cx(), conn, signature)?;
+                self.after_login(conn, hello);
+                Ok(())
+            }
+            Message::Abort { .. } => {
+                login::forget(self.login_cx(), conn);
+                self.cx.close_conn(conn, CloseReason::PeerAbort);
+                Ok(())
+            }
+            other => Err(Violation::ExpectedAuthenticate { received: other.name() }.into()),
+        }
+    }
+
+    /// A login step succeeded: a WELCOME too large for the peer ends it at once.
+    pub(super) fn after_login(&mut self, conn: ConnId, hello: Hello) {
+        if let Hello::WelcomeTooLarge(sid) = hello {
+            self.end_session(sid);
+            self.cx.close_conn(conn, CloseReason::WelcomeTooLarge);
         }
     }
 
@@ -103,6 +135,14 @@ impl ShardCore {
                 rpc::on_cancel(cx, calls, realms, &self.sessions, sid, request, options)
             }
             Message::Register { request, options, procedure } => {
+                let policy = options.get("match").and_then(Value::as_str).and_then(MatchPolicy::parse);
+                if !self.logins.may_register(&s.realm, &s.authrole, &procedure, policy.unwrap_or(MatchPolicy::Exact)) {
+                    // A dynamic authenticator's procedure: only its trusted roles provide it.
+                    let message =
+                        format!("procedure {} is reserved for the router's authenticator", peer_text(&procedure));
+                    cx.error(conn, code::REGISTER, request, uris::NOT_AUTHORIZED, Some(message));
+                    return Ok(());
+                }
                 rpc::on_register(cx, calls, realms, s, request, options, procedure)
             }
             Message::Unregister { request, registration } => {

@@ -20,12 +20,14 @@ mod dispatch;
 mod observe;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
+use super::auth::AuthConfig;
 use super::control::Control;
 use super::frame::OutQueue;
 use super::lifecycle;
 use super::liveness::{self, Reap};
+use super::login::{self, LoginCx, Logins};
 use super::mesh::{MeshMsg, ShardId};
 pub use super::out::{CertFingerprints, CloseReason, ConnInfo, CoreEvent, Origin, TlsPeer};
 use super::out::{Conn, ConnState, Out, log_allowed};
@@ -34,7 +36,7 @@ use super::rpc::Calls;
 use super::session::{ConnId, Sessions};
 use super::stats::Snapshot;
 pub use super::stats::Stats;
-use super::timers::Timers;
+use super::timers::{Timer, Timers};
 use super::uris;
 use super::violation::Abort;
 use super::wire::ids::IdGen;
@@ -50,6 +52,12 @@ pub struct CoreConfig {
     /// Seed for session/publication IDs and random callee choice.
     pub seed: u64,
     pub router: Arc<RouterConfig>,
+    /// Seed of the entropy stream for authentication challenges: from the OS in the
+    /// runtime, from the test seed in the simulation.
+    pub auth_seed: [u8; 32],
+    /// Wall-clock time at the `now` the core is created with (challenges carry a timestamp;
+    /// the core never reads a clock).
+    pub wall_clock: SystemTime,
 }
 
 /// All state of one shard.
@@ -61,6 +69,7 @@ pub struct ShardCore {
     calls: Calls,
     control: Control,
     timers: Timers,
+    logins: Logins,
     /// `/metrics` requests in progress: token → snapshots received so far.
     stats_requests: Map<u64, Vec<Snapshot>>,
 }
@@ -71,6 +80,7 @@ impl ShardCore {
         assert!(cfg.shards >= 1 && cfg.shards <= limits::SHARDS_MAX, "shard count out of range");
         assert!(cfg.shard < cfg.shards);
         let ids = IdGen::new(cfg.seed ^ (cfg.shard as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let logins = Logins::new(cfg.router.auth.clone(), cfg.auth_seed, cfg.wall_clock, now);
         ShardCore {
             cx: Out::new(cfg.shard, cfg.shards, ids, cfg.router.pending_bytes_max, now),
             sessions: Sessions::default(),
@@ -78,6 +88,7 @@ impl ShardCore {
             calls: Calls::default(),
             control: Control::default(),
             timers: Timers::default(),
+            logins,
             stats_requests: Map::default(),
         }
     }
@@ -166,6 +177,12 @@ impl ShardCore {
         self.cx.now = now;
         let cfg = self.realms.router().liveness;
         while let Some(timer) = self.timers.pop_due(now) {
+            if let Timer::Authenticator(call) = timer {
+                if let Some((conn, why)) = login::on_authenticator_timeout(self.login_cx(), call) {
+                    self.abort(conn, why);
+                }
+                continue;
+            }
             match liveness::on_timer(&mut self.cx, &mut self.timers, &cfg, timer) {
                 None => {}
                 Some(Reap::HelloTimeout(conn)) => {
@@ -195,6 +212,7 @@ impl ShardCore {
     /// The transport of `conn` is gone (closed by the peer, by the runtime, or reaped).
     pub fn handle_close(&mut self, conn: ConnId, now: Instant) {
         self.cx.now = now;
+        login::forget(self.login_cx(), conn);
         if let Some(c) = self.cx.conns.remove(conn) {
             self.cx.stats.connections_closed += 1;
             if let ConnState::Established(sid) = c.state {
@@ -300,6 +318,14 @@ impl ShardCore {
             while let Some(msg) = self.cx.mesh.pop_local() {
                 self.on_mesh(self.cx.shard, msg);
             }
+            while let Some((call, answer)) = self.calls.pop_router_answer() {
+                if let Some((conn, why)) = login::on_answer(self.login_cx(), call, answer) {
+                    self.abort(conn, why);
+                }
+            }
+            if !self.cx.mesh.local_is_empty() {
+                continue;
+            }
             if self.cx.slow.is_empty() {
                 break;
             }
@@ -311,6 +337,23 @@ impl ShardCore {
             }
         }
         self.realms.release_idle();
+    }
+
+    /// The parts a login step works on.
+    fn login_cx(&mut self) -> LoginCx<'_> {
+        LoginCx {
+            cx: &mut self.cx,
+            realms: &mut self.realms,
+            sessions: &mut self.sessions,
+            calls: &mut self.calls,
+            logins: &mut self.logins,
+            timers: &mut self.timers,
+        }
+    }
+
+    /// New listener authentication (SIGHUP): logins in progress finish with the old one.
+    pub fn reload_auth(&mut self, auth: Arc<AuthConfig>) {
+        self.logins.reload(auth);
     }
 
     fn end_session(&mut self, sid: Id) {
@@ -330,6 +373,7 @@ impl ShardCore {
         if let Some(sid) = self.session_of(conn) {
             self.end_session(sid);
         }
+        login::forget(self.login_cx(), conn);
         if let Some(c) = self.cx.conns.get_mut(conn) {
             c.state = ConnState::ExpectHello;
         }

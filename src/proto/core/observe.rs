@@ -19,6 +19,8 @@ impl ShardCore {
             connections: Default::default(),
             pending_out_bytes: 0,
             mesh_outbox: (self.cx.mesh.len() + self.cx.mesh.backlog) as u64,
+            auth: self.logins.counts.clone(),
+            auth_pending: self.logins.pending() as u64,
         };
         for c in self.cx.conns.iter() {
             snap.connections[c.info.framing.index()] += 1;

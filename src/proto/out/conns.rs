@@ -25,7 +25,7 @@ pub struct ConnInfo {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Origin {
     pub listener: u16,
-    pub peer: Option<std::net::SocketAddr>,
+    pub peer: Option<core::net::SocketAddr>,
     pub tls: Option<TlsPeer>,
 }
 
@@ -108,6 +108,8 @@ impl CloseReason {
 #[derive(Debug)]
 pub(crate) enum ConnState {
     ExpectHello,
+    /// HELLO received; waiting for AUTHENTICATE or a dynamic authenticator (`login.rs`).
+    Authenticating,
     Established(Id),
     /// The router sent GOODBYE and waits for the echo.
     Closing,

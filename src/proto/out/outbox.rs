@@ -63,4 +63,8 @@ impl Outbox {
     pub fn pop_local(&mut self) -> Option<MeshMsg> {
         self.local.pop_front()
     }
+
+    pub fn local_is_empty(&self) -> bool {
+        self.local.is_empty()
+    }
 }

@@ -16,7 +16,7 @@ use super::super::wire::message::code;
 use super::super::wire::peer_text;
 use super::super::wire::uri::{self, MatchPolicy};
 use super::super::wire::{Dict, Id, Message, Payload};
-use super::table::{Calls, Failure, PendingCall};
+use super::table::{Calls, Failure, PendingCall, ROUTER_CALLER};
 use crate::limits;
 use std::sync::Arc;
 
@@ -115,6 +115,48 @@ pub(crate) fn route(cx: &mut Out, calls: &mut Calls, realms: &mut Realms, sessio
     }
 }
 
+/// A call the router makes itself (a dynamic authenticator): routed like any call, its
+/// answer lands in `Calls::pop_router_answer`. Returns the call's sequence number.
+pub(crate) fn router_call(
+    cx: &mut Out,
+    calls: &mut Calls,
+    realms: &mut Realms,
+    sessions: &Sessions,
+    realm: Arc<str>,
+    procedure: Arc<str>,
+    payload: Payload,
+) -> u64 {
+    let request = calls.router_request();
+    let seq = calls.insert(PendingCall {
+        caller: ROUTER_CALLER,
+        request,
+        realm,
+        procedure,
+        payload,
+        options: CallOptions::default(),
+        callee: None,
+        tried: SmallVec::new(),
+        disclose: Identity { session: ROUTER_CALLER, authid: Arc::from("shardbar"), authrole: Arc::from("trusted") },
+        read_at: cx.now,
+    });
+    route(cx, calls, realms, sessions, seq);
+    seq
+}
+
+/// Give up on the router's call `seq` (timeout, or the login it was for went away): the
+/// callee gets INTERRUPT (killnowait), the answer becomes `wamp.error.canceled`.
+pub(crate) fn cancel_router_call(cx: &mut Out, calls: &mut Calls, realms: &mut Realms, sessions: &Sessions, seq: u64) {
+    let Some(pc) = calls.get(seq) else { return };
+    if let Some(callee) = pc.callee.clone() {
+        let call = CallKey { shard: cx.shard, seq };
+        cx.send_mesh(
+            callee.shard,
+            MeshMsg::Call(CallMsg::Cancel { call, callee: callee.session, mode: CancelMode::KillNoWait }),
+        );
+    }
+    calls.fail(cx, realms, sessions, seq, Failure::canceled());
+}
+
 /// CANCEL from session `sid`.
 pub(crate) fn on_cancel(
     cx: &mut Out,
@@ -152,6 +194,12 @@ pub(crate) fn on_yielded(
 ) {
     let Some(pc) = calls.get(call.seq) else { return };
     if progress && !pc.options.receive_progress {
+        return;
+    }
+    if pc.caller == ROUTER_CALLER {
+        if !progress && calls.remove(call.seq).is_some() {
+            calls.router_answered(call.seq, Ok(payload));
+        }
         return;
     }
     let (caller, request, callee) = (pc.caller, pc.request, pc.callee.clone());

@@ -10,7 +10,7 @@ mod table;
 mod teardown;
 
 pub(crate) use callee::{on_cancel_invoke, on_invocation_error, on_yield, start_invocation};
-pub(crate) use caller::{CallReq, on_bounced, on_call, on_cancel, on_yielded};
+pub(crate) use caller::{CallReq, cancel_router_call, on_bounced, on_call, on_cancel, on_yielded, router_call};
 pub(crate) use registration::{on_register, on_register_done, on_unregister, on_unregister_done};
 pub(crate) use table::{Calls, Failure};
 pub(crate) use teardown::on_session_end;

@@ -129,7 +129,16 @@ pub(crate) struct Calls {
     pub teardowns: Map<u64, Teardown>,
     /// Teardowns in progress per connection (`teardown_pending` is polled while closing).
     pub teardown_conns: Map<ConnId, u32>,
+    /// Answers to the router's own calls ([`ROUTER_CALLER`]), for the core to hand on:
+    /// (call sequence, result payload or error URI). Bounded by the calls the router makes
+    /// (`limits::AUTHENTICATOR_CALLS_PER_SHARD_MAX`).
+    router_answers: std::collections::VecDeque<(u64, Result<Payload, String>)>,
+    next_router_request: Id,
 }
+
+/// The caller of calls the router makes itself (dynamic authenticators). No session has
+/// ID 0: session IDs are in [1, 2^53].
+pub(crate) const ROUTER_CALLER: Id = 0;
 
 impl Calls {
     /// A session's RPC state (created on first use).
@@ -182,11 +191,34 @@ impl Calls {
         self.teardown_conns.contains_key(&conn)
     }
 
+    /// A request ID for a call the router makes (unique among [`ROUTER_CALLER`]'s calls).
+    pub fn router_request(&mut self) -> Id {
+        self.next_router_request += 1;
+        self.next_router_request
+    }
+
+    /// The next answer to one of the router's own calls.
+    pub fn pop_router_answer(&mut self) -> Option<(u64, Result<Payload, String>)> {
+        self.router_answers.pop_front()
+    }
+
+    pub(super) fn router_answered(&mut self, seq: u64, answer: Result<Payload, String>) {
+        self.router_answers.push_back((seq, answer));
+    }
+
     /// Answer call `seq` with an ERROR and forget it.
     pub fn fail(&mut self, cx: &mut Out, realms: &mut Realms, sessions: &Sessions, seq: u64, failure: Failure) {
         let Some(pc) = self.remove(seq) else { return };
         if let Some(r) = realms.get_mut(&pc.realm) {
             r.stats.calls_error += 1;
+        }
+        if pc.caller == ROUTER_CALLER {
+            let uri = match failure {
+                Failure::Router { uri, .. } => uri.to_owned(),
+                Failure::Plain { uri, .. } => uri,
+            };
+            self.router_answered(seq, Err(uri));
+            return;
         }
         let Some(conn) = sessions.get(&pc.caller).map(|s| s.conn) else { return };
         match failure {

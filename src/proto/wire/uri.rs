@@ -94,6 +94,26 @@ pub fn is_valid_for(uri: &str, policy: MatchPolicy, strict: bool) -> bool {
     }
 }
 
+/// Whether a registration or subscription `pattern` with `policy` covers `uri`. Prefix is
+/// a plain string prefix (the widest reading: this is used to guard reserved procedures);
+/// wildcard needs the same number of components, an empty one matching any.
+pub fn pattern_matches(policy: MatchPolicy, pattern: &str, uri: &str) -> bool {
+    match policy {
+        MatchPolicy::Exact => pattern == uri,
+        MatchPolicy::Prefix => uri.starts_with(pattern),
+        MatchPolicy::Wildcard => {
+            let (mut p, mut u) = (pattern.split('.'), uri.split('.'));
+            loop {
+                match (p.next(), u.next()) {
+                    (None, None) => return true,
+                    (Some(a), Some(b)) if a.is_empty() || a == b => {}
+                    _ => return false,
+                }
+            }
+        }
+    }
+}
+
 /// URIs under `wamp.` are the router's own.
 pub fn is_reserved(uri: &str) -> bool {
     uri.starts_with("wamp.")
@@ -116,6 +136,18 @@ mod tests {
         assert!(!is_valid("", false, false));
         assert!(!is_valid("com.app.", false, false));
         assert!(!is_valid(".com", false, false));
+    }
+
+    #[test]
+    fn pattern_matches_each_policy() {
+        assert!(pattern_matches(MatchPolicy::Exact, "com.a.auth", "com.a.auth"));
+        assert!(!pattern_matches(MatchPolicy::Exact, "com.a", "com.a.auth"));
+        assert!(pattern_matches(MatchPolicy::Prefix, "com.a", "com.a.auth"));
+        assert!(pattern_matches(MatchPolicy::Prefix, "", "com.a.auth"));
+        assert!(!pattern_matches(MatchPolicy::Prefix, "com.b", "com.a.auth"));
+        assert!(pattern_matches(MatchPolicy::Wildcard, "com..auth", "com.a.auth"));
+        assert!(!pattern_matches(MatchPolicy::Wildcard, "com..auth", "com.a.b.auth"));
+        assert!(!pattern_matches(MatchPolicy::Wildcard, "com..", "com.a"));
     }
 
     #[test]

@@ -108,7 +108,7 @@ impl World {
         // The only clock read: every later time is this plus what the input says.
         let now = Instant::now();
         let cores = (0..shards)
-            .map(|shard| ShardCore::new(CoreConfig { shard, shards, seed: 7, router: router.clone() }, now))
+            .map(|shard| ShardCore::new(CoreConfig { shard, shards, seed: 7, router: router.clone(), auth_seed: [7; 32], wall_clock: std::time::UNIX_EPOCH }, now))
             .collect();
         World {
             cores,
