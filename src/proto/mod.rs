@@ -6,6 +6,7 @@
 
 pub mod wire;
 
+pub mod auth;
 pub(crate) mod broker;
 mod control;
 pub mod core;
