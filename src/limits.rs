@@ -241,10 +241,6 @@ pub const AUTHENTICATOR_TIMEOUT_MS: u64 = 5_000;
 /// `wamp.error.authentication_failed`.
 pub const DYNAMIC_CRA_ITERATIONS_MAX: u64 = 1000;
 
-/// Most PBKDF2 iterations a static salted WAMP-CRA principal may use (its key is derived
-/// once, at config load and on reload; this bounds start-up time). Outcome: a config error.
-pub const CRA_ITERATIONS_CEILING: i64 = 10_000_000;
-
 /// Static principals per method and listener in the config (lookups are hashed; this bounds
 /// config size and reload time). Outcome: a config error at start or reload.
 pub const PRINCIPALS_MAX: usize = 100_000;
@@ -484,9 +480,69 @@ pub const FD_RESERVE_BASE: usize = 64;
 /// See `FD_RESERVE_BASE`.
 pub const FD_RESERVE_PER_SHARD: usize = 16;
 
+// Authentication credentials (src/proto/auth/, `shardbar credential`). The router never
+// runs a KDF at login (a salted WAMP-CRA key is derived once at config load, a SCRAM
+// credential is stored derived), so these bound config values and the credential tool, not
+// per-login work.
+
+/// Default PBKDF2 iterations of a salted WAMP-CRA secret: Autobahn's and Crossbar's default.
+pub const WAMPCRA_ITERATIONS_DEFAULT: u32 = 1_000;
+
+/// Most PBKDF2 iterations of a salted WAMP-CRA secret. Each principal costs this many HMACs
+/// at config load (about 0.5 s at the ceiling) and the client as many per login. Outcome:
+/// the config or the credential tool refuses the value.
+pub const WAMPCRA_ITERATIONS_CEILING: u32 = 1_000_000;
+
+/// Default length of a salted WAMP-CRA key before base64: Autobahn's and Crossbar's default.
+pub const WAMPCRA_KEYLEN_DEFAULT_BYTES: usize = 32;
+
+/// Longest salted WAMP-CRA key: the HMAC key is its base64 text, and keys past the SHA-256
+/// block are hashed first, so more adds nothing. Outcome: the config or the tool refuses it.
+pub const WAMPCRA_KEYLEN_CEILING_BYTES: usize = 256;
+
+/// Random characters in a secret `shardbar credential wampcra` generates (about 190 bits
+/// from 62 letters and digits; Autobahn's `generate_wcs` makes 14).
+pub const WAMPCRA_SECRET_GENERATED_CHARS: usize = 32;
+
+/// Random bytes in a salt the credential tool generates (WAMP-CRA, as hex text; SCRAM, as
+/// bytes): 128 bits, as the SCRAM spec and Autobahn use.
+pub const CREDENTIAL_SALT_GENERATED_BYTES: usize = 16;
+
+/// Shortest SCRAM salt: Argon2's minimum, and RFC 2898's 64 bits for PBKDF2. Outcome: the
+/// config or the credential tool refuses it.
+pub const SCRAM_SALT_MIN_BYTES: usize = 8;
+
+/// Default Argon2id time cost: Autobahn's `derive_scram_credential`.
+pub const SCRAM_ARGON2_ITERATIONS_DEFAULT: u32 = 4_096;
+
+/// Default Argon2id memory cost in KiB: Autobahn's `derive_scram_credential`.
+pub const SCRAM_ARGON2_MEMORY_DEFAULT_KIB: u32 = 512;
+
+/// Default PBKDF2 iterations of a SCRAM credential: RFC 7677 asks for at least 4096 and
+/// "significantly higher" where clients can afford it; clients pay this at every login.
+pub const SCRAM_PBKDF2_ITERATIONS_DEFAULT: u32 = 100_000;
+
+/// Most SCRAM KDF iterations (either KDF). Clients run the KDF at every login; far past this
+/// is a typo, not a policy. Outcome: the config or the credential tool refuses it.
+pub const SCRAM_ITERATIONS_CEILING: u32 = 10_000_000;
+
+/// Least Argon2id memory in KiB: Argon2's minimum at parallelism 1 (8 blocks of 1 KiB).
+pub const SCRAM_ARGON2_MEMORY_MIN_KIB: u32 = 8;
+
+/// Most Argon2id memory in KiB (4 GiB): every client would need that much to log in.
+/// Outcome: the config or the credential tool refuses it.
+pub const SCRAM_ARGON2_MEMORY_CEILING_KIB: u32 = 4 * 1024 * 1024;
+
 const _: () = assert!(MAX_CONNECTIONS <= MAX_CONNECTIONS_CEILING);
 const _: () = assert!(MAX_HANDSHAKES_PER_SHARD <= MAX_HANDSHAKES_PER_SHARD_CEILING);
 const _: () = assert!(PRE_SESSION_BYTES_FLOOR <= PRE_SESSION_BYTES_MAX);
 const _: () = assert!(PRE_SESSION_BYTES_MAX <= PRE_SESSION_BYTES_CEILING);
 const _: () = assert!(PING_ANSWER_PAYLOAD_MAX_BYTES + 14 <= CONTROL_PENDING_MAX_BYTES);
 const _: () = assert!(CONTROL_PENDING_MAX_BYTES <= PENDING_BYTES_FLOOR);
+const _: () = assert!(WAMPCRA_ITERATIONS_DEFAULT <= WAMPCRA_ITERATIONS_CEILING);
+const _: () = assert!(WAMPCRA_KEYLEN_DEFAULT_BYTES <= WAMPCRA_KEYLEN_CEILING_BYTES);
+const _: () = assert!(CREDENTIAL_SALT_GENERATED_BYTES >= SCRAM_SALT_MIN_BYTES);
+const _: () = assert!(SCRAM_ARGON2_ITERATIONS_DEFAULT <= SCRAM_ITERATIONS_CEILING);
+const _: () = assert!(SCRAM_PBKDF2_ITERATIONS_DEFAULT <= SCRAM_ITERATIONS_CEILING);
+const _: () = assert!(SCRAM_ARGON2_MEMORY_MIN_KIB <= SCRAM_ARGON2_MEMORY_DEFAULT_KIB);
+const _: () = assert!(SCRAM_ARGON2_MEMORY_DEFAULT_KIB <= SCRAM_ARGON2_MEMORY_CEILING_KIB);

@@ -336,14 +336,17 @@ fn cra(c: &AuthCheck<'_>, key: &str, p: FileCra) -> Result<CraPrincipal, ConfigE
             None
         }
         Some(salt) => {
-            let it = p.iterations.unwrap_or(1000);
-            if !(1..=limits::CRA_ITERATIONS_CEILING).contains(&it) {
-                let msg = format!("expected an integer from 1 to {}, found {it}", limits::CRA_ITERATIONS_CEILING);
+            let it = p.iterations.unwrap_or(i64::from(limits::WAMPCRA_ITERATIONS_DEFAULT));
+            let ceiling = i64::from(limits::WAMPCRA_ITERATIONS_CEILING);
+            if !(1..=ceiling).contains(&it) {
+                let msg = format!("expected an integer from 1 to {ceiling}, found {it}");
                 return Err(c.err(&format!("{key}.iterations"), msg));
             }
-            let kl = p.keylen.unwrap_or(32);
-            if !(1..=64).contains(&kl) {
-                return Err(c.err(&format!("{key}.keylen"), format!("expected an integer from 1 to 64, found {kl}")));
+            let kl = p.keylen.unwrap_or(limits::WAMPCRA_KEYLEN_DEFAULT_BYTES as i64);
+            let ceiling = limits::WAMPCRA_KEYLEN_CEILING_BYTES as i64;
+            if !(1..=ceiling).contains(&kl) {
+                let msg = format!("expected an integer from 1 to {ceiling}, found {kl}");
+                return Err(c.err(&format!("{key}.keylen"), msg));
             }
             Some(CraSalt { salt, iterations: it as u32, keylen: kl as u32 })
         }
@@ -382,7 +385,7 @@ fn scram_principal(c: &AuthCheck<'_>, key: &str, p: FileScram) -> Result<ScramPr
     }
     let hex_field = |name: &str, v: &str, want: Option<usize>| -> Result<Vec<u8>, ConfigError> {
         let v = secret(c, &format!("{key}.{name}"), v)?;
-        match crate::proto::auth::unhex(&v) {
+        match crate::proto::auth::secret::hex_decode(&v) {
             Some(b) if want.is_none_or(|n| b.len() == n) && !b.is_empty() => Ok(b),
             _ => Err(c.err(
                 &format!("{key}.{name}"),

@@ -10,7 +10,8 @@
 use std::sync::Arc;
 
 use super::config::{Authenticator, CraPrincipal, CraSalt, CryptosignPrincipal, ScramPrincipal, Secret};
-use super::{AuthMethod, Entropy, Granted, HelloFacts, Identity, Refused, Step, fingerprint, hex, wampcra};
+use super::secret::{self, hex_encode as hex};
+use super::{AuthMethod, Entropy, Granted, HelloFacts, Identity, Refused, Step, fingerprint, wampcra};
 use crate::limits;
 use crate::proto::wire::{Dict, Value};
 
@@ -182,7 +183,7 @@ fn cra_principal(ask: &Ask, id: Identity, dict: Option<&Dict>) -> Result<CraPrin
 fn scram_principal(ask: &Ask, id: Identity, dict: Option<&Dict>) -> Result<ScramPrincipal, Refused> {
     let d = dict.ok_or_else(|| bad(ask, "scram needs a dict with the SCRAM record"))?;
     let text = |k: &str, alt: &str| d.get(k).or_else(|| d.get(alt)).and_then(Value::as_str);
-    let hex_of = |k: &str, alt: &str| text(k, alt).and_then(unhex);
+    let hex_of = |k: &str, alt: &str| text(k, alt).and_then(secret::hex_decode);
     let kdf = text("kdf", "kdf").unwrap_or("argon2id-13");
     if super::scram::Kdf::parse(kdf).is_none() {
         return Err(bad(ask, "unknown kdf"));
@@ -197,13 +198,4 @@ fn scram_principal(ask: &Ask, id: Identity, dict: Option<&Dict>) -> Result<Scram
         stored_key: Secret(hex_of("stored_key", "stored-key").ok_or_else(|| bad(ask, "no stored_key (hex)"))?),
         server_key: Secret(hex_of("server_key", "server-key").ok_or_else(|| bad(ask, "no server_key (hex)"))?),
     })
-}
-
-/// Hex (either case) to bytes.
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || s.len() > 1024 {
-        return None;
-    }
-    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    s.as_bytes().chunks(2).map(|p| Some(digit(p[0])? << 4 | digit(p[1])?)).collect()
 }

@@ -23,7 +23,6 @@ mod dynamic;
 use std::sync::Arc;
 
 pub use config::{AuthConfig, AuthMethod, Identity, ListenerAuth, Method};
-pub use dynamic::unhex;
 pub(crate) use dynamic::{Ask, AskAt, on_answer};
 pub use entropy::Entropy;
 
@@ -32,6 +31,7 @@ use super::violation::Abort;
 use super::wire::{Dict, Id, Value};
 use crate::limits;
 use config::{CraPrincipal, CraSalt, CryptosignPrincipal, ScramPrincipal, TicketPrincipal};
+use secret::hex_encode as hex;
 
 /// What the HELLO says, and what the router knows about the connection.
 pub(crate) struct HelloFacts<'a> {
@@ -362,7 +362,7 @@ pub(crate) fn scram_challenge(
     let auth_message = scram::auth_message(authid, client_nonce, &server_nonce, salt, iterations);
     let extra = Dict::new()
         .with("nonce", server_nonce.as_str())
-        .with("salt", hex(salt))
+        .with("salt", scram::encode_salt(salt))
         .with("kdf", kdf)
         .with("iterations", u64::from(iterations))
         .with("memory", u64::from(memory));
@@ -447,15 +447,4 @@ pub(crate) fn grant(method: AuthMethod, provider: &'static str, id: &Identity, m
         }
     }
     Granted { method, provider, authid: id.authid.clone(), role: id.role.clone(), extra, realm: id.realm.clone() }
-}
-
-/// Lower-case hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
 }
