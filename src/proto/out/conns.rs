@@ -25,7 +25,7 @@ pub struct ConnInfo {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Origin {
     pub listener: u16,
-    pub peer: Option<std::net::SocketAddr>,
+    pub peer: Option<core::net::SocketAddr>,
     pub tls: Option<TlsPeer>,
 }
 
