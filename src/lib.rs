@@ -7,6 +7,7 @@
 //! runtime ([`shard`]) is the only code that names glommio or touches a socket.
 
 pub mod config;
+pub mod credential;
 pub mod limits;
 pub mod proto;
 pub mod shard;

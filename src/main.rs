@@ -1,12 +1,13 @@
 //! The `shardbar` router binary: parse the command line, load the config, run the shards.
 //!
 //! It owns the process's exit codes and logging set-up; it parses and checks nothing itself
-//! (`shardbar::config` does) and routes nothing (`shardbar::shard` does).
+//! (`shardbar::config` does), routes nothing (`shardbar::shard` does) and hands `shardbar
+//! credential` to `shardbar::credential`.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use shardbar::config::{Cli, Config, RunFlags};
+use shardbar::config::{Cli, Command, Config, RunFlags};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -16,7 +17,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         None => run(&cli.run),
-        Some(command) => match command {},
+        Some(Command::Credential { method }) => shardbar::credential::main(&method),
     }
 }
 

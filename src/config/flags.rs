@@ -1,7 +1,7 @@
 //! The command line (clap, derive API) and how its flags override the config file.
 //!
-//! `shardbar [FLAGS]` with no subcommand runs the router. Subcommands (such as the coming
-//! `shardbar credential …`) go into [`Command`] as variants; `main.rs` matches on it. Each
+//! `shardbar [FLAGS]` with no subcommand runs the router. Subcommands (`shardbar credential
+//! …`) are [`Command`]'s variants; `main.rs` matches on it. Each
 //! router flag may also come from a `SHARDBAR_*` environment variable; a flag on the
 //! command line wins over the variable, and both win over the file. Values are parsed into
 //! their types here (a socket address, a shard count in range), so a bad flag is clap's
@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 
 use super::DEFAULT_LISTEN;
 use super::file::{FileConfig, FileListener};
+use crate::credential::CredentialCommand;
 use crate::limits;
 
 const AFTER_HELP: &str = "\
@@ -33,6 +34,9 @@ Host setup:
 #[derive(Parser, Debug)]
 #[command(name = "shardbar", version, about = "shardbar — a thread-per-core WAMP v2 router")]
 #[command(after_help = AFTER_HELP)]
+// A router flag before a subcommand (`shardbar --shards 2 credential …`) would be ignored;
+// refuse it instead.
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     /// The router's flags (used when there is no subcommand).
     #[command(flatten)]
@@ -41,10 +45,16 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-/// Subcommands besides running the router; none yet. With no subcommand, `shardbar` runs
-/// the router with [`Cli::run`].
+/// Subcommands besides running the router. With no subcommand, `shardbar` runs the router
+/// with [`Cli::run`].
 #[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
-pub enum Command {}
+pub enum Command {
+    /// Make a principal's credential (SCRAM, WAMP-CRA, cryptosign) to paste into the config
+    Credential {
+        #[command(subcommand)]
+        method: CredentialCommand,
+    },
+}
 
 /// The router's flags: each overrides the config file.
 #[derive(Args, Debug, Clone, Default, PartialEq, Eq)]
@@ -102,6 +112,7 @@ mod tests {
 
     use super::super::{Config, ListenAddr};
     use super::*;
+    use crate::proto::auth::scram::Kdf;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("shardbar").chain(args.iter().copied()))
@@ -130,7 +141,43 @@ mod tests {
         assert!(e.to_string().contains("expected a number from 0 to 64"), "{e}");
         let e = parse(&["--listen", "nowhere"]).unwrap_err();
         assert!(e.to_string().contains("--listen") && e.to_string().contains("127.0.0.1:8080"), "{e}");
-        assert_eq!(parse(&["run"]).unwrap_err().kind(), ErrorKind::UnknownArgument, "no stub subcommands");
+        // Now that `credential` exists, clap names a stray word an unknown subcommand.
+        assert_eq!(parse(&["run"]).unwrap_err().kind(), ErrorKind::InvalidSubcommand, "no stub subcommands");
+    }
+
+    #[test]
+    fn credential_subcommand_parses_and_stands_alone() {
+        // Goal: `shardbar credential METHOD …` parses with its defaults, checks its values,
+        // and refuses router flags beside it (they would be ignored). Method: parse.
+        use crate::credential::CredentialCommand;
+        let cli = parse(&["credential", "scram", "--authid", "alice"]).unwrap();
+        let Some(Command::Credential { method: CredentialCommand::Scram(args) }) = cli.command else {
+            panic!("{:?}", cli.command)
+        };
+        assert_eq!(
+            (args.authid.as_str(), args.kdf, args.iterations, args.memory),
+            ("alice", Kdf::Argon2id13, None, None)
+        );
+        let cli = parse(&["credential", "wampcra", "--authid", "svc"]).unwrap();
+        let Some(Command::Credential { method: CredentialCommand::Wampcra(args) }) = cli.command else {
+            panic!("{:?}", cli.command)
+        };
+        assert_eq!((args.iterations, args.keylen, args.unsalted), (1000, 32, false));
+        let e = parse(&["--shards", "2", "credential", "cryptosign", "--authid", "d"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ArgumentConflict, "{e}");
+        for bad in [
+            &["credential", "scram"][..],
+            &["credential", "scram", "--authid", ""],
+            &["credential", "scram", "--authid", "a", "--kdf", "scrypt"],
+            &["credential", "scram", "--authid", "a", "--memory", "7"],
+            &["credential", "scram", "--authid", "a", "--iterations", "0"],
+            &["credential", "wampcra", "--authid", "a", "--keylen", "257"],
+            &["credential", "wampcra", "--authid", "a", "--unsalted", "--iterations", "5"],
+            &["credential", "cryptosign", "--authid", "a", "--pubkey", "00"],
+            &["credential", "tls", "--authid", "a"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
