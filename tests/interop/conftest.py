@@ -66,11 +66,13 @@ def toml_value(v) -> str:
 
 class Router:
     """One `shardbar` process. ``limits``/``router``/``metrics``: extra keys for those
-    sections; ``realms``: list of dicts for ``[[realm]]`` (default: realm1)."""
+    sections; ``realms``: list of dicts for ``[[realm]]`` (default: realm1);
+    ``listener_toml``/``unix_listener_toml``: raw TOML sub-tables of the two listeners."""
 
     def __init__(self, name: str = "router", shards: int = 2, limits: dict | None = None,
                  router: dict | None = None, realms: list[dict] | None = None, unix: bool = True,
-                 listener: dict | None = None, unix_listener: dict | None = None, metrics: dict | None = None):
+                 listener: dict | None = None, unix_listener: dict | None = None, metrics: dict | None = None,
+                 listener_toml: str = "", unix_listener_toml: str = ""):
         self.dir = Path(tempfile.mkdtemp(prefix=f"sb-{name}-"))
         self.port = free_port()
         self.metrics_port = free_port()
@@ -84,9 +86,12 @@ class Router:
         lines = ["[router]"] + [f"{k} = {toml_value(v)}" for k, v in r.items()]
         lines += ["", "[[listener]]", f'address = "127.0.0.1:{self.port}"']
         lines += [f"{k} = {toml_value(v)}" for k, v in (listener or {}).items()]
+        # Raw TOML for the listener's sub-tables (`[listener.auth.ticket]`, `[listener.tls]`).
+        lines += [listener_toml]
         if unix:
             lines += ["", "[[listener]]", f"path = {toml_value(self.unix_path)}"]
             lines += [f"{k} = {toml_value(v)}" for k, v in (unix_listener or {}).items()]
+            lines += [unix_listener_toml]
         if limits:
             lines += ["", "[limits]"] + [f"{k} = {toml_value(v)}" for k, v in limits.items()]
         m = {"address": f"127.0.0.1:{self.metrics_port}", "summary_interval_s": 0}

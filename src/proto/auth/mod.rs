@@ -316,6 +316,10 @@ fn scram_hello(
 ) -> Result<Step, Refused> {
     let m = AuthMethod::Scram;
     let authid = required_authid(m, authid)?;
+    if scram::normalize_authid(authid).is_none() {
+        // SASLprep refuses it: no Autobahn client could log in with it either.
+        return Err(Refused::failed(m, "authid is not valid for SCRAM (SASLprep)"));
+    }
     let nonce = scram_client_nonce(authextra)?;
     match &la.scram {
         Some(Method::Static(ps)) => Ok(scram_challenge(authid, nonce, ps.get(authid).cloned(), "static", rng)),
@@ -360,12 +364,17 @@ pub(crate) fn scram_challenge(
         }
     };
     let auth_message = scram::auth_message(authid, client_nonce, &server_nonce, salt, iterations);
-    let extra = Dict::new()
+    // Autobahn accepts only these keys (never `channel_binding`: a null one would enter its
+    // AuthMessage as "None"), and only the `argon2id-13` spelling; `memory` only for argon2.
+    let kdf = scram::Kdf::parse(kdf).unwrap_or(scram::Kdf::Argon2id13);
+    let mut extra = Dict::new()
         .with("nonce", server_nonce.as_str())
         .with("salt", scram::encode_salt(salt))
-        .with("kdf", kdf)
-        .with("iterations", u64::from(iterations))
-        .with("memory", u64::from(memory));
+        .with("kdf", kdf.as_str())
+        .with("iterations", u64::from(iterations));
+    if kdf == scram::Kdf::Argon2id13 {
+        extra.insert("memory", u64::from(memory));
+    }
     let pending = Pending {
         method: AuthMethod::Scram,
         authid: Some(authid.to_owned()),
