@@ -30,7 +30,9 @@ from autobahn.wamp.types import ComponentConfig  # noqa: E402
 
 from abclient import _SERIALIZERS, Client  # noqa: E402
 from conftest import Router, shardbar_bin  # noqa: E402
-from rawwamp import ABORT, AUTHENTICATE, CHALLENGE, HELLO, WELCOME, Closed, RawSocketConn  # noqa: E402
+from rawwamp import ABORT, HELLO, Closed, RawSocketConn  # noqa: E402
+
+CHALLENGE, AUTHENTICATE = 4, 5
 
 # Ed25519 seeds (private keys) for the tests; the public keys go into the router's config.
 SEED_DEV1 = "4d57d97a68f555696620a6d849c0ce582568518d729eb753dc7c732de2804510"
@@ -89,22 +91,23 @@ class AuthClient(Client):
 
     def __init__(self, config, kind, joined, methods, authid, authenticator, answer):
         super().__init__(config, kind, joined)
-        self.methods, self.authid, self.authenticator, self.answer = methods, authid, authenticator, answer
+        # (ApplicationSession owns `authid`, `authmethod`, ...: our names must differ.)
+        self._methods, self._claimed, self._auth, self._answer = methods, authid, authenticator, answer
         self.challenges = []
 
     def onConnect(self):
-        extra = self.authenticator.authextra if self.authenticator is not None else None
-        self.join(self.config.realm, authmethods=self.methods, authid=self.authid, authextra=extra)
+        extra = self._auth.authextra if self._auth is not None else None
+        self.join(self.config.realm, authmethods=self._methods, authid=self._claimed, authextra=extra)
 
     def onChallenge(self, challenge):
         self.challenges.append(challenge)
-        if self.answer is not None:
-            return self.answer
-        return self.authenticator.on_challenge(self, challenge)
+        if self._answer is not None:
+            return self._answer
+        return self._auth.on_challenge(self, challenge)
 
     def onWelcome(self, welcome):
-        if self.authenticator is not None and hasattr(self.authenticator, "on_welcome"):
-            return self.authenticator.on_welcome(self, welcome.authextra)
+        if self._auth is not None and hasattr(self._auth, "on_welcome"):
+            return self._auth.on_welcome(self, welcome.authextra)
         return None
 
 
@@ -156,7 +159,8 @@ def ticket(t):
 
 
 def cra(secret):
-    return ab_auth.create_authenticator("wampcra", secret=secret)
+    # Autobahn insists on an authid here; the HELLO's comes from `login(authid=...)`.
+    return ab_auth.create_authenticator("wampcra", authid="unused", secret=secret)
 
 
 def cryptosign(seed, authid=None):
