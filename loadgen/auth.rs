@@ -1,6 +1,7 @@
 //! The client side of WAMP authentication: what HELLO announces, and how a CHALLENGE is
 //! answered, for `anonymous`, `ticket`, `wampcra` and `cryptosign` — as Autobahn|Python
-//! and Autobahn|JS put them on the wire.
+//! and Autobahn|JS put them on the wire — and `tls` (the client certificate is the
+//! credential; no CHALLENGE).
 //!
 //! The cryptography is `ring`'s (already in the tree through rustls): HMAC-SHA256 and
 //! PBKDF2-HMAC-SHA256 for WAMP-CRA, Ed25519 for cryptosign. This file holds no sockets and
@@ -42,6 +43,8 @@ pub enum AuthMethod {
     Ticket,
     Wampcra,
     Cryptosign,
+    /// The TLS client certificate (`--tls-cert`) identifies the session.
+    Tls,
 }
 
 impl AuthMethod {
@@ -51,6 +54,7 @@ impl AuthMethod {
             AuthMethod::Ticket => "ticket",
             AuthMethod::Wampcra => "wampcra",
             AuthMethod::Cryptosign => "cryptosign",
+            AuthMethod::Tls => "tls",
         }
     }
 }
@@ -116,13 +120,18 @@ impl Credentials {
             if a.ticket.is_some() || a.secret.is_some() || a.cryptosign_seed.is_some() {
                 return Err("--ticket, --secret and --cryptosign-seed need --authmethod".into());
             }
-            return Ok(Credentials { method: None, authid: a.authid.clone(), authrole: a.authrole.clone(), secret: Secret::None });
+            return Ok(Credentials {
+                method: None,
+                authid: a.authid.clone(),
+                authrole: a.authrole.clone(),
+                secret: Secret::None,
+            });
         };
         let need = |v: &Option<String>, flag: &str| {
             v.clone().ok_or_else(|| format!("--authmethod {} needs {flag}", method.name()))
         };
         let secret = match method {
-            AuthMethod::Anonymous => Secret::None,
+            AuthMethod::Anonymous | AuthMethod::Tls => Secret::None,
             AuthMethod::Ticket => Secret::Ticket(need(&a.ticket, "--ticket")?),
             AuthMethod::Wampcra => Secret::Cra { secret: need(&a.secret, "--secret")?, derived: Mutex::new(None) },
             AuthMethod::Cryptosign => {
@@ -343,7 +352,8 @@ mod tests {
         let seed: [u8; 32] = std::array::from_fn(|i| i as u8);
         assert_eq!(public_key_hex(&seed).unwrap(), "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8");
         let challenge: Vec<u8> = (100..132).collect();
-        let a = AuthArgs { method: Some(AuthMethod::Cryptosign), cryptosign_seed: Some(hex(&seed)), ..AuthArgs::default() };
+        let a =
+            AuthArgs { method: Some(AuthMethod::Cryptosign), cryptosign_seed: Some(hex(&seed)), ..AuthArgs::default() };
         let c = Credentials::from_args(&a).unwrap();
         let extra = Dict::new().with("challenge", hex(&challenge)).with("channel_binding", Value::Null);
         let Message::Authenticate { signature, .. } = c.answer("cryptosign", &extra).unwrap() else { panic!() };
@@ -386,7 +396,11 @@ mod tests {
         assert_eq!(d.get("authmethods"), Some(&Value::List(vec![Value::str("ticket")])));
         assert_eq!(d.get("authid").and_then(Value::as_str), Some("joe"));
         let seed = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
-        let a = AuthArgs { method: Some(AuthMethod::Cryptosign), cryptosign_seed: Some(seed.into()), ..AuthArgs::default() };
+        let a = AuthArgs {
+            method: Some(AuthMethod::Cryptosign),
+            cryptosign_seed: Some(seed.into()),
+            ..AuthArgs::default()
+        };
         let d = Credentials::from_args(&a).unwrap().hello_details(Dict::new());
         let pubkey = d.get("authextra").and_then(Value::as_dict).and_then(|e| e.get("pubkey")).and_then(Value::as_str);
         assert_eq!(pubkey, Some("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"));

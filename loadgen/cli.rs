@@ -90,7 +90,7 @@ pub enum Command {
     Help,
     Run(Box<Options>),
     Plot { inputs: Vec<PathBuf>, out: PathBuf, title: Option<String>, linear: bool },
-    Wait { url: String, serializer: Option<Serializer>, realm: String, tls: TlsArgs, auth: AuthArgs, timeout: Duration },
+    Wait { url: String, serializer: Option<Serializer>, realm: String, tls: Box<TlsArgs>, auth: Box<AuthArgs>, timeout: Duration },
     Rss { pid: u32 },
 }
 
@@ -240,6 +240,19 @@ const AFTER_HELP: &str = "\
 Durations: 500ms, 2s, 1.5s, 1m; a bare number is seconds. Counts: 1000, 10k, 1.5M.
 `loadgen SCENARIO --help` lists a scenario's flags.
 
+TLS and authentication (every scenario, and `wait`):
+  --url wss://HOST:PORT/PATH is WebSocket over TLS, --url rss://HOST:PORT RawSocket over TLS;
+  either needs --tls-ca FILE (PEM roots) or --tls-insecure. --tls-cert/--tls-key present a
+  client certificate, --tls-server-name overrides the name checked and sent as SNI.
+  --authmethod ticket --authid ID --ticket T
+  --authmethod wampcra --authid ID --secret S   (salted keys as the CHALLENGE says)
+  --authmethod cryptosign --cryptosign-seed HEX [--authid ID]
+  --authmethod tls   (with --tls-cert)     --authmethod anonymous
+  Secrets may come from LOADGEN_TICKET, LOADGEN_SECRET, LOADGEN_CRYPTOSIGN_SEED instead.
+  A refused login is reported with the router's ABORT reason URI.
+  Login storm: loadgen logins --sessions 10k --concurrency 256 [auth flags]: logins/s and
+  connect→WELCOME latency (TCP, TLS, transport handshake, HELLO…WELCOME).
+
 Exit status:
   0 success; 1 loss, reordering, lost sessions or protocol errors in a closed-loop run
   (reordering and lost sessions in any run); 2 usage or setup error.";
@@ -320,7 +333,7 @@ struct TlsFlags {
 #[derive(Args, Debug)]
 #[command(next_help_heading = "Authentication")]
 struct AuthFlags {
-    /// anonymous | ticket | wampcra | cryptosign [default: HELLO without authmethods]
+    /// anonymous | ticket | wampcra | cryptosign | tls (the client certificate, --tls-cert) [default: HELLO without authmethods]
     #[arg(long, value_name = "METHOD", value_parser = authmethod)]
     authmethod: Option<AuthMethod>,
     /// HELLO.authid (needed for ticket and wampcra; cryptosign may omit it)
@@ -429,7 +442,7 @@ struct TimelineArgs {
     /// Wait this long for messages still in flight
     #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "2s")]
     drain: Duration,
-    /// Give up setting up sessions after this long
+    /// Give up setting up sessions after this long (logins: the storm's bound; what it reached by then is reported)
     #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "30s")]
     connect_timeout: Duration,
 }
@@ -523,7 +536,8 @@ fn authmethod(s: &str) -> Result<AuthMethod, String> {
         "ticket" => Ok(AuthMethod::Ticket),
         "wampcra" => Ok(AuthMethod::Wampcra),
         "cryptosign" => Ok(AuthMethod::Cryptosign),
-        _ => Err("expected anonymous, ticket, wampcra or cryptosign".into()),
+        "tls" => Ok(AuthMethod::Tls),
+        _ => Err("expected anonymous, ticket, wampcra, cryptosign or tls".into()),
     }
 }
 
@@ -604,8 +618,8 @@ where
             url: w.target.url,
             serializer: w.target.serializer,
             realm: w.target.realm,
-            tls: w.tls.into_args(),
-            auth: w.auth.into_args(),
+            tls: Box::new(w.tls.into_args()),
+            auth: Box::new(w.auth.into_args()),
             timeout: w.timeout,
         },
         Some(Sub::Rss(r)) => Command::Rss { pid: r.pid },
@@ -680,6 +694,39 @@ mod tests {
             (1000, Duration::from_secs(5), Duration::from_secs(1), None)
         );
         assert_eq!(o.url, "ws://127.0.0.1:8080/ws");
+    }
+
+    #[test]
+    fn tls_auth_and_login_storm_flags() {
+        // Goal: the TLS and authentication flags reach the options (also for `wait`), the
+        // login storm has its own defaults, and pairs that belong together are enforced.
+        // Method: parse.
+        let o = options(
+            "logins --url rss://127.0.0.1:9 --tls-ca ca.pem --tls-server-name localhost \
+             --authmethod cryptosign --cryptosign-seed 00 --concurrency 100",
+        );
+        assert_eq!((o.scenario, o.sessions, o.concurrency), (Scenario::Logins, 10_000, Some(100)));
+        assert_eq!(o.tls.ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!(o.tls.server_name.as_deref(), Some("localhost"));
+        assert_eq!(o.auth.method, Some(AuthMethod::Cryptosign));
+        let o = options("rpc --authmethod ticket --authid joe --ticket t --tls-insecure");
+        assert_eq!(
+            (o.auth.authid.as_deref(), o.auth.ticket.as_deref(), o.tls.insecure),
+            (Some("joe"), Some("t"), true)
+        );
+        assert_eq!(o.concurrency, None);
+        assert!(parse("rpc --authmethod password").is_err());
+        assert!(parse("rpc --tls-cert c.pem").is_err(), "--tls-cert without --tls-key");
+        let Command::Wait { tls, auth, .. } =
+            parse("wait --url wss://h:1/ws --tls-insecure --authmethod anonymous").unwrap()
+        else {
+            panic!()
+        };
+        assert!(tls.insecure);
+        assert_eq!(auth.method, Some(AuthMethod::Anonymous));
+        // Secrets never reach the report's parameters.
+        let o = options("rpc --authmethod wampcra --authid a --secret hush");
+        assert!(!o.to_json().to_string().contains("hush"));
     }
 
     #[test]

@@ -78,6 +78,14 @@ pub struct Target {
     pub auth: Arc<Credentials>,
 }
 
+impl Target {
+    /// `websocket`, `rawsocket` or `raw-tcp`, with `+tls` when encrypted.
+    pub fn transport_name(&self) -> String {
+        let name = self.transport.name();
+        if self.tls.is_some() { format!("{name}+tls") } else { name.to_owned() }
+    }
+}
+
 /// A parsed `--url`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Url {
@@ -498,15 +506,20 @@ fn xorshift(state: &mut u32) -> u32 {
 #[derive(Debug)]
 pub enum Opening {
     /// The router sent ABORT with this reason URI.
-    Aborted { reason: String, details: Dict },
+    Aborted {
+        reason: String,
+        details: Dict,
+    },
     Failed(String),
 }
 
 impl std::fmt::Display for Opening {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Opening::Aborted { reason, details } if details.is_empty() => write!(f, "ABORT {reason}"),
-            Opening::Aborted { reason, details } => write!(f, "ABORT {reason} {details:?}"),
+            Opening::Aborted { reason, details } => match details.get("message").and_then(Value::as_str) {
+                Some(message) => write!(f, "ABORT {reason}: {message}"),
+                None => write!(f, "ABORT {reason}"),
+            },
             Opening::Failed(why) => f.write_str(why),
         }
     }
@@ -524,7 +537,7 @@ pub fn open_session_blocking(target: &Target, timeout: Duration) -> Result<Durat
     r.map(|()| t0.elapsed())
 }
 
-fn drive_to_welcome(c: &mut Conn, target: &Target, deadline: Instant) -> Result<(), String> {
+pub fn drive_to_welcome(c: &mut Conn, target: &Target, deadline: Instant) -> Result<(), String> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -574,7 +587,10 @@ mod tests {
         let u = parse_url("rs://127.0.0.1:9000").unwrap();
         assert_eq!((u.transport, u.tls, u.addr.port()), (Transport::RawSocket, false, 9000));
         let u = parse_url("wss://localhost:8443/x").unwrap();
-        assert_eq!((u.transport, u.tls, u.host.as_str(), u.path.as_str()), (Transport::WebSocket, true, "localhost", "/x"));
+        assert_eq!(
+            (u.transport, u.tls, u.host.as_str(), u.path.as_str()),
+            (Transport::WebSocket, true, "localhost", "/x")
+        );
         let u = parse_url("rss://[::1]:9443").unwrap();
         assert_eq!((u.transport, u.tls, u.host.as_str()), (Transport::RawSocket, true, "::1"));
         assert!(parse_url("http://x:1").is_err());

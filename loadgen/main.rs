@@ -39,6 +39,8 @@ mod seq;
 mod stats;
 mod sys;
 mod tls;
+#[cfg(test)]
+mod tls_loopback;
 mod worker;
 
 use std::process::ExitCode;

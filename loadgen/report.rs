@@ -69,7 +69,8 @@ pub struct Report {
     /// EVENT/RESULT received in the window.
     pub received: u64,
     pub received_per_s: f64,
-    /// Wire bytes read by loadgen's connections in the window, per second.
+    /// Transport bytes (WebSocket/RawSocket framing included; with TLS, the plaintext under
+    /// it) read by loadgen's connections in the window, per second.
     pub bytes_in_per_s: f64,
     pub bytes_out_per_s: f64,
     /// Messages sent over the whole run (warm-up and window).

@@ -81,6 +81,9 @@ pub fn target_from(
         Transport::WebSocket => shardbar::proto::wire::Serializer::Json,
         _ => shardbar::proto::wire::Serializer::MsgPack,
     });
+    if auth.method == Some(crate::auth::AuthMethod::Tls) && (!u.tls || tls.cert.is_none()) {
+        return Err("--authmethod tls needs a wss:// or rss:// URL and --tls-cert/--tls-key".into());
+    }
     let tls = match (u.tls, tls.any()) {
         (true, _) => Some(TlsClient::new(tls, &u.host)?),
         (false, true) => return Err(format!("--tls-* flags need a wss:// or rss:// URL, not {url}")),
@@ -373,10 +376,10 @@ pub fn run(o: &Options) -> Result<Report, String> {
     Ok(Report {
         tool: "loadgen".into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        label: o.label.clone().unwrap_or_else(|| format!("{} {}", o.scenario.name(), plan.target.transport.name())),
+        label: o.label.clone().unwrap_or_else(|| format!("{} {}", o.scenario.name(), plan.target.transport_name())),
         scenario: o.scenario.name().into(),
         mode: if closed { "closed" } else { "open" }.into(),
-        transport: plan.target.transport.name().into(),
+        transport: plan.target.transport_name(),
         serializer: plan.target.serializer.name().into(),
         params,
         machine: sys::machine(),
@@ -410,4 +413,37 @@ pub fn run(o: &Options) -> Result<Report, String> {
         rss,
         ok,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::AuthMethod;
+
+    // Goal: a run meant to be encrypted or authenticated refuses to start in a state that
+    // would silently measure something else. Method: build targets from flag sets.
+    #[test]
+    fn targets_refuse_inconsistent_tls_and_auth() {
+        let none = (TlsArgs::default(), AuthArgs::default());
+        let t = target_from("ws://127.0.0.1:1/ws", None, "realm1", &none.0, &none.1).unwrap();
+        assert!(t.tls.is_none());
+        assert_eq!(t.transport_name(), "websocket");
+        let insecure = TlsArgs { insecure: true, ..TlsArgs::default() };
+        let e = target_from("ws://127.0.0.1:1/ws", None, "realm1", &insecure, &none.1).unwrap_err();
+        assert!(e.contains("wss://"), "{e}");
+        let e = target_from("wss://127.0.0.1:1/ws", None, "realm1", &none.0, &none.1).unwrap_err();
+        assert!(e.contains("--tls-ca"), "{e}");
+        let t = target_from("rss://127.0.0.1:1", None, "realm1", &insecure, &none.1).unwrap();
+        assert_eq!(
+            (t.transport_name().as_str(), t.serializer),
+            ("rawsocket+tls", shardbar::proto::wire::Serializer::MsgPack)
+        );
+        let tls_auth = AuthArgs { method: Some(AuthMethod::Tls), ..AuthArgs::default() };
+        assert!(
+            target_from("rss://127.0.0.1:1", None, "realm1", &insecure, &tls_auth).is_err(),
+            "tls needs a client cert"
+        );
+        let ticket = AuthArgs { method: Some(AuthMethod::Ticket), ..AuthArgs::default() };
+        assert!(target_from("ws://127.0.0.1:1/ws", None, "realm1", &none.0, &ticket).is_err(), "ticket needs a ticket");
+    }
 }

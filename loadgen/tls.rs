@@ -105,15 +105,14 @@ impl TlsClient {
             config.resumption = rustls::client::Resumption::disabled();
         }
         let name = a.server_name.clone().unwrap_or_else(|| host.to_owned());
-        let server_name =
-            ServerName::try_from(name.clone()).map_err(|e| format!("TLS server name {name:?}: {e}"))?;
+        let server_name = ServerName::try_from(name.clone()).map_err(|e| format!("TLS server name {name:?}: {e}"))?;
         Ok(TlsClient { config: Arc::new(config), server_name, verified: !a.insecure })
     }
 
     /// A fresh client connection; its ClientHello is queued at once.
     pub fn connect(&self) -> Result<Box<ClientConnection>, String> {
-        let mut c = ClientConnection::new(self.config.clone(), self.server_name.clone())
-            .map_err(|e| format!("TLS: {e}"))?;
+        let mut c =
+            ClientConnection::new(self.config.clone(), self.server_name.clone()).map_err(|e| format!("TLS: {e}"))?;
         c.set_buffer_limit(Some(TLS_BUFFER_LIMIT_BYTES));
         Ok(Box::new(c))
     }
@@ -179,14 +178,14 @@ thread_local! {
 
 /// Read what the socket has (at most `max_reads` reads of up to `chunk` bytes), decrypt it
 /// and append the plaintext to `rbuf`. Ok(false) on EOF or the router's close_notify.
-/// `wire_bytes` counts the ciphertext read.
+/// `plain_bytes` counts the plaintext (the transport's bytes, comparable with a plain run).
 pub fn read_some(
     tls: &mut ClientConnection,
     fd: RawFd,
     rbuf: &mut BytesMut,
     chunk: usize,
     max_reads: usize,
-    wire_bytes: &mut u64,
+    plain_bytes: &mut u64,
 ) -> io::Result<bool> {
     let chunk = chunk.clamp(1, CIPHER_CHUNK_MAX_BYTES);
     CIPHER.with(|cell| {
@@ -206,9 +205,11 @@ pub fn read_some(
                 }
             }
             let n = n as usize;
-            *wire_bytes += n as u64;
+            let before = rbuf.len();
             // At EOF the empty slice tells rustls the peer closed (read_tls returns 0).
-            if !feed(tls, &buf[..n], rbuf)? || n == 0 {
+            let open = feed(tls, &buf[..n], rbuf)?;
+            *plain_bytes += (rbuf.len() - before) as u64;
+            if !open || n == 0 {
                 return Ok(false);
             }
             if n < chunk {

@@ -120,6 +120,17 @@ impl Shared {
             e.push(msg);
         }
     }
+
+    /// Keep `msg` only if no sample yet ends with `why` (a login storm refused 10k times
+    /// for one reason keeps one sample of it).
+    pub fn error_distinct(&self, why: &str, msg: String) {
+        if let Ok(mut e) = self.errors.lock()
+            && e.len() < ERROR_SAMPLES_MAX
+            && !e.iter().any(|m| m.ends_with(why))
+        {
+            e.push(msg);
+        }
+    }
 }
 
 /// What a worker hands back when the run ends.
@@ -414,7 +425,7 @@ impl Worker {
         } else {
             self.handshaking = self.handshaking.saturating_sub(1);
             self.shared.failed.fetch_add(1, Ordering::SeqCst);
-            self.shared.error(format!("session {i} setup failed: {why}"));
+            self.shared.error_distinct(&why, format!("session {i} setup failed: {why}"));
         }
     }
 
@@ -648,8 +659,11 @@ impl Worker {
                 s.conn.setup_pending = ts.len();
             }
             RoleSpec::Callee => {
-                let options =
-                    if self.plan.callees > 1 { Dict::new().with("invoke", Value::str("roundrobin")) } else { Dict::new() };
+                let options = if self.plan.callees > 1 {
+                    Dict::new().with("invoke", Value::str("roundrobin"))
+                } else {
+                    Dict::new()
+                };
                 let request = s.conn.next_request;
                 s.conn.next_request += 1;
                 s.conn.send(&Message::Register { request, options, procedure: self.plan.procedure.clone() });
