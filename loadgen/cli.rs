@@ -89,9 +89,23 @@ pub struct Options {
 pub enum Command {
     Help,
     Run(Box<Options>),
-    Plot { inputs: Vec<PathBuf>, out: PathBuf, title: Option<String>, linear: bool },
-    Wait { url: String, serializer: Option<Serializer>, realm: String, tls: Box<TlsArgs>, auth: Box<AuthArgs>, timeout: Duration },
-    Rss { pid: u32 },
+    Plot {
+        inputs: Vec<PathBuf>,
+        out: PathBuf,
+        title: Option<String>,
+        linear: bool,
+    },
+    Wait {
+        url: String,
+        serializer: Option<Serializer>,
+        realm: String,
+        tls: Box<TlsArgs>,
+        auth: Box<AuthArgs>,
+        timeout: Duration,
+    },
+    Rss {
+        pid: u32,
+    },
 }
 
 fn cpus() -> usize {
@@ -255,7 +269,8 @@ TLS and authentication (every scenario, and `wait`):
 
 Exit status:
   0 success; 1 loss, reordering, lost sessions or protocol errors in a closed-loop run
-  (reordering and lost sessions in any run); 2 usage or setup error.";
+  (reordering and lost sessions in any run), or a login storm with refused or unfinished
+  logins; 2 usage or setup error.";
 
 /// The whole command line.
 #[derive(Parser, Debug)]

@@ -160,7 +160,12 @@ impl Plan {
             return Err("raw transport is only for the raw scenario".into());
         }
         let prefix = format!("loadgen.{}", o.scenario.name());
-        let threads = o.threads.max(1);
+        // A login storm's workers only open sessions: no more of them than openings allowed
+        // at once (each worker has at least one in progress).
+        let threads = match (o.scenario, o.concurrency) {
+            (Scenario::Logins, Some(c)) => o.threads.clamp(1, c.max(1)),
+            _ => o.threads.max(1),
+        };
         let workers = threads.min(sessions.len().max(1));
         Ok(Plan {
             target,
