@@ -537,14 +537,17 @@ pub fn open_session_blocking(target: &Target, timeout: Duration) -> Result<Durat
     r.map(|()| t0.elapsed())
 }
 
+/// Drive a connecting `Conn` until its session opens (or the raw server acks), by `deadline`.
 pub fn drive_to_welcome(c: &mut Conn, target: &Target, deadline: Instant) -> Result<(), String> {
+    // Wait for writability only while the connect runs or a write blocked.
+    let mut want_out = true;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err("timed out".into());
         }
-        let events = if c.state == State::Connecting || c.needs_flush() { libc::POLLOUT } else { libc::POLLIN };
-        let mut pfd = libc::pollfd { fd: c.fd(), events: events | libc::POLLIN, revents: 0 };
+        let events = if want_out { libc::POLLIN | libc::POLLOUT } else { libc::POLLIN };
+        let mut pfd = libc::pollfd { fd: c.fd(), events, revents: 0 };
         let ms = left.as_millis().clamp(1, 1000) as libc::c_int;
         // SAFETY: one valid pollfd.
         if unsafe { libc::poll(&mut pfd, 1, ms) } <= 0 {
@@ -552,25 +555,32 @@ pub fn drive_to_welcome(c: &mut Conn, target: &Target, deadline: Instant) -> Res
         }
         if c.state == State::Connecting {
             c.on_connected(target).map_err(|e| e.0)?;
-        } else if pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
-            if !c.read_some(4).map_err(|e| format!("read: {e}"))? {
-                return Err("router closed the connection".into());
-            }
-            if c.state == State::AwaitTransport && !c.advance_transport(target).map_err(|e| e.0)? {
-                continue;
-            }
-            if c.state == State::Ready {
-                return Ok(());
-            }
-            while let Some(m) = c.next_message().map_err(|e| e.0)? {
-                let m = c.decode(&m).map_err(|e| e.0)?;
-                if c.on_opening(m, target).map_err(|e| e.to_string())?.is_some() {
-                    return Ok(());
-                }
-            }
+        } else if pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 && read_to_welcome(c, target)? {
+            return Ok(());
         }
-        c.flush().map_err(|e| format!("write: {e}"))?;
+        // Also after every read: a TLS handshake step may have records to send.
+        want_out = !c.flush().map_err(|e| format!("write: {e}"))?;
     }
+}
+
+/// Read and handle what arrived; true once the session is open.
+fn read_to_welcome(c: &mut Conn, target: &Target) -> Result<bool, String> {
+    if !c.read_some(4).map_err(|e| format!("read: {e}"))? {
+        return Err("router closed the connection".into());
+    }
+    if c.state == State::AwaitTransport && !c.advance_transport(target).map_err(|e| e.0)? {
+        return Ok(false);
+    }
+    if c.state == State::Ready {
+        return Ok(true);
+    }
+    while let Some(m) = c.next_message().map_err(|e| e.0)? {
+        let m = c.decode(&m).map_err(|e| e.0)?;
+        if c.on_opening(m, target).map_err(|e| e.to_string())?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 #[cfg(test)]
