@@ -1,6 +1,6 @@
 //! The command line (clap, derive API): subcommands and flags into [`Command`].
 //!
-//! Every scenario (fanout, fanin, pubsub, rpc, connections, raw) takes the same flags, as
+//! Every scenario (fanout, fanin, pubsub, rpc, connections, logins, raw) takes the same flags, as
 //! scripts pass common flags to all of them; a flag a scenario does not use is ignored, and
 //! the help says which scenario reads it. A flag given twice takes the last value
 //! (`bench/compare.sh` puts a scenario's own flags after the common ones). Values are
@@ -14,7 +14,9 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use shardbar::proto::wire::Serializer;
 
+use crate::auth::{AuthArgs, AuthMethod};
 use crate::payload::PAYLOAD_MAX_BYTES;
+use crate::tls::TlsArgs;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scenario {
@@ -23,6 +25,7 @@ pub enum Scenario {
     Pubsub,
     Rpc,
     Connections,
+    Logins,
     Raw,
 }
 
@@ -34,6 +37,7 @@ impl Scenario {
             Scenario::Pubsub => "pubsub",
             Scenario::Rpc => "rpc",
             Scenario::Connections => "connections",
+            Scenario::Logins => "logins",
             Scenario::Raw => "raw",
         }
     }
@@ -51,6 +55,8 @@ pub struct Options {
     pub url: String,
     pub serializer: Option<Serializer>,
     pub realm: String,
+    pub tls: TlsArgs,
+    pub auth: AuthArgs,
     pub threads: usize,
     pub publishers: usize,
     pub subscribers: usize,
@@ -59,6 +65,8 @@ pub struct Options {
     pub callers: usize,
     pub callees: usize,
     pub sessions: usize,
+    /// Session openings in progress at once, over all threads; None: 64 per thread.
+    pub concurrency: Option<usize>,
     pub stall: usize,
     pub shape: RawShape,
     pub server_threads: usize,
@@ -81,9 +89,23 @@ pub struct Options {
 pub enum Command {
     Help,
     Run(Box<Options>),
-    Plot { inputs: Vec<PathBuf>, out: PathBuf, title: Option<String>, linear: bool },
-    Wait { url: String, serializer: Option<Serializer>, realm: String, timeout: Duration },
-    Rss { pid: u32 },
+    Plot {
+        inputs: Vec<PathBuf>,
+        out: PathBuf,
+        title: Option<String>,
+        linear: bool,
+    },
+    Wait {
+        url: String,
+        serializer: Option<Serializer>,
+        realm: String,
+        tls: Box<TlsArgs>,
+        auth: Box<AuthArgs>,
+        timeout: Duration,
+    },
+    Rss {
+        pid: u32,
+    },
 }
 
 fn cpus() -> usize {
@@ -102,6 +124,8 @@ impl Options {
             url: "ws://127.0.0.1:8080/ws".into(),
             serializer: None,
             realm: "realm1".into(),
+            tls: TlsArgs::default(),
+            auth: AuthArgs::default(),
             threads: cpus(),
             publishers,
             subscribers,
@@ -109,7 +133,8 @@ impl Options {
             topics_per_sub: None,
             callers: if scenario == Scenario::Raw { 1 } else { 64 },
             callees: 1,
-            sessions: 1000,
+            sessions: if scenario == Scenario::Logins { 10_000 } else { 1000 },
+            concurrency: None,
             stall: 0,
             shape: RawShape::Fanout,
             server_threads: cpus(),
@@ -129,13 +154,22 @@ impl Options {
         }
     }
 
-    /// Every parameter, for the JSON report.
+    /// Every parameter, for the JSON report (never a secret: the method and authid only).
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "scenario": self.scenario.name(),
             "url": self.url,
             "serializer": self.serializer.map(|s| s.name()),
             "realm": self.realm,
+            "tls_verified": self.tls.ca.is_some(),
+            "tls_client_cert": self.tls.cert.is_some(),
+            "tls_server_name": self.tls.server_name,
+            "tls_resume": self.tls.resume,
+            "authmethod": self.auth.method.map(AuthMethod::name),
+            "authid": self.auth.authid,
+            "authrole": self.auth.authrole,
+            "cryptosign_pubkey": self.auth.cryptosign_seed.as_deref().and_then(|s| crate::auth::parse_seed(s).ok())
+                .and_then(|seed| crate::auth::public_key_hex(&seed).ok()),
             "threads": self.threads,
             "publishers": self.publishers,
             "subscribers": self.subscribers,
@@ -144,6 +178,7 @@ impl Options {
             "callers": self.callers,
             "callees": self.callees,
             "sessions": self.sessions,
+            "concurrency": self.concurrency,
             "stall": self.stall,
             "shape": match self.shape { RawShape::Fanout => "fanout", RawShape::Echo => "echo" },
             "server_threads": self.server_threads,
@@ -219,9 +254,23 @@ const AFTER_HELP: &str = "\
 Durations: 500ms, 2s, 1.5s, 1m; a bare number is seconds. Counts: 1000, 10k, 1.5M.
 `loadgen SCENARIO --help` lists a scenario's flags.
 
+TLS and authentication (every scenario, and `wait`):
+  --url wss://HOST:PORT/PATH is WebSocket over TLS, --url rss://HOST:PORT RawSocket over TLS;
+  either needs --tls-ca FILE (PEM roots) or --tls-insecure. --tls-cert/--tls-key present a
+  client certificate, --tls-server-name overrides the name checked and sent as SNI.
+  --authmethod ticket --authid ID --ticket T
+  --authmethod wampcra --authid ID --secret S   (salted keys as the CHALLENGE says)
+  --authmethod cryptosign --cryptosign-seed HEX [--authid ID]
+  --authmethod tls   (with --tls-cert)     --authmethod anonymous
+  Secrets may come from LOADGEN_TICKET, LOADGEN_SECRET, LOADGEN_CRYPTOSIGN_SEED instead.
+  A refused login is reported with the router's ABORT reason URI.
+  Login storm: loadgen logins --sessions 10k --concurrency 256 [auth flags]: logins/s and
+  connect→WELCOME latency (TCP, TLS, transport handshake, HELLO…WELCOME).
+
 Exit status:
   0 success; 1 loss, reordering, lost sessions or protocol errors in a closed-loop run
-  (reordering and lost sessions in any run); 2 usage or setup error.";
+  (reordering and lost sessions in any run), or a login storm with refused or unfinished
+  logins; 2 usage or setup error.";
 
 /// The whole command line.
 #[derive(Parser, Debug)]
@@ -244,6 +293,8 @@ enum Sub {
     Rpc(ScenarioArgs),
     /// Open and hold N idle sessions (--sessions, 1000)
     Connections(ScenarioArgs),
+    /// Login storm: open N sessions (--sessions, 10k), --concurrency at a time, each closed at its WELCOME; logins/s and connect→WELCOME latency
+    Logins(ScenarioArgs),
     /// The fanout or echo shape over plain TCP, no WAMP, against loadgen's own server: the machine's limit
     Raw(ScenarioArgs),
     /// Draw the latency percentile distributions of JSON reports into one SVG
@@ -258,7 +309,7 @@ enum Sub {
 #[derive(Args, Debug)]
 #[command(next_help_heading = "Target")]
 struct TargetArgs {
-    /// ws://HOST:PORT/PATH (WebSocket) or rs://HOST:PORT (RawSocket)
+    /// ws://HOST:PORT/PATH (WebSocket), rs://HOST:PORT (RawSocket); over TLS: wss://HOST:PORT/PATH, rss://HOST:PORT
     #[arg(long, value_name = "URL", default_value = "ws://127.0.0.1:8080/ws")]
     url: String,
     /// json | msgpack | cbor [default: json for ws, msgpack for rs]
@@ -269,11 +320,63 @@ struct TargetArgs {
     realm: String,
 }
 
+/// TLS for wss:// and rss:// URLs.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "TLS (wss://, rss://)")]
+struct TlsFlags {
+    /// PEM file of the CA certificate(s) that verify the router's certificate
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// Do not verify the router's certificate (benchmarks against a throw-away certificate); needed without --tls-ca
+    #[arg(long)]
+    tls_insecure: bool,
+    /// Client certificate chain (PEM), presented to the router; with --tls-key
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Name to verify the certificate against and send as SNI [default: the URL's host]
+    #[arg(long, value_name = "NAME")]
+    tls_server_name: Option<String>,
+    /// Resume earlier TLS sessions (session tickets): cheaper handshakes; off, every connection does a full handshake like a distinct client
+    #[arg(long)]
+    tls_resume: bool,
+}
+
+/// How sessions authenticate (HELLO.authmethods and the CHALLENGE answer).
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Authentication")]
+struct AuthFlags {
+    /// anonymous | ticket | wampcra | cryptosign | tls (the client certificate, --tls-cert) [default: HELLO without authmethods]
+    #[arg(long, value_name = "METHOD", value_parser = authmethod)]
+    authmethod: Option<AuthMethod>,
+    /// HELLO.authid (needed for ticket and wampcra; cryptosign may omit it)
+    #[arg(long, value_name = "ID")]
+    authid: Option<String>,
+    /// HELLO.authrole (Autobahn|Python sends it when set)
+    #[arg(long, value_name = "ROLE")]
+    authrole: Option<String>,
+    /// ticket: the ticket (AUTHENTICATE carries it as is)
+    #[arg(long, value_name = "T", env = "LOADGEN_TICKET", hide_env_values = true)]
+    ticket: Option<String>,
+    /// wampcra: the secret (salted derivation when the CHALLENGE carries salt/iterations/keylen)
+    #[arg(long, value_name = "S", env = "LOADGEN_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// cryptosign: the Ed25519 private key as its 32-byte seed, 64 hex characters
+    #[arg(long, value_name = "HEX", env = "LOADGEN_CRYPTOSIGN_SEED", hide_env_values = true)]
+    cryptosign_seed: Option<String>,
+}
+
 /// A scenario's flags (every scenario takes all of them).
 #[derive(Args, Debug)]
 struct ScenarioArgs {
     #[command(flatten)]
     target: TargetArgs,
+    #[command(flatten)]
+    tls: TlsFlags,
+    #[command(flatten)]
+    auth: AuthFlags,
     #[command(flatten)]
     shape: ShapeArgs,
     #[command(flatten)]
@@ -306,9 +409,12 @@ struct ShapeArgs {
     /// rpc: callees [default: 1]
     #[arg(long, value_name = "K", value_parser = count)]
     callees: Option<usize>,
-    /// connections: idle sessions to open and hold [default: 1000]
+    /// connections: idle sessions to open and hold [default: 1000]; logins: sessions to open and close [default: 10k]
     #[arg(long, value_name = "N", value_parser = count)]
     sessions: Option<usize>,
+    /// Session openings (connect → WELCOME) in progress at once, over all threads [default: 64 per thread]
+    #[arg(long, value_name = "N", value_parser = count)]
+    concurrency: Option<usize>,
     /// pub/sub: N of the subscribers subscribe and then never read (slow consumers); shows whether the router pushes back or buffers
     #[arg(long, value_name = "N", value_parser = count)]
     stall: Option<usize>,
@@ -351,7 +457,7 @@ struct TimelineArgs {
     /// Wait this long for messages still in flight
     #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "2s")]
     drain: Duration,
-    /// Give up setting up sessions after this long
+    /// Give up setting up sessions after this long (logins: the storm's bound; what it reached by then is reported)
     #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "30s")]
     connect_timeout: Duration,
 }
@@ -407,6 +513,47 @@ struct WaitArgs {
     // Last: its help heading would also cover the flags after it.
     #[command(flatten)]
     target: TargetArgs,
+    #[command(flatten)]
+    tls: TlsFlags,
+    #[command(flatten)]
+    auth: AuthFlags,
+}
+
+impl TlsFlags {
+    fn into_args(self) -> TlsArgs {
+        TlsArgs {
+            ca: self.tls_ca,
+            insecure: self.tls_insecure,
+            cert: self.tls_cert,
+            key: self.tls_key,
+            server_name: self.tls_server_name,
+            resume: self.tls_resume,
+        }
+    }
+}
+
+impl AuthFlags {
+    fn into_args(self) -> AuthArgs {
+        AuthArgs {
+            method: self.authmethod,
+            authid: self.authid,
+            authrole: self.authrole,
+            ticket: self.ticket,
+            secret: self.secret,
+            cryptosign_seed: self.cryptosign_seed,
+        }
+    }
+}
+
+fn authmethod(s: &str) -> Result<AuthMethod, String> {
+    match s {
+        "anonymous" => Ok(AuthMethod::Anonymous),
+        "ticket" => Ok(AuthMethod::Ticket),
+        "wampcra" => Ok(AuthMethod::Wampcra),
+        "cryptosign" => Ok(AuthMethod::Cryptosign),
+        "tls" => Ok(AuthMethod::Tls),
+        _ => Err("expected anonymous, ticket, wampcra, cryptosign or tls".into()),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -426,6 +573,8 @@ impl ScenarioArgs {
             url: t.url,
             serializer: t.serializer,
             realm: t.realm,
+            tls: self.tls.into_args(),
+            auth: self.auth.into_args(),
             threads: l.threads.map_or(d.threads, |n| n.max(1)),
             publishers: s.publishers.unwrap_or(d.publishers),
             subscribers: s.subscribers.unwrap_or(d.subscribers),
@@ -434,6 +583,7 @@ impl ScenarioArgs {
             callers: s.callers.unwrap_or(d.callers),
             callees: s.callees.map_or(d.callees, |n| n.max(1)),
             sessions: s.sessions.unwrap_or(d.sessions),
+            concurrency: s.concurrency.map(|n| n.max(1)),
             stall: s.stall.unwrap_or(d.stall),
             shape: s.shape,
             server_threads: s.server_threads.map_or(d.server_threads, |n| n.max(1)),
@@ -476,12 +626,15 @@ where
         Some(Sub::Pubsub(a)) => scenario(a, Scenario::Pubsub),
         Some(Sub::Rpc(a)) => scenario(a, Scenario::Rpc),
         Some(Sub::Connections(a)) => scenario(a, Scenario::Connections),
+        Some(Sub::Logins(a)) => scenario(a, Scenario::Logins),
         Some(Sub::Raw(a)) => scenario(a, Scenario::Raw),
         Some(Sub::Plot(p)) => Command::Plot { inputs: p.inputs, out: p.out, title: p.title, linear: p.linear },
         Some(Sub::Wait(w)) => Command::Wait {
             url: w.target.url,
             serializer: w.target.serializer,
             realm: w.target.realm,
+            tls: Box::new(w.tls.into_args()),
+            auth: Box::new(w.auth.into_args()),
             timeout: w.timeout,
         },
         Some(Sub::Rss(r)) => Command::Rss { pid: r.pid },
@@ -556,6 +709,39 @@ mod tests {
             (1000, Duration::from_secs(5), Duration::from_secs(1), None)
         );
         assert_eq!(o.url, "ws://127.0.0.1:8080/ws");
+    }
+
+    #[test]
+    fn tls_auth_and_login_storm_flags() {
+        // Goal: the TLS and authentication flags reach the options (also for `wait`), the
+        // login storm has its own defaults, and pairs that belong together are enforced.
+        // Method: parse.
+        let o = options(
+            "logins --url rss://127.0.0.1:9 --tls-ca ca.pem --tls-server-name localhost \
+             --authmethod cryptosign --cryptosign-seed 00 --concurrency 100",
+        );
+        assert_eq!((o.scenario, o.sessions, o.concurrency), (Scenario::Logins, 10_000, Some(100)));
+        assert_eq!(o.tls.ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!(o.tls.server_name.as_deref(), Some("localhost"));
+        assert_eq!(o.auth.method, Some(AuthMethod::Cryptosign));
+        let o = options("rpc --authmethod ticket --authid joe --ticket t --tls-insecure");
+        assert_eq!(
+            (o.auth.authid.as_deref(), o.auth.ticket.as_deref(), o.tls.insecure),
+            (Some("joe"), Some("t"), true)
+        );
+        assert_eq!(o.concurrency, None);
+        assert!(parse("rpc --authmethod password").is_err());
+        assert!(parse("rpc --tls-cert c.pem").is_err(), "--tls-cert without --tls-key");
+        let Command::Wait { tls, auth, .. } =
+            parse("wait --url wss://h:1/ws --tls-insecure --authmethod anonymous").unwrap()
+        else {
+            panic!()
+        };
+        assert!(tls.insecure);
+        assert_eq!(auth.method, Some(AuthMethod::Anonymous));
+        // Secrets never reach the report's parameters.
+        let o = options("rpc --authmethod wampcra --authid a --secret hush");
+        assert!(!o.to_json().to_string().contains("hush"));
     }
 
     #[test]

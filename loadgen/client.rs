@@ -3,19 +3,30 @@
 //! `worker.rs`; this file knows how to talk, not what to say.
 //!
 //! Three kinds of connection:
-//! - WebSocket (`ws://`): HTTP upgrade with the serializer's subprotocol, masked frames;
-//! - RawSocket (`rs://`): the 4-octet handshake, 4-octet frame prefixes;
+//! - WebSocket (`ws://`, over TLS `wss://`): HTTP upgrade with the serializer's
+//!   subprotocol, masked frames;
+//! - RawSocket (`rs://`, over TLS `rss://`): the 4-octet handshake, 4-octet frame prefixes;
 //! - plain TCP to loadgen's own raw server (the `raw` baseline): one role byte, an ack,
 //!   then RawSocket-style length-prefixed frames carrying bare probes — no WAMP at all.
+//!
+//! TLS sits under the framing: a TLS connection's reads and writes go through `tls.rs`
+//! (one `Option` test per read or write call; the plaintext path is unchanged). Session
+//! opening answers a CHALLENGE with the run's credentials (`auth.rs`) before WELCOME.
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
+use rustls::ClientConnection;
 use shardbar::proto::wire::{Dict, Message, Serializer, Value, decode, encode, rawsocket, websocket};
 use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::auth::Credentials;
+use crate::tls::{self, TlsClient};
 
 /// Largest message we accept from the router (RawSocket L = 15 is 16 MiB).
 pub const MESSAGE_MAX_BYTES: usize = 16 * 1024 * 1024;
@@ -61,15 +72,43 @@ pub struct Target {
     pub host: String,
     pub path: String,
     pub realm: String,
+    /// TLS under the transport (`wss://`, `rss://`).
+    pub tls: Option<TlsClient>,
+    /// What HELLO announces and how a CHALLENGE is answered.
+    pub auth: Arc<Credentials>,
 }
 
-/// Parse `ws://host:port/path`, `rs://host:port` (or `rawsocket://`, `tcp://`).
-pub fn parse_url(url: &str) -> Result<(Transport, SocketAddr, String, String), String> {
+impl Target {
+    /// `websocket`, `rawsocket` or `raw-tcp`, with `+tls` when encrypted.
+    pub fn transport_name(&self) -> String {
+        let name = self.transport.name();
+        if self.tls.is_some() { format!("{name}+tls") } else { name.to_owned() }
+    }
+}
+
+/// A parsed `--url`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Url {
+    pub transport: Transport,
+    pub tls: bool,
+    pub addr: SocketAddr,
+    /// `host:port` as written (the WebSocket Host header).
+    pub hostport: String,
+    /// The host alone, without port or IPv6 brackets (the default TLS server name).
+    pub host: String,
+    pub path: String,
+}
+
+/// Parse `ws://host:port/path`, `wss://…`, `rs://host:port` (or `rawsocket://`, `tcp://`),
+/// `rss://host:port` (RawSocket over TLS).
+pub fn parse_url(url: &str) -> Result<Url, String> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("URL {url:?} has no scheme (ws:// or rs://)"))?;
-    let transport = match scheme {
-        "ws" => Transport::WebSocket,
-        "rs" | "rawsocket" | "tcp" => Transport::RawSocket,
-        other => return Err(format!("URL scheme {other:?} is not ws or rs")),
+    let (transport, tls) = match scheme {
+        "ws" => (Transport::WebSocket, false),
+        "wss" => (Transport::WebSocket, true),
+        "rs" | "rawsocket" | "tcp" => (Transport::RawSocket, false),
+        "rss" => (Transport::RawSocket, true),
+        other => return Err(format!("URL scheme {other:?} is not ws, wss, rs or rss")),
     };
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], rest[i..].to_owned()),
@@ -81,7 +120,11 @@ pub fn parse_url(url: &str) -> Result<(Transport, SocketAddr, String, String), S
         .map_err(|e| format!("cannot resolve {hostport:?}: {e}"))?
         .next()
         .ok_or_else(|| format!("{hostport:?} resolves to nothing"))?;
-    Ok((transport, addr, hostport.to_owned(), path))
+    let host = match hostport.rsplit_once(':') {
+        Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
+        None => hostport,
+    };
+    Ok(Url { transport, tls, addr, hostport: hostport.to_owned(), host: host.to_owned(), path })
 }
 
 /// Where a connection is in its life.
@@ -94,6 +137,8 @@ pub enum State {
     /// Waiting for the transport handshake reply (HTTP 101, RawSocket octets, raw ack).
     AwaitTransport,
     AwaitWelcome,
+    /// AUTHENTICATE sent; waiting for WELCOME (or ABORT).
+    Authenticating,
     /// Session open; waiting for SUBSCRIBED/REGISTERED.
     Setup,
     Ready,
@@ -107,6 +152,8 @@ pub struct ConnError(pub String);
 pub struct Conn {
     sock: Option<Socket>,
     fd: RawFd,
+    /// Present on `wss://` and `rss://` connections once the TCP connect completed.
+    tls: Option<Box<ClientConnection>>,
     pub state: State,
     pub transport: Transport,
     pub ser: Serializer,
@@ -138,6 +185,7 @@ impl Conn {
         Conn {
             sock: None,
             fd: -1,
+            tls: None,
             state: State::Idle,
             transport,
             ser,
@@ -187,6 +235,11 @@ impl Conn {
         if let Ok(Some(e)) | Err(e) = sock.take_error() {
             return Err(ConnError(format!("connect to {}: {e}", target.addr)));
         }
+        if let Some(t) = &target.tls {
+            // The ClientHello goes out with the first flush; the transport handshake below
+            // waits inside rustls until the TLS handshake is done.
+            self.tls = Some(t.connect().map_err(ConnError)?);
+        }
         match self.transport {
             Transport::WebSocket => {
                 let nonce: [u8; 16] = std::array::from_fn(|i| (self.next_mask() >> (i % 4 * 8)) as u8);
@@ -208,6 +261,9 @@ impl Conn {
 
     /// Read what the socket has (up to `max_reads` reads). Ok(false) on EOF.
     pub fn read_some(&mut self, max_reads: usize) -> io::Result<bool> {
+        if let Some(t) = &mut self.tls {
+            return tls::read_some(t, self.fd, &mut self.rbuf, self.read_chunk, max_reads, &mut self.bytes_in);
+        }
         for _ in 0..max_reads {
             self.rbuf.reserve(self.read_chunk);
             let spare = self.rbuf.spare_capacity_mut();
@@ -277,13 +333,30 @@ impl Conn {
             .with("subscriber", Value::Dict(Dict::new()))
             .with("caller", Value::Dict(Dict::new()))
             .with("callee", Value::Dict(Dict::new()));
-        let hello = Message::Hello {
-            realm: target.realm.clone(),
-            details: Dict::new().with("roles", Value::Dict(roles)).with("agent", "shardbar-loadgen"),
-        };
+        let details = Dict::new().with("roles", Value::Dict(roles)).with("agent", "shardbar-loadgen");
+        let hello = Message::Hello { realm: target.realm.clone(), details: target.auth.hello_details(details) };
         self.send(&hello);
         self.state = State::AwaitWelcome;
         Ok(true)
+    }
+
+    /// A message while the session opens: CHALLENGE is answered (once), WELCOME returns the
+    /// session ID, ABORT is an error naming its reason URI. Anything else is unexpected.
+    pub fn on_opening(&mut self, msg: Message, target: &Target) -> Result<Option<u64>, Opening> {
+        match (self.state, msg) {
+            (State::AwaitWelcome | State::Authenticating, Message::Welcome { session, .. }) => {
+                self.session = session;
+                Ok(Some(session))
+            }
+            (State::AwaitWelcome, Message::Challenge { authmethod, extra }) => {
+                let answer = target.auth.answer(&authmethod, &extra).map_err(Opening::Failed)?;
+                self.send(&answer);
+                self.state = State::Authenticating;
+                Ok(None)
+            }
+            (_, Message::Abort { reason, details, .. }) => Err(Opening::Aborted { reason, details }),
+            (st, m) => Err(Opening::Failed(format!("unexpected {} in state {st:?}", m.name()))),
+        }
     }
 
     /// The next whole message (WAMP message, or a raw frame's payload), if buffered.
@@ -363,8 +436,20 @@ impl Conn {
         self.wbuf.len() - self.wpos
     }
 
-    /// Write as much as the socket takes. Ok(true) when everything queued is written.
+    /// Something waits to be written: queued bytes, or TLS records (a handshake reply).
+    pub fn needs_flush(&self) -> bool {
+        self.pending_out() > 0 || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// Write as much as the socket takes. Ok(true) when nothing waits for the socket to
+    /// become writable (everything queued is written; with TLS, also: the rest waits in
+    /// rustls for its handshake, which a read completes).
     pub fn flush(&mut self) -> io::Result<bool> {
+        if let Some(t) = &mut self.tls {
+            let all = tls::flush(t, self.fd, &self.wbuf, &mut self.wpos)?;
+            self.compact_written();
+            return Ok(all);
+        }
         while self.wpos < self.wbuf.len() {
             let rest = &self.wbuf[self.wpos..];
             // SAFETY: writes from a valid slice.
@@ -379,21 +464,25 @@ impl Conn {
             }
             self.wpos += n as usize;
         }
+        let all = self.wpos == self.wbuf.len();
+        self.compact_written();
+        Ok(all)
+    }
+
+    /// Drop what is written from the write buffer: all of it, or a large written prefix.
+    fn compact_written(&mut self) {
         if self.wpos == self.wbuf.len() {
             self.wbuf.clear();
             self.wpos = 0;
-            Ok(true)
-        } else {
-            if self.wpos > 1 << 20 {
-                self.wbuf.drain(..self.wpos);
-                self.wpos = 0;
-            }
-            Ok(false)
+        } else if self.wpos > 1 << 20 {
+            self.wbuf.drain(..self.wpos);
+            self.wpos = 0;
         }
     }
 
     /// Close the socket (the kernel sends FIN; the router cleans up the session).
     pub fn close(&mut self) {
+        self.tls = None;
         self.sock = None;
         self.fd = -1;
         self.state = State::Closed;
@@ -413,62 +502,85 @@ fn xorshift(state: &mut u32) -> u32 {
     x
 }
 
-/// Open one WAMP session with blocking I/O and return how long it took (used by `wait`,
-/// and to probe a router's start time).
-pub fn open_session_blocking(target: &Target, timeout: Duration) -> Result<Duration, String> {
-    let t0 = Instant::now();
-    let mut s = TcpStream::connect_timeout(&target.addr, timeout).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    s.set_nodelay(true).map_err(|e| e.to_string())?;
-    let mut c = Conn::new(target.transport, target.serializer, false, RAW_ROLE_ECHO, 0x9E37_79B9);
-    c.state = State::Connecting;
-    c.on_connected_blocking(target);
-    s.write_all(&c.wbuf).map_err(|e| e.to_string())?;
-    c.wbuf.clear();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = s.read(&mut buf).map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("router closed the connection".into());
-        }
-        c.rbuf.extend_from_slice(&buf[..n]);
-        if c.state == State::AwaitTransport {
-            if !c.advance_transport(target).map_err(|e| e.0)? {
-                continue;
-            }
-            s.write_all(&c.wbuf).map_err(|e| e.to_string())?;
-            c.wbuf.clear();
-            if c.state == State::Ready {
-                return Ok(t0.elapsed());
-            }
-        }
-        while let Some(m) = c.next_message().map_err(|e| e.0)? {
-            match c.decode(&m).map_err(|e| e.0)? {
-                Message::Welcome { .. } => return Ok(t0.elapsed()),
-                Message::Abort { reason, .. } => return Err(format!("router sent ABORT {reason}")),
-                _ => {}
-            }
-        }
-        if t0.elapsed() > timeout {
-            return Err("timed out".into());
+/// Why a session did not open.
+#[derive(Debug)]
+pub enum Opening {
+    /// The router sent ABORT with this reason URI.
+    Aborted {
+        reason: String,
+        details: Dict,
+    },
+    Failed(String),
+}
+
+impl std::fmt::Display for Opening {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Opening::Aborted { reason, details } => match details.get("message").and_then(Value::as_str) {
+                Some(message) => write!(f, "ABORT {reason}: {message}"),
+                None => write!(f, "ABORT {reason}"),
+            },
+            Opening::Failed(why) => f.write_str(why),
         }
     }
 }
 
-impl Conn {
-    fn on_connected_blocking(&mut self, target: &Target) {
-        match self.transport {
-            Transport::WebSocket => {
-                self.ws_key = websocket::client_key([7; 16]);
-                websocket::write_client_request(&target.host, &target.path, &[self.ser], &self.ws_key, &mut self.wbuf);
-            }
-            Transport::RawSocket => {
-                self.wbuf.extend_from_slice(&rawsocket::client_request(self.ser, rawsocket::LEN_EXP_MAX))
-            }
-            Transport::Raw => self.wbuf.push(self.raw_role),
+/// Open one WAMP session (TLS and authentication included) on its own, waiting with
+/// poll(2), and return how long it took (used by `wait`, and to probe a router's start
+/// time). The session is closed again.
+pub fn open_session_blocking(target: &Target, timeout: Duration) -> Result<Duration, String> {
+    let t0 = Instant::now();
+    let mut c = Conn::new(target.transport, target.serializer, false, RAW_ROLE_ECHO, 0x9E37_79B9);
+    c.connect(target.addr).map_err(|e| e.to_string())?;
+    let r = drive_to_welcome(&mut c, target, t0 + timeout);
+    c.close();
+    r.map(|()| t0.elapsed())
+}
+
+/// Drive a connecting `Conn` until its session opens (or the raw server acks), by `deadline`.
+pub fn drive_to_welcome(c: &mut Conn, target: &Target, deadline: Instant) -> Result<(), String> {
+    // Wait for writability only while the connect runs or a write blocked.
+    let mut want_out = true;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err("timed out".into());
         }
-        self.state = State::AwaitTransport;
+        let events = if want_out { libc::POLLIN | libc::POLLOUT } else { libc::POLLIN };
+        let mut pfd = libc::pollfd { fd: c.fd(), events, revents: 0 };
+        let ms = left.as_millis().clamp(1, 1000) as libc::c_int;
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, ms) } <= 0 {
+            continue;
+        }
+        if c.state == State::Connecting {
+            c.on_connected(target).map_err(|e| e.0)?;
+        } else if pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 && read_to_welcome(c, target)? {
+            return Ok(());
+        }
+        // Also after every read: a TLS handshake step may have records to send.
+        want_out = !c.flush().map_err(|e| format!("write: {e}"))?;
     }
+}
+
+/// Read and handle what arrived; true once the session is open.
+fn read_to_welcome(c: &mut Conn, target: &Target) -> Result<bool, String> {
+    if !c.read_some(4).map_err(|e| format!("read: {e}"))? {
+        return Err("router closed the connection".into());
+    }
+    if c.state == State::AwaitTransport && !c.advance_transport(target).map_err(|e| e.0)? {
+        return Ok(false);
+    }
+    if c.state == State::Ready {
+        return Ok(true);
+    }
+    while let Some(m) = c.next_message().map_err(|e| e.0)? {
+        let m = c.decode(&m).map_err(|e| e.0)?;
+        if c.on_opening(m, target).map_err(|e| e.to_string())?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 #[cfg(test)]
@@ -477,10 +589,20 @@ mod tests {
 
     #[test]
     fn urls() {
-        let (t, a, host, path) = parse_url("ws://127.0.0.1:8080/ws").unwrap();
-        assert_eq!((t, a.port(), host.as_str(), path.as_str()), (Transport::WebSocket, 8080, "127.0.0.1:8080", "/ws"));
-        let (t, a, _, _) = parse_url("rs://127.0.0.1:9000").unwrap();
-        assert_eq!((t, a.port()), (Transport::RawSocket, 9000));
+        let u = parse_url("ws://127.0.0.1:8080/ws").unwrap();
+        assert_eq!(
+            (u.transport, u.tls, u.addr.port(), u.hostport.as_str(), u.path.as_str()),
+            (Transport::WebSocket, false, 8080, "127.0.0.1:8080", "/ws")
+        );
+        let u = parse_url("rs://127.0.0.1:9000").unwrap();
+        assert_eq!((u.transport, u.tls, u.addr.port()), (Transport::RawSocket, false, 9000));
+        let u = parse_url("wss://localhost:8443/x").unwrap();
+        assert_eq!(
+            (u.transport, u.tls, u.host.as_str(), u.path.as_str()),
+            (Transport::WebSocket, true, "localhost", "/x")
+        );
+        let u = parse_url("rss://[::1]:9443").unwrap();
+        assert_eq!((u.transport, u.tls, u.host.as_str()), (Transport::RawSocket, true, "::1"));
         assert!(parse_url("http://x:1").is_err());
         assert!(parse_url("127.0.0.1:1").is_err());
     }

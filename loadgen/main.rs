@@ -1,8 +1,9 @@
 //! `loadgen`: shardbar's bundled WAMP load generator.
 //!
-//! It speaks WAMP itself with `shardbar::proto::wire` (WebSocket and RawSocket; JSON,
-//! MessagePack, CBOR), plays the scenarios in `plan.rs` (fan-out, fan-in, pub/sub, RPC,
-//! idle connections) in closed loop (maximum sustainable rate, bounded in flight) or open
+//! It speaks WAMP itself with `shardbar::proto::wire` (WebSocket and RawSocket, plain or
+//! over TLS; JSON, MessagePack, CBOR; anonymous, ticket, WAMP-CRA or cryptosign
+//! authentication), plays the scenarios in `plan.rs` (fan-out, fan-in, pub/sub, RPC,
+//! idle connections, login storms) in closed loop (maximum sustainable rate, bounded in flight) or open
 //! loop (fixed rate, latency from the intended send time), and records publish→deliver
 //! and call→result latencies carried in the payload in per-thread HdrHistograms. The `raw`
 //! scenario runs the same shapes over plain TCP against loadgen's own server
@@ -24,6 +25,7 @@
 //! generator is not the bottleneck: the same client code saturates a server that does
 //! no work per message.
 
+mod auth;
 mod cli;
 mod client;
 mod pacer;
@@ -36,6 +38,9 @@ mod runner;
 mod seq;
 mod stats;
 mod sys;
+mod tls;
+#[cfg(test)]
+mod tls_loopback;
 mod worker;
 
 use std::process::ExitCode;
@@ -72,25 +77,26 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Wait { url, serializer, realm, timeout } => wait(&url, serializer, &realm, timeout),
+        Command::Wait { url, serializer, realm, tls, auth, timeout } => {
+            match runner::target_from(&url, serializer, &realm, &tls, &auth) {
+                Ok(target) => wait(&target, timeout),
+                Err(e) => {
+                    eprintln!("loadgen: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Run(o) => run(&o),
     }
 }
 
 /// Retry opening a session until one opens or `timeout` passes; print the milliseconds it
 /// took from the first attempt (a router's time to ready when started just before).
-fn wait(url: &str, ser: Option<shardbar::proto::wire::Serializer>, realm: &str, timeout: Duration) -> ExitCode {
-    let target = match runner::target_from(url, ser, realm) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("loadgen: {e}");
-            return ExitCode::from(2);
-        }
-    };
+fn wait(target: &client::Target, timeout: Duration) -> ExitCode {
     let t0 = std::time::Instant::now();
     let mut last = String::new();
     while t0.elapsed() < timeout {
-        match client::open_session_blocking(&target, Duration::from_secs(5)) {
+        match client::open_session_blocking(target, Duration::from_secs(5)) {
             Ok(_) => {
                 println!("{:.1}", t0.elapsed().as_secs_f64() * 1e3);
                 return ExitCode::SUCCESS;

@@ -46,9 +46,15 @@ pub struct Plan {
     pub duration: Duration,
     pub drain: Duration,
     pub connect_timeout: Duration,
-    /// Handshakes in progress per worker at most (bounds SYN bursts against a backlog).
+    /// Handshakes in progress per worker at most (bounds SYN bursts against a backlog;
+    /// `--concurrency` spread over the workers).
     pub handshakes_max: usize,
+    /// Login storm: close each session as soon as its WELCOME arrives.
+    pub close_on_welcome: bool,
 }
+
+/// Session openings in progress per worker without `--concurrency`.
+const HANDSHAKES_PER_WORKER_DEFAULT: usize = 64;
 
 impl Plan {
     pub fn topics(&self) -> usize {
@@ -110,7 +116,7 @@ impl Plan {
                 }
                 sessions.extend((0..o.callers).map(|c| RoleSpec::Caller(c as u32)));
             }
-            (Scenario::Connections, _) => sessions.extend((0..o.sessions).map(|_| RoleSpec::Idle)),
+            (Scenario::Connections | Scenario::Logins, _) => sessions.extend((0..o.sessions).map(|_| RoleSpec::Idle)),
         }
         if o.stall > 0 {
             let subs: Vec<usize> = sessions
@@ -128,7 +134,8 @@ impl Plan {
                 }
             }
         }
-        if sources == 0 && o.scenario != Scenario::Connections {
+        let session_only = matches!(o.scenario, Scenario::Connections | Scenario::Logins);
+        if sources == 0 && !session_only {
             return Err("the scenario needs at least one publisher or caller".into());
         }
         let is_rpc = matches!((o.scenario, shape), (Scenario::Rpc, _) | (Scenario::Raw, RawShape::Echo));
@@ -153,9 +160,16 @@ impl Plan {
             return Err("raw transport is only for the raw scenario".into());
         }
         let prefix = format!("loadgen.{}", o.scenario.name());
+        // A login storm's workers only open sessions: no more of them than openings allowed
+        // at once (each worker has at least one in progress).
+        let threads = match (o.scenario, o.concurrency) {
+            (Scenario::Logins, Some(c)) => o.threads.clamp(1, c.max(1)),
+            _ => o.threads.max(1),
+        };
+        let workers = threads.min(sessions.len().max(1));
         Ok(Plan {
             target,
-            threads: o.threads.max(1),
+            threads,
             sessions,
             topic_names: (0..topics).map(|t| format!("{prefix}.topic{t}")).collect(),
             procedure: format!("{prefix}.echo"),
@@ -170,7 +184,8 @@ impl Plan {
             duration: o.duration,
             drain: o.drain,
             connect_timeout: o.connect_timeout,
-            handshakes_max: 64,
+            handshakes_max: o.concurrency.map_or(HANDSHAKES_PER_WORKER_DEFAULT, |c| c.div_ceil(workers).max(1)),
+            close_on_welcome: o.scenario == Scenario::Logins,
         })
     }
 

@@ -27,6 +27,24 @@ pub struct RssReport {
     pub grew_under_load: bool,
 }
 
+/// A login storm's outcome (`loadgen logins`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LoginReport {
+    /// Sessions the storm was to open.
+    pub attempted: u64,
+    /// Reached WELCOME.
+    pub succeeded: u64,
+    /// Refused (ABORT, see `aborts`) or failed (connect, TLS, handshake).
+    pub failed: u64,
+    /// Neither when the storm hit `--connect-timeout`.
+    pub unfinished: u64,
+    /// Sessions reaching WELCOME per second over the storm.
+    pub per_s: f64,
+    /// Openings in progress at once at most.
+    pub concurrency: usize,
+    pub timed_out: bool,
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Report {
     pub tool: String,
@@ -51,7 +69,8 @@ pub struct Report {
     /// EVENT/RESULT received in the window.
     pub received: u64,
     pub received_per_s: f64,
-    /// Wire bytes read by loadgen's connections in the window, per second.
+    /// Transport bytes (WebSocket/RawSocket framing included; with TLS, the plaintext under
+    /// it) read by loadgen's connections in the window, per second.
     pub bytes_in_per_s: f64,
     pub bytes_out_per_s: f64,
     /// Messages sent over the whole run (warm-up and window).
@@ -67,6 +86,12 @@ pub struct Report {
     pub stalled: u64,
     pub stalled_closed_by_router: u64,
     pub protocol_errors: u64,
+    /// `logins` only.
+    #[serde(default)]
+    pub logins: Option<LoginReport>,
+    /// Session openings the router ABORTed, by reason URI.
+    #[serde(default)]
+    pub aborts: std::collections::BTreeMap<String, u64>,
     pub errors: Vec<String>,
     /// What the latency measures.
     pub latency_kind: String,
@@ -129,7 +154,23 @@ impl Report {
             us(self.setup_latency.p99_us),
             us(self.setup_latency.max_us)
         );
-        if self.scenario != "connections" {
+        if let Some(l) = &self.logins {
+            let _ = writeln!(
+                s,
+                "  logins       {} of {} reached WELCOME: {}logins/s ({} at once); {} failed, {} unfinished{}",
+                l.succeeded,
+                l.attempted,
+                si(l.per_s),
+                l.concurrency,
+                l.failed,
+                l.unfinished,
+                if l.timed_out { " (hit --connect-timeout)" } else { "" }
+            );
+        }
+        for (reason, n) in &self.aborts {
+            let _ = writeln!(s, "  abort        {n} × {reason}");
+        }
+        if self.scenario != "connections" && self.scenario != "logins" {
             let _ = writeln!(
                 s,
                 "  throughput   sent {}msg/s, received {}msg/s, in {}B/s, out {}B/s over {:.2} s",

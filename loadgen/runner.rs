@@ -12,14 +12,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::auth::{AuthArgs, Credentials};
 use crate::cli::{Options, Scenario};
 use crate::client::{Target, Transport, parse_url};
 use crate::plan::{Plan, RoleSpec};
 use crate::raw_server::RawServer;
-use crate::report::{Report, RssReport};
+use crate::report::{LoginReport, Report, RssReport};
 use crate::seq::Integrity;
 use crate::stats::Latency;
 use crate::sys;
+use crate::tls::{TlsArgs, TlsClient};
 use crate::worker::{Shared, Worker, WorkerResult};
 
 /// RSS sampling period.
@@ -64,13 +66,39 @@ impl Drop for RssSampler {
     }
 }
 
-pub fn target_from(url: &str, ser: Option<shardbar::proto::wire::Serializer>, realm: &str) -> Result<Target, String> {
-    let (transport, addr, host, path) = parse_url(url)?;
-    let serializer = ser.unwrap_or(match transport {
+/// The router to reach: the URL, with TLS configured for `wss://`/`rss://` and the
+/// credentials checked. TLS flags with a plaintext URL are an error (a benchmark meant to
+/// be encrypted must not silently run in the clear).
+pub fn target_from(
+    url: &str,
+    ser: Option<shardbar::proto::wire::Serializer>,
+    realm: &str,
+    tls: &TlsArgs,
+    auth: &AuthArgs,
+) -> Result<Target, String> {
+    let u = parse_url(url)?;
+    let serializer = ser.unwrap_or(match u.transport {
         Transport::WebSocket => shardbar::proto::wire::Serializer::Json,
         _ => shardbar::proto::wire::Serializer::MsgPack,
     });
-    Ok(Target { addr, transport, serializer, host, path, realm: realm.to_owned() })
+    if auth.method == Some(crate::auth::AuthMethod::Tls) && (!u.tls || tls.cert.is_none()) {
+        return Err("--authmethod tls needs a wss:// or rss:// URL and --tls-cert/--tls-key".into());
+    }
+    let tls = match (u.tls, tls.any()) {
+        (true, _) => Some(TlsClient::new(tls, &u.host)?),
+        (false, true) => return Err(format!("--tls-* flags need a wss:// or rss:// URL, not {url}")),
+        (false, false) => None,
+    };
+    Ok(Target {
+        addr: u.addr,
+        transport: u.transport,
+        serializer,
+        host: u.hostport,
+        path: u.path,
+        realm: realm.to_owned(),
+        tls,
+        auth: Arc::new(Credentials::from_args(auth)?),
+    })
 }
 
 struct Progress {
@@ -122,11 +150,13 @@ pub fn run(o: &Options) -> Result<Report, String> {
             host: s.addr.to_string(),
             path: "/".into(),
             realm: o.realm.clone(),
+            tls: None,
+            auth: Arc::new(Credentials::none()),
         };
         server = Some(s);
         t
     } else {
-        target_from(&o.url, o.serializer, &o.realm)?
+        target_from(&o.url, o.serializer, &o.realm, &o.tls, &o.auth)?
     };
     let plan = Arc::new(Plan::build(o, target)?);
     let threads = plan.threads.min(plan.sessions.len().max(1));
@@ -164,10 +194,17 @@ pub fn run(o: &Options) -> Result<Report, String> {
         handles.into_iter().filter_map(|h| h.join().ok()).collect()
     };
 
-    // 1. Set up every session.
+    // 1. Set up every session (a login storm: open and close them all).
+    let storm = o.scenario == Scenario::Logins;
+    let mut storm_timed_out = false;
     loop {
         let (ready, failed) = (shared.ready.load(Ordering::SeqCst), shared.failed.load(Ordering::SeqCst));
         if ready + failed >= total {
+            break;
+        }
+        if setup_t0.elapsed() > plan.connect_timeout && storm {
+            // The logins so far are the result; the report says the storm did not finish.
+            storm_timed_out = true;
             break;
         }
         if setup_t0.elapsed() > plan.connect_timeout {
@@ -184,7 +221,8 @@ pub fn run(o: &Options) -> Result<Report, String> {
     }
     let setup_s = setup_t0.elapsed().as_secs_f64();
     let failed = shared.failed.load(Ordering::SeqCst);
-    if failed > 0 {
+    let logged_in = shared.ready.load(Ordering::SeqCst);
+    if failed > 0 && !storm {
         progress.done();
         stop(&shared, handles);
         return Err(format!(
@@ -196,7 +234,10 @@ pub fn run(o: &Options) -> Result<Report, String> {
     // 2. Load (or, for connections, hold).
     let rss_ready;
     let measured_s;
-    if o.scenario == Scenario::Connections {
+    if storm {
+        rss_ready = o.pid.and_then(sys::tree_rss_kib);
+        measured_s = setup_s;
+    } else if o.scenario == Scenario::Connections {
         let settle = o.warmup;
         let t_end = Instant::now() + settle + o.duration;
         std::thread::sleep(settle);
@@ -257,7 +298,11 @@ pub fn run(o: &Options) -> Result<Report, String> {
     let mut receivers = vec![0u64; plan.flows];
     let (mut unanswered, mut protocol_errors) = (0u64, 0u64);
     let (mut stalled, mut stalled_closed) = (0u64, 0u64);
+    let mut aborts = std::collections::BTreeMap::<String, u64>::new();
     for r in &results {
+        for (reason, n) in &r.aborts {
+            *aborts.entry(reason.clone()).or_default() += n;
+        }
         latency.merge(&r.latency);
         setup.merge(&r.setup);
         integrity.add(&r.integrity);
@@ -290,6 +335,18 @@ pub fn run(o: &Options) -> Result<Report, String> {
     if closed {
         ok &= integrity.is_clean() && unanswered == 0 && protocol_errors == 0;
     }
+    let logins = storm.then(|| LoginReport {
+        attempted: total as u64,
+        succeeded: logged_in as u64,
+        failed: failed as u64,
+        unfinished: total.saturating_sub(logged_in + failed) as u64,
+        per_s: logged_in as f64 / setup_s.max(1e-9),
+        concurrency: plan.handshakes_max * threads,
+        timed_out: storm_timed_out,
+    });
+    if let Some(l) = &logins {
+        ok &= l.failed == 0 && l.unfinished == 0;
+    }
     let rss = o.pid.map(|pid| {
         let before = rss_before.unwrap_or(0);
         let ready = rss_ready.unwrap_or(0);
@@ -307,7 +364,7 @@ pub fn run(o: &Options) -> Result<Report, String> {
     });
     drop(sampler);
     let (latency_kind, lat) = match o.scenario {
-        Scenario::Connections => ("connect→WELCOME", &setup),
+        Scenario::Connections | Scenario::Logins => ("connect→WELCOME", &setup),
         _ if rpc => ("call→result", &latency),
         _ => ("publish→deliver", &latency),
     };
@@ -319,10 +376,10 @@ pub fn run(o: &Options) -> Result<Report, String> {
     Ok(Report {
         tool: "loadgen".into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        label: o.label.clone().unwrap_or_else(|| format!("{} {}", o.scenario.name(), plan.target.transport.name())),
+        label: o.label.clone().unwrap_or_else(|| format!("{} {}", o.scenario.name(), plan.target.transport_name())),
         scenario: o.scenario.name().into(),
         mode: if closed { "closed" } else { "open" }.into(),
-        transport: plan.target.transport.name().into(),
+        transport: plan.target.transport_name(),
         serializer: plan.target.serializer.name().into(),
         params,
         machine: sys::machine(),
@@ -346,6 +403,8 @@ pub fn run(o: &Options) -> Result<Report, String> {
         stalled,
         stalled_closed_by_router: stalled_closed,
         protocol_errors,
+        logins,
+        aborts,
         errors,
         latency_kind: latency_kind.into(),
         latency: lat.summary(),
@@ -354,4 +413,37 @@ pub fn run(o: &Options) -> Result<Report, String> {
         rss,
         ok,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::AuthMethod;
+
+    // Goal: a run meant to be encrypted or authenticated refuses to start in a state that
+    // would silently measure something else. Method: build targets from flag sets.
+    #[test]
+    fn targets_refuse_inconsistent_tls_and_auth() {
+        let none = (TlsArgs::default(), AuthArgs::default());
+        let t = target_from("ws://127.0.0.1:1/ws", None, "realm1", &none.0, &none.1).unwrap();
+        assert!(t.tls.is_none());
+        assert_eq!(t.transport_name(), "websocket");
+        let insecure = TlsArgs { insecure: true, ..TlsArgs::default() };
+        let e = target_from("ws://127.0.0.1:1/ws", None, "realm1", &insecure, &none.1).unwrap_err();
+        assert!(e.contains("wss://"), "{e}");
+        let e = target_from("wss://127.0.0.1:1/ws", None, "realm1", &none.0, &none.1).unwrap_err();
+        assert!(e.contains("--tls-ca"), "{e}");
+        let t = target_from("rss://127.0.0.1:1", None, "realm1", &insecure, &none.1).unwrap();
+        assert_eq!(
+            (t.transport_name().as_str(), t.serializer),
+            ("rawsocket+tls", shardbar::proto::wire::Serializer::MsgPack)
+        );
+        let tls_auth = AuthArgs { method: Some(AuthMethod::Tls), ..AuthArgs::default() };
+        assert!(
+            target_from("rss://127.0.0.1:1", None, "realm1", &insecure, &tls_auth).is_err(),
+            "tls needs a client cert"
+        );
+        let ticket = AuthArgs { method: Some(AuthMethod::Ticket), ..AuthArgs::default() };
+        assert!(target_from("ws://127.0.0.1:1/ws", None, "realm1", &none.0, &ticket).is_err(), "ticket needs a ticket");
+    }
 }

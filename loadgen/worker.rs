@@ -13,6 +13,7 @@
 //! through its eventfd (the flag and the counter are both SeqCst, so one of the two sides
 //! always sees the other).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,7 +22,7 @@ use bytes::Bytes;
 use shardbar::proto::wire::message::code;
 use shardbar::proto::wire::{Dict, Message, Serializer, Value};
 
-use crate::client::{self, Conn, State, Transport};
+use crate::client::{self, Conn, Opening, State, Transport};
 use crate::pacer::Pacer;
 use crate::payload::{self, Probe, Scan};
 use crate::plan::{Plan, RoleSpec};
@@ -119,6 +120,17 @@ impl Shared {
             e.push(msg);
         }
     }
+
+    /// Keep `msg` only if no sample yet ends with `why` (a login storm refused 10k times
+    /// for one reason keeps one sample of it).
+    pub fn error_distinct(&self, why: &str, msg: String) {
+        if let Ok(mut e) = self.errors.lock()
+            && e.len() < ERROR_SAMPLES_MAX
+            && !e.iter().any(|m| m.ends_with(why))
+        {
+            e.push(msg);
+        }
+    }
 }
 
 /// What a worker hands back when the run ends.
@@ -143,6 +155,8 @@ pub struct WorkerResult {
     pub stalled_closed: u64,
     /// ERRORs, unexpected or undecodable messages.
     pub protocol_errors: u64,
+    /// Session openings the router ABORTed, by reason URI.
+    pub aborts: BTreeMap<String, u64>,
 }
 
 struct Source {
@@ -200,6 +214,7 @@ struct Ctx {
     expected: u64,
     delivered_total: u64,
     protocol_errors: u64,
+    aborts: BTreeMap<String, u64>,
     args: Vec<u8>,
 }
 
@@ -293,6 +308,7 @@ impl Worker {
                 expected: 0,
                 delivered_total: 0,
                 protocol_errors: 0,
+                aborts: BTreeMap::new(),
                 args: Vec::with_capacity(256),
             },
             started: false,
@@ -409,7 +425,7 @@ impl Worker {
         } else {
             self.handshaking = self.handshaking.saturating_sub(1);
             self.shared.failed.fetch_add(1, Ordering::SeqCst);
-            self.shared.error(format!("session {i} setup failed: {why}"));
+            self.shared.error_distinct(&why, format!("session {i} setup failed: {why}"));
         }
     }
 
@@ -424,6 +440,11 @@ impl Worker {
         if matches!(s.role, Role::Stalled) {
             // Never read again: the router's queue for this session can only grow.
             let _ = self.epoll.modify(s.conn.fd(), i as u64, 0);
+        }
+        if self.plan.close_on_welcome {
+            // Login storm: the session has done its part; free the slot for the next one.
+            self.epoll.delete(s.conn.fd());
+            s.conn.close();
         }
     }
 
@@ -483,7 +504,13 @@ impl Worker {
         }
         if s.conn.state == State::AwaitTransport {
             match s.conn.advance_transport(&self.plan.target) {
-                Ok(false) => return,
+                Ok(false) => {
+                    // A TLS handshake step may still have records to send.
+                    if s.conn.needs_flush() {
+                        self.mark_dirty(i);
+                    }
+                    return;
+                }
                 Ok(true) => {
                     if s.conn.state == State::Ready {
                         self.mark_ready(i);
@@ -511,7 +538,7 @@ impl Worker {
                 return;
             }
         }
-        if self.sessions[i].conn.pending_out() > 0 {
+        if self.sessions[i].conn.needs_flush() {
             self.mark_dirty(i);
         }
     }
@@ -583,43 +610,25 @@ impl Worker {
     fn handle_setup(&mut self, i: usize, msg: Bytes) -> Result<(), String> {
         let s = &mut self.sessions[i];
         let m = s.conn.decode(&msg).map_err(|e| e.0)?;
+        if matches!(s.conn.state, State::AwaitWelcome | State::Authenticating) {
+            return match s.conn.on_opening(m, &self.plan.target) {
+                Ok(None) => {
+                    self.mark_dirty(i);
+                    Ok(())
+                }
+                Ok(Some(_)) => {
+                    self.on_welcome(i);
+                    Ok(())
+                }
+                Err(e) => {
+                    if let Opening::Aborted { reason, .. } = &e {
+                        *self.ctx.aborts.entry(reason.clone()).or_default() += 1;
+                    }
+                    Err(e.to_string())
+                }
+            };
+        }
         match (s.conn.state, m) {
-            (State::AwaitWelcome, Message::Welcome { session, .. }) => {
-                s.conn.session = session;
-                match &s.spec {
-                    RoleSpec::Subscriber(ts) | RoleSpec::Stalled(ts) => {
-                        for &t in ts {
-                            let request = s.conn.next_request;
-                            s.conn.next_request += 1;
-                            s.conn.send(&Message::Subscribe {
-                                request,
-                                options: Dict::new(),
-                                topic: self.plan.topic_names[t as usize].clone(),
-                            });
-                        }
-                        s.conn.setup_pending = ts.len();
-                    }
-                    RoleSpec::Callee => {
-                        let options = if self.plan.callees > 1 {
-                            Dict::new().with("invoke", Value::str("roundrobin"))
-                        } else {
-                            Dict::new()
-                        };
-                        let request = s.conn.next_request;
-                        s.conn.next_request += 1;
-                        s.conn.send(&Message::Register { request, options, procedure: self.plan.procedure.clone() });
-                        s.conn.setup_pending = 1;
-                    }
-                    _ => {}
-                }
-                if s.conn.setup_pending == 0 {
-                    self.mark_ready(i);
-                } else {
-                    s.conn.state = State::Setup;
-                }
-                self.mark_dirty(i);
-                Ok(())
-            }
             (State::Setup, Message::Subscribed { .. } | Message::Registered { .. }) => {
                 s.conn.setup_pending -= 1;
                 if s.conn.setup_pending == 0 {
@@ -631,6 +640,43 @@ impl Worker {
             (_, Message::Error { error, .. }) => Err(format!("setup refused: {error}")),
             (st, m) => Err(format!("unexpected {} in state {st:?}", m.name())),
         }
+    }
+
+    /// WELCOME: subscribe or register what the role needs, or be ready at once.
+    fn on_welcome(&mut self, i: usize) {
+        let s = &mut self.sessions[i];
+        match &s.spec {
+            RoleSpec::Subscriber(ts) | RoleSpec::Stalled(ts) => {
+                for &t in ts {
+                    let request = s.conn.next_request;
+                    s.conn.next_request += 1;
+                    s.conn.send(&Message::Subscribe {
+                        request,
+                        options: Dict::new(),
+                        topic: self.plan.topic_names[t as usize].clone(),
+                    });
+                }
+                s.conn.setup_pending = ts.len();
+            }
+            RoleSpec::Callee => {
+                let options = if self.plan.callees > 1 {
+                    Dict::new().with("invoke", Value::str("roundrobin"))
+                } else {
+                    Dict::new()
+                };
+                let request = s.conn.next_request;
+                s.conn.next_request += 1;
+                s.conn.send(&Message::Register { request, options, procedure: self.plan.procedure.clone() });
+                s.conn.setup_pending = 1;
+            }
+            _ => {}
+        }
+        if s.conn.setup_pending == 0 {
+            self.mark_ready(i);
+        } else {
+            s.conn.state = State::Setup;
+        }
+        self.mark_dirty(i);
     }
 
     /// Let every source send what is due. Returns true if a closed-loop source is blocked
@@ -784,6 +830,7 @@ impl Worker {
         r.bytes_out_window = self.ctx.bytes_out_window;
         r.integrity = self.ctx.integrity;
         r.protocol_errors = self.ctx.protocol_errors;
+        r.aborts = self.ctx.aborts;
         r
     }
 }

@@ -133,6 +133,13 @@ fn every_scenario_runs_clean_against_shardbar() {
     assert_eq!(r["sessions"], 300);
     assert!(r["rss"]["ready_kib"].as_u64().unwrap() > 0);
 
+    // A login storm: every session opens, reaches WELCOME and is closed again.
+    let r = run(&dir, "logins", &["logins", "--url", &ws, "--sessions", "300", "--concurrency", "16"]);
+    assert_eq!(r["logins"]["succeeded"], 300);
+    assert_eq!(r["logins"]["failed"], 0);
+    assert!(r["logins"]["per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(r["latency"]["count"], 300);
+
     let r = run(&dir, "raw-fanout", &["raw", "--subscribers", "50"]);
     assert!(r["received"].as_u64().unwrap() > 0);
     let r = run(&dir, "raw-echo", &["raw", "--shape", "echo"]);
