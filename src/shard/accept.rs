@@ -222,7 +222,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let tls = shard.tls_of(listener.index);
     let arrival = Arrival { listener, origin, deadline, ticket };
     match (sniff(buf[0]), tls) {
-        (Protocol::Tls, Some(tls)) => serve_tls(shard, stream, buf, arrival, tls).await,
+        // Boxed: a TLS connection's state (rustls's, over a kilobyte, inside its handshake and
+        // connection futures) would otherwise enlarge every plaintext connection's task too.
+        (Protocol::Tls, Some(tls)) => Box::pin(serve_tls(shard, stream, buf, arrival, tls)).await,
         (Protocol::Tls, None) => {
             tls::note_rejected(&shard, TlsRejection::NotConfigured, origin.peer, "listener has no [listener.tls]");
         }
