@@ -50,8 +50,9 @@ pub(crate) async fn shard_main(
     let mut summary = Summary::new(&shard);
     while !shutdown.load(Ordering::SeqCst) {
         glommio::timer::sleep(Duration::from_millis(limits::SHUTDOWN_POLL_MS)).await;
-        if slot.generation() != generation {
-            generation = slot.generation();
+        let published = slot.generation();
+        if published != generation {
+            generation = published;
             reload::apply(&shard, &slot.current());
         }
         if let Some(every) = config.summary_interval {
