@@ -73,8 +73,10 @@ pub const PING_INTERVAL_MS: u64 = 30_000;
 /// Default time to wait for a pong before the connection is reaped.
 pub const PING_TIMEOUT_MS: u64 = 15_000;
 
-/// Time a new connection has to finish its transport handshake and send HELLO.
-/// Outcome: the connection is closed.
+/// Time a new connection has to finish its transport handshake and send HELLO. On a TLS
+/// connection the TLS handshake counts against the same deadline (rustls bounds what the
+/// peer may send meanwhile: a handshake message to 64 KiB). Outcome: the connection is
+/// closed.
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 
 /// glommio's minimum RLIMIT_MEMLOCK for its io_uring rings. Outcome: below it the router

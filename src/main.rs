@@ -30,9 +30,9 @@ fn run(flags: &RunFlags) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| {
+    let filter = tracing_subscriber::EnvFilter::try_new(quiet_rustls(&config.log)).unwrap_or_else(|_| {
         eprintln!("shardbar: log filter {:?} is not valid; using \"info\"", config.log);
-        tracing_subscriber::EnvFilter::new("info")
+        tracing_subscriber::EnvFilter::new(quiet_rustls("info"))
     });
     // Colour only on a terminal: logs piped to files or journald stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
@@ -45,14 +45,25 @@ fn run(flags: &RunFlags) -> ExitCode {
         realms = %config.router.realms.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", "),
         "starting shardbar"
     );
-    match shardbar::shard::run(config) {
+    match shardbar::shard::run(config, flags.clone()) {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
+        }
+        Err(shardbar::shard::RunError::Config(e)) => {
+            eprintln!("shardbar: {e}");
+            ExitCode::from(2)
         }
         Err(e) => {
             eprintln!("shardbar: {e}");
             ExitCode::from(1)
         }
     }
+}
+
+/// rustls logs a peer's TLS mistakes at `warn`, one line per connection, which any client
+/// could use to flood the log; the router counts and logs them itself, rate-limited
+/// (`shardbar_tls_rejected_total`). So rustls is held to errors unless the filter names it.
+fn quiet_rustls(filter: &str) -> String {
+    if filter.contains("rustls") { filter.to_owned() } else { format!("{filter},rustls=error") }
 }

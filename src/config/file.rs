@@ -40,6 +40,17 @@ pub(super) struct FileListener {
     pub(super) serializers: Option<Vec<String>>,
     pub(super) websocket_testee: Option<bool>,
     pub(super) auth: Option<super::auth::FileAuth>,
+    pub(super) tls: Option<FileTls>,
+}
+
+/// `[listener.tls]`: PEM file paths as written (relative to the config file's directory).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileTls {
+    pub(super) cert: Option<String>,
+    pub(super) key: Option<String>,
+    pub(super) client_ca: Option<String>,
+    pub(super) allow_plaintext: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]

@@ -24,6 +24,8 @@ MessagePack and CBOR), realm `realm1`, anonymous, every permission, one shard pe
 A flag overrides its environment variable, and both override the config file.
 
 Signals:
+  SIGHUP          read the config file again and swap the listeners' TLS certificates for
+                  new connections (nothing else changes until a restart)
   SIGINT/SIGTERM  stop accepting, send GOODBYE wamp.close.system_shutdown to every session,
                   flush, exit 0 (within a few seconds); a second signal exits at once (130)
 

@@ -20,7 +20,7 @@ mod validate;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::proto::realm::RouterConfig;
@@ -80,6 +80,24 @@ pub struct ListenerConfig {
     pub serializers: Vec<Serializer>,
     /// Echo WebSocket messages instead of speaking WAMP (for the Autobahn testsuite).
     pub websocket_testee: bool,
+    /// `[listener.tls]`: serve TLS on this listener (None: plaintext only).
+    pub tls: Option<TlsConfig>,
+}
+
+/// A listener's `[listener.tls]`: where its certificate and key are, and what it asks of
+/// clients. Paths are resolved against the config file's directory; the files are read by
+/// the runtime (`shard::tls`) at start and on SIGHUP, not here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM certificate chain, the listener's own certificate first.
+    pub cert: PathBuf,
+    /// PEM private key of that certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// PEM CA certificates: ask clients for a certificate and verify it against these. A
+    /// client without one still connects (its fingerprints are then absent).
+    pub client_ca: Option<PathBuf>,
+    /// Also serve plaintext on this listener (off: a plaintext connection is closed).
+    pub allow_plaintext: bool,
 }
 
 pub use crate::proto::realm::RawSocketPing;
@@ -100,6 +118,9 @@ pub struct RuntimeLimits {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
+    /// The file the config was read from, or "built-in defaults": errors found after
+    /// validation (an unreadable certificate) name it.
+    pub source: String,
     /// Number of shards (resolved: never 0).
     pub shards: usize,
     pub spin_before_park: Duration,
@@ -120,23 +141,31 @@ impl Config {
     /// The built-in defaults (what `shardbar` with no arguments runs).
     pub fn default_config() -> Config {
         // The empty file is valid: `validate` tests say so (`defaults_listen_on_8080_with_realm1`).
-        validate::config(file::FileConfig::default(), BUILT_IN).expect("defaults are valid")
+        validate::config(file::FileConfig::default(), BUILT_IN, Path::new("")).expect("defaults are valid")
     }
 
     /// Parse and validate config-file `text` on its own (no command-line flags laid over
     /// it); `source` names it in errors. The entry point for tools and the config fuzz
-    /// target (`tests/fuzz`); the router itself goes through [`Config::load`].
+    /// target (`tests/fuzz`); the router itself goes through [`Config::load`]. Relative
+    /// paths in it are taken relative to `source`'s directory.
     pub fn from_toml(text: &str, source: &str) -> Result<Config, ConfigError> {
-        validate::config(file::parse(text, source)?, source)
+        validate::config(file::parse(text, source)?, source, base_dir(Path::new(source)))
     }
 
     /// Load the file named in `flags` (if any), lay the other flags over it, and validate.
+    /// Relative paths in the file are taken relative to its directory.
     pub fn load(flags: &RunFlags) -> Result<Config, ConfigError> {
-        let (mut raw, source) = match &flags.config {
-            Some(path) => (file::read(path)?, path.display().to_string()),
-            None => (file::FileConfig::default(), BUILT_IN.to_owned()),
+        let (mut raw, source, base) = match &flags.config {
+            Some(path) => (file::read(path)?, path.display().to_string(), base_dir(path)),
+            None => (file::FileConfig::default(), BUILT_IN.to_owned(), Path::new("")),
         };
         flags.apply_to(&mut raw);
-        validate::config(raw, &source)
+        validate::config(raw, &source, base)
     }
+}
+
+/// The directory relative paths in the config file at `path` are taken from (empty: the
+/// working directory, for a file named without one).
+fn base_dir(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new(""))
 }

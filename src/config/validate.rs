@@ -7,22 +7,23 @@
 //! now flags are already laid over the file.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::auth::{self, AuthCheck};
-use super::file::{FileConfig, FileLimits, FileListener, FileMetrics, FileRealm, FileRouter};
-use super::{Config, ConfigError, DEFAULT_LISTEN, ListenAddr, ListenerConfig, RawSocketPing, RuntimeLimits};
+use super::file::{FileConfig, FileLimits, FileListener, FileMetrics, FileRealm, FileRouter, FileTls};
+use super::{Config, ConfigError, DEFAULT_LISTEN, ListenAddr, ListenerConfig, RawSocketPing, RuntimeLimits, TlsConfig};
 use crate::limits;
 use crate::proto::auth::ListenerAuth;
 use crate::proto::realm::{Liveness, RealmConfig, RouterConfig, SlowConsumerPolicy};
 use crate::proto::wire::Serializer;
 use crate::proto::wire::uri;
 
-/// Validate `f`; `source` (the file's path) names it in errors.
-pub(super) fn config(f: FileConfig, source: &str) -> Result<Config, ConfigError> {
-    let c = Check { source };
+/// Validate `f`; `source` (the file's path) names it in errors, and relative paths in it
+/// are resolved against `base` (the file's directory).
+pub(super) fn config(f: FileConfig, source: &str, base: &Path) -> Result<Config, ConfigError> {
+    let c = Check { source, base };
     let router = f.router.unwrap_or_default();
     let (shards, spin_before_park, log) = router_section(&c, &router)?;
     let (limits, sizes) = limits_section(&c, f.limits.unwrap_or_default())?;
@@ -40,6 +41,7 @@ pub(super) fn config(f: FileConfig, source: &str) -> Result<Config, ConfigError>
     // The default listener (no `[[listener]]` in the file) has no auth table.
     auth.listeners.resize_with(listeners.len(), ListenerAuth::anonymous_only);
     Ok(Config {
+        source: source.to_owned(),
         shards,
         spin_before_park,
         log,
@@ -60,9 +62,11 @@ pub(super) fn config(f: FileConfig, source: &str) -> Result<Config, ConfigError>
     })
 }
 
-/// Builds errors that name the source.
+/// Builds errors that name the source, and resolves the paths in it.
 struct Check<'a> {
     source: &'a str,
+    /// The directory relative paths are taken from.
+    base: &'a Path,
 }
 
 impl Check<'_> {
@@ -81,6 +85,18 @@ impl Check<'_> {
 
     fn addr(&self, key: &str, a: &str, example: &str) -> Result<SocketAddr, ConfigError> {
         a.parse().map_err(|_| self.err(key, format!("expected an address like {example}, found {a:?}")))
+    }
+
+    /// A file path (`what` says of what, for the error), relative ones resolved against the
+    /// config file's directory.
+    fn path(&self, key: &str, p: Option<String>, what: &str) -> Result<PathBuf, ConfigError> {
+        match p {
+            None => Err(self.err(key, format!("expected the path of {what}"))),
+            Some(p) if p.is_empty() => {
+                Err(self.err(key, format!("expected the path of {what}, found an empty string")))
+            }
+            Some(p) => Ok(self.base.join(p)),
+        }
     }
 }
 
@@ -257,7 +273,21 @@ fn listener(c: &Check, i: usize, l: FileListener) -> Result<ListenerConfig, Conf
     if websocket_testee && matches!(addr, ListenAddr::Unix(_)) {
         return Err(c.err(&key("websocket_testee"), "a WebSocket testee needs a TCP `address`".into()));
     }
-    Ok(ListenerConfig { addr, serializers, websocket_testee })
+    let tls = l.tls.map(|t| tls(c, i, t)).transpose()?;
+    Ok(ListenerConfig { addr, serializers, websocket_testee, tls })
+}
+
+/// `listener[i].tls`: the certificate chain and key (both required), the optional client
+/// CA, and whether plaintext is served too (default: not). The files are not read here.
+fn tls(c: &Check, i: usize, t: FileTls) -> Result<TlsConfig, ConfigError> {
+    let key = |k: &str| format!("listener[{i}].tls.{k}");
+    let cert = c.path(&key("cert"), t.cert, "a PEM certificate chain (the listener's certificate first)")?;
+    let private_key = c.path(&key("key"), t.key, "the certificate's PEM private key")?;
+    let client_ca = match t.client_ca {
+        None => None,
+        p => Some(c.path(&key("client_ca"), p, "PEM CA certificates to verify client certificates against")?),
+    };
+    Ok(TlsConfig { cert, key: private_key, client_ca, allow_plaintext: t.allow_plaintext.unwrap_or(false) })
 }
 
 /// The `[metrics]` section, validated.
@@ -320,7 +350,7 @@ mod tests {
     use super::*;
 
     fn from_str(text: &str) -> Result<Config, ConfigError> {
-        config(file::parse(text, "test.toml")?, "test.toml")
+        config(file::parse(text, "test.toml")?, "test.toml", Path::new("/etc/sb"))
     }
 
     #[test]
@@ -432,5 +462,61 @@ mod tests {
         assert_eq!(c.router.pending_bytes_max, 1 << 20);
         assert!(c.router.auto_create_realms);
         assert_eq!(c.router.realms[0].slow_consumer, SlowConsumerPolicy::Drop);
+    }
+
+    #[test]
+    fn listener_tls_paths_resolve_against_the_config_directory() {
+        // Goal: `[listener.tls]` applies to the listener above it, relative paths are taken
+        // from the config file's directory (absolute ones kept), `allow_plaintext` defaults to
+        // false, a Unix listener may have TLS, and a listener without the table has none.
+        // Method: one file with three listeners, validated with base directory /etc/sb.
+        let c = from_str(
+            r#"
+            [[listener]]
+            address = "127.0.0.1:8443"
+            [listener.tls]
+            cert = "certs/server.pem"
+            key = "/keys/server.key"
+            [[listener]]
+            path = "/tmp/sb.sock"
+            [listener.tls]
+            cert = "s.pem"
+            key = "s.key"
+            client_ca = "ca.pem"
+            allow_plaintext = true
+            [[listener]]
+            address = "127.0.0.1:8080"
+            "#,
+        )
+        .unwrap();
+        let tls = c.listeners[0].tls.as_ref().unwrap();
+        assert_eq!(tls.cert, PathBuf::from("/etc/sb/certs/server.pem"));
+        assert_eq!(tls.key, PathBuf::from("/keys/server.key"));
+        assert_eq!((tls.client_ca.as_ref(), tls.allow_plaintext), (None, false));
+        let tls = c.listeners[1].tls.as_ref().unwrap();
+        assert_eq!(tls.client_ca, Some(PathBuf::from("/etc/sb/ca.pem")));
+        assert!(tls.allow_plaintext);
+        assert_eq!(c.listeners[2].tls, None);
+        assert_eq!(c.source, "test.toml");
+    }
+
+    #[test]
+    fn listener_tls_errors_name_the_key() {
+        // Goal: a missing or empty path, a wrong type or an unknown key in `[listener.tls]`
+        // is an error naming the listener's key and what was expected.
+        // Method: four bad files.
+        let head = "[[listener]]\naddress = \"127.0.0.1:1\"\n[[listener]]\naddress = \"127.0.0.1:2\"\n[listener.tls]\n";
+        let e = from_str(&format!("{head}key = \"k.pem\"\n")).unwrap_err();
+        assert_eq!(e.key, "listener[1].tls.cert");
+        assert!(e.message.starts_with("expected the path of a PEM certificate chain"), "{e}");
+        let e = from_str(&format!("{head}cert = \"c.pem\"\nkey = \"\"\n")).unwrap_err();
+        assert_eq!(e.key, "listener[1].tls.key");
+        assert!(e.message.ends_with("found an empty string"), "{e}");
+        let e = from_str(&format!("{head}cert = \"c\"\nkey = \"k\"\nclient_ca = \"\"\n")).unwrap_err();
+        assert_eq!(e.key, "listener[1].tls.client_ca");
+        let e = from_str(&format!("{head}cert = \"c\"\nkey = \"k\"\nallow_plaintext = \"yes\"\n")).unwrap_err();
+        assert!(e.message.contains("allow_plaintext"), "{e}");
+        let e = from_str(&format!("{head}cert = \"c\"\nkey = \"k\"\ncertificate = \"c\"\n")).unwrap_err();
+        assert!(e.message.contains("certificate"), "{e}");
     }
 }

@@ -1,10 +1,13 @@
 //! Listeners and accepted sockets: binding a shard's listeners, the accept loops (TCP,
 //! Unix, metrics), socket options (TCP_NODELAY, keepalive), and the first-byte sniff that
-//! picks a connection's protocol.
+//! picks a connection's protocol: TLS (then the sniff again on the decrypted stream),
+//! RawSocket or HTTP.
 //!
-//! This file decides where a connection goes; it must not read past the first byte or speak
-//! any protocol (that starts in `handshake.rs` and `http.rs`). Whether a connection may be
-//! served at all is `admission.rs`'s.
+//! This file decides where a connection goes; it must not read past the first byte (of the
+//! socket, or of the decrypted stream) or speak any protocol (that starts in `tls.rs`,
+//! `handshake.rs` and `http.rs`). Whether a connection may be served at all is
+//! `admission.rs`'s. Plaintext connections never pass through TLS code: the handshakes and
+//! the connection loop are generic over the stream, one copy per stream type.
 
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
@@ -18,15 +21,16 @@ use glommio::net::{TcpListener, TcpStream, UnixListener};
 
 use super::admission::{self, Ticket};
 use super::guard::Refusal;
+use super::guard::TlsRejection;
 use super::state::{Counted, Place, Shard};
-use super::{handshake, http, io};
+use super::{handshake, http, io, tls};
 use crate::config::{Config, ListenAddr, ListenerConfig};
 use crate::limits;
 use crate::proto::core::Origin;
 use crate::proto::wire::rawsocket;
 
 /// A listener's config and its index in the config's listener list (which the core's
-/// per-listener authentication is looked up by).
+/// per-listener authentication and the shard's `listener_tls` are looked up by).
 struct Listener {
     config: ListenerConfig,
     index: u16,
@@ -93,7 +97,7 @@ async fn accept_tcp(shard: Rc<Shard>, listener: TcpListener, l: Rc<Listener>) {
                     Ok(ticket) => {
                         set_options(&shard, &stream);
                         let origin = Origin { listener: l.index, peer, tls: None };
-                        glommio::spawn_local(serve(shard.clone(), stream, l.clone(), origin, true, ticket)).detach();
+                        glommio::spawn_local(serve(shard.clone(), stream, l.clone(), origin, ticket)).detach();
                     }
                     Err(refusal) => admission::refuse(&shard, stream, refusal, ip, true),
                 }
@@ -109,7 +113,7 @@ async fn accept_unix(shard: Rc<Shard>, listener: UnixListener, l: Rc<Listener>) 
             Ok(stream) => match admission::admit(&shard, None) {
                 Ok(ticket) => {
                     let origin = Origin { listener: l.index, peer: None, tls: None };
-                    glommio::spawn_local(serve(shard.clone(), stream, l.clone(), origin, false, ticket)).detach();
+                    glommio::spawn_local(serve(shard.clone(), stream, l.clone(), origin, ticket)).detach();
                 }
                 Err(refusal) => admission::refuse(&shard, stream, refusal, None, false),
             },
@@ -170,6 +174,8 @@ fn keepalive_for(config: &Config) -> Option<socket2::TcpKeepalive> {
 /// What a connection's first byte says it carries.
 #[derive(Debug, PartialEq)]
 enum Protocol {
+    /// `0x16`, a TLS handshake record (`tls::RECORD_HANDSHAKE`): a ClientHello.
+    Tls,
     /// `0x7F` can never start an HTTP request (or a TLS record): a RawSocket handshake.
     RawSocket,
     /// Anything else: an HTTP request (a WebSocket upgrade, `/health`, `/metrics`).
@@ -178,39 +184,108 @@ enum Protocol {
 
 fn sniff(first: u8) -> Protocol {
     match first {
+        tls::RECORD_HANDSHAKE => Protocol::Tls,
         rawsocket::MAGIC => Protocol::RawSocket,
-        // TLS lands here: `0x16` (a handshake record) → `Protocol::Tls`, whose arm in `serve`
-        // wraps the stream and sniffs again on the decrypted bytes.
         _ => Protocol::Http,
     }
 }
 
-/// Serve one accepted stream. `tcp`: the stream may carry HTTP/WebSocket (Unix sockets
-/// carry RawSocket only). `ticket` holds the connection's admitted places until it ends.
+/// A connection between accept and its transport handshake: where it came from, its
+/// handshake deadline, and the admission ticket that holds its places.
+struct Arrival {
+    listener: Rc<Listener>,
+    origin: Origin,
+    deadline: Instant,
+    ticket: Ticket,
+}
+
+/// Serve one accepted stream. `ticket` holds the connection's admitted places until it
+/// ends. TLS goes through the handshake first; on a listener with TLS and without
+/// `allow_plaintext`, plaintext is refused, and on one without TLS, TLS is.
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     shard: Rc<Shard>,
     mut stream: S,
     listener: Rc<Listener>,
     origin: Origin,
-    tcp: bool,
     ticket: Ticket,
 ) {
     if shard.shutting_down.get() {
         return;
     }
-    // One deadline for the transport handshake, whichever protocol it turns out to be.
+    // One deadline for the transport handshake (TLS included), whichever protocol it is.
     let deadline = Instant::now() + Duration::from_millis(limits::HANDSHAKE_TIMEOUT_MS);
     let mut buf = BytesMut::with_capacity(limits::READ_CHUNK_MIN_BYTES);
     if !io::read_until(&mut stream, &mut buf, deadline, |b| !b.is_empty()).await {
         return;
     }
-    match sniff(buf[0]) {
-        Protocol::RawSocket => {
-            handshake::rawsocket(shard, stream, buf, &listener.config, origin, deadline, ticket).await
+    // The TLS the listener had when the connection came: a reload changes later ones only.
+    let tls = shard.tls_of(listener.index);
+    let arrival = Arrival { listener, origin, deadline, ticket };
+    match (sniff(buf[0]), tls) {
+        // Boxed: a TLS connection's state (rustls's, over a kilobyte, inside its handshake and
+        // connection futures) would otherwise enlarge every plaintext connection's task too.
+        (Protocol::Tls, Some(tls)) => Box::pin(serve_tls(shard, stream, buf, arrival, tls)).await,
+        (Protocol::Tls, None) => {
+            tls::note_rejected(&shard, TlsRejection::NotConfigured, origin.peer, "listener has no [listener.tls]");
         }
-        Protocol::Http if tcp => handshake::http(shard, stream, buf, &listener.config, origin, deadline, ticket).await,
-        Protocol::Http => {}
+        (_, Some(tls)) if !tls.allow_plaintext => {
+            tls::note_rejected(&shard, TlsRejection::Plaintext, origin.peer, "listener serves TLS only");
+            handshake::tls_required(stream, buf, is_tcp(&arrival.listener), deadline).await;
+        }
+        _ => dispatch(shard, stream, buf, arrival).await,
     }
+}
+
+/// The TLS handshake (within the connection's handshake deadline, on its admission ticket),
+/// then the first decrypted byte picks RawSocket or HTTP.
+async fn serve_tls<S: AsyncRead + AsyncWrite + Unpin>(
+    shard: Rc<Shard>,
+    stream: S,
+    mut buf: BytesMut,
+    mut arrival: Arrival,
+    tls: tls::ListenerTls,
+) {
+    let mut stream = match tls::handshake(&tls, stream, &buf, arrival.deadline).await {
+        Ok((stream, peer)) => {
+            arrival.origin.tls = Some(peer);
+            stream
+        }
+        Err(failed) => return tls::note_rejected(&shard, failed.why, arrival.origin.peer, &failed.detail),
+    };
+    shard.counters().count_tls_handshake();
+    let cert = arrival.origin.tls.and_then(|t| t.client_cert);
+    tracing::debug!(
+        shard = shard.id,
+        peer = ?arrival.origin.peer,
+        client_cert_sha1 = cert.map(|c| tls::colon_hex(&c.sha1)),
+        client_cert_sha256 = cert.map(|c| tls::colon_hex(&c.sha256)),
+        "TLS handshake done"
+    );
+    buf.clear();
+    if io::read_until(&mut stream, &mut buf, arrival.deadline, |b| !b.is_empty()).await {
+        dispatch(shard, stream, buf, arrival).await;
+    }
+}
+
+/// Hand a stream (plaintext, or decrypted) to the handshake its first byte (`buf[0]`)
+/// asks for. HTTP is served on TCP listeners only (Unix sockets carry RawSocket); TLS
+/// inside TLS is closed.
+async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(shard: Rc<Shard>, stream: S, buf: BytesMut, arrival: Arrival) {
+    let Arrival { listener, origin, deadline, ticket } = arrival;
+    let config = &listener.config;
+    match sniff(buf[0]) {
+        Protocol::RawSocket => handshake::rawsocket(shard, stream, buf, config, origin, deadline, ticket).await,
+        Protocol::Http if is_tcp(&listener) => {
+            handshake::http(shard, stream, buf, config, origin, deadline, ticket).await
+        }
+        Protocol::Http | Protocol::Tls => {}
+    }
+}
+
+/// Whether the listener is a TCP one (it may carry HTTP/WebSocket; Unix sockets carry
+/// RawSocket only).
+fn is_tcp(listener: &Listener) -> bool {
+    matches!(listener.config.addr, ListenAddr::Tcp(_))
 }
 
 #[cfg(test)]
@@ -219,8 +294,9 @@ mod tests {
 
     #[test]
     fn first_byte_picks_the_protocol() {
-        // Goal: 0x7F means RawSocket; anything else (an HTTP method's first letter, or
-        // garbage the HTTP parser will refuse) means HTTP.
+        // Goal: 0x16 means TLS, 0x7F means RawSocket; anything else (an HTTP method's first
+        // letter, or garbage the HTTP parser will refuse) means HTTP.
+        assert_eq!(sniff(0x16), Protocol::Tls);
         assert_eq!(sniff(0x7F), Protocol::RawSocket);
         for b in [b'G', b'P', b'O', b'H', b'\r', 0x00, 0xFF] {
             assert_eq!(sniff(b), Protocol::Http);

@@ -1,7 +1,7 @@
 //! The runtime's guards against hostile peers, as state shared by every shard: the
 //! router-wide connection counts (`limits.max_connections`, `limits.max_connections_per_ip`),
-//! the counters of every cap the runtime enforces, their Prometheus rendering, and the
-//! rate limit of their log lines.
+//! the counters of every cap the runtime enforces (and of TLS handshakes and rejections),
+//! their Prometheus rendering, and the rate limit of their log lines.
 //!
 //! The core's counters travel over the mesh on each scrape; these live in plain atomics
 //! instead (one slot per shard, written by that shard only, with `Relaxed` order), because
@@ -64,6 +64,39 @@ pub(crate) enum Unanswered {
     Budget,
 }
 
+/// Why a connection was closed before or during its TLS handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TlsRejection {
+    /// Plaintext on a listener that serves TLS only (`allow_plaintext = false`).
+    Plaintext,
+    /// A TLS handshake on a listener without `[listener.tls]`.
+    NotConfigured,
+    /// The handshake failed (no shared protocol or cipher, a client certificate that
+    /// `client_ca` does not verify, not TLS after all, the peer closed).
+    HandshakeFailed,
+    /// The handshake did not finish within `limits::HANDSHAKE_TIMEOUT_MS`.
+    HandshakeTimeout,
+}
+
+impl TlsRejection {
+    const ALL: [TlsRejection; 4] = [
+        TlsRejection::Plaintext,
+        TlsRejection::NotConfigured,
+        TlsRejection::HandshakeFailed,
+        TlsRejection::HandshakeTimeout,
+    ];
+
+    /// The `reason` label in `/metrics` and the log.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            TlsRejection::Plaintext => "plaintext_on_tls_listener",
+            TlsRejection::NotConfigured => "tls_not_configured",
+            TlsRejection::HandshakeFailed => "handshake_failed",
+            TlsRejection::HandshakeTimeout => "handshake_timeout",
+        }
+    }
+}
+
 /// What failed accepts are counted as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum AcceptError {
@@ -81,9 +114,10 @@ pub(crate) enum LogKind {
     AcceptFailed,
     PingUnanswered,
     MetricsBusy,
+    TlsRejected,
 }
 
-const LOG_KINDS: usize = 5;
+const LOG_KINDS: usize = 6;
 
 /// One shard's runtime counters (written by that shard only).
 #[derive(Default)]
@@ -93,6 +127,8 @@ pub(crate) struct ShardCounters {
     accept_errors: [AtomicU64; 2],
     pings_unanswered: [AtomicU64; 2],
     metrics_busy: AtomicU64,
+    tls_handshakes: AtomicU64,
+    tls_rejected: [AtomicU64; TlsRejection::ALL.len()],
     /// Connections of this shard without a session yet (a gauge; `limits.max_handshakes_per_shard`).
     pub(crate) handshakes: AtomicUsize,
 }
@@ -116,6 +152,14 @@ impl ShardCounters {
 
     pub(crate) fn count_metrics_busy(&self) {
         self.metrics_busy.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn count_tls_handshake(&self) {
+        self.tls_handshakes.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn count_tls_rejected(&self, why: TlsRejection) {
+        self.tls_rejected[why as usize].fetch_add(1, Relaxed);
     }
 }
 
@@ -233,6 +277,22 @@ impl Guard {
         let busy = "metrics_requests_refused_total";
         family(&mut o, busy, "counter", "/metrics requests answered 503: too many gathering at once on the shard.");
         per_shard(&mut o, busy, &|s| s.metrics_busy.load(Relaxed));
+        let done = "tls_handshakes_total";
+        family(&mut o, done, "counter", "TLS handshakes completed.");
+        per_shard(&mut o, done, &|s| s.tls_handshakes.load(Relaxed));
+        family(
+            &mut o,
+            "tls_rejected_total",
+            "counter",
+            "Connections closed before or during TLS: plaintext on a TLS-only listener, TLS on a plaintext \
+             listener, handshake failed or timed out.",
+        );
+        for (i, s) in self.shards.iter().enumerate() {
+            for r in TlsRejection::ALL {
+                let n = s.tls_rejected[r as usize].load(Relaxed);
+                let _ = writeln!(o, "shardbar_tls_rejected_total{{shard=\"{i}\",reason=\"{}\"}} {n}", r.as_str());
+            }
+        }
         o
     }
 }
@@ -341,7 +401,9 @@ mod tests {
         let g = guard(10, None);
         g.shards[1].count_refused(Refusal::MaxHandshakes);
         g.shards[0].count_ping_unanswered(Unanswered::TooBig);
+        g.shards[1].count_tls_rejected(TlsRejection::Plaintext);
         let text = g.render();
+        assert!(text.contains("shardbar_tls_rejected_total{shard=\"1\",reason=\"plaintext_on_tls_listener\"} 1\n"));
         assert!(
             text.contains("shardbar_connections_refused_total{shard=\"1\",reason=\"max_handshakes_per_shard\"} 1\n")
         );

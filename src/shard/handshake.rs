@@ -4,8 +4,9 @@
 //! Both run under the connection's handshake deadline and hand the stream, with any bytes
 //! read past the handshake and the connection's admission ticket, to `conn::session` (or
 //! `echo::echo` in testee mode). Also the answer to a connection refused at accept
-//! (`answer_refusal`). Parsing the handshakes is `proto::wire`'s; this file only does their
-//! I/O.
+//! (`answer_refusal`) and to plaintext on a TLS-only listener (`tls_required`). Parsing the
+//! handshakes is `proto::wire`'s; this file only does their I/O. The TLS handshake, which
+//! comes before these on a TLS connection, is `tls.rs`'s.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -59,6 +60,22 @@ pub(crate) async fn answer_refusal<S: AsyncRead + AsyncWrite + Unpin>(mut stream
         };
         let headers = [("Content-Type", "text/plain"), ("Connection", "close"), ("Retry-After", "1")];
         refuse(&mut stream, &websocket::http_response(503, &headers, text.as_bytes())).await;
+    }
+}
+
+/// Plaintext on a listener that serves TLS only: an HTTP request (on a TCP listener) gets a
+/// short 400 saying so, read and answered within the connection's handshake deadline;
+/// anything else is closed at once.
+pub(crate) async fn tls_required<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    mut buf: BytesMut,
+    tcp: bool,
+    deadline: Instant,
+) {
+    if tcp && buf[0] != rawsocket::MAGIC && http::read_request_head(&mut stream, &mut buf, deadline).await.is_some() {
+        let headers = [("Content-Type", "text/plain"), ("Connection", "close")];
+        let text = "TLS required: this listener serves https:// and wss:// only\n";
+        refuse(&mut stream, &websocket::http_response(400, &headers, text.as_bytes())).await;
     }
 }
 

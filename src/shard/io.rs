@@ -87,7 +87,10 @@ pub(crate) fn next_chunk(chunk: usize, n: usize, spare: usize) -> usize {
     }
 }
 
-/// Write all of `data`; fails if one write makes no progress for `deadline` (TimedOut).
+/// Write all of `data` and flush; fails if one write (or the flush) makes no progress for
+/// `deadline` (TimedOut). A plain socket's flush is ready at once (the timer is never
+/// polled); a TLS stream's flush writes the records rustls still holds, which a peer that
+/// stopped reading can stall.
 pub(crate) async fn write_all_by<S: AsyncWrite + Unpin>(
     stream: &mut S,
     data: &[u8],
@@ -107,7 +110,12 @@ pub(crate) async fn write_all_by<S: AsyncWrite + Unpin>(
             None => return Err(io::ErrorKind::TimedOut.into()),
         }
     }
-    stream.flush().await
+    let flushed = or(async { Some(stream.flush().await) }, async {
+        glommio::timer::sleep(deadline).await;
+        None
+    })
+    .await;
+    flushed.unwrap_or_else(|| Err(io::ErrorKind::TimedOut.into()))
 }
 
 #[cfg(test)]

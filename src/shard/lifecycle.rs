@@ -1,6 +1,7 @@
 //! One shard's life on its executor: join the mesh, build the shard's state, start its
-//! tasks and listeners, log the periodic summary, and shut down in order (stop accepting,
-//! GOODBYE, flush within the grace time, close the rest).
+//! tasks and listeners, log the periodic summary, apply reloaded settings (SIGHUP), and
+//! shut down in order (stop accepting, GOODBYE, flush within the grace time, close the
+//! rest).
 //!
 //! This file sequences the other files' pieces; it must not serve connections or move mesh
 //! batches itself.
@@ -15,8 +16,8 @@ use glommio::channels::channel_mesh::{Full, MeshBuilder};
 
 use super::guard::Guard;
 use super::mesh::{self, Batch, MeshOut};
+use super::reload::{self, Slot};
 use super::{accept, state::Shard};
-use crate::config::Config;
 use crate::limits;
 use crate::proto::core::{CloseReason, CoreConfig, ShardCore};
 use crate::proto::stats::Stats;
@@ -24,12 +25,13 @@ use crate::proto::stats::Stats;
 /// The body of shard `id`'s thread: runs until `shutdown` is raised.
 pub(crate) async fn shard_main(
     id: usize,
-    config: Arc<Config>,
+    slot: Arc<Slot>,
     mesh: MeshBuilder<Batch, Full>,
     shutdown: Arc<AtomicBool>,
     serving: Arc<AtomicUsize>,
     guard: Arc<Guard>,
 ) -> Result<(), String> {
+    let config = slot.started().clone();
     let n = config.shards;
     let joined = mesh::join(id, n, mesh, &shutdown).await?;
     let core = ShardCore::new(
@@ -44,7 +46,9 @@ pub(crate) async fn shard_main(
         Instant::now(),
     );
     let mesh_out = MeshOut::new(joined.senders, n);
-    let shard = Rc::new(Shard::new(id, config.clone(), core, serving.clone(), mesh_out, guard));
+    let mut generation = slot.generation();
+    let listener_tls = slot.current().listener_tls.clone();
+    let shard = Rc::new(Shard::new(id, config.clone(), core, serving.clone(), mesh_out, guard, listener_tls));
     let tasks = mesh::spawn_tasks(&shard, joined.receivers);
     let accept_tasks = accept::bind_listeners(&shard)?;
     serving.fetch_add(1, Ordering::SeqCst);
@@ -53,6 +57,11 @@ pub(crate) async fn shard_main(
     let mut summary = Summary::new(&shard);
     while !shutdown.load(Ordering::SeqCst) {
         glommio::timer::sleep(Duration::from_millis(limits::SHUTDOWN_POLL_MS)).await;
+        let published = slot.generation();
+        if published != generation {
+            generation = published;
+            reload::apply(&shard, &slot.current());
+        }
         if let Some(every) = config.summary_interval {
             summary.log_if_due(&shard, every);
         }

@@ -1,8 +1,9 @@
 //! The runtime: the only code that names glommio or does I/O.
 //!
-//! This file starts the process side: it checks RLIMIT_MEMLOCK and the listen addresses,
-//! starts the signal thread and one thread per shard, and joins them. It must not hold
-//! per-shard state or serve connections; everything a shard does lives in the files below.
+//! This file starts the process side: it loads the listeners' certificates, checks
+//! RLIMIT_MEMLOCK and the listen addresses, starts the signal thread (SIGINT/SIGTERM stop,
+//! SIGHUP reloads) and one thread per shard, and joins them. It must not hold per-shard
+//! state or serve connections; everything a shard does lives in the files below.
 //!
 //! One pinned glommio executor per shard. Each shard owns a `ShardCore` (in a `RefCell`,
 //! never borrowed across an `.await`), binds its own SO_REUSEPORT listener, and runs:
@@ -31,7 +32,9 @@
 //! - `lifecycle.rs`: one shard's life (join the mesh, start tasks, summaries, shutdown);
 //! - `state.rs`: the `Shard` every task of a shard shares;
 //! - `guard.rs`: router-wide connection counts and the runtime's counters, shared by shards;
+//! - `reload.rs`: the settings SIGHUP reloads (listener TLS) and how shards apply them;
 //! - `accept.rs`: accept loops, socket options, and the first-byte sniff;
+//! - `tls.rs`: TLS server configs from PEM files, the TLS handshake, client certificates;
 //! - `admission.rs`: whether an accepted connection is served (caps, tickets, refusals);
 //! - `handshake.rs`: the RawSocket handshake and the WebSocket upgrade;
 //! - `http.rs`: plain HTTP (`/health`, `/metrics`, the metrics listener);
@@ -52,7 +55,9 @@ mod io;
 mod lifecycle;
 mod mesh;
 mod notify;
+mod reload;
 mod state;
+mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -60,13 +65,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::config::{Config, ListenAddr};
+use crate::config::{Config, ConfigError, ListenAddr, RunFlags};
 use crate::limits;
 use mesh::Batch;
 
 /// Why the router could not run.
 #[derive(Debug)]
 pub enum RunError {
+    /// A file the config names is unusable (a certificate or key that does not load).
+    Config(ConfigError),
     /// RLIMIT_MEMLOCK below glommio's minimum.
     Memlock { current: u64 },
     /// A shard's executor could not start (io_uring unavailable, placement, …).
@@ -80,6 +87,7 @@ pub enum RunError {
 impl std::fmt::Display for RunError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            RunError::Config(e) => write!(f, "{e}"),
             RunError::Memlock { current } => write!(
                 f,
                 "RLIMIT_MEMLOCK is {current} bytes; glommio (the io_uring runtime) needs at least {} KiB. \
@@ -110,34 +118,42 @@ pub(crate) fn check_memlock() -> Result<(), RunError> {
     Ok(())
 }
 
-/// Block SIGINT/SIGTERM in this thread (threads spawned later inherit the mask) and start
-/// a thread that waits for them and raises `flag`; a second signal exits at once (130).
-fn start_signal_thread(flag: Arc<AtomicBool>) {
+/// Block SIGINT, SIGTERM and SIGHUP in this thread (threads spawned later inherit the
+/// mask) and start a thread that waits for them. SIGINT/SIGTERM raise `flag`; a second one
+/// exits at once (130). SIGHUP reloads the config with the start flags (`reload.rs`).
+fn start_signal_thread(flag: Arc<AtomicBool>, flags: RunFlags, slot: Arc<reload::Slot>) {
     // SAFETY: plain libc signal-set manipulation on a local sigset_t.
-    unsafe {
+    let set = unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        let set_copy = set;
-        std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || {
-                loop {
-                    let mut sig: libc::c_int = 0;
-                    if libc::sigwait(&set_copy, &mut sig) == 0 {
-                        if flag.swap(true, Ordering::SeqCst) {
-                            // A second signal while stopping: the operator wants out now.
-                            tracing::warn!(signal = sig, "second shutdown signal; exiting at once");
-                            std::process::exit(130);
-                        }
-                        tracing::info!(signal = sig, "shutdown requested");
-                    }
+        set
+    };
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            loop {
+                let mut sig: libc::c_int = 0;
+                // SAFETY: sigwait reads the set and writes the signal number into `sig`.
+                if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                    continue;
                 }
-            })
-            .expect("spawn the signal thread");
-    }
+                if sig == libc::SIGHUP {
+                    tracing::info!("SIGHUP: reloading the config");
+                    reload::reload(&flags, &slot);
+                } else if flag.swap(true, Ordering::SeqCst) {
+                    // A second signal while stopping: the operator wants out now.
+                    tracing::warn!(signal = sig, "second shutdown signal; exiting at once");
+                    std::process::exit(130);
+                } else {
+                    tracing::info!(signal = sig, "shutdown requested");
+                }
+            }
+        })
+        .expect("spawn the signal thread");
 }
 
 /// Check that every TCP listener can be bound before starting shards, so an address in use
@@ -170,14 +186,17 @@ fn precheck_listeners(config: &Config) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Run the router until SIGINT/SIGTERM. Returns after every shard has shut down.
-pub fn run(config: Config) -> Result<(), RunError> {
+/// Run the router until SIGINT/SIGTERM. Returns after every shard has shut down. `flags`
+/// are the ones `config` was loaded with: SIGHUP loads the config again with them.
+pub fn run(config: Config, flags: RunFlags) -> Result<(), RunError> {
+    let settings = reload::Settings::initial(config).map_err(RunError::Config)?;
     check_memlock()?;
-    precheck_listeners(&config)?;
-    fit_fd_limit(&config);
+    precheck_listeners(&settings.config)?;
+    fit_fd_limit(&settings.config);
     let shutdown = Arc::new(AtomicBool::new(false));
-    start_signal_thread(shutdown.clone());
-    run_with_flag(config, shutdown)
+    let slot = Arc::new(reload::Slot::new(settings));
+    start_signal_thread(shutdown.clone(), flags, slot.clone());
+    run_with_flag(slot, shutdown)
 }
 
 /// Make room for `limits.max_connections` in RLIMIT_NOFILE: raise the soft limit towards
@@ -212,26 +231,27 @@ fn fit_fd_limit(config: &Config) {
     }
 }
 
-/// Run until `shutdown` is raised (tests and embedders raise it themselves).
+/// Run with the settings in `slot` until `shutdown` is raised (tests and embedders raise it
+/// themselves).
 ///
 /// Each shard runs on its own thread. A shard that cannot start, stops with an error or
 /// panics raises `shutdown`, so the others (possibly still waiting in the mesh join) stop
 /// too and the process exits with that shard's error instead of hanging.
-pub(crate) fn run_with_flag(config: Config, shutdown: Arc<AtomicBool>) -> Result<(), RunError> {
+pub(crate) fn run_with_flag(slot: Arc<reload::Slot>, shutdown: Arc<AtomicBool>) -> Result<(), RunError> {
+    let config = slot.started().clone();
     let n = config.shards;
     // Pin to the CPUs this process may use (taskset, cpusets), in order.
     let cpus: Vec<usize> = core_affinity::get_core_ids()
         .filter(|ids| !ids.is_empty())
         .map(|ids| ids.into_iter().map(|c| c.id).collect())
         .unwrap_or_else(|| (0..std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1)).collect());
-    let config = Arc::new(config);
     let mesh: MeshBuilder<Batch, _> = MeshBuilder::full(n, limits::MESH_CHANNEL_BATCHES);
     let serving = Arc::new(AtomicUsize::new(0));
     let guard = Arc::new(guard::Guard::new(&config.limits, n));
     let mut handles = Vec::with_capacity(n);
     let (made_tx, made_rx) = std::sync::mpsc::channel::<bool>();
     for shard in 0..n {
-        let (config, mesh, flag, serving) = (config.clone(), mesh.clone(), shutdown.clone(), serving.clone());
+        let (slot, mesh, flag, serving) = (slot.clone(), mesh.clone(), shutdown.clone(), serving.clone());
         let shared = guard.clone();
         let made = made_tx.clone();
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpus[shard % cpus.len()]))
@@ -244,7 +264,7 @@ pub(crate) fn run_with_flag(config: Config, shutdown: Arc<AtomicBool>) -> Result
                 let result = match builder.make() {
                     Ok(ex) => {
                         let _ = made.send(true);
-                        ex.run(lifecycle::shard_main(shard, config, mesh, flag, serving, shared))
+                        ex.run(lifecycle::shard_main(shard, slot, mesh, flag, serving, shared))
                             .map_err(|error| RunError::Shard { shard, error })
                     }
                     Err(e) => {

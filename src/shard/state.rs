@@ -16,6 +16,7 @@ use std::time::Instant;
 use super::guard::{Guard, LogLimiter, ShardCounters};
 use super::mesh::MeshOut;
 use super::notify::{Gate, Notify};
+use super::tls::ListenerTls;
 use crate::config::Config;
 use crate::limits;
 use crate::proto::core::{CloseReason, ShardCore};
@@ -84,6 +85,10 @@ pub(crate) struct Shard {
     pub(crate) timer_wake: Notify,
     /// `/metrics` requests waiting for every shard's counters, by stats token.
     pub(crate) stats_waiters: RefCell<HashMap<u64, Rc<Notify>>>,
+    /// Each listener's TLS (None: plaintext only), by its index in `config.listeners`. A
+    /// connection takes its listener's at accept; `reload::apply` replaces them for the
+    /// connections accepted after it.
+    pub(crate) listener_tls: RefCell<Vec<Option<ListenerTls>>>,
 }
 
 impl Shard {
@@ -94,6 +99,7 @@ impl Shard {
         serving: Arc<AtomicUsize>,
         mesh: MeshOut,
         guard: Arc<Guard>,
+        listener_tls: Vec<Option<ListenerTls>>,
     ) -> Self {
         Shard {
             id,
@@ -114,12 +120,18 @@ impl Shard {
             timer_at: Cell::new(None),
             timer_wake: Notify::default(),
             stats_waiters: RefCell::new(HashMap::new()),
+            listener_tls: RefCell::new(listener_tls),
         }
     }
 
     /// Wake the flusher: the core has output (call after every input to the core).
     pub(crate) fn request_flush(&self) {
         self.flush.notify();
+    }
+
+    /// The TLS of listener `index` now (None: plaintext only).
+    pub(crate) fn tls_of(&self, index: u16) -> Option<ListenerTls> {
+        self.listener_tls.borrow().get(usize::from(index)).cloned().flatten()
     }
 
     /// This shard's runtime counters (in the shared [`Guard`]).

@@ -64,10 +64,22 @@ def toml_value(v) -> str:
     raise TypeError(v)
 
 
+def listener_lines(keys: dict | None) -> list[str]:
+    """A ``[[listener]]``'s keys; a dict value becomes its sub-table (``tls`` → ``[listener.tls]``)."""
+    keys = keys or {}
+    lines = [f"{k} = {toml_value(v)}" for k, v in keys.items() if not isinstance(v, dict)]
+    for k, v in keys.items():
+        if isinstance(v, dict):
+            lines += [f"[listener.{k}]"] + [f"{kk} = {toml_value(vv)}" for kk, vv in v.items()]
+    return lines
+
+
 class Router:
     """One `shardbar` process. ``limits``/``router``/``metrics``: extra keys for those
-    sections; ``realms``: list of dicts for ``[[realm]]`` (default: realm1);
-    ``listener_toml``/``unix_listener_toml``: raw TOML sub-tables of the two listeners."""
+    sections; ``realms``: list of dicts for ``[[realm]]`` (default: realm1); ``listener``,
+    ``unix_listener``: extra keys of the TCP and Unix listeners (a dict value is a sub-table,
+    e.g. ``{"tls": {...}}``); ``listener_toml``/``unix_listener_toml``: raw TOML sub-tables
+    of the two listeners (``[listener.auth.ticket]`` ...)."""
 
     def __init__(self, name: str = "router", shards: int = 2, limits: dict | None = None,
                  router: dict | None = None, realms: list[dict] | None = None, unix: bool = True,
@@ -85,12 +97,11 @@ class Router:
         r.update(router or {})
         lines = ["[router]"] + [f"{k} = {toml_value(v)}" for k, v in r.items()]
         lines += ["", "[[listener]]", f'address = "127.0.0.1:{self.port}"']
-        lines += [f"{k} = {toml_value(v)}" for k, v in (listener or {}).items()]
-        # Raw TOML for the listener's sub-tables (`[listener.auth.ticket]`, `[listener.tls]`).
+        lines += listener_lines(listener)
         lines += [listener_toml]
         if unix:
             lines += ["", "[[listener]]", f"path = {toml_value(self.unix_path)}"]
-            lines += [f"{k} = {toml_value(v)}" for k, v in (unix_listener or {}).items()]
+            lines += listener_lines(unix_listener)
             lines += [unix_listener_toml]
         if limits:
             lines += ["", "[limits]"] + [f"{k} = {toml_value(v)}" for k, v in limits.items()]

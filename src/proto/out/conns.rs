@@ -20,8 +20,8 @@ pub struct ConnInfo {
 }
 
 /// Where a connection came from. Authentication hangs off the listener (its index in the
-/// config's listener list); the peer address is for logs only; `tls` is set when the
-/// transport is TLS.
+/// config's listener list); the peer address is for logs only (`core::net`'s plain value
+/// type: the core names no socket); `tls` is set when the transport is TLS.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Origin {
     pub listener: u16,

@@ -40,15 +40,16 @@ const AUTOBAHN_SERIALIZERS = {
 /**
  * Open an Autobahn|JS session.
  * transport: 'websocket' (any serializer) or 'rawsocket' (Autobahn|JS's Node RawSocket
- * transport speaks JSON only).
+ * transport speaks JSON only). For WebSocket, `url` replaces the router's ws:// URL (e.g. a
+ * wss:// one) and `agent` is the https.Agent to connect with (its CA, client certificate).
  * Resolves { session, details, protocol, shard, close }.
  */
-export function connectAutobahn(router, { transport = 'websocket', serializer = 'json' } = {}) {
+export function connectAutobahn(router, { transport = 'websocket', serializer = 'json', url, agent } = {}) {
   const make = AUTOBAHN_SERIALIZERS[serializer];
   if (!make) throw new Error(`Autobahn|JS has no serializer ${serializer}`);
   let transports;
   if (transport === 'websocket') {
-    transports = [{ type: 'websocket', url: router.wsUrl, serializers: [make()] }];
+    transports = [{ type: 'websocket', url: url || router.wsUrl, serializers: [make()], agent }];
   } else if (transport === 'rawsocket') {
     if (serializer !== 'json') throw new Error('Autobahn|JS RawSocket (Node) is JSON-only');
     transports = [{ type: 'rawsocket', host: '127.0.0.1', port: router.port }];

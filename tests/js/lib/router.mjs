@@ -64,7 +64,7 @@ function healthStatus(port) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function startOnce({ shards, serializers }) {
+async function startOnce({ shards, serializers, listener }) {
   const bin = routerBinary();
   const port = await freePort();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'shardbar-js-'));
@@ -76,6 +76,7 @@ async function startOnce({ shards, serializers }) {
     '[[listener]]',
     `address = "127.0.0.1:${port}"`,
     `serializers = [${serializers.map((s) => `"${s}"`).join(', ')}]`,
+    ...listener,
     '',
     '[metrics]',
     'http_endpoints_on_wamp_port = true',
@@ -145,13 +146,15 @@ async function startOnce({ shards, serializers }) {
 
 /**
  * Start a router; resolves once /health answers 200. Retries with a new port if the
- * chosen port was taken in between (the only expected start failure).
+ * chosen port was taken in between (the only expected start failure). `listener`: more
+ * lines for the listener's table (e.g. a `[listener.tls]` sub-table; the /health check is
+ * plain HTTP, so a TLS listener needs `allow_plaintext = true` here).
  */
-export async function startRouter({ shards = 2, serializers = ['json', 'msgpack', 'cbor'] } = {}) {
+export async function startRouter({ shards = 2, serializers = ['json', 'msgpack', 'cbor'], listener = [] } = {}) {
   let lastError;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      return await startOnce({ shards, serializers });
+      return await startOnce({ shards, serializers, listener });
     } catch (e) {
       lastError = e;
       if (!/address already in use|Address in use|EADDRINUSE/i.test(e.routerLog || '')) throw e;
@@ -163,10 +166,11 @@ export async function startRouter({ shards = 2, serializers = ['json', 'msgpack'
 // One router (2 shards) for the tests of the enclosing describe(): started before them,
 // stopped after them (after `beforeStop`, e.g. closing clients), and its clean exit on
 // SIGTERM asserted. Returns an object whose `router` is set once started.
-export function routerForSuite({ beforeStop = async () => {} } = {}) {
+// `start()` returns more options for startRouter, computed when the suite starts.
+export function routerForSuite({ beforeStop = async () => {}, start = () => ({}) } = {}) {
   const env = { router: null };
   before(async () => {
-    env.router = await startRouter({ shards: 2 });
+    env.router = await startRouter({ shards: 2, ...start() });
   }, { timeout: 20_000 });
   after(async () => {
     await beforeStop();
