@@ -29,7 +29,10 @@ fn config(dynamic_ticket: bool) -> RouterConfig {
     let mut tickets = Principals::new();
     tickets.insert(Arc::from("joe"), TicketPrincipal { id: id("joe", "frontend"), ticket: Secret(b"t1ck3t".to_vec()) });
     let mut cra = Principals::new();
-    cra.insert(Arc::from("svc"), CraPrincipal { id: id("svc", "backend"), key: Secret(b"s3cr3t".to_vec()), salt: None });
+    cra.insert(
+        Arc::from("svc"),
+        CraPrincipal { id: id("svc", "backend"), key: Secret(b"s3cr3t".to_vec()), salt: None },
+    );
     let salt = CraSalt { salt: "salt123".into(), iterations: 10, keylen: 32 };
     let key = wampcra::derive_key("s3cr3t", &salt.salt, salt.iterations, 32);
     cra.insert(Arc::from("salty"), CraPrincipal { id: id("salty", "backend"), key: Secret(key), salt: Some(salt) });
@@ -111,7 +114,8 @@ fn static_methods_challenge_and_verify() {
         hello(&mut s, c, &["ticket"], Some("joe"), None);
         aborted(&authenticate(&mut s, c, "wrong".into()), "wamp.error.not_authorized");
 
-        for (authid, key) in [("svc", b"s3cr3t".to_vec()), ("salty", wampcra::derive_key("s3cr3t", "salt123", 10, 32))] {
+        for (authid, key) in [("svc", b"s3cr3t".to_vec()), ("salty", wampcra::derive_key("s3cr3t", "salt123", 10, 32))]
+        {
             let c = s.connect(shard, ser);
             let extra = challenge_extra(&hello(&mut s, c, &["wampcra"], Some(authid), None));
             let text = extra.get("challenge").and_then(Value::as_str).expect("challenge").to_owned();
@@ -124,7 +128,13 @@ fn static_methods_challenge_and_verify() {
         let pk = cryptosign::keypair_from_seed(&SEED_DEV1);
         let pk_hex: String = pk.iter().map(|b| format!("{b:02x}")).collect();
         let c = s.connect(shard, ser);
-        let extra = challenge_extra(&hello(&mut s, c, &["cryptosign"], None, Some(Dict::new().with("pubkey", pk_hex.as_str()))));
+        let extra = challenge_extra(&hello(
+            &mut s,
+            c,
+            &["cryptosign"],
+            None,
+            Some(Dict::new().with("pubkey", pk_hex.as_str())),
+        ));
         let ch_hex = extra.get("challenge").and_then(Value::as_str).expect("challenge");
         let mut ch = [0u8; 32];
         for (i, b) in ch.iter_mut().enumerate() {
@@ -222,7 +232,8 @@ fn dynamic_authenticator_across_shards() {
         let joe = s.connect(cshard, ser);
         hello(&mut s, joe, &["ticket"], Some("joe"), None);
         s.send(joe, &Message::Authenticate { signature: "a".into(), extra: Dict::new() });
-        let Message::Invocation { request, .. } = s.wait_for(backend, |m| matches!(m, Message::Invocation { .. })) else {
+        let Message::Invocation { request, .. } = s.wait_for(backend, |m| matches!(m, Message::Invocation { .. }))
+        else {
             unreachable!()
         };
         s.yield_(backend, request, Dict::new(), vec![Value::str("frontend")]);

@@ -2,8 +2,9 @@
 //! with), and if it is valid and its certificates load, hand the result to every shard.
 //!
 //! What changes live: each listener's `[listener.tls]` (certificate, key, client CA,
-//! `allow_plaintext`), for the connections accepted afterwards; open connections keep the
-//! TLS session they have. Listeners are matched by address, since they are bound at start.
+//! `allow_plaintext`), for the connections accepted afterwards, and its `[listener.auth]`
+//! (methods, static principals, authenticators), for the logins that start afterwards; open
+//! connections keep the TLS session they have and established sessions stay. Listeners are matched by address, since they are bound at start.
 //! Everything else (shard count, listener addresses, serializers, limits, metrics, realms)
 //! needs a restart, and a reload that changes it says so in the log. A file that does not
 //! validate, or a certificate that does not load, is logged with the file and key, and the
@@ -19,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use super::state::Shard;
 use super::tls::{self, ListenerTls};
 use crate::config::{Config, ConfigError, RunFlags};
+use crate::proto::auth::AuthConfig;
 
 /// What the shards run with, as loaded at start or by the latest good reload.
 pub(crate) struct Settings {
@@ -29,6 +31,9 @@ pub(crate) struct Settings {
     /// list may differ: its listeners are matched to the bound ones by address,
     /// [`bound_listeners`]).
     pub(crate) listener_tls: Vec<Option<ListenerTls>>,
+    /// Each bound listener's authentication (static principals, methods), indexed like
+    /// `listener_tls`.
+    pub(crate) auth: Arc<AuthConfig>,
 }
 
 impl Settings {
@@ -36,7 +41,8 @@ impl Settings {
     /// config error naming the file and key).
     pub(crate) fn initial(config: Config) -> Result<Settings, ConfigError> {
         let listener_tls = tls::load(&config)?;
-        Ok(Settings { config: Arc::new(config), listener_tls })
+        let auth = config.router.auth.clone();
+        Ok(Settings { config: Arc::new(config), listener_tls, auth })
     }
 }
 
@@ -96,7 +102,11 @@ pub(crate) fn reload(flags: &RunFlags, slot: &Slot) {
             }
             let source = settings.config.source.clone();
             slot.publish(settings);
-            tracing::info!(source, "config reloaded: listener TLS certificates apply to new connections");
+            tracing::info!(
+                source,
+                "config reloaded: listener TLS certificates and authentication (principals, methods) apply to \
+                 new connections and logins"
+            );
         }
         Err(e) => tracing::error!(error = %e, "config reload failed; the running config stays"),
     }
@@ -114,7 +124,15 @@ fn load(flags: &RunFlags, slot: &Slot, current: &Settings) -> Result<Settings, C
             None => running.clone(),
         })
         .collect();
-    Ok(Settings { config: Arc::new(config), listener_tls })
+    let listeners = bound_listeners(slot.started(), &config)
+        .zip(&current.auth.listeners)
+        .map(|(index, running)| match index {
+            Some(j) => config.router.auth.listeners[j].clone(),
+            None => running.clone(),
+        })
+        .collect();
+    let auth = Arc::new(AuthConfig { listeners });
+    Ok(Settings { config: Arc::new(config), listener_tls, auth })
 }
 
 /// For each listener bound at start (in the start config's order), the index in `new`'s
@@ -167,6 +185,7 @@ fn ignored_changes(old: &Config, new: &Config) -> Vec<String> {
 /// turns; the place to add whatever else becomes live.
 pub(crate) fn apply(shard: &Shard, settings: &Settings) {
     *shard.listener_tls.borrow_mut() = settings.listener_tls.clone();
+    shard.core.borrow_mut().reload_auth(settings.auth.clone());
     tracing::debug!(shard = shard.id, "reloaded settings applied");
 }
 
