@@ -492,3 +492,47 @@ def test_config_errors_name_file_key_and_expectation(tmp_path):
         assert str(cfg) in p.stderr and key in p.stderr and expected in p.stderr, (key, p.stderr)
         assert "s3cr3t" not in p.stderr
 
+
+
+async def test_dynamic_wampcra_cryptosign_and_scram_get_their_secret_from_the_authenticator(make_router):
+    """For these methods the authenticator is asked at HELLO for the secret, key or SCRAM
+    record; the router then runs the exchange itself."""
+    import tomllib
+
+    record = tomllib.loads("p = " + scram_record(SCRAM_PASSWORD))["p"]
+    dyn = "\n".join(f"""
+[listener.auth.{m}]
+authenticator = "com.example.authenticate"
+authenticator_realm = "realm1"
+authenticator_role = "trusted"
+""" for m in ("wampcra", "cryptosign", "scram"))
+    r = make_router(listener_toml=dyn, unix_listener_toml="""
+[listener.auth.ticket]
+principals = [{ authid = "backend", ticket = "b4ck", role = "trusted" }]
+""", limits={"ping_interval_ms": 0})
+    backend = await login(r, "unix-json", ["ticket"], "backend", ticket("b4ck"))
+
+    def authenticate(realm, authid, details):
+        m = details["authmethod"]
+        if m == "wampcra":
+            return {"role": "backend", "secret": "dyn-s3cr3t", "salt": "pepper", "iterations": 100, "keylen": 32}
+        if m == "cryptosign":
+            key = details["authextra"]["pubkey"]
+            return {"role": "device", "authid": "dev-" + key[:8], "pubkey": pubkey(SEED_DEV1)}
+        return {"role": "frontend", **record}
+
+    await backend.register(authenticate, "com.example.authenticate")
+    c = await login(r, "ws-json", ["wampcra"], "svc", cra("dyn-s3cr3t"))
+    assert (c.details.authrole, c.details.authprovider) == ("backend", "dynamic")
+    await c.close()
+    assert await refused(r, methods=["wampcra"], authid="svc", authenticator=cra("wrong")) == "wamp.error.not_authorized"
+    c = await login(r, "rs-msgpack", ["cryptosign"], None, cryptosign(SEED_DEV1))
+    assert (c.details.authid, c.details.authrole) == ("dev-" + pubkey(SEED_DEV1)[:8], "device")
+    await c.close()
+    # The authenticator vouches for another key than the client's: refused.
+    assert await refused(r, kind="rs-msgpack", methods=["cryptosign"], authenticator=cryptosign(SEED_OTHER)) == \
+        "wamp.error.not_authorized"
+    c = await login(r, "ws-cbor", ["scram"], "alice", scram(SCRAM_PASSWORD))
+    assert c.details.authextra["scram_server_signature"]
+    await c.close()
+    await backend.close()
