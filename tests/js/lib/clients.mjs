@@ -42,9 +42,14 @@ const AUTOBAHN_SERIALIZERS = {
  * transport: 'websocket' (any serializer) or 'rawsocket' (Autobahn|JS's Node RawSocket
  * transport speaks JSON only). For WebSocket, `url` replaces the router's ws:// URL (e.g. a
  * wss:// one) and `agent` is the https.Agent to connect with (its CA, client certificate).
- * Resolves { session, details, protocol, shard, close }.
+ * `auth`: the Connection options of a login, { authmethods, authid, authextra, onchallenge }
+ * (onchallenge(session, method, extra) as Autobahn|JS calls it).
+ * Resolves { session, details, protocol, shard, close }. A refused login rejects with an
+ * Error whose `abortReason` is the ABORT's reason URI (Autobahn|JS's close details.reason).
  */
-export function connectAutobahn(router, { transport = 'websocket', serializer = 'json', url, agent } = {}) {
+export function connectAutobahn(router, {
+  transport = 'websocket', serializer = 'json', url, agent, realm = REALM, auth = {},
+} = {}) {
   const make = AUTOBAHN_SERIALIZERS[serializer];
   if (!make) throw new Error(`Autobahn|JS has no serializer ${serializer}`);
   let transports;
@@ -57,8 +62,12 @@ export function connectAutobahn(router, { transport = 'websocket', serializer = 
     throw new Error(`unknown transport ${transport}`);
   }
   const connection = new autobahn.Connection({
-    realm: REALM,
+    realm,
     transports,
+    authmethods: auth.authmethods,
+    authid: auth.authid,
+    authextra: auth.authextra,
+    onchallenge: auth.onchallenge,
     use_es6_promises: true,
     max_retries: 0,
     retry_if_unreachable: false,
@@ -71,7 +80,11 @@ export function connectAutobahn(router, { transport = 'websocket', serializer = 
     opened.resolve({ session, details });
   };
   connection.onclose = (reason, details) => {
-    if (!isOpen) opened.reject(new Error(`Autobahn|JS ${transport}/${serializer} could not connect: ${reason} ${JSON.stringify(details)}`));
+    if (!isOpen) {
+      const e = new Error(`Autobahn|JS ${transport}/${serializer} could not connect: ${reason} ${JSON.stringify(details)}`);
+      e.abortReason = details && details.reason;
+      opened.reject(e);
+    }
     closed.resolve({ reason, details });
     return true; // never reconnect
   };
@@ -126,26 +139,45 @@ const WAMPY_SERIALIZERS = {
 };
 
 /**
- * Open a wampy session over WebSocket (wampy has no RawSocket transport).
- * Resolves { wampy, details, protocol, shard, close }.
+ * The `ws` WebSocket class wampy constructs, connecting with `agent` (an https.Agent with the
+ * test CA). wampy calls `new ws(url, protocols, origin, headers, requestOptions)` (the
+ * `websocket` package's signature); `ws` takes its options third, so the agent is bound here.
  */
-export async function connectWampy(router, { serializer = 'json' } = {}) {
+function wsWithAgent(agent) {
+  return class extends WebSocket {
+    constructor(url, protocols) {
+      super(url, protocols, { agent });
+    }
+  };
+}
+
+/**
+ * Open a wampy session over WebSocket (wampy has no RawSocket transport). `url` replaces the
+ * router's ws:// URL (e.g. a wss:// one), `agent` is the https.Agent to connect with; `auth`
+ * holds wampy's login options ({ authid, authmethods, authextra, onChallenge }).
+ * Resolves { wampy, details, protocol, shard, close }. A refused login rejects with an Error
+ * whose `abortReason` is the ABORT's reason URI.
+ */
+export async function connectWampy(router, { serializer = 'json', url, agent, auth = {} } = {}) {
   const make = WAMPY_SERIALIZERS[serializer];
   if (!make) throw new Error(`wampy has no serializer ${serializer}`);
   const errors = [];
-  const wampy = new Wampy(router.wsUrl, {
+  const wampy = new Wampy(url || router.wsUrl, {
     realm: REALM,
-    ws: WebSocket,
+    ws: agent ? wsWithAgent(agent) : WebSocket,
     serializer: make(),
     autoReconnect: false,
     onError: (e) => errors.push(e),
+    ...auth,
   });
   let details;
   try {
     details = await within(wampy.connect(), `wampy ${serializer} session open`);
   } catch (e) {
     try { wampy.abort(); } catch { /* not open */ }
-    throw new Error(`wampy ${serializer} could not connect: ${e && e.message} ${errors.map(String).join('; ')}`);
+    const err = new Error(`wampy ${serializer} could not connect: ${e && e.message} ${errors.map(String).join('; ')}`);
+    err.abortReason = e && e.errorUri;
+    throw err;
   }
   let open = true;
   return {

@@ -2,9 +2,11 @@
 //
 // The binary is $SHARDBAR_BIN (tests/run.sh exports it), else target/debug/shardbar.
 // Every router listens on a free loopback port (WebSocket and RawSocket on that one port,
-// JSON/MessagePack/CBOR), is ready once GET /health answers 200 on that port (the config
-// opts in with [metrics] http_endpoints_on_wamp_port), and is stopped by its PID
-// with SIGTERM (SIGKILL only if it has not exited within the grace period).
+// JSON/MessagePack/CBOR), and on one more free port per extra listener a suite asks for; it
+// is ready once GET /health answers 200 on one of its plaintext listeners (the config opts in
+// with [metrics] http_endpoints_on_wamp_port), and is stopped by its PID with SIGTERM
+// (SIGKILL only if it has not exited within the grace period). The log level is `log`, else
+// $SHARDBAR_JS_LOG (e.g. `debug` to see a login on the wire), else warn.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -64,26 +66,32 @@ function healthStatus(port) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function startOnce({ shards, serializers, listener }) {
+async function startOnce({ shards, serializers, listener, moreListeners, healthListener, log: level }) {
   const bin = routerBinary();
-  const port = await freePort();
+  const ports = [];
+  for (let i = 0; i <= moreListeners.length; i++) ports.push(await freePort());
+  const port = ports[0];
   const dir = mkdtempSync(path.join(os.tmpdir(), 'shardbar-js-'));
   const config = path.join(dir, 'router.toml');
+  const listenerTable = (p, lines) => [
+    '',
+    '[[listener]]',
+    `address = "127.0.0.1:${p}"`,
+    `serializers = [${serializers.map((s) => `"${s}"`).join(', ')}]`,
+    ...lines,
+  ];
   writeFileSync(config, [
     '[router]',
     `shards = ${shards}`,
-    '',
-    '[[listener]]',
-    `address = "127.0.0.1:${port}"`,
-    `serializers = [${serializers.map((s) => `"${s}"`).join(', ')}]`,
-    ...listener,
+    ...listenerTable(port, listener),
+    ...moreListeners.flatMap((lines, i) => listenerTable(ports[i + 1], lines)),
     '',
     '[metrics]',
     'http_endpoints_on_wamp_port = true',
     '',
   ].join('\n'));
 
-  const child = spawn(bin, ['--config', config, '--log', 'warn'], {
+  const child = spawn(bin, ['--config', config, '--log', level || process.env.SHARDBAR_JS_LOG || 'warn'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   live.add(child);
@@ -105,6 +113,8 @@ async function startOnce({ shards, serializers, listener }) {
 
   const router = {
     port,
+    /** The port of every listener, in config order (`port` is the first). */
+    ports,
     pid: child.pid,
     wsUrl: `ws://127.0.0.1:${port}/ws`,
     log: () => log,
@@ -137,7 +147,7 @@ async function startOnce({ shards, serializers, listener }) {
       err.routerLog = log;
       throw err;
     }
-    if ((await healthStatus(port)) === 200) return router;
+    if ((await healthStatus(ports[healthListener])) === 200) return router;
     await sleep(50);
   }
   await router.stop().catch(() => {});
@@ -145,16 +155,25 @@ async function startOnce({ shards, serializers, listener }) {
 }
 
 /**
- * Start a router; resolves once /health answers 200. Retries with a new port if the
- * chosen port was taken in between (the only expected start failure). `listener`: more
- * lines for the listener's table (e.g. a `[listener.tls]` sub-table; the /health check is
- * plain HTTP, so a TLS listener needs `allow_plaintext = true` here).
+ * Start a router; resolves once /health answers 200. Retries with new ports if a chosen
+ * port was taken in between (the only expected start failure). `listener`: more lines for
+ * the first listener's table (e.g. a `[listener.tls]` or `[listener.auth.ticket]` sub-table).
+ * `moreListeners`: one array of such lines per further listener, each on its own port.
+ * `healthListener`: the index of the listener /health is asked on; the check is plain HTTP,
+ * so that listener has no TLS or has `allow_plaintext = true`.
  */
-export async function startRouter({ shards = 2, serializers = ['json', 'msgpack', 'cbor'], listener = [] } = {}) {
+export async function startRouter({
+  shards = 2,
+  serializers = ['json', 'msgpack', 'cbor'],
+  listener = [],
+  moreListeners = [],
+  healthListener = 0,
+  log,
+} = {}) {
   let lastError;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      return await startOnce({ shards, serializers, listener });
+      return await startOnce({ shards, serializers, listener, moreListeners, healthListener, log });
     } catch (e) {
       lastError = e;
       if (!/address already in use|Address in use|EADDRINUSE/i.test(e.routerLog || '')) throw e;
