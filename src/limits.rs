@@ -243,6 +243,27 @@ pub const AUTHENTICATOR_TIMEOUT_MS: u64 = 5_000;
 /// `wamp.error.authentication_failed`.
 pub const DYNAMIC_CRA_ITERATIONS_MAX: u64 = 1000;
 
+/// Requests of one shard parked while a dynamic authorizer decides (each holds its message).
+/// Outcome: the request is denied (ERROR `wamp.error.not_authorized`), counted and logged.
+pub const AUTHORIZER_CALLS_PER_SHARD_MAX: usize = 1024;
+
+/// Time a dynamic authorizer has to answer. Outcome: the request is denied, the call
+/// canceled (killnowait).
+pub const AUTHORIZER_TIMEOUT_MS: u64 = 5_000;
+
+/// Decisions a dynamic authorizer asked to cache, per session (kept until it ends).
+/// Outcome: further decisions are used once and not kept (the authorizer is asked again).
+pub const AUTHZ_CACHE_PER_SESSION_MAX: usize = 1024;
+
+/// Distinct (role, action) denial counters per realm and shard in `/metrics` (roles may
+/// come from a dynamic authenticator, so their names are not bounded by the config).
+/// Outcome: further roles are counted under `_other`.
+pub const DENIAL_COUNTERS_MAX: usize = 256;
+
+/// Permission rules per role in the config (each is an entry in the role's URI index).
+/// Outcome: a config error.
+pub const ROLE_RULES_MAX: usize = 100_000;
+
 /// Static principals per method and listener in the config (lookups are hashed; this bounds
 /// config size and reload time). Outcome: a config error at start or reload.
 pub const PRINCIPALS_MAX: usize = 100_000;

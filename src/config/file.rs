@@ -83,6 +83,7 @@ pub(super) struct FileRealm {
     pub(super) strict_uri: Option<bool>,
     pub(super) slow_consumer: Option<String>,
     pub(super) anonymous: Option<bool>,
+    pub(super) role: Option<Vec<super::roles::FileRole>>,
 }
 
 /// Read and parse the file at `path`; errors name the path.

@@ -16,6 +16,7 @@
 mod auth;
 mod file;
 mod flags;
+mod roles;
 mod validate;
 
 use std::fmt;

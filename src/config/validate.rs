@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use super::auth::{self, AuthCheck};
 use super::file::{FileConfig, FileLimits, FileListener, FileMetrics, FileRealm, FileRouter, FileTls};
+use super::roles::{self, RolesCheck};
 use super::{Config, ConfigError, DEFAULT_LISTEN, ListenAddr, ListenerConfig, RawSocketPing, RuntimeLimits, TlsConfig};
 use crate::limits;
 use crate::proto::auth::ListenerAuth;
@@ -339,6 +340,7 @@ fn realms(c: &Check, raw: Vec<FileRealm>) -> Result<Vec<RealmConfig>, ConfigErro
             strict_uri: r.strict_uri.unwrap_or(false),
             slow_consumer,
             anonymous: r.anonymous.unwrap_or(true),
+            roles: roles::realm_roles(&RolesCheck { source: c.source }, &key("role"), r.role)?,
         });
     }
     Ok(realms)

@@ -76,6 +76,11 @@ impl Logins {
         self.config = config;
     }
 
+    /// Whether router call `call` is one of this shard's authenticator calls.
+    pub(crate) fn owns(&self, call: u64) -> bool {
+        self.asking.contains_key(&call)
+    }
+
     pub(crate) fn pending(&self) -> usize {
         self.waiting.len()
     }

@@ -7,6 +7,7 @@
 pub mod wire;
 
 pub mod auth;
+pub mod authz;
 pub(crate) mod broker;
 mod control;
 pub mod core;
@@ -19,6 +20,7 @@ pub mod mesh;
 pub(crate) mod options;
 mod out;
 pub(crate) mod pattern;
+mod permit;
 mod pubsub;
 pub mod realm;
 mod rpc;

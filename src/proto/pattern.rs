@@ -110,7 +110,6 @@ impl<T> UriIndex<T> {
     /// entry, else the longest prefix, else the best wildcard: the one whose first wildcard
     /// component comes latest, ties broken by the next wildcard (none counts as latest),
     /// and so on.
-    #[cfg(test)]
     pub fn best_match(&self, uri: &str) -> Option<&T> {
         if let Some(v) = self.exact.get(uri) {
             return Some(v);

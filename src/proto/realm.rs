@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::Map;
 use super::auth::AuthConfig;
+use super::authz::Roles;
 
 use super::broker::Broker;
 use super::dealer::Dealer;
@@ -43,6 +44,8 @@ pub struct RealmConfig {
     pub slow_consumer: SlowConsumerPolicy,
     /// Allow anonymous sessions (authrole `anonymous`).
     pub anonymous: bool,
+    /// Roles and their permissions; None = no roles configured, everything allowed.
+    pub roles: Option<Arc<Roles>>,
 }
 
 impl RealmConfig {
@@ -52,6 +55,7 @@ impl RealmConfig {
             strict_uri: false,
             slow_consumer: SlowConsumerPolicy::Disconnect,
             anonymous: true,
+            roles: None,
         }
     }
 }
@@ -201,10 +205,6 @@ impl Realms {
 
     pub fn contains(&self, name: &str) -> bool {
         self.map.contains_key(name)
-    }
-
-    pub fn get(&self, name: &str) -> Option<&Realm> {
-        self.map.get(name)
     }
 
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Realm> {

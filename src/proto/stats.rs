@@ -46,6 +46,9 @@ pub struct RealmStats {
     pub calls: u64,
     pub calls_ok: u64,
     pub calls_error: u64,
+    /// Requests denied by authorization, by (role, action); at most
+    /// `limits::DENIAL_COUNTERS_MAX` keys, then `_other`.
+    pub denied: std::collections::BTreeMap<(std::sync::Arc<str>, crate::proto::authz::Action), u64>,
 }
 
 /// Shard-wide counters.
@@ -66,6 +69,8 @@ pub struct Stats {
     pub events_dropped_too_big: u64,
     pub slow_consumer_disconnects: u64,
     pub protocol_violations: u64,
+    /// Requests denied by authorization (all realms).
+    pub authorization_denials: u64,
     /// Connections closed for not establishing a session in time.
     pub hello_timeouts: u64,
     /// Connections reaped for not answering a liveness ping.
@@ -102,6 +107,7 @@ impl Default for Stats {
             events_dropped_too_big: 0,
             slow_consumer_disconnects: 0,
             protocol_violations: 0,
+            authorization_denials: 0,
             hello_timeouts: 0,
             ping_timeouts: 0,
             calls: 0,
@@ -162,6 +168,10 @@ pub struct Snapshot {
     pub auth: AuthCounts,
     /// Connections between HELLO and WELCOME.
     pub auth_pending: u64,
+    /// Dynamic authorizer decisions cached for sessions.
+    pub authz_cached: u64,
+    /// Requests waiting for a dynamic authorizer.
+    pub authz_pending: u64,
 }
 
 /// Login counters by (listener index, method): [succeeded, refused]. Bounded by listeners
@@ -333,7 +343,35 @@ pub(crate) fn render_prometheus(snaps: &[Snapshot]) -> String {
         let _ = writeln!(o, "shardbar_routing_latency_seconds_count{{shard=\"{}\"}} {}", s.shard, h.count);
     }
     render_auth(&mut o, snaps);
+    render_denials(&mut o, snaps);
     o
+}
+
+/// Authorization denials per shard, realm, role and action.
+fn render_denials(o: &mut String, snaps: &[Snapshot]) {
+    family(o, "authorization_denied_total", "counter", "Requests denied by authorization, by realm, role and action.");
+    for s in snaps {
+        for r in &s.realms {
+            for ((role, action), n) in &r.stats.denied {
+                let _ = writeln!(
+                    o,
+                    "shardbar_authorization_denied_total{{shard=\"{}\",realm=\"{}\",role=\"{}\",action=\"{}\"}} {n}",
+                    s.shard,
+                    escape(&r.name),
+                    escape(role),
+                    action.name()
+                );
+            }
+        }
+    }
+    family(o, "authorizer_cached_decisions", "gauge", "Dynamic authorizer decisions cached for sessions.");
+    for s in snaps {
+        let _ = writeln!(o, "shardbar_authorizer_cached_decisions{{shard=\"{}\"}} {}", s.shard, s.authz_cached);
+    }
+    family(o, "authorizer_pending", "gauge", "Requests waiting for a dynamic authorizer.");
+    for s in snaps {
+        let _ = writeln!(o, "shardbar_authorizer_pending{{shard=\"{}\"}} {}", s.shard, s.authz_pending);
+    }
 }
 
 /// The login families: outcomes per listener and method, logins in progress.

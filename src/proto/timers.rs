@@ -23,6 +23,8 @@ pub(crate) enum Timer {
     Liveness(ConnId),
     /// A dynamic authenticator's call (sequence in `Calls`) must have answered by now.
     Authenticator(u64),
+    /// A dynamic authorizer's call (sequence in `Calls`) must have answered by now.
+    Authorizer(u64),
 }
 
 #[derive(Debug, Default)]

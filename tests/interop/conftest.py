@@ -79,12 +79,13 @@ class Router:
     sections; ``realms``: list of dicts for ``[[realm]]`` (default: realm1); ``listener``,
     ``unix_listener``: extra keys of the TCP and Unix listeners (a dict value is a sub-table,
     e.g. ``{"tls": {...}}``); ``listener_toml``/``unix_listener_toml``: raw TOML sub-tables
-    of the two listeners (``[listener.auth.ticket]`` ...)."""
+    of the two listeners (``[listener.auth.ticket]`` ...); ``extra_toml``: raw TOML at the end
+    (``[[realm.role]]`` tables of the last realm)."""
 
     def __init__(self, name: str = "router", shards: int = 2, limits: dict | None = None,
                  router: dict | None = None, realms: list[dict] | None = None, unix: bool = True,
                  listener: dict | None = None, unix_listener: dict | None = None, metrics: dict | None = None,
-                 listener_toml: str = "", unix_listener_toml: str = ""):
+                 listener_toml: str = "", unix_listener_toml: str = "", extra_toml: str = ""):
         self.dir = Path(tempfile.mkdtemp(prefix=f"sb-{name}-"))
         self.port = free_port()
         self.metrics_port = free_port()
@@ -110,6 +111,8 @@ class Router:
         lines += ["", "[metrics]"] + [f"{k} = {toml_value(v)}" for k, v in m.items()]
         for realm in realms or [{"name": "realm1"}]:
             lines += ["", "[[realm]]"] + [f"{k} = {toml_value(v)}" for k, v in realm.items()]
+        # Raw TOML at the end: `[[realm.role]]` tables belong to the last realm.
+        lines += [extra_toml]
         self.config_path.write_text("\n".join(lines) + "\n")
 
     def start(self, timeout: float = 30.0, preexec_fn=None) -> Router:

@@ -5,6 +5,7 @@ use super::super::lifecycle::Hello;
 use super::super::login;
 use super::super::mesh::{CallMsg, MeshMsg, RegMsg, ShardId, StatsMsg, SubMsg};
 use super::super::out::{CloseReason, ConnState, CoreEvent};
+use super::super::permit::{self, Answered, Verdict};
 use super::super::pubsub;
 use super::super::rpc::{self, CallReq, Failure};
 use super::super::session::ConnId;
@@ -13,7 +14,7 @@ use super::super::uris;
 use super::super::violation::{Abort, Violation};
 use super::super::wire::message::code;
 use super::super::wire::uri::MatchPolicy;
-use super::super::wire::{Dict, Id, Message, Value, decode, peer_text};
+use super::super::wire::{Dict, Id, Message, Payload, Value, decode, peer_text};
 use super::ShardCore;
 use crate::limits;
 
@@ -114,6 +115,17 @@ impl ShardCore {
         {
             return Err(Violation::RequestIdOutOfRange { request });
         }
+        let mut msg = msg;
+        if permit::target(&msg).is_some() {
+            match permit::check(self.permit_cx(), sid, conn, &msg) {
+                Verdict::Allow { disclose } => force_disclosure(&mut msg, disclose),
+                Verdict::Deny => {
+                    self.deny(conn, &msg);
+                    return Ok(());
+                }
+                Verdict::Asked => return Ok(()),
+            }
+        }
         let (cx, realms, calls) = (&mut self.cx, &mut self.realms, &mut self.calls);
         let Some(s) = self.sessions.get_mut(&sid) else { return Ok(()) };
         match msg {
@@ -171,6 +183,34 @@ impl ShardCore {
         }
     }
 
+    /// ERROR `wamp.error.not_authorized` for a denied request (none for an unacknowledged
+    /// PUBLISH).
+    pub(super) fn deny(&mut self, conn: ConnId, msg: &Message) {
+        if let Some((request_type, request, text)) = permit::deny_reply(msg) {
+            self.cx.error(conn, request_type, request, uris::NOT_AUTHORIZED, Some(text));
+        }
+    }
+
+    /// An answer to one of the router's own calls: a login's authenticator or a request's
+    /// authorizer.
+    pub(super) fn on_router_answer(&mut self, call: u64, answer: Result<Payload, String>) {
+        if self.logins.owns(call) {
+            if let Some((conn, why)) = login::on_answer(self.login_cx(), call, answer) {
+                self.abort(conn, why);
+            }
+            return;
+        }
+        match permit::on_answer(self.permit_cx(), call, answer) {
+            None => {}
+            Some(Answered::Deny(p)) => self.deny(p.conn, &p.msg),
+            Some(Answered::Retry(p)) => {
+                if let Err(v) = self.on_session_message(p.conn, p.session, p.msg) {
+                    self.abort(p.conn, v.into());
+                }
+            }
+        }
+    }
+
     /// One mesh message, to the feature that handles it.
     pub(super) fn on_mesh(&mut self, from: ShardId, msg: MeshMsg) {
         let (cx, realms, sessions, calls) = (&mut self.cx, &mut self.realms, &mut self.sessions, &mut self.calls);
@@ -221,6 +261,14 @@ impl ShardCore {
             }
             CallMsg::Cancel { call, callee, mode } => rpc::on_cancel_invoke(cx, calls, sessions, call, callee, mode),
         }
+    }
+}
+
+/// A rule with `disclose` forces caller (CALL) or publisher (PUBLISH) disclosure: as if the
+/// client had asked for it.
+fn force_disclosure(msg: &mut Message, disclose: bool) {
+    if let (true, Message::Publish { options, .. } | Message::Call { options, .. }) = (disclose, msg) {
+        options.insert("disclose_me", true);
     }
 }
 

@@ -31,6 +31,7 @@ use super::login::{self, LoginCx, Logins};
 use super::mesh::{MeshMsg, ShardId};
 pub use super::out::{CertFingerprints, CloseReason, ConnInfo, CoreEvent, Origin, TlsPeer};
 use super::out::{Conn, ConnState, Out, log_allowed};
+use super::permit::{self, Authorizer, PermitCx};
 use super::realm::{Realms, RouterConfig};
 use super::rpc::Calls;
 use super::session::{ConnId, Sessions};
@@ -70,6 +71,7 @@ pub struct ShardCore {
     control: Control,
     timers: Timers,
     logins: Logins,
+    authorizer: Authorizer,
     /// `/metrics` requests in progress: token → snapshots received so far.
     stats_requests: Map<u64, Vec<Snapshot>>,
 }
@@ -89,6 +91,7 @@ impl ShardCore {
             control: Control::default(),
             timers: Timers::default(),
             logins,
+            authorizer: Authorizer::default(),
             stats_requests: Map::default(),
         }
     }
@@ -181,6 +184,11 @@ impl ShardCore {
                 if let Some((conn, why)) = login::on_authenticator_timeout(self.login_cx(), call) {
                     self.abort(conn, why);
                 }
+                continue;
+            }
+            if let Timer::Authorizer(call) = timer {
+                permit::on_timeout(self.permit_cx(), call);
+                self.settle();
                 continue;
             }
             match liveness::on_timer(&mut self.cx, &mut self.timers, &cfg, timer) {
@@ -319,9 +327,7 @@ impl ShardCore {
                 self.on_mesh(self.cx.shard, msg);
             }
             while let Some((call, answer)) = self.calls.pop_router_answer() {
-                if let Some((conn, why)) = login::on_answer(self.login_cx(), call, answer) {
-                    self.abort(conn, why);
-                }
+                self.on_router_answer(call, answer);
             }
             if !self.cx.mesh.local_is_empty() {
                 continue;
@@ -351,12 +357,25 @@ impl ShardCore {
         }
     }
 
+    /// The parts an authorization check works on.
+    fn permit_cx(&mut self) -> PermitCx<'_> {
+        PermitCx {
+            cx: &mut self.cx,
+            realms: &mut self.realms,
+            sessions: &self.sessions,
+            calls: &mut self.calls,
+            timers: &mut self.timers,
+            authorizer: &mut self.authorizer,
+        }
+    }
+
     /// New listener authentication (SIGHUP): logins in progress finish with the old one.
     pub fn reload_auth(&mut self, auth: Arc<AuthConfig>) {
         self.logins.reload(auth);
     }
 
     fn end_session(&mut self, sid: Id) {
+        self.authorizer.forget_session(sid);
         lifecycle::end_session(&mut self.cx, &mut self.realms, &mut self.sessions, &mut self.calls, sid);
     }
 

@@ -21,6 +21,8 @@ impl ShardCore {
             mesh_outbox: (self.cx.mesh.len() + self.cx.mesh.backlog) as u64,
             auth: self.logins.counts.clone(),
             auth_pending: self.logins.pending() as u64,
+            authz_cached: self.authorizer.cached,
+            authz_pending: self.authorizer.parked_len() as u64,
         };
         for c in self.cx.conns.iter() {
             snap.connections[c.info.framing.index()] += 1;

@@ -25,14 +25,14 @@ use crate::limits;
 pub(crate) fn on_register(
     cx: &mut Out,
     calls: &mut Calls,
-    realms: &Realms,
+    realms: &mut Realms,
     s: &Session,
     request: Id,
     options: Dict,
     procedure: String,
 ) -> Result<(), Violation> {
     let opts = RegisterOptions::parse(&options)?;
-    let strict = realms.get(&s.realm).is_some_and(|r| r.config.strict_uri);
+    let strict = realms.get_mut(&s.realm).is_some_and(|r| r.config.strict_uri);
     if !uri::is_valid_for(&procedure, opts.policy, strict) || uri::is_reserved(&procedure) {
         let msg = format!("invalid procedure {:?}", peer_text(&procedure));
         cx.error(s.conn, code::REGISTER, request, uris::INVALID_URI, Some(msg));
