@@ -444,6 +444,11 @@ table(f"Start and idle footprint (medians of {n1} and {n2} starts)", [
 open(os.path.join(work, "tables.md"), "w").write("\n".join(rows) + "\n")
 PYEOF
 
+# bench/auth.sh writes its own section ("## Authentication and TLS") into the same file: keep it.
+AUTH_SECTION=""
+if [[ -f "$RESULTS" ]]; then
+    AUTH_SECTION=$(awk '/^## / {on = ($0 == "## Authentication and TLS")} on' "$RESULTS")
+fi
 {
     echo "# shardbar vs Crossbar.io — loadgen results"
     echo
@@ -474,6 +479,10 @@ PYEOF
         awk '$4 != 0 {printf "| %s | %s | %s | %s |\n", $1, $2, $3, $4}' "$WORK/runs.txt"
     else
         echo "None: every run exited 0 (closed loop: no loss, no reordering, no dropped session)."
+    fi
+    if [[ -n "$AUTH_SECTION" ]]; then
+        echo
+        echo "$AUTH_SECTION"
     fi
 } >"$RESULTS"
 say "wrote $RESULTS"
