@@ -247,3 +247,119 @@ fn dynamic_authenticator_across_shards() {
         }
     });
 }
+
+/// realm1 with roles: `anonymous` may publish/subscribe `sim.open.` and register the
+/// authorizer; `frontend` (ticket joe) asks the authorizer `sim.authorize`.
+fn authz_config() -> RouterConfig {
+    use shardbar::proto::authz::{Action, Role, Roles, Rule};
+    use shardbar::proto::wire::uri::MatchPolicy;
+    let mut config = config(false);
+    let mut roles = Roles::default();
+    let rule = |uri: &str, policy, allow: &[Action]| Rule {
+        uri: uri.into(),
+        policy,
+        allow: allow.to_vec(),
+        disclose_caller: false,
+        disclose_publisher: false,
+    };
+    roles.insert(
+        Arc::from("trusted"),
+        Role::from_rules(vec![
+            rule("sim.open.", MatchPolicy::Prefix, &[Action::Publish, Action::Subscribe]),
+            rule("sim.authorize", MatchPolicy::Exact, &[Action::Register]),
+            rule("sim.open.secret", MatchPolicy::Exact, &[Action::Subscribe]),
+        ]),
+    );
+    roles.insert(Arc::from("frontend"), Role::Dynamic { authorizer: Arc::from("sim.authorize") });
+    config.realms[0].roles = Some(Arc::new(roles));
+    config
+}
+
+fn error_uri(m: &Message) -> Option<&str> {
+    match m {
+        Message::Error { error, .. } => Some(error),
+        _ => None,
+    }
+}
+
+#[test]
+fn permissions_and_authorizers_across_shards() {
+    // Goal: static rules decide once per request on the requester's shard (the most specific
+    // rule wins, an unacknowledged denied PUBLISH is dropped silently); a dynamic
+    // authorizer on another shard is asked per request unless it said `cache`, its answer
+    // releases or denies the parked request, and no answer in time denies.
+    for_seeds("permissions_and_authorizers_across_shards", seeds(40), |seed| {
+        let shards = 2 + (seed % 3) as usize;
+        let mut s = Sim::with_config(shards, seed, authz_config());
+        let ser = serializer_for(s.rng.below(3));
+        let (a, b) = (s.rng.below(shards), s.rng.below(shards));
+        let backend = s.join(a, ser); // anonymous → role "trusted"
+        let sub = s.subscribe_wait(backend, "sim.open.t", Dict::new());
+        let req = s.subscribe(backend, "sim.closed", Dict::new());
+        let m = s.wait_for(backend, |m| matches!(m, Message::Error { request, .. } if *request == req));
+        assert_eq!(error_uri(&m), Some("wamp.error.not_authorized"));
+        // Exact rule without publish beats the prefix that allows it.
+        let req = s.publish(backend, "sim.open.secret", Dict::new().with("acknowledge", true), vec![]);
+        let m = s.wait_for(
+            backend,
+            |m| matches!(m, Message::Error { request, .. } | Message::Published { request, .. } if *request == req),
+        );
+        assert_eq!(error_uri(&m), Some("wamp.error.not_authorized"));
+        s.publish(backend, "sim.open.secret", Dict::new(), vec![]);
+        s.register_wait(backend, "sim.authorize", Dict::new()).expect("trusted registers the authorizer");
+
+        let joe = s.connect(b, ser);
+        hello(&mut s, joe, &["ticket"], Some("joe"), None);
+        welcomed(&authenticate(&mut s, joe, "t1ck3t".into()), "joe", "frontend", "ticket", "static");
+        // Round 0 allows with cache; round 1 denies another topic without cache; round 2
+        // asks again for that topic (nothing was cached) and allows.
+        for (round, (topic, allow, cache)) in
+            [("sim.open.t", true, true), ("sim.open.u", false, false), ("sim.open.u", true, false)]
+                .into_iter()
+                .enumerate()
+        {
+            let req = s.publish(joe, topic, Dict::new().with("acknowledge", true), vec![Value::from(round as u64)]);
+            let inv = s.wait_for(backend, |m| matches!(m, Message::Invocation { .. }));
+            let Message::Invocation { request, payload, .. } = inv else { unreachable!() };
+            let args = payload.args().expect("args");
+            assert_eq!((args[1].as_str(), args[2].as_str()), (Some(topic), Some("publish")));
+            let answer = Dict::new().with("allow", allow).with("cache", cache);
+            s.yield_(backend, request, Dict::new(), vec![Value::Dict(answer)]);
+            let m = s.wait_for(
+                joe,
+                |m| matches!(m, Message::Error { request, .. } | Message::Published { request, .. } if *request == req),
+            );
+            assert_eq!(matches!(m, Message::Published { .. }), allow, "round {round}: {m:?}");
+            if round == 0 {
+                let ev = s.wait_for(backend, |m| matches!(m, Message::Event { .. }));
+                assert!(matches!(ev, Message::Event { subscription, .. } if subscription == sub));
+                // Cached: the same request again is decided without the authorizer.
+                let req = s.publish(joe, topic, Dict::new().with("acknowledge", true), vec![]);
+                s.wait_for(joe, |m| matches!(m, Message::Published { request, .. } if *request == req));
+                s.wait_for(backend, |m| matches!(m, Message::Event { .. }));
+                // Another action on the same URI is not covered by it.
+                break_cache_check(&mut s, joe, backend);
+            }
+        }
+        // No answer in time: denied.
+        let req = s.call(joe, "sim.open.proc", Dict::new(), vec![]);
+        s.wait_for(backend, |m| matches!(m, Message::Invocation { .. }));
+        s.advance(Duration::from_secs(6));
+        let m = s.wait_for(joe, |m| matches!(m, Message::Error { request, .. } if *request == req));
+        assert_eq!(error_uri(&m), Some("wamp.error.not_authorized"));
+    });
+}
+
+/// A SUBSCRIBE is not covered by a cached PUBLISH decision on the same URI: the authorizer
+/// is asked (and denies).
+fn break_cache_check(s: &mut Sim, joe: ClientId, backend: ClientId) {
+    let req = s.subscribe(joe, "sim.open.t", Dict::new());
+    let Message::Invocation { request, payload, .. } = s.wait_for(backend, |m| matches!(m, Message::Invocation { .. }))
+    else {
+        unreachable!()
+    };
+    assert_eq!(payload.args().expect("args")[2].as_str(), Some("subscribe"));
+    s.yield_(backend, request, Dict::new(), vec![Value::Bool(false)]);
+    let m = s.wait_for(joe, |m| matches!(m, Message::Error { request, .. } if *request == req));
+    assert_eq!(error_uri(&m), Some("wamp.error.not_authorized"));
+}

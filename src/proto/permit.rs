@@ -196,8 +196,12 @@ pub(crate) fn on_answer(pc: PermitCx<'_>, call: u64, answer: Result<Payload, Str
     let s = pc.sessions.get(&parked.session)?;
     match decision {
         Ok((allow, disclose, cache)) => {
-            let c = Cached { allow, disclose, once: !cache };
-            pc.authorizer.record(parked.session, parked.uri.clone(), parked.action, c);
+            // Kept for the session when the authorizer asked to cache; an allowed request is
+            // also recorded once, for its own second dispatch below.
+            if cache || allow {
+                let c = Cached { allow, disclose, once: !cache };
+                pc.authorizer.record(parked.session, parked.uri.clone(), parked.action, c);
+            }
             if allow {
                 return Some(Answered::Retry(parked));
             }
