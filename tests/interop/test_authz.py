@@ -179,8 +179,15 @@ async def test_wamp_namespace_and_realm_isolation(authz_router):
     await backend.publish("md.same", 1, options=PublishOptions(acknowledge=True))
     await asyncio.sleep(0.3)
     assert got.empty(), "an event crossed realms"
-    await backend.close()
-    await other.close()
+    # Same procedure name in both realms: each realm's callers reach only their own.
+    risk = await as_(r, "risk1", "ws-cbor")
+    await other.register(lambda: "realm2", "risk.same")
+    assert await denied(risk.call("risk.same")) == "wamp.error.no_such_procedure"
+    await risk.register(lambda: "realm1", "risk.same")
+    assert await risk.call("risk.same") == "realm1"
+    assert await other.call("risk.same") == "realm2"
+    for c in (backend, other, risk):
+        await c.close()
 
 
 @pytest.mark.async_timeout(120)
