@@ -247,6 +247,14 @@ pub const DYNAMIC_CRA_ITERATIONS_MAX: u64 = 1000;
 /// Outcome: the request is denied (ERROR `wamp.error.not_authorized`), counted and logged.
 pub const AUTHORIZER_CALLS_PER_SHARD_MAX: usize = 1024;
 
+/// Of those, the requests one session may have parked: one session cannot take every slot.
+/// Outcome: as above.
+pub const AUTHORIZER_PARKED_PER_SESSION_MAX: usize = 64;
+
+/// Payload bytes of all parked requests of one shard (a parked PUBLISH or CALL keeps its
+/// payload, up to `message_size_max` each). Outcome: as above.
+pub const AUTHORIZER_PARKED_BYTES_MAX: usize = 64 * 1024 * 1024;
+
 /// Time a dynamic authorizer has to answer. Outcome: the request is denied, the call
 /// canceled (killnowait).
 pub const AUTHORIZER_TIMEOUT_MS: u64 = 5_000;

@@ -363,3 +363,31 @@ fn break_cache_check(s: &mut Sim, joe: ClientId, backend: ClientId) {
     let m = s.wait_for(joe, |m| matches!(m, Message::Error { request, .. } if *request == req));
     assert_eq!(error_uri(&m), Some("wamp.error.not_authorized"));
 }
+
+#[test]
+fn one_session_cannot_take_every_authorizer_slot() {
+    // Goal: requests parked for the authorizer are bounded per session; the ones over the
+    // bound are denied at once instead of waiting (and holding their payloads).
+    let mut s = Sim::with_config(2, 3, authz_config());
+    let backend = s.join(0, Serializer::MsgPack);
+    s.register_wait(backend, "sim.authorize", Dict::new()).expect("register");
+    let joe = s.connect(1, Serializer::Json);
+    hello(&mut s, joe, &["ticket"], Some("joe"), None);
+    authenticate(&mut s, joe, "t1ck3t".into());
+    let max = shardbar::limits::AUTHORIZER_PARKED_PER_SESSION_MAX;
+    let requests: Vec<_> = (0..max + 5)
+        .map(|i| s.publish(joe, &format!("sim.open.p{i}"), Dict::new().with("acknowledge", true), vec![]))
+        .collect();
+    s.run_until_idle();
+    let denied: Vec<_> = s.clients[joe]
+        .inbox
+        .iter()
+        .filter_map(|m| match m {
+            Message::Error { request, error, .. } if error == "wamp.error.not_authorized" => Some(*request),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(denied, requests[max..].to_vec());
+    let asked = s.clients[backend].inbox.iter().filter(|m| matches!(m, Message::Invocation { .. })).count();
+    assert_eq!(asked, max);
+}

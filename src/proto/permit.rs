@@ -58,6 +58,10 @@ struct Cached {
 pub(crate) struct Authorizer {
     cache: Map<Id, Map<(Arc<str>, Action), Cached>>,
     parked: Map<u64, Parked>,
+    /// Payload bytes of the parked requests (`limits::AUTHORIZER_PARKED_BYTES_MAX`).
+    parked_bytes: usize,
+    /// Parked requests per session (`limits::AUTHORIZER_PARKED_PER_SESSION_MAX`).
+    parked_per_session: Map<Id, usize>,
     /// Decisions cached (gauge for `/metrics`).
     pub cached: u64,
 }
@@ -90,6 +94,19 @@ impl Authorizer {
         if let Some(m) = self.cache.remove(&sid) {
             self.cached -= m.len() as u64;
         }
+    }
+
+    /// Take parked request `call` out of the table and its budgets.
+    fn unpark(&mut self, call: u64) -> Option<Parked> {
+        let p = self.parked.remove(&call)?;
+        self.parked_bytes -= payload_bytes(&p.msg);
+        if let Some(n) = self.parked_per_session.get_mut(&p.session) {
+            *n -= 1;
+            if *n == 0 {
+                self.parked_per_session.remove(&p.session);
+            }
+        }
+        Some(p)
     }
 
     pub(crate) fn parked_len(&self) -> usize {
@@ -145,8 +162,13 @@ pub(crate) fn check(pc: PermitCx<'_>, sid: Id, conn: ConnId, msg: &Message) -> V
                 denied(pc.cx, realm, s, action, uri, "a role with an authorizer cannot provide it");
                 return Verdict::Deny;
             }
-            if pc.authorizer.parked.len() >= limits::AUTHORIZER_CALLS_PER_SHARD_MAX {
-                denied(pc.cx, realm, s, action, uri, "too many authorizer calls in flight");
+            let bytes = payload_bytes(msg);
+            let mine = pc.authorizer.parked_per_session.get(&sid).copied().unwrap_or(0);
+            if pc.authorizer.parked.len() >= limits::AUTHORIZER_CALLS_PER_SHARD_MAX
+                || mine >= limits::AUTHORIZER_PARKED_PER_SESSION_MAX
+                || pc.authorizer.parked_bytes + bytes > limits::AUTHORIZER_PARKED_BYTES_MAX
+            {
+                denied(pc.cx, realm, s, action, uri, "too many requests waiting for the authorizer");
                 return Verdict::Deny;
             }
             let args = [session_details(s), Value::from(uri), Value::from(action.name()), Value::Dict(options.clone())];
@@ -157,8 +179,18 @@ pub(crate) fn check(pc: PermitCx<'_>, sid: Id, conn: ConnId, msg: &Message) -> V
             let at = pc.cx.now + Duration::from_millis(limits::AUTHORIZER_TIMEOUT_MS);
             pc.timers.arm(at, Timer::Authorizer(call));
             pc.authorizer.parked.insert(call, parked);
+            pc.authorizer.parked_bytes += bytes;
+            *pc.authorizer.parked_per_session.entry(sid).or_default() += 1;
             Verdict::Asked
         }
+    }
+}
+
+/// The payload bytes a parked request holds (PUBLISH and CALL carry one).
+fn payload_bytes(msg: &Message) -> usize {
+    match msg {
+        Message::Publish { payload, .. } | Message::Call { payload, .. } => payload.len_bytes(),
+        _ => 0,
     }
 }
 
@@ -191,7 +223,7 @@ mod uri {
 /// The authorizer's call `call` ended. Returns the parked request to dispatch again when it
 /// is allowed, or (conn, the request's message type, request ID, action, URI) to deny.
 pub(crate) fn on_answer(pc: PermitCx<'_>, call: u64, answer: Result<Payload, String>) -> Option<Answered> {
-    let parked = pc.authorizer.parked.remove(&call)?;
+    let parked = pc.authorizer.unpark(call)?;
     let decision = answer.map_err(|uri| format!("authorizer failed: {uri}")).and_then(|p| parse_answer(&p));
     let s = pc.sessions.get(&parked.session)?;
     match decision {
