@@ -272,6 +272,10 @@ pub const DENIAL_COUNTERS_MAX: usize = 256;
 /// Outcome: a config error.
 pub const ROLE_RULES_MAX: usize = 100_000;
 
+/// Longest call timeout a realm may configure as default or maximum (a day). Outcome: a
+/// config error.
+pub const CALL_TIMEOUT_CEILING_MS: i64 = 86_400_000;
+
 /// Static principals per method and listener in the config (lookups are hashed; this bounds
 /// config size and reload time). Outcome: a config error at start or reload.
 pub const PRINCIPALS_MAX: usize = 100_000;

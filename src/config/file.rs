@@ -84,6 +84,9 @@ pub(super) struct FileRealm {
     pub(super) slow_consumer: Option<String>,
     pub(super) anonymous: Option<bool>,
     pub(super) role: Option<Vec<super::roles::FileRole>>,
+    pub(super) call_timeout_unit: Option<String>,
+    pub(super) call_timeout_default_ms: Option<i64>,
+    pub(super) call_timeout_max_ms: Option<i64>,
 }
 
 /// Read and parse the file at `path`; errors name the path.

@@ -17,7 +17,7 @@ use super::roles::{self, RolesCheck};
 use super::{Config, ConfigError, DEFAULT_LISTEN, ListenAddr, ListenerConfig, RawSocketPing, RuntimeLimits, TlsConfig};
 use crate::limits;
 use crate::proto::auth::ListenerAuth;
-use crate::proto::realm::{Liveness, RealmConfig, RouterConfig, SlowConsumerPolicy};
+use crate::proto::realm::{CallTimeoutUnit, Liveness, RealmConfig, RouterConfig, SlowConsumerPolicy};
 use crate::proto::wire::Serializer;
 use crate::proto::wire::uri;
 
@@ -335,12 +335,33 @@ fn realms(c: &Check, raw: Vec<FileRealm>) -> Result<Vec<RealmConfig>, ConfigErro
                 c.err(&key("slow_consumer"), format!("expected \"disconnect\" or \"drop\", found {s:?}"))
             })?,
         };
+        let call_timeout_unit = match r.call_timeout_unit.as_deref() {
+            None | Some("ms") => CallTimeoutUnit::Millis,
+            Some("s") => CallTimeoutUnit::Seconds,
+            Some(u) => {
+                return Err(c.err(
+                    &key("call_timeout_unit"),
+                    format!("expected \"ms\" (the spec) or \"s\" (Crossbar), found {u:?}"),
+                ));
+            }
+        };
+        let timeout_ms = |k: &str, v: Option<i64>| -> Result<Option<Duration>, ConfigError> {
+            match v {
+                None | Some(0) => Ok(None),
+                Some(ms) => {
+                    Ok(Some(Duration::from_millis(c.range(&key(k), ms, 0, limits::CALL_TIMEOUT_CEILING_MS)? as u64)))
+                }
+            }
+        };
         realms.push(RealmConfig {
             name: r.name,
             strict_uri: r.strict_uri.unwrap_or(false),
             slow_consumer,
             anonymous: r.anonymous.unwrap_or(true),
             roles: roles::realm_roles(&RolesCheck { source: c.source }, &key("role"), r.role)?,
+            call_timeout_unit,
+            call_timeout_default: timeout_ms("call_timeout_default_ms", r.call_timeout_default_ms)?,
+            call_timeout_max: timeout_ms("call_timeout_max_ms", r.call_timeout_max_ms)?,
         });
     }
     Ok(realms)

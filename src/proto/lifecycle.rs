@@ -141,6 +141,7 @@ fn welcome_details(g: &Granted, shard: ShardId) -> Dict {
         "progressive_call_results",
         "call_canceling",
         "call_reroute",
+        "call_timeout",
     ]);
     let mut authextra = g.extra.clone();
     authextra.insert("_shard", shard as u64);

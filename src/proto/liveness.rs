@@ -58,7 +58,7 @@ pub(crate) fn on_timer(cx: &mut Out, timers: &mut Timers, cfg: &Liveness, timer:
     let now = cx.now;
     match timer {
         // The login's (`ShardCore::handle_timeout` gives it to `login.rs`).
-        Timer::Authenticator(_) | Timer::Authorizer(_) => None,
+        Timer::Authenticator(_) | Timer::Authorizer(_) | Timer::Call(_) => None,
         Timer::Hello(conn) => {
             let c = cx.conns.get(conn)?;
             (!c.live.established && !c.closing).then_some(Reap::HelloTimeout(conn))

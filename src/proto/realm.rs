@@ -46,6 +46,46 @@ pub struct RealmConfig {
     pub anonymous: bool,
     /// Roles and their permissions; None = no roles configured, everything allowed.
     pub roles: Option<Arc<Roles>>,
+    /// How this realm reads `CALL.Options.timeout`, and how a timeout is answered.
+    pub call_timeout_unit: CallTimeoutUnit,
+    /// Timeout of calls that set none (or 0).
+    pub call_timeout_default: Option<Duration>,
+    /// Longest timeout a call may have (longer ones are cut to it).
+    pub call_timeout_max: Option<Duration>,
+}
+
+/// The unit of `CALL.Options.timeout` in a realm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallTimeoutUnit {
+    /// The spec: milliseconds; expiry answers `wamp.error.timeout`.
+    Millis,
+    /// Crossbar's reading: seconds; expiry answers `wamp.error.canceled`.
+    Seconds,
+}
+
+impl RealmConfig {
+    /// The timeout call options ask for (`timeout`, in the realm's unit), after the realm's
+    /// default and maximum; None = none.
+    pub fn call_timeout(&self, requested: f64) -> Option<Duration> {
+        let asked = match self.call_timeout_unit {
+            CallTimeoutUnit::Millis => requested / 1000.0,
+            CallTimeoutUnit::Seconds => requested,
+        };
+        let asked = (asked.is_finite() && asked > 0.0).then(|| Duration::from_secs_f64(asked.min(1e9)));
+        match (asked.or(self.call_timeout_default), self.call_timeout_max) {
+            (Some(t), Some(max)) => Some(t.min(max)),
+            (None, Some(max)) => Some(max),
+            (t, None) => t,
+        }
+    }
+
+    /// A timeout as `INVOCATION.Details.timeout` says it (the realm's unit).
+    pub fn timeout_value(&self, t: Duration) -> u64 {
+        match self.call_timeout_unit {
+            CallTimeoutUnit::Millis => t.as_millis() as u64,
+            CallTimeoutUnit::Seconds => t.as_secs().max(1),
+        }
+    }
 }
 
 impl RealmConfig {
@@ -56,6 +96,9 @@ impl RealmConfig {
             slow_consumer: SlowConsumerPolicy::Disconnect,
             anonymous: true,
             roles: None,
+            call_timeout_unit: CallTimeoutUnit::Millis,
+            call_timeout_default: None,
+            call_timeout_max: None,
         }
     }
 }

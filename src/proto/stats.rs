@@ -71,6 +71,10 @@ pub struct Stats {
     pub protocol_violations: u64,
     /// Requests denied by authorization (all realms).
     pub authorization_denials: u64,
+    /// Calls that reached their timeout.
+    pub call_timeouts: u64,
+    /// YIELDs and ERRORs from callees whose caller had canceled or timed out.
+    pub late_answers_dropped: u64,
     /// Connections closed for not establishing a session in time.
     pub hello_timeouts: u64,
     /// Connections reaped for not answering a liveness ping.
@@ -108,6 +112,8 @@ impl Default for Stats {
             slow_consumer_disconnects: 0,
             protocol_violations: 0,
             authorization_denials: 0,
+            call_timeouts: 0,
+            late_answers_dropped: 0,
             hello_timeouts: 0,
             ping_timeouts: 0,
             calls: 0,
@@ -287,6 +293,12 @@ pub(crate) fn render_prometheus(snaps: &[Snapshot]) -> String {
         .calls_error);
     shard_counter!("calls_rerouted_total", "CALLs re-routed to another callee.", calls_rerouted);
     shard_counter!("invocations_total", "INVOCATIONs sent to callees on this shard.", invocations);
+    shard_counter!("call_timeouts_total", "CALLs answered with a timeout.", call_timeouts);
+    shard_counter!(
+        "late_answers_dropped_total",
+        "Callee answers dropped: the caller had canceled or timed out.",
+        late_answers_dropped
+    );
     family(&mut o, "errors_total", "counter", "ERROR and ABORT messages sent, by URI.");
     for s in snaps {
         let mut uris: Vec<_> = s.stats.errors_by_uri.iter().collect();

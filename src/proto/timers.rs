@@ -25,6 +25,8 @@ pub(crate) enum Timer {
     Authenticator(u64),
     /// A dynamic authorizer's call (sequence in `Calls`) must have answered by now.
     Authorizer(u64),
+    /// A call's timeout (`CALL.Options.timeout`, or the realm's default/maximum).
+    Call(u64),
 }
 
 #[derive(Debug, Default)]

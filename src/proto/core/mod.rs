@@ -33,7 +33,7 @@ pub use super::out::{CertFingerprints, CloseReason, ConnInfo, CoreEvent, Origin,
 use super::out::{Conn, ConnState, Out, log_allowed};
 use super::permit::{self, Authorizer, PermitCx};
 use super::realm::{Realms, RouterConfig};
-use super::rpc::Calls;
+use super::rpc::{self, Calls};
 use super::session::{ConnId, Sessions};
 use super::stats::Snapshot;
 pub use super::stats::Stats;
@@ -186,6 +186,12 @@ impl ShardCore {
                 }
                 continue;
             }
+            if let Timer::Call(seq) = timer {
+                let (cx, calls, realms, sessions) = (&mut self.cx, &mut self.calls, &mut self.realms, &self.sessions);
+                rpc::on_call_timeout(cx, calls, realms, sessions, seq);
+                self.settle();
+                continue;
+            }
             if let Timer::Authorizer(call) = timer {
                 permit::on_timeout(self.permit_cx(), call);
                 self.settle();
@@ -328,6 +334,9 @@ impl ShardCore {
             }
             while let Some((call, answer)) = self.calls.pop_router_answer() {
                 self.on_router_answer(call, answer);
+            }
+            for (seq, at) in std::mem::take(&mut self.calls.deadlines) {
+                self.timers.arm(at, Timer::Call(seq));
             }
             if !self.cx.mesh.local_is_empty() {
                 continue;

@@ -95,7 +95,10 @@ pub(crate) fn on_yield(
         rpc.invocations.remove(&request);
         calls.invocations.remove(&call);
     }
-    if !gone {
+    if gone {
+        // The caller canceled or timed out: the answer goes nowhere.
+        cx.stats.late_answers_dropped += 1;
+    } else {
         cx.send_mesh(call.shard, MeshMsg::Call(CallMsg::Yielded { call, progress, payload }));
     }
     Ok(())
@@ -120,6 +123,7 @@ pub(crate) fn on_invocation_error(
     };
     calls.invocations.remove(&st.call);
     if st.caller_gone {
+        cx.stats.late_answers_dropped += 1;
         return Ok(());
     }
     let msg = if error == uris::UNAVAILABLE {

@@ -8,7 +8,7 @@ use super::super::dealer::CallOptions;
 use super::super::mesh::{Bounce, CallKey, CallMsg, CancelMode, Identity, Invoke, MeshMsg};
 use super::super::options;
 use super::super::out::Out;
-use super::super::realm::Realms;
+use super::super::realm::{CallTimeoutUnit, Realms};
 use super::super::session::Sessions;
 use super::super::uris;
 use super::super::violation::Violation;
@@ -60,6 +60,10 @@ pub(crate) fn on_call(
         cx.error(s.conn, code::CALL, request, uris::LIMIT_EXCEEDED, Some(msg));
         return Ok(());
     }
+    // The effective timeout (after the realm's default and maximum) is what the callee is told.
+    let mut opts = opts;
+    let timeout = realm.config.call_timeout(opts.timeout);
+    opts.timeout = timeout.map_or(0.0, |t| realm.config.timeout_value(t) as f64);
     cx.stats.calls += 1;
     realm.stats.calls += 1;
     let seq = calls.insert(PendingCall {
@@ -74,8 +78,29 @@ pub(crate) fn on_call(
         disclose: Identity { session: sid, authid: s.authid.clone(), authrole: s.authrole.clone() },
         read_at: cx.now,
     });
+    if let Some(t) = timeout {
+        calls.deadlines.push((seq, cx.now + t));
+    }
     route(cx, calls, realms, sessions, seq);
     Ok(())
+}
+
+/// Call `seq`'s timeout expired (if it is still waiting): the caller gets ERROR
+/// `wamp.error.timeout` (`wamp.error.canceled` in a realm with Crossbar's seconds) whether
+/// or not it announced call canceling, and the callee INTERRUPT (killnowait) if it can take
+/// one; its late answer is dropped.
+pub(crate) fn on_call_timeout(cx: &mut Out, calls: &mut Calls, realms: &mut Realms, sessions: &Sessions, seq: u64) {
+    let Some(pc) = calls.get(seq) else { return };
+    let (callee, procedure) = (pc.callee.clone(), pc.procedure.clone());
+    let unit = realms.get_mut(&pc.realm).map(|r| r.config.call_timeout_unit);
+    if let Some(c) = callee {
+        let call = CallKey { shard: cx.shard, seq };
+        cx.send_mesh(c.shard, MeshMsg::Call(CallMsg::Cancel { call, callee: c.session, mode: CancelMode::KillNoWait }));
+    }
+    cx.stats.call_timeouts += 1;
+    let uri = if unit == Some(CallTimeoutUnit::Seconds) { uris::CANCELED } else { uris::TIMEOUT };
+    let message = format!("call to {} timed out", peer_text(&procedure));
+    calls.fail(cx, realms, sessions, seq, Failure::Router { uri, message });
 }
 
 /// Pick a callee for call `seq` and send the invocation; on failure answer the caller.

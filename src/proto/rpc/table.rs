@@ -134,6 +134,8 @@ pub(crate) struct Calls {
     /// (`limits::AUTHENTICATOR_CALLS_PER_SHARD_MAX`).
     router_answers: std::collections::VecDeque<(u64, Result<Payload, String>)>,
     next_router_request: Id,
+    /// Call deadlines to arm (call sequence, when): the core moves them to its timers.
+    pub deadlines: Vec<(u64, Instant)>,
 }
 
 /// The caller of calls the router makes itself (dynamic authenticators). No session has
