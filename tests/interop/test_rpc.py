@@ -495,3 +495,46 @@ async def test_session_end_frees_registrations_and_subscriptions(router, ending)
             assert m[0] == rw.PUBLISHED
             ev = await c.recv()
             assert ev[0] == rw.EVENT and ev[1] == sub_id and ev[4] == ["again"], ev
+
+
+@pytest.mark.parametrize("callee_kind", ["ws-json", "raw"])
+async def test_call_timeout_is_enforced_by_the_router(router, callee_kind):
+    # Goal: CALL.Options.timeout (ms in this realm) ends the call with wamp.error.timeout at
+    # the deadline, whether or not the callee can be interrupted: an Autobahn callee (which
+    # announces call_canceling) has its coroutine cancelled by the INTERRUPT; a raw callee
+    # that announced nothing gets no INTERRUPT and its late YIELD goes nowhere.
+    proc = f"test.rpc.timeout.{uid()}"
+    async with Pool(router) as pool:
+        interrupted = asyncio.get_running_loop().create_future()
+        if callee_kind == "raw":
+            callee = await pool.raw("rs-msgpack", shard=0)
+            await callee.register(proc)
+        else:
+            callee = await pool.connect(callee_kind, shard=0)
+
+            async def slow():
+                try:
+                    await asyncio.sleep(30)
+                except asyncio.CancelledError:
+                    interrupted.set_result(True)
+                    raise
+
+            await callee.register(slow, proc)
+        caller = await pool.connect("rs-cbor", shard=1)
+        t0 = asyncio.get_running_loop().time()
+        with pytest.raises(ApplicationError) as e:
+            await asyncio.wait_for(caller.call(proc, options=CallOptions(timeout=400)), 10)
+        elapsed = asyncio.get_running_loop().time() - t0
+        assert e.value.error == "wamp.error.timeout"
+        assert 0.35 <= elapsed < 5, elapsed
+        if callee_kind == "raw":
+            inv, _ = await callee.recv_until(lambda m: m[0] == rw.INVOCATION)
+            assert inv[3].get("timeout") == 400
+            await callee.send([rw.YIELD, inv[1], {}, ["late"]])
+        else:
+            await asyncio.wait_for(interrupted, 5)
+        # The caller's session carries on.
+        assert caller.is_attached()
+        with pytest.raises(ApplicationError) as e:
+            await caller.call(f"{proc}.none")
+        assert e.value.error == "wamp.error.no_such_procedure"
