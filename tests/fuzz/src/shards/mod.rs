@@ -94,6 +94,34 @@ struct World {
     dirty: Vec<ConnId>,
 }
 
+/// Every static method on the one listener, so inputs reach the CHALLENGE/AUTHENTICATE
+/// paths (HELLOs without `authmethods` still get anonymous). Cheap to build: the salted
+/// WAMP-CRA principal uses one PBKDF2 iteration.
+fn auth_config() -> shardbar::proto::auth::AuthConfig {
+    use shardbar::proto::auth::config::*;
+    use shardbar::proto::auth::{AuthConfig, cryptosign, wampcra};
+    let id = |a: &str| Identity { authid: Arc::from(a), role: Arc::from("user"), realm: None, extra: None };
+    let mut ticket = Principals::new();
+    ticket.insert(Arc::from("joe"), TicketPrincipal { id: id("joe"), ticket: Secret(b"t".to_vec()) });
+    let mut cra = Principals::new();
+    cra.insert(Arc::from("svc"), CraPrincipal { id: id("svc"), key: Secret(b"s".to_vec()), salt: None });
+    let salt = CraSalt { salt: "x".into(), iterations: 1, keylen: 32 };
+    let key = Secret(wampcra::derive_key("s", "x", 1, 32));
+    cra.insert(Arc::from("salty"), CraPrincipal { id: id("salty"), key, salt: Some(salt) });
+    let mut cs = Principals::new();
+    let keys = vec![cryptosign::keypair_from_seed(&[7; 32])];
+    cs.insert(Arc::from("dev"), CryptosignPrincipal { id: id("dev"), authorized_keys: keys });
+    let la = ListenerAuth {
+        anonymous: Some(Arc::from("anonymous")),
+        ticket: Some(Method::Static(ticket)),
+        wampcra: Some(Method::Static(cra)),
+        cryptosign: Some(Method::Static(cs)),
+        scram: None,
+        tls: None,
+    };
+    AuthConfig { listeners: vec![la] }
+}
+
 impl World {
     fn new(scenario: &Scenario) -> World {
         let shards = scenario.shard_count();
@@ -103,6 +131,7 @@ impl World {
         let router = Arc::new(RouterConfig {
             realms: vec![RealmConfig { slow_consumer, ..RealmConfig::new("realm1") }],
             pending_bytes_max,
+            auth: Arc::new(auth_config()),
             ..RouterConfig::default()
         });
         // The only clock read: every later time is this plus what the input says.
