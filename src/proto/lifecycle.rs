@@ -142,6 +142,7 @@ fn welcome_details(g: &Granted, shard: ShardId) -> Dict {
         "call_canceling",
         "call_reroute",
         "call_timeout",
+        "progressive_call_invocations",
     ]);
     let mut authextra = g.extra.clone();
     authextra.insert("_shard", shard as u64);

@@ -162,6 +162,8 @@ pub struct Invoke {
     pub receive_progress: bool,
     /// Call timeout in ms as forwarded to the callee (`INVOCATION.Details.timeout`), 0 = none.
     pub timeout_ms: u64,
+    /// The first chunk of a progressive call invocation (more follow as `CallMsg::Chunk`).
+    pub progress: bool,
     pub payload: Payload,
     /// When the CALL was read (routing-latency metric).
     pub read_at: Instant,
@@ -284,6 +286,8 @@ pub enum RegMsg {
 pub enum CallMsg {
     /// Start an invocation on the callee's shard.
     Invoke(Box<Invoke>),
+    /// A further chunk of a progressive call invocation, for the running invocation.
+    Chunk { call: CallKey, callee: Id, progress: bool, payload: Payload },
     /// The callee's YIELD (progressive or final).
     Yielded { call: CallKey, progress: bool, payload: Payload },
     /// The call ends with this ERROR.

@@ -140,7 +140,11 @@ impl Authorizer {
 
 /// Check `msg` (from session `sid` on `conn`) before its handler runs.
 pub(crate) fn check(pc: PermitCx<'_>, sid: Id, conn: ConnId, msg: &Message) -> Verdict {
-    let Some((action, uri, _, options)) = target(msg) else { return Verdict::Allow { disclose: false } };
+    let Some((action, uri, request, options)) = target(msg) else { return Verdict::Allow { disclose: false } };
+    if action == Action::Call && pc.calls.is_streaming(sid, request) {
+        // A further chunk of a progressive call invocation: authorized with the first.
+        return Verdict::Allow { disclose: false };
+    }
     let Some(s) = pc.sessions.get(&sid) else { return Verdict::Deny };
     let Some(realm) = pc.realms.get_mut(&s.realm) else { return Verdict::Deny };
     match authz::authorize(realm.config.roles.as_deref(), &s.authrole, uri, action) {

@@ -28,6 +28,8 @@ pub(crate) struct ClientFeatures {
     pub callee_progressive_results: bool,
     /// Callee understands INTERRUPT.
     pub callee_call_canceling: bool,
+    /// Callee takes progressive call invocations (a streamed CALL).
+    pub callee_progressive_invocations: bool,
 }
 
 impl ClientFeatures {
@@ -62,6 +64,7 @@ impl ClientFeatures {
             caller_progressive_results: feature("caller", "progressive_call_results"),
             callee_progressive_results: feature("callee", "progressive_call_results"),
             callee_call_canceling: canceling("callee"),
+            callee_progressive_invocations: feature("callee", "progressive_call_invocations"),
         }
     }
 }

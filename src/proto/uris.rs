@@ -18,6 +18,7 @@ pub(crate) const NO_AVAILABLE_CALLEE: &str = "wamp.error.no_available_callee";
 pub(crate) const UNAVAILABLE: &str = "wamp.error.unavailable";
 pub(crate) const CANCELED: &str = "wamp.error.canceled";
 pub(crate) const TIMEOUT: &str = "wamp.error.timeout";
+pub(crate) const FEATURE_NOT_SUPPORTED: &str = "wamp.error.feature_not_supported";
 pub(crate) const PAYLOAD_SIZE_EXCEEDED: &str = "wamp.error.payload_size_exceeded";
 pub(crate) const GOODBYE_AND_OUT: &str = "wamp.close.goodbye_and_out";
 pub(crate) const SYSTEM_SHUTDOWN: &str = "wamp.close.system_shutdown";

@@ -250,6 +250,9 @@ impl ShardCore {
         let (cx, realms, sessions, calls) = (&mut self.cx, &mut self.realms, &self.sessions, &mut self.calls);
         match msg {
             CallMsg::Invoke(inv) => rpc::start_invocation(cx, calls, sessions, inv),
+            CallMsg::Chunk { call, progress, payload, .. } => {
+                rpc::on_chunk(cx, calls, sessions, call, progress, payload)
+            }
             CallMsg::Yielded { call, progress, payload } => {
                 rpc::on_yielded(cx, calls, realms, sessions, call, progress, payload)
             }

@@ -288,6 +288,8 @@ pub struct CallOptions {
     /// As sent (the spec says ms; Autobahn sends seconds — handled where timeouts are
     /// enforced), 0 = none.
     pub timeout: f64,
+    /// A progressive call invocation: more CALLs with this request ID follow.
+    pub progress: bool,
 }
 
 impl CallOptions {
@@ -302,6 +304,7 @@ impl CallOptions {
             receive_progress: options::opt_bool(d, M, "receive_progress")?.unwrap_or(false),
             disclose_me: options::opt_bool(d, M, "disclose_me")?.unwrap_or(false),
             timeout: options::opt_number(d, M, "timeout")?.unwrap_or(0.0),
+            progress: options::opt_bool(d, M, "progress")?.unwrap_or(false),
         })
     }
 }

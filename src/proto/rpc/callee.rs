@@ -31,9 +31,18 @@ pub(crate) fn start_invocation(cx: &mut Out, calls: &mut Calls, sessions: &Sessi
     if rpc.invocations.len() >= limits::SESSION_INVOCATIONS_MAX {
         return cx.send_mesh(inv.call.shard, bounce(Bounce::Overloaded));
     }
+    if inv.progress && !s.features.callee_progressive_invocations {
+        let error = uris::FEATURE_NOT_SUPPORTED.to_owned();
+        let message = "the callee does not take progressive call invocations".to_owned();
+        let payload = Payload::from_values(Serializer::Json, Some(&[Value::Str(message)]), None);
+        let failed = CallMsg::Failed { call: inv.call, error, details: Dict::new(), payload };
+        return cx.send_mesh(inv.call.shard, MeshMsg::Call(failed));
+    }
     let request = rpc.invocation_ids.next_id();
     let receive_progress = inv.receive_progress && s.features.callee_progressive_results;
-    rpc.invocations.insert(request, InvocationState { call: inv.call, caller_gone: false, receive_progress });
+    let registration = inv.registration;
+    rpc.invocations
+        .insert(request, InvocationState { call: inv.call, caller_gone: false, receive_progress, registration });
     calls.invocations.insert(inv.call, (inv.callee, request));
     let details = invocation_details(&inv, receive_progress);
     cx.stats.invocations += 1;
@@ -69,7 +78,37 @@ fn invocation_details(inv: &Invoke, receive_progress: bool) -> Dict {
     if inv.timeout_ms > 0 {
         details.insert("timeout", inv.timeout_ms);
     }
+    if inv.progress {
+        details.insert("progress", true);
+    }
     details
+}
+
+/// A further chunk of a progressive call invocation: INVOCATION with the running
+/// invocation's request ID (`progress` until the last). A chunk for an invocation that has
+/// ended (answered, interrupted, or still parked behind its registration) is dropped.
+pub(crate) fn on_chunk(
+    cx: &mut Out,
+    calls: &mut Calls,
+    sessions: &Sessions,
+    call: CallKey,
+    progress: bool,
+    payload: Payload,
+) {
+    let Some(&(sid, request)) = calls.invocations.get(&call) else { return };
+    let Some(s) = sessions.get(&sid) else { return };
+    let Some(st) = calls.session(sid).invocations.get(&request) else { return };
+    if st.caller_gone {
+        return;
+    }
+    let details = if progress { Dict::new().with("progress", true) } else { Dict::new() };
+    let registration = st.registration;
+    if let Err(why) = cx.try_send(s.conn, &Message::Invocation { request, registration, details, payload }) {
+        let (uri, message) = why.failure("INVOCATION", "the callee");
+        let payload = Payload::from_values(Serializer::Json, Some(&[Value::Str(message)]), None);
+        let failed = CallMsg::Failed { call, error: uri.to_owned(), details: Dict::new(), payload };
+        cx.send_mesh(call.shard, MeshMsg::Call(failed));
+    }
 }
 
 /// YIELD from callee session `s`.

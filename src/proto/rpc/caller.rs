@@ -52,14 +52,16 @@ pub(crate) fn on_call(
         cx.error(s.conn, code::CALL, request, uris::LIMIT_EXCEEDED, Some(msg));
         return Ok(());
     }
-    if rpc.calls.contains_key(&request) {
-        return Err(Violation::CallInFlight { request });
+    if let Some(&seq) = rpc.calls.get(&request) {
+        // A further chunk of a progressive call invocation, or a protocol violation.
+        return next_chunk(cx, calls, seq, request, opts.progress, payload);
     }
     if !calls.payload_fits(sid, payload.len_bytes()) {
         let msg = "too many call payload bytes in flight".to_owned();
         cx.error(s.conn, code::CALL, request, uris::LIMIT_EXCEEDED, Some(msg));
         return Ok(());
     }
+    let streaming = opts.progress;
     // The effective timeout (after the realm's default and maximum) is what the callee is told.
     let mut opts = opts;
     let timeout = realm.config.call_timeout(opts.timeout);
@@ -77,11 +79,35 @@ pub(crate) fn on_call(
         tried: SmallVec::new(),
         disclose: Identity { session: sid, authid: s.authid.clone(), authrole: s.authrole.clone() },
         read_at: cx.now,
+        streaming,
     });
     if let Some(t) = timeout {
         calls.deadlines.push((seq, cx.now + t));
     }
     route(cx, calls, realms, sessions, seq);
+    Ok(())
+}
+
+/// A CALL with the request ID of call `seq` in flight: the next chunk of a progressive
+/// call invocation goes to the callee that has the first (in order: same mesh pair); after
+/// a chunk without `progress` the stream is closed.
+fn next_chunk(
+    cx: &mut Out,
+    calls: &mut Calls,
+    seq: u64,
+    request: Id,
+    progress: bool,
+    payload: Payload,
+) -> Result<(), Violation> {
+    let Some(pc) = calls.get_mut(seq) else { return Ok(()) };
+    if !pc.streaming {
+        return Err(Violation::CallInFlight { request });
+    }
+    pc.streaming = progress;
+    if let Some(c) = pc.callee.clone() {
+        let chunk = CallMsg::Chunk { call: CallKey { shard: cx.shard, seq }, callee: c.session, progress, payload };
+        cx.send_mesh(c.shard, MeshMsg::Call(chunk));
+    }
     Ok(())
 }
 
@@ -125,6 +151,7 @@ pub(crate) fn route(cx: &mut Out, calls: &mut Calls, realms: &mut Realms, sessio
                     caller: (pc.options.disclose_me || route.disclose_caller).then(|| pc.disclose.clone()),
                     receive_progress: pc.options.receive_progress,
                     timeout_ms: pc.options.timeout as u64,
+                    progress: pc.options.progress,
                     payload: pc.payload.clone(),
                     read_at: pc.read_at,
                 };
@@ -163,6 +190,7 @@ pub(crate) fn router_call(
         tried: SmallVec::new(),
         disclose: Identity { session: ROUTER_CALLER, authid: Arc::from("shardbar"), authrole: Arc::from("trusted") },
         read_at: cx.now,
+        streaming: false,
     });
     route(cx, calls, realms, sessions, seq);
     seq

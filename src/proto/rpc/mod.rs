@@ -9,7 +9,7 @@ mod registration;
 mod table;
 mod teardown;
 
-pub(crate) use callee::{on_cancel_invoke, on_invocation_error, on_yield, start_invocation};
+pub(crate) use callee::{on_cancel_invoke, on_chunk, on_invocation_error, on_yield, start_invocation};
 pub(crate) use caller::{
     CallReq, cancel_router_call, on_bounced, on_call, on_call_timeout, on_cancel, on_yielded, router_call,
 };

@@ -35,6 +35,8 @@ pub(crate) struct PendingCall {
     pub tried: SmallVec<[Id; 2]>,
     pub disclose: Identity,
     pub read_at: Instant,
+    /// A progressive call invocation whose last chunk has not come yet.
+    pub streaming: bool,
 }
 
 /// An invocation a callee on this shard has not answered yet.
@@ -46,6 +48,8 @@ pub(crate) struct InvocationState {
     pub caller_gone: bool,
     /// The caller asked for progressive results.
     pub receive_progress: bool,
+    /// The registration invoked (further chunks of a progressive invocation name it).
+    pub registration: Id,
 }
 
 /// One session's RPC state.
@@ -191,6 +195,13 @@ impl Calls {
     /// Whether the session on `conn` still waits for owners to release its registrations.
     pub fn teardown_pending(&self, conn: ConnId) -> bool {
         self.teardown_conns.contains_key(&conn)
+    }
+
+    /// Whether session `sid`'s call `request` is a progressive call invocation still taking
+    /// chunks (they were authorized with the first).
+    pub fn is_streaming(&self, sid: Id, request: Id) -> bool {
+        let seq = self.sessions.get(&sid).and_then(|rpc| rpc.calls.get(&request));
+        seq.and_then(|seq| self.calls.get(seq)).is_some_and(|pc| pc.streaming)
     }
 
     /// A request ID for a call the router makes (unique among [`ROUTER_CALLER`]'s calls).
