@@ -444,10 +444,11 @@ table(f"Start and idle footprint (medians of {n1} and {n2} starts)", [
 open(os.path.join(work, "tables.md"), "w").write("\n".join(rows) + "\n")
 PYEOF
 
-# bench/auth.sh writes its own section ("## Authentication and TLS") into the same file: keep it.
+# bench/auth.sh and bench/authz.sh write their own sections ("## Authentication and TLS",
+# "## Authorization") into the same file: keep them, in the order they are in.
 AUTH_SECTION=""
 if [[ -f "$RESULTS" ]]; then
-    AUTH_SECTION=$(awk '/^## / {on = ($0 == "## Authentication and TLS")} on' "$RESULTS")
+    AUTH_SECTION=$(awk '/^## / {on = ($0 == "## Authentication and TLS" || $0 == "## Authorization")} on' "$RESULTS")
 fi
 {
     echo "# shardbar vs Crossbar.io — loadgen results"
