@@ -341,6 +341,28 @@ fn permissions_and_authorizers_across_shards() {
                 break_cache_check(&mut s, joe, backend);
             }
         }
+        // Order: a request decided from the cache waits behind an earlier one of the same
+        // session that waits for the authorizer.
+        let first = s.publish(joe, "sim.open.v", Dict::new().with("acknowledge", true), vec![]);
+        let second = s.publish(joe, "sim.open.t", Dict::new().with("acknowledge", true), vec![]);
+        let Message::Invocation { request, .. } = s.wait_for(backend, |m| matches!(m, Message::Invocation { .. }))
+        else {
+            unreachable!()
+        };
+        s.run_until_idle();
+        assert!(
+            !s.clients[joe].inbox.iter().any(|m| matches!(m, Message::Published { .. })),
+            "a cached decision overtook a request waiting for the authorizer"
+        );
+        s.yield_(backend, request, Dict::new(), vec![Value::Bool(true)]);
+        let order: Vec<_> = (0..2)
+            .map(|_| match s.wait_for(joe, |m| matches!(m, Message::Published { .. })) {
+                Message::Published { request, .. } => request,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(order, vec![first, second]);
+
         // No answer in time: denied.
         let req = s.call(joe, "sim.open.proc", Dict::new(), vec![]);
         s.wait_for(backend, |m| matches!(m, Message::Invocation { .. }));

@@ -2,14 +2,16 @@
 //! CALL), once per request, before the feature handler runs: static rules through `authz`,
 //! dynamic authorizers through a router call, with their cached decisions.
 //!
-//! A request whose role has a dynamic authorizer is parked here while the authorizer is
-//! asked `(session_details, uri, action, options)`; its answer (`true`/`false`, or
-//! `{allow, disclose, cache}`) is recorded for the session — kept until the session ends
-//! when `cache` is true, for this one request otherwise — and the request is dispatched
-//! again. An ERROR, no authorizer, or no answer in time denies. Denials are counted per
+//! A request whose role has a dynamic authorizer waits in its session's queue while the
+//! authorizer is asked `(session_details, uri, action, options)`; its answer
+//! (`true`/`false`, or `{allow, disclose, cache}`, kept for the session when `cache` is
+//! true) decides it. Requests of that session decided at once (from the cache) queue behind
+//! undecided ones, so a session's requests are dispatched in the order they came. An ERROR,
+//! no authorizer, or no answer in time denies. Denials are counted per
 //! realm, role and action, and logged (rate-limited) with session, authid, role, URI and
 //! action. The caller (`core/dispatch.rs`) answers the peer.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,37 +33,59 @@ pub(crate) enum Verdict {
         disclose: bool,
     },
     Deny,
-    /// Parked: the authorizer was asked.
-    Asked,
+    /// Queued behind the authorizer: it comes back through [`on_answer`].
+    Queued,
 }
 
-/// A request waiting for its authorizer.
+/// A request of a session whose role has a dynamic authorizer, in the session's queue.
 #[derive(Debug)]
-pub(crate) struct Parked {
-    pub session: Id,
+pub(crate) struct Queued {
     pub conn: ConnId,
     pub msg: Message,
     action: Action,
     uri: Arc<str>,
+    state: QueueState,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum QueueState {
+    /// The authorizer was asked (its call's sequence number).
+    Asking(u64),
+    Allowed {
+        disclose: bool,
+    },
+    Denied,
+}
+
+/// A request the queue released, in the session's order.
+#[derive(Debug)]
+pub(crate) struct Released {
+    pub session: Id,
+    pub conn: ConnId,
+    pub msg: Message,
+    /// `Some(disclose)` if allowed.
+    pub allow: Option<bool>,
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Cached {
     allow: bool,
     disclose: bool,
-    /// Recorded for one request only (the authorizer did not ask to cache).
-    once: bool,
 }
 
-/// The shard's authorizer state: cached decisions per session, parked requests.
+/// The shard's authorizer state: cached decisions per session, and per session the FIFO
+/// of requests waiting for an authorizer (a request decided at once — statically or from
+/// the cache — also waits while earlier ones of its session do, so a session's requests
+/// keep their order).
 #[derive(Debug, Default)]
 pub(crate) struct Authorizer {
     cache: Map<Id, Map<(Arc<str>, Action), Cached>>,
-    parked: Map<u64, Parked>,
-    /// Payload bytes of the parked requests (`limits::AUTHORIZER_PARKED_BYTES_MAX`).
-    parked_bytes: usize,
-    /// Parked requests per session (`limits::AUTHORIZER_PARKED_PER_SESSION_MAX`).
-    parked_per_session: Map<Id, usize>,
+    queues: Map<Id, VecDeque<Queued>>,
+    /// Authorizer call → the session whose queue waits for it.
+    asking: Map<u64, Id>,
+    /// Payload bytes of the queued requests (`limits::AUTHORIZER_PARKED_BYTES_MAX`).
+    queued_bytes: usize,
+    queued: usize,
     /// Decisions cached (gauge for `/metrics`).
     pub cached: u64,
 }
@@ -88,53 +112,70 @@ pub(crate) struct PermitCx<'a> {
 }
 
 impl Authorizer {
-    /// The session ended: forget its decisions (its parked requests are dropped when their
-    /// answers come).
+    /// The session ended: forget its decisions and queued requests (answers to their
+    /// authorizer calls find nothing).
     pub(crate) fn forget_session(&mut self, sid: Id) {
         if let Some(m) = self.cache.remove(&sid) {
             self.cached -= m.len() as u64;
         }
-    }
-
-    /// Take parked request `call` out of the table and its budgets.
-    fn unpark(&mut self, call: u64) -> Option<Parked> {
-        let p = self.parked.remove(&call)?;
-        self.parked_bytes -= payload_bytes(&p.msg);
-        if let Some(n) = self.parked_per_session.get_mut(&p.session) {
-            *n -= 1;
-            if *n == 0 {
-                self.parked_per_session.remove(&p.session);
+        if let Some(q) = self.queues.remove(&sid) {
+            for e in q {
+                self.queued -= 1;
+                self.queued_bytes -= payload_bytes(&e.msg);
             }
         }
-        Some(p)
     }
 
     pub(crate) fn parked_len(&self) -> usize {
-        self.parked.len()
+        self.queued
     }
 
-    fn lookup(&mut self, sid: Id, uri: &str, action: Action) -> Option<Cached> {
-        let m = self.cache.get_mut(&sid)?;
-        let key = (Arc::<str>::from(uri), action);
-        let c = *m.get(&key)?;
-        if c.once {
-            m.remove(&key);
-            self.cached -= 1;
-        }
-        Some(c)
+    fn lookup(&self, sid: Id, uri: &str, action: Action) -> Option<Cached> {
+        // The key is built only for sessions that have cached decisions.
+        let m = self.cache.get(&sid)?;
+        m.get(&(Arc::<str>::from(uri), action)).copied()
     }
 
     fn record(&mut self, sid: Id, uri: Arc<str>, action: Action, c: Cached) {
         let m = self.cache.entry(sid).or_default();
         if m.len() >= limits::AUTHZ_CACHE_PER_SESSION_MAX && !m.contains_key(&(uri.clone(), action)) {
-            // Full: this decision is used once and not kept.
-            if !c.once {
-                return self.record(sid, uri, action, Cached { once: true, ..c });
-            }
+            return; // Full: not kept; the authorizer is asked again next time.
         }
         if m.insert((uri, action), c).is_none() {
             self.cached += 1;
         }
+    }
+
+    /// Whether `sid` has requests waiting (a request decided now must queue behind them).
+    fn busy(&self, sid: Id) -> bool {
+        self.queues.get(&sid).is_some_and(|q| !q.is_empty())
+    }
+
+    fn push(&mut self, sid: Id, e: Queued) {
+        self.queued += 1;
+        self.queued_bytes += payload_bytes(&e.msg);
+        self.queues.entry(sid).or_default().push_back(e);
+    }
+
+    /// The decided requests at the head of `sid`'s queue, in order.
+    fn release(&mut self, sid: Id) -> Vec<Released> {
+        let mut out = Vec::new();
+        let Some(q) = self.queues.get_mut(&sid) else { return out };
+        while let Some(e) = q.front() {
+            let allow = match e.state {
+                QueueState::Asking(_) => break,
+                QueueState::Allowed { disclose } => Some(disclose),
+                QueueState::Denied => None,
+            };
+            let Some(e) = q.pop_front() else { break };
+            self.queued -= 1;
+            self.queued_bytes -= payload_bytes(&e.msg);
+            out.push(Released { session: sid, conn: e.conn, msg: e.msg, allow });
+        }
+        if q.is_empty() {
+            self.queues.remove(&sid);
+        }
+        out
     }
 }
 
@@ -147,50 +188,60 @@ pub(crate) fn check(pc: PermitCx<'_>, sid: Id, conn: ConnId, msg: &Message) -> V
     }
     let Some(s) = pc.sessions.get(&sid) else { return Verdict::Deny };
     let Some(realm) = pc.realms.get_mut(&s.realm) else { return Verdict::Deny };
-    match authz::authorize(realm.config.roles.as_deref(), &s.authrole, uri, action) {
-        Decision::Allow { disclose } => Verdict::Allow { disclose },
+    let procedure = match authz::authorize(realm.config.roles.as_deref(), &s.authrole, uri, action) {
+        Decision::Allow { disclose } => return Verdict::Allow { disclose },
         Decision::Deny => {
             denied(pc.cx, realm, s, action, uri, "no rule allows it");
-            Verdict::Deny
+            return Verdict::Deny;
         }
-        Decision::Ask(procedure) => {
-            if let Some(c) = pc.authorizer.lookup(sid, uri, action) {
-                if c.allow {
-                    return Verdict::Allow { disclose: c.disclose };
-                }
-                denied(pc.cx, realm, s, action, uri, "the authorizer denied it (cached)");
-                return Verdict::Deny;
-            }
-            if action == Action::Register && uri::covers(msg, &procedure) {
-                // The authorizer cannot authorize its own registration.
-                denied(pc.cx, realm, s, action, uri, "a role with an authorizer cannot provide it");
-                return Verdict::Deny;
-            }
-            let bytes = payload_bytes(msg);
-            let mine = pc.authorizer.parked_per_session.get(&sid).copied().unwrap_or(0);
-            if pc.authorizer.parked.len() >= limits::AUTHORIZER_CALLS_PER_SHARD_MAX
-                || mine >= limits::AUTHORIZER_PARKED_PER_SESSION_MAX
-                || pc.authorizer.parked_bytes + bytes > limits::AUTHORIZER_PARKED_BYTES_MAX
-            {
-                denied(pc.cx, realm, s, action, uri, "too many requests waiting for the authorizer");
-                return Verdict::Deny;
-            }
+        Decision::Ask(procedure) => procedure,
+    };
+    let state = if let Some(c) = pc.authorizer.lookup(sid, uri, action) {
+        if c.allow { QueueState::Allowed { disclose: c.disclose } } else { QueueState::Denied }
+    } else if action == Action::Register && uri::covers(msg, &procedure) {
+        // The authorizer cannot authorize its own registration.
+        QueueState::Denied
+    } else {
+        QueueState::Asking(0)
+    };
+    if state == QueueState::Denied {
+        denied(pc.cx, realm, s, action, uri, "the authorizer denies it (cached), or it is the authorizer itself");
+    }
+    let busy = pc.authorizer.busy(sid);
+    match state {
+        QueueState::Allowed { disclose } if !busy => return Verdict::Allow { disclose },
+        QueueState::Denied if !busy => return Verdict::Deny,
+        _ => {}
+    }
+    let bytes = payload_bytes(msg);
+    let mine = pc.authorizer.queues.get(&sid).map_or(0, VecDeque::len);
+    if pc.authorizer.queued >= limits::AUTHORIZER_CALLS_PER_SHARD_MAX
+        || mine >= limits::AUTHORIZER_PARKED_PER_SESSION_MAX
+        || pc.authorizer.queued_bytes + bytes > limits::AUTHORIZER_PARKED_BYTES_MAX
+    {
+        // Over budget: denied now (a session whose earlier requests still wait sees this
+        // one answered first; it asked for more than the budget).
+        denied(pc.cx, realm, s, action, uri, "too many requests waiting for the authorizer");
+        return Verdict::Deny;
+    }
+    let state = match state {
+        QueueState::Asking(_) => {
             let args = [session_details(s), Value::from(uri), Value::from(action.name()), Value::Dict(options.clone())];
             let payload = Payload::from_values(Serializer::MsgPack, Some(&args), None);
             let realm_name = s.realm.clone();
-            let parked = Parked { session: sid, conn, msg: msg.clone(), action, uri: Arc::from(uri) };
             let call = rpc::router_call(pc.cx, pc.calls, pc.realms, pc.sessions, realm_name, procedure, payload);
             let at = pc.cx.now + Duration::from_millis(limits::AUTHORIZER_TIMEOUT_MS);
             pc.timers.arm(at, Timer::Authorizer(call));
-            pc.authorizer.parked.insert(call, parked);
-            pc.authorizer.parked_bytes += bytes;
-            *pc.authorizer.parked_per_session.entry(sid).or_default() += 1;
-            Verdict::Asked
+            pc.authorizer.asking.insert(call, sid);
+            QueueState::Asking(call)
         }
-    }
+        decided => decided,
+    };
+    pc.authorizer.push(sid, Queued { conn, msg: msg.clone(), action, uri: Arc::from(uri), state });
+    Verdict::Queued
 }
 
-/// The payload bytes a parked request holds (PUBLISH and CALL carry one).
+/// The payload bytes a queued request holds (PUBLISH and CALL carry one).
 fn payload_bytes(msg: &Message) -> usize {
     match msg {
         Message::Publish { payload, .. } | Message::Call { payload, .. } => payload.len_bytes(),
@@ -224,45 +275,45 @@ mod uri {
     }
 }
 
-/// The authorizer's call `call` ended. Returns the parked request to dispatch again when it
-/// is allowed, or (conn, the request's message type, request ID, action, URI) to deny.
-pub(crate) fn on_answer(pc: PermitCx<'_>, call: u64, answer: Result<Payload, String>) -> Option<Answered> {
-    let parked = pc.authorizer.unpark(call)?;
+/// The authorizer's call `call` ended: record its decision, and release the session's
+/// requests that are decided now, in order (the caller dispatches or denies them).
+pub(crate) fn on_answer(pc: PermitCx<'_>, call: u64, answer: Result<Payload, String>) -> Vec<Released> {
+    let Some(sid) = pc.authorizer.asking.remove(&call) else { return Vec::new() };
     let decision = answer.map_err(|uri| format!("authorizer failed: {uri}")).and_then(|p| parse_answer(&p));
-    let s = pc.sessions.get(&parked.session)?;
-    match decision {
-        Ok((allow, disclose, cache)) => {
-            // Kept for the session when the authorizer asked to cache; an allowed request is
-            // also recorded once, for its own second dispatch below.
-            if cache || allow {
-                let c = Cached { allow, disclose, once: !cache };
-                pc.authorizer.record(parked.session, parked.uri.clone(), parked.action, c);
-            }
-            if allow {
-                return Some(Answered::Retry(parked));
-            }
-            if let Some(realm) = pc.realms.get_mut(&s.realm) {
-                denied(pc.cx, realm, s, parked.action, &parked.uri, "the authorizer denied it");
-            }
+    let Some(entry) =
+        pc.authorizer.queues.get_mut(&sid).and_then(|q| q.iter_mut().find(|e| e.state == QueueState::Asking(call)))
+    else {
+        return Vec::new();
+    };
+    let (action, uri) = (entry.action, entry.uri.clone());
+    let why = match &decision {
+        Ok((true, disclose, _)) => {
+            entry.state = QueueState::Allowed { disclose: *disclose };
+            None
+        }
+        Ok((false, ..)) => {
+            entry.state = QueueState::Denied;
+            Some("the authorizer denied it".to_owned())
         }
         Err(why) => {
-            if let Some(realm) = pc.realms.get_mut(&s.realm) {
-                denied(pc.cx, realm, s, parked.action, &parked.uri, &why);
-            }
+            entry.state = QueueState::Denied;
+            Some(why.clone())
         }
+    };
+    if let Ok((allow, disclose, true)) = decision {
+        pc.authorizer.record(sid, uri.clone(), action, Cached { allow, disclose });
     }
-    Some(Answered::Deny(parked))
-}
-
-/// What an authorizer's answer means for the parked request.
-pub(crate) enum Answered {
-    Retry(Parked),
-    Deny(Parked),
+    if let (Some(why), Some(s)) = (why, pc.sessions.get(&sid))
+        && let Some(realm) = pc.realms.get_mut(&s.realm)
+    {
+        denied(pc.cx, realm, s, action, &uri, &why);
+    }
+    pc.authorizer.release(sid)
 }
 
 /// The authorizer's call `call` is late: cancel it (its answer, `canceled`, then denies).
 pub(crate) fn on_timeout(pc: PermitCx<'_>, call: u64) {
-    if pc.authorizer.parked.contains_key(&call) {
+    if pc.authorizer.asking.contains_key(&call) {
         if log_allowed(pc.cx.stats.authorization_denials + 1) {
             tracing::info!(shard = pc.cx.shard, call, "authorizer did not answer in time; denying");
         }

@@ -5,7 +5,7 @@ use super::super::lifecycle::Hello;
 use super::super::login;
 use super::super::mesh::{CallMsg, MeshMsg, RegMsg, ShardId, StatsMsg, SubMsg};
 use super::super::out::{CloseReason, ConnState, CoreEvent};
-use super::super::permit::{self, Answered, Verdict};
+use super::super::permit::{self, Verdict};
 use super::super::pubsub;
 use super::super::rpc::{self, CallReq, Failure};
 use super::super::session::ConnId;
@@ -123,9 +123,14 @@ impl ShardCore {
                     self.deny(conn, &msg);
                     return Ok(());
                 }
-                Verdict::Asked => return Ok(()),
+                Verdict::Queued => return Ok(()),
             }
         }
+        self.on_permitted(conn, sid, msg)
+    }
+
+    /// A message of an established session that authorization let through.
+    fn on_permitted(&mut self, conn: ConnId, sid: Id, msg: Message) -> Result<(), Violation> {
         let (cx, realms, calls) = (&mut self.cx, &mut self.realms, &mut self.calls);
         let Some(s) = self.sessions.get_mut(&sid) else { return Ok(()) };
         match msg {
@@ -200,12 +205,18 @@ impl ShardCore {
             }
             return;
         }
-        match permit::on_answer(self.permit_cx(), call, answer) {
-            None => {}
-            Some(Answered::Deny(p)) => self.deny(p.conn, &p.msg),
-            Some(Answered::Retry(p)) => {
-                if let Err(v) = self.on_session_message(p.conn, p.session, p.msg) {
-                    self.abort(p.conn, v.into());
+        for r in permit::on_answer(self.permit_cx(), call, answer) {
+            let mut msg = r.msg;
+            match r.allow {
+                None => self.deny(r.conn, &msg),
+                Some(disclose) => {
+                    force_disclosure(&mut msg, disclose);
+                    if self.session_of(r.conn) != Some(r.session) {
+                        continue;
+                    }
+                    if let Err(v) = self.on_permitted(r.conn, r.session, msg) {
+                        self.abort(r.conn, v.into());
+                    }
                 }
             }
         }
