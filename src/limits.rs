@@ -263,6 +263,15 @@ pub const AUTHORIZER_TIMEOUT_MS: u64 = 5_000;
 /// Outcome: further decisions are used once and not kept (the authorizer is asked again).
 pub const AUTHZ_CACHE_PER_SESSION_MAX: usize = 1024;
 
+/// Memoized static authorization decisions per (role, action) in one realm on one shard
+/// (URIs a role requested). Outcome: the table is cleared and refills; decisions still
+/// come from the rules.
+pub const AUTHZ_MEMO_PER_ROLE_ACTION_MAX: usize = 4096;
+
+/// Roles with memoized decisions per realm and shard (roles may come from a dynamic
+/// authenticator). Outcome: further roles are decided from the rules every time.
+pub const AUTHZ_MEMO_ROLES_MAX: usize = 256;
+
 /// Distinct (role, action) denial counters per realm and shard in `/metrics` (roles may
 /// come from a dynamic authenticator, so their names are not bounded by the config).
 /// Outcome: further roles are counted under `_other`.

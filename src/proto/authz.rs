@@ -164,6 +164,44 @@ pub fn authorize(roles: Option<&Roles>, role: &str, uri: &str, action: Action) -
     }
 }
 
+/// A shard's memo of static decisions in one realm: (role, action, URI) → (allow,
+/// disclose), so a URI requested again skips the rule walk. Bounded: a role-action table
+/// that reaches `limits::AUTHZ_MEMO_PER_ROLE_ACTION_MAX` entries is cleared (the rules
+/// are still there; only the memo restarts). Lookups do not allocate.
+#[derive(Debug, Default)]
+pub struct Memo {
+    by_role: Map<Arc<str>, [MemoTable; 4]>,
+}
+
+/// One (role, action)'s memo: URI → (allow, disclose).
+type MemoTable = Map<Box<str>, (bool, bool)>;
+
+impl Memo {
+    /// [`authorize`], memoized for static roles.
+    pub fn decide(&mut self, roles: &Roles, role: &str, uri: &str, action: Action) -> Decision {
+        let slot = action as usize;
+        if let Some((allow, disclose)) = self.by_role.get(role).and_then(|t| t[slot].get(uri)) {
+            return if *allow { Decision::Allow { disclose: *disclose } } else { Decision::Deny };
+        }
+        let d = authorize(Some(roles), role, uri, action);
+        let entry = match &d {
+            Decision::Allow { disclose } => (true, *disclose),
+            Decision::Deny => (false, false),
+            Decision::Ask(_) => return d,
+        };
+        if self.by_role.len() >= crate::limits::AUTHZ_MEMO_ROLES_MAX && !self.by_role.contains_key(role) {
+            return d;
+        }
+        let tables = self.by_role.entry(Arc::from(role)).or_default();
+        let t = &mut tables[slot];
+        if t.len() >= crate::limits::AUTHZ_MEMO_PER_ROLE_ACTION_MAX {
+            t.clear();
+        }
+        t.insert(Box::from(uri), entry);
+        d
+    }
+}
+
 /// Crossbar's starred URIs, for a rule without `match`: no `*` is exact; one trailing `*`
 /// is a prefix (`"*"` alone: everything); any other `*` makes a wildcard with the stars
 /// removed (`"com.*.status"` → `"com..status"`).
@@ -238,6 +276,23 @@ mod tests {
         let r = roles(vec![rl]);
         assert_eq!(authorize(Some(&r), "frontend", "com.feed", Action::Publish), Decision::Allow { disclose: true });
         assert_eq!(authorize(Some(&r), "frontend", "com.feed", Action::Call), ALLOW);
+    }
+
+    #[test]
+    fn memo_gives_the_same_decisions_and_stays_bounded() {
+        let r = roles(vec![rule("com.", MatchPolicy::Prefix, &[Action::Call]), rule("com.x", MatchPolicy::Exact, &[])]);
+        let mut m = Memo::default();
+        for _ in 0..2 {
+            assert_eq!(m.decide(&r, "frontend", "com.y", Action::Call), ALLOW);
+            assert_eq!(m.decide(&r, "frontend", "com.x", Action::Call), Decision::Deny);
+            assert_eq!(m.decide(&r, "frontend", "com.y", Action::Publish), Decision::Deny);
+            assert_eq!(m.decide(&r, "stranger", "com.y", Action::Call), Decision::Deny);
+        }
+        for i in 0..crate::limits::AUTHZ_MEMO_PER_ROLE_ACTION_MAX + 10 {
+            assert_eq!(m.decide(&r, "frontend", &format!("com.u{i}"), Action::Call), ALLOW);
+        }
+        let t = &m.by_role["frontend"][Action::Call as usize];
+        assert!(t.len() <= crate::limits::AUTHZ_MEMO_PER_ROLE_ACTION_MAX);
     }
 
     #[test]

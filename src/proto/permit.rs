@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Map;
-use super::authz::{self, Action, Decision};
+use super::authz::{Action, Decision};
 use super::out::{Out, log_allowed};
 use super::realm::{Realm, Realms};
 use super::rpc::{self, Calls};
@@ -182,13 +182,18 @@ impl Authorizer {
 /// Check `msg` (from session `sid` on `conn`) before its handler runs.
 pub(crate) fn check(pc: PermitCx<'_>, sid: Id, conn: ConnId, msg: &Message) -> Verdict {
     let Some((action, uri, request, options)) = target(msg) else { return Verdict::Allow { disclose: false } };
+    let Some(s) = pc.sessions.get(&sid) else { return Verdict::Deny };
+    let Some(realm) = pc.realms.get_mut(&s.realm) else { return Verdict::Deny };
+    if realm.config.roles.is_none() {
+        // No roles in this realm: everything is allowed (the hot path stays a lookup).
+        return Verdict::Allow { disclose: false };
+    }
     if action == Action::Call && pc.calls.is_streaming(sid, request) {
         // A further chunk of a progressive call invocation: authorized with the first.
         return Verdict::Allow { disclose: false };
     }
-    let Some(s) = pc.sessions.get(&sid) else { return Verdict::Deny };
-    let Some(realm) = pc.realms.get_mut(&s.realm) else { return Verdict::Deny };
-    let procedure = match authz::authorize(realm.config.roles.as_deref(), &s.authrole, uri, action) {
+    let Some(roles) = realm.config.roles.clone() else { return Verdict::Allow { disclose: false } };
+    let procedure = match realm.authz_memo.decide(&roles, &s.authrole, uri, action) {
         Decision::Allow { disclose } => return Verdict::Allow { disclose },
         Decision::Deny => {
             denied(pc.cx, realm, s, action, uri, "no rule allows it");

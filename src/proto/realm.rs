@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::Map;
 use super::auth::AuthConfig;
-use super::authz::Roles;
+use super::authz::{Memo, Roles};
 
 use super::broker::Broker;
 use super::dealer::Dealer;
@@ -197,6 +197,8 @@ pub(crate) struct Realm {
     /// Established sessions of this realm on this shard.
     pub sessions: usize,
     pub stats: RealmStats,
+    /// Static authorization decisions already made here (`authz::Memo`).
+    pub authz_memo: Memo,
     /// Listed in `Realms::touched`.
     touched: bool,
 }
@@ -210,6 +212,7 @@ impl Realm {
             dealer: Dealer::default(),
             sessions: 0,
             stats: RealmStats::default(),
+            authz_memo: Memo::default(),
             touched: false,
         }
     }
