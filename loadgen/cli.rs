@@ -169,7 +169,7 @@ impl Options {
             "authid": self.auth.authid,
             "authrole": self.auth.authrole,
             "cryptosign_pubkey": self.auth.cryptosign_seed.as_deref().and_then(|s| crate::auth::parse_seed(s).ok())
-                .and_then(|seed| crate::auth::public_key_hex(&seed).ok()),
+                .map(|seed| crate::auth::public_key_hex(&seed)),
             "threads": self.threads,
             "publishers": self.publishers,
             "subscribers": self.subscribers,
