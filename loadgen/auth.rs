@@ -21,12 +21,12 @@
 use std::fmt;
 use std::sync::Mutex;
 
+// The authentication method a session offers in HELLO: the library's list; loadgen does all
+// but `scram` (`tls`: the TLS client certificate, `--tls-cert`, identifies the session).
+use shardbar::limits::{WAMPCRA_ITERATIONS_DEFAULT, WAMPCRA_KEYLEN_DEFAULT_BYTES};
+pub use shardbar::proto::auth::AuthMethod;
 use shardbar::proto::auth::{cryptosign, secret, wampcra};
 use shardbar::proto::wire::{Dict, Message, Value};
-
-/// PBKDF2 defaults when a salted WAMP-CRA challenge omits them (Autobahn's).
-const CRA_ITERATIONS_DEFAULT: u32 = 1000;
-const CRA_KEYLEN_DEFAULT: usize = 32;
 
 /// Most PBKDF2 iterations loadgen accepts from a challenge: the router controls the
 /// number, and a huge one would stall a worker (Crossbar configs use thousands).
@@ -34,29 +34,6 @@ const CRA_ITERATIONS_MAX: u64 = 10_000_000;
 
 /// Longest derived key a challenge may ask for (bytes).
 const CRA_KEYLEN_MAX: u64 = 1024;
-
-/// The authentication method a session offers in HELLO.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AuthMethod {
-    Anonymous,
-    Ticket,
-    Wampcra,
-    Cryptosign,
-    /// The TLS client certificate (`--tls-cert`) identifies the session.
-    Tls,
-}
-
-impl AuthMethod {
-    pub fn name(self) -> &'static str {
-        match self {
-            AuthMethod::Anonymous => "anonymous",
-            AuthMethod::Ticket => "ticket",
-            AuthMethod::Wampcra => "wampcra",
-            AuthMethod::Cryptosign => "cryptosign",
-            AuthMethod::Tls => "tls",
-        }
-    }
-}
 
 /// The secret a method needs.
 enum Secret {
@@ -138,6 +115,7 @@ impl Credentials {
             v.clone().ok_or_else(|| format!("--authmethod {} needs {flag}", method.name()))
         };
         let secret = match method {
+            AuthMethod::Scram => return Err("loadgen does not do --authmethod scram".into()),
             AuthMethod::Anonymous | AuthMethod::Tls => Secret::None,
             AuthMethod::Ticket => Secret::Ticket(need(&a.ticket, "--ticket")?),
             AuthMethod::Wampcra => Secret::Cra { secret: need(&a.secret, "--secret")?, derived: Mutex::new(None) },
@@ -239,8 +217,9 @@ fn cra_salt(extra: &Dict) -> Result<Option<(&str, u32, usize)>, String> {
             },
         }
     };
-    let iterations = number("iterations", u64::from(CRA_ITERATIONS_DEFAULT), CRA_ITERATIONS_MAX)?;
-    let keylen = number("keylen", CRA_KEYLEN_DEFAULT as u64, CRA_KEYLEN_MAX)?;
+    // A salted challenge that omits them gets Autobahn's defaults.
+    let iterations = number("iterations", u64::from(WAMPCRA_ITERATIONS_DEFAULT), CRA_ITERATIONS_MAX)?;
+    let keylen = number("keylen", WAMPCRA_KEYLEN_DEFAULT_BYTES as u64, CRA_KEYLEN_MAX)?;
     // Both bounded above, far below u32::MAX.
     Ok(Some((salt, iterations as u32, keylen as usize)))
 }
@@ -362,6 +341,7 @@ mod tests {
         assert!(none.hello_details(Dict::new()).is_empty());
         assert!(Credentials::from_args(&args(AuthMethod::Ticket)).is_err(), "ticket without --ticket");
         assert!(Credentials::from_args(&args(AuthMethod::Wampcra)).is_err(), "wampcra without --secret");
+        assert!(Credentials::from_args(&args(AuthMethod::Scram)).is_err(), "loadgen does not do scram");
         let no_id = AuthArgs { method: Some(AuthMethod::Ticket), ticket: Some("t".into()), ..AuthArgs::default() };
         assert!(Credentials::from_args(&no_id).is_err(), "ticket without --authid");
         let a = AuthArgs { ticket: Some("t".into()), ..args(AuthMethod::Ticket) };

@@ -201,7 +201,7 @@ mod tests {
         // Goal: the digests are the standard ones (the core compares them with the hex
         // fingerprints `openssl x509 -fingerprint` prints). Method: the FIPS 180 "abc" vectors.
         let f = fingerprints(b"abc");
-        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let hex = crate::proto::auth::secret::hex_encode;
         assert_eq!(hex(&f.sha1), "a9993e364706816aba3e25717850c26c9cd0d89d");
         assert_eq!(hex(&f.sha256), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(crate::proto::auth::fingerprint::format(&f.sha1[..3]), "A9:99:3E");
