@@ -14,52 +14,32 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import { routerForSuite } from './lib/router.mjs';
 import { autobahnResult, connectAutobahn, signal, within } from './lib/clients.mjs';
 
-const OPENSSL_CNF = `[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[ca]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[server]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
-authorityKeyIdentifier = keyid
-[client]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-authorityKeyIdentifier = keyid
-`;
+// The openssl sections (CA, server, client), shared with the Python TLS tests.
+const OPENSSL_CNF = fileURLToPath(new URL('../test-pki.cnf', import.meta.url));
 
 /** A CA, a server and a client certificate (EC P-256, two days) in a new directory. */
 function makePki() {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'shardbar-js-pki-'));
-  const cnf = path.join(dir, 'openssl.cnf');
-  writeFileSync(cnf, OPENSSL_CNF);
   const f = (name) => path.join(dir, name);
   const openssl = (...args) => execFileSync('openssl', args, { stdio: 'pipe', timeout: 30_000 });
   const newkey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
   openssl('req', '-x509', ...newkey, '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2',
-    '-subj', '/CN=shardbar js test CA', '-config', cnf, '-extensions', 'ca');
+    '-subj', '/CN=shardbar js test CA', '-config', OPENSSL_CNF, '-extensions', 'ca');
   for (const [name, kind] of [['server', 'server'], ['client', 'client']]) {
     openssl('req', '-new', ...newkey, '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`),
-      '-subj', `/CN=${name}`, '-config', cnf);
+      '-subj', `/CN=${name}`, '-config', OPENSSL_CNF);
     openssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'),
       '-set_serial', String(Date.now()), '-days', '2', '-out', f(`${name}.pem`),
-      '-extfile', cnf, '-extensions', kind);
+      '-extfile', OPENSSL_CNF, '-extensions', kind);
   }
   return { dir, file: f, read: (name) => readFileSync(f(name)) };
 }
