@@ -3,9 +3,10 @@
 //! and Autobahn|JS put them on the wire — and `tls` (the client certificate is the
 //! credential; no CHALLENGE).
 //!
-//! The cryptography is `ring`'s (already in the tree through rustls): HMAC-SHA256 and
-//! PBKDF2-HMAC-SHA256 for WAMP-CRA, Ed25519 for cryptosign. This file holds no sockets and
-//! no state machine: `client.rs` calls [`Credentials::hello_details`] when it builds HELLO
+//! The cryptography is the library's (`shardbar::proto::auth`, the functions the router's
+//! own tests check against Autobahn): `wampcra` for HMAC-SHA256 and PBKDF2-HMAC-SHA256,
+//! `cryptosign` for Ed25519, `secret` for hex. This file holds no sockets and no state
+//! machine: `client.rs` calls [`Credentials::hello_details`] when it builds HELLO
 //! and [`Credentials::answer`] when a CHALLENGE arrives.
 //!
 //! Wire facts (shared/WAMP-ADVANCED-NOTES.md A.1):
@@ -18,16 +19,14 @@
 //!   Channel binding (`tls-unique`) is not offered.
 
 use std::fmt;
-use std::num::NonZeroU32;
 use std::sync::Mutex;
 
-use base64::Engine as _;
-use ring::signature::{Ed25519KeyPair, KeyPair as _};
+// The authentication method a session offers in HELLO: the library's list; loadgen does all
+// but `scram` (`tls`: the TLS client certificate, `--tls-cert`, identifies the session).
+use shardbar::limits::{WAMPCRA_ITERATIONS_DEFAULT, WAMPCRA_KEYLEN_DEFAULT_BYTES};
+pub use shardbar::proto::auth::AuthMethod;
+use shardbar::proto::auth::{cryptosign, secret, wampcra};
 use shardbar::proto::wire::{Dict, Message, Value};
-
-/// PBKDF2 defaults when a salted WAMP-CRA challenge omits them (Autobahn's).
-const CRA_ITERATIONS_DEFAULT: u32 = 1000;
-const CRA_KEYLEN_DEFAULT: usize = 32;
 
 /// Most PBKDF2 iterations loadgen accepts from a challenge: the router controls the
 /// number, and a huge one would stall a worker (Crossbar configs use thousands).
@@ -36,35 +35,19 @@ const CRA_ITERATIONS_MAX: u64 = 10_000_000;
 /// Longest derived key a challenge may ask for (bytes).
 const CRA_KEYLEN_MAX: u64 = 1024;
 
-/// The authentication method a session offers in HELLO.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AuthMethod {
-    Anonymous,
-    Ticket,
-    Wampcra,
-    Cryptosign,
-    /// The TLS client certificate (`--tls-cert`) identifies the session.
-    Tls,
-}
-
-impl AuthMethod {
-    pub fn name(self) -> &'static str {
-        match self {
-            AuthMethod::Anonymous => "anonymous",
-            AuthMethod::Ticket => "ticket",
-            AuthMethod::Wampcra => "wampcra",
-            AuthMethod::Cryptosign => "cryptosign",
-            AuthMethod::Tls => "tls",
-        }
-    }
-}
-
 /// The secret a method needs.
 enum Secret {
     None,
     Ticket(String),
-    Cra { secret: String, derived: Mutex<Option<DerivedKey>> },
-    Cryptosign(Box<Ed25519KeyPair>),
+    Cra {
+        secret: String,
+        derived: Mutex<Option<DerivedKey>>,
+    },
+    /// The Ed25519 seed, and the hex public key HELLO announces (derived once).
+    Cryptosign {
+        seed: Box<[u8; 32]>,
+        pubkey_hex: String,
+    },
 }
 
 /// The last salted WAMP-CRA key: every session of a run gets the same salt, and deriving
@@ -73,7 +56,8 @@ struct DerivedKey {
     salt: String,
     iterations: u32,
     keylen: usize,
-    key: String,
+    /// The ASCII bytes of the base64 text ([`wampcra::derive_key`]'s output).
+    key: Vec<u8>,
 }
 
 /// Who the sessions of a run say they are. Shared by every session (read-only but for the
@@ -131,12 +115,13 @@ impl Credentials {
             v.clone().ok_or_else(|| format!("--authmethod {} needs {flag}", method.name()))
         };
         let secret = match method {
+            AuthMethod::Scram => return Err("loadgen does not do --authmethod scram".into()),
             AuthMethod::Anonymous | AuthMethod::Tls => Secret::None,
             AuthMethod::Ticket => Secret::Ticket(need(&a.ticket, "--ticket")?),
             AuthMethod::Wampcra => Secret::Cra { secret: need(&a.secret, "--secret")?, derived: Mutex::new(None) },
             AuthMethod::Cryptosign => {
                 let seed = parse_seed(&need(&a.cryptosign_seed, "--cryptosign-seed")?)?;
-                Secret::Cryptosign(Box::new(keypair(&seed)?))
+                Secret::Cryptosign { pubkey_hex: public_key_hex(&seed), seed: Box::new(seed) }
             }
         };
         if matches!(method, AuthMethod::Ticket | AuthMethod::Wampcra) && a.authid.is_none() {
@@ -157,8 +142,8 @@ impl Credentials {
         if let Some(role) = &self.authrole {
             details.insert("authrole", role.as_str());
         }
-        if let Secret::Cryptosign(kp) = &self.secret {
-            details.insert("authextra", Dict::new().with("pubkey", hex(kp.public_key().as_ref())));
+        if let Secret::Cryptosign { pubkey_hex, .. } = &self.secret {
+            details.insert("authextra", Dict::new().with("pubkey", pubkey_hex.as_str()));
         }
         details
     }
@@ -176,18 +161,18 @@ impl Credentials {
             Secret::Cra { secret, derived } => {
                 let challenge = str_field(extra, "challenge")?;
                 match cra_salt(extra)? {
-                    None => wampcra_signature(secret.as_bytes(), challenge),
+                    None => wampcra::signature(secret.as_bytes(), challenge),
                     Some((salt, iterations, keylen)) => {
                         let key = self.cached_key(secret, derived, salt, iterations, keylen);
-                        wampcra_signature(key.as_bytes(), challenge)
+                        wampcra::signature(&key, challenge)
                     }
                 }
             }
-            Secret::Cryptosign(kp) => {
+            Secret::Cryptosign { seed, .. } => {
                 if let Some(cb) = extra.get("channel_binding").and_then(Value::as_str) {
                     return Err(format!("router asked for channel binding {cb:?}, which loadgen does not do"));
                 }
-                cryptosign_signature(kp, str_field(extra, "challenge")?)?
+                cryptosign_signature(seed, str_field(extra, "challenge")?)?
             }
         };
         Ok(Message::Authenticate { signature, extra: Dict::new() })
@@ -200,7 +185,7 @@ impl Credentials {
         salt: &str,
         iterations: u32,
         keylen: usize,
-    ) -> String {
+    ) -> Vec<u8> {
         // A poisoned lock only means another worker panicked mid-derivation: derive afresh.
         let mut cache = derived.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(d) = &*cache
@@ -210,7 +195,7 @@ impl Credentials {
         {
             return d.key.clone();
         }
-        let key = derive_cra_key(secret, salt, iterations, keylen);
+        let key = wampcra::derive_key(secret, salt, iterations, keylen);
         *cache = Some(DerivedKey { salt: salt.to_owned(), iterations, keylen, key: key.clone() });
         key
     }
@@ -232,72 +217,36 @@ fn cra_salt(extra: &Dict) -> Result<Option<(&str, u32, usize)>, String> {
             },
         }
     };
-    let iterations = number("iterations", u64::from(CRA_ITERATIONS_DEFAULT), CRA_ITERATIONS_MAX)?;
-    let keylen = number("keylen", CRA_KEYLEN_DEFAULT as u64, CRA_KEYLEN_MAX)?;
+    // A salted challenge that omits them gets Autobahn's defaults.
+    let iterations = number("iterations", u64::from(WAMPCRA_ITERATIONS_DEFAULT), CRA_ITERATIONS_MAX)?;
+    let keylen = number("keylen", WAMPCRA_KEYLEN_DEFAULT_BYTES as u64, CRA_KEYLEN_MAX)?;
     // Both bounded above, far below u32::MAX.
     Ok(Some((salt, iterations as u32, keylen as usize)))
 }
 
-/// WAMP-CRA: base64 (standard, padded) of HMAC-SHA256(key, challenge as UTF-8).
-pub fn wampcra_signature(key: &[u8], challenge: &str) -> String {
-    let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key), challenge.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(tag.as_ref())
-}
-
-/// The salted WAMP-CRA key: the base64 text of PBKDF2-HMAC-SHA256(secret, salt, …), as
-/// Autobahn's `derive_key` returns it (the text, not the bytes, is the HMAC key).
-pub fn derive_cra_key(secret: &str, salt: &str, iterations: u32, keylen: usize) -> String {
-    let mut out = vec![0u8; keylen];
-    let iterations = NonZeroU32::new(iterations).unwrap_or(NonZeroU32::MIN);
-    ring::pbkdf2::derive(ring::pbkdf2::PBKDF2_HMAC_SHA256, iterations, salt.as_bytes(), secret.as_bytes(), &mut out);
-    base64::engine::general_purpose::STANDARD.encode(out)
-}
-
-/// cryptosign: hex(Ed25519 signature of the challenge bytes ‖ the challenge bytes).
-pub fn cryptosign_signature(kp: &Ed25519KeyPair, challenge_hex: &str) -> Result<String, String> {
-    let challenge = unhex(challenge_hex).ok_or_else(|| format!("challenge {challenge_hex:?} is not hex"))?;
-    if challenge.len() != 32 {
-        return Err(format!("challenge is {} bytes, not 32", challenge.len()));
-    }
-    let sig = kp.sign(&challenge);
-    let mut out = hex(sig.as_ref());
-    out.push_str(challenge_hex.to_ascii_lowercase().as_str());
-    Ok(out)
-}
-
-/// An Ed25519 key pair from its 32-byte seed (the private key as Autobahn stores it).
-pub fn keypair(seed: &[u8; 32]) -> Result<Ed25519KeyPair, String> {
-    Ed25519KeyPair::from_seed_unchecked(seed).map_err(|e| format!("bad Ed25519 seed: {e}"))
+/// cryptosign: hex(Ed25519 signature of the challenge bytes ‖ the challenge bytes), lower
+/// case.
+pub fn cryptosign_signature(seed: &[u8; 32], challenge_hex: &str) -> Result<String, String> {
+    let challenge =
+        secret::hex_decode(challenge_hex).ok_or_else(|| format!("challenge {challenge_hex:?} is not hex"))?;
+    let challenge: [u8; cryptosign::CHALLENGE_BYTES] = challenge
+        .try_into()
+        .map_err(|c: Vec<u8>| format!("challenge is {} bytes, not {}", c.len(), cryptosign::CHALLENGE_BYTES))?;
+    Ok(cryptosign::sign_challenge(seed, &challenge))
 }
 
 /// The hex public key of a seed (what a router's `authorized_keys` lists).
-pub fn public_key_hex(seed: &[u8; 32]) -> Result<String, String> {
-    Ok(hex(keypair(seed)?.public_key().as_ref()))
+pub fn public_key_hex(seed: &[u8; 32]) -> String {
+    secret::hex_encode(&cryptosign::keypair_from_seed(seed))
 }
 
 /// `--cryptosign-seed`: 64 hex characters.
 pub fn parse_seed(s: &str) -> Result<[u8; 32], String> {
-    unhex(s.trim())
-        .and_then(|v| <[u8; 32]>::try_from(v).ok())
-        .ok_or_else(|| "--cryptosign-seed must be 64 hex characters (a 32-byte Ed25519 seed)".to_owned())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    let mut seed = [0u8; 32];
+    if !secret::hex_decode_into(s.trim(), &mut seed) {
+        return Err("--cryptosign-seed must be 64 hex characters (a 32-byte Ed25519 seed)".to_owned());
     }
-    s
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    s.as_bytes().chunks(2).map(|p| Some(digit(p[0])? << 4 | digit(p[1])?)).collect()
+    Ok(seed)
 }
 
 #[cfg(test)]
@@ -309,16 +258,16 @@ mod tests {
     #[test]
     fn ed25519_rfc8032_vectors() {
         let seed = parse_seed("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60").unwrap();
-        assert_eq!(public_key_hex(&seed).unwrap(), "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
-        let sig = keypair(&seed).unwrap().sign(b"");
+        assert_eq!(public_key_hex(&seed), "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+        let sig = cryptosign::sign(&seed, b"");
         assert_eq!(
-            hex(sig.as_ref()),
+            secret::hex_encode(&sig),
             "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
         );
         let seed = parse_seed("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb").unwrap();
-        let sig = keypair(&seed).unwrap().sign(&[0x72]);
+        let sig = cryptosign::sign(&seed, &[0x72]);
         assert_eq!(
-            hex(sig.as_ref()),
+            secret::hex_encode(&sig),
             "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"
         );
     }
@@ -329,11 +278,11 @@ mod tests {
     #[test]
     fn autobahn_vectors() {
         let challenge = r#"{"authid": "svc", "authrole": "backend", "authmethod": "wampcra", "authprovider": "static", "session": 123, "nonce": "abc", "timestamp": "2026-12-04T20:00:00.000Z"}"#;
-        assert_eq!(wampcra_signature(b"s3cr3t", challenge), "tPdCVvIV4K19tKfUtfrrlqoL8qcgnr0RcZ5XwGrqB3o=");
-        let key = derive_cra_key("s3cr3t", "salt123", 1000, 32);
-        assert_eq!(key, "TSMRO/U+jxq60liTV2uxuO6RgKFN022eOOelapaApxk=");
-        assert_eq!(wampcra_signature(key.as_bytes(), challenge), "WELTUdWGbnaNbufcdzq/TbXHqDeJjbDI6SeokBOyuU0=");
-        assert_eq!(derive_cra_key("secret2", "pepper", 100, 16), "YHtOqS57wWhuDAiZhWs90g==");
+        assert_eq!(wampcra::signature(b"s3cr3t", challenge), "tPdCVvIV4K19tKfUtfrrlqoL8qcgnr0RcZ5XwGrqB3o=");
+        let key = wampcra::derive_key("s3cr3t", "salt123", 1000, 32);
+        assert_eq!(key, b"TSMRO/U+jxq60liTV2uxuO6RgKFN022eOOelapaApxk=");
+        assert_eq!(wampcra::signature(&key, challenge), "WELTUdWGbnaNbufcdzq/TbXHqDeJjbDI6SeokBOyuU0=");
+        assert_eq!(wampcra::derive_key("secret2", "pepper", 100, 16), b"YHtOqS57wWhuDAiZhWs90g==");
 
         // Through the CHALLENGE path: salted (iterations and keylen from the challenge).
         let a = AuthArgs { secret: Some("s3cr3t".into()), ..args(AuthMethod::Wampcra) };
@@ -350,12 +299,15 @@ mod tests {
         }
 
         let seed: [u8; 32] = std::array::from_fn(|i| i as u8);
-        assert_eq!(public_key_hex(&seed).unwrap(), "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8");
+        assert_eq!(public_key_hex(&seed), "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8");
         let challenge: Vec<u8> = (100..132).collect();
-        let a =
-            AuthArgs { method: Some(AuthMethod::Cryptosign), cryptosign_seed: Some(hex(&seed)), ..AuthArgs::default() };
+        let a = AuthArgs {
+            method: Some(AuthMethod::Cryptosign),
+            cryptosign_seed: Some(secret::hex_encode(&seed)),
+            ..AuthArgs::default()
+        };
         let c = Credentials::from_args(&a).unwrap();
-        let extra = Dict::new().with("challenge", hex(&challenge)).with("channel_binding", Value::Null);
+        let extra = Dict::new().with("challenge", secret::hex_encode(&challenge)).with("channel_binding", Value::Null);
         let Message::Authenticate { signature, .. } = c.answer("cryptosign", &extra).unwrap() else { panic!() };
         assert_eq!(
             signature,
@@ -367,13 +319,13 @@ mod tests {
         assert!(c.answer("cryptosign", &bound).is_err(), "channel binding is refused, not ignored");
     }
 
-    // Goal: hex helpers round-trip and reject what is not hex.
+    // Goal: the hex helpers loadgen uses round-trip and reject what is not hex.
     #[test]
     fn hex_round_trip() {
-        assert_eq!(unhex(&hex(&[0, 1, 0xab, 0xff])).unwrap(), vec![0, 1, 0xab, 0xff]);
-        assert_eq!(unhex("ABcd").unwrap(), vec![0xab, 0xcd]);
-        assert!(unhex("abc").is_none());
-        assert!(unhex("zz").is_none());
+        assert_eq!(secret::hex_decode(&secret::hex_encode(&[0, 1, 0xab, 0xff])).unwrap(), vec![0, 1, 0xab, 0xff]);
+        assert_eq!(secret::hex_decode("ABcd").unwrap(), vec![0xab, 0xcd]);
+        assert!(secret::hex_decode("abc").is_none());
+        assert!(secret::hex_decode("zz").is_none());
         assert!(parse_seed("00").is_err());
     }
 
@@ -389,6 +341,7 @@ mod tests {
         assert!(none.hello_details(Dict::new()).is_empty());
         assert!(Credentials::from_args(&args(AuthMethod::Ticket)).is_err(), "ticket without --ticket");
         assert!(Credentials::from_args(&args(AuthMethod::Wampcra)).is_err(), "wampcra without --secret");
+        assert!(Credentials::from_args(&args(AuthMethod::Scram)).is_err(), "loadgen does not do scram");
         let no_id = AuthArgs { method: Some(AuthMethod::Ticket), ticket: Some("t".into()), ..AuthArgs::default() };
         assert!(Credentials::from_args(&no_id).is_err(), "ticket without --authid");
         let a = AuthArgs { ticket: Some("t".into()), ..args(AuthMethod::Ticket) };

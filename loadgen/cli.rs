@@ -169,7 +169,7 @@ impl Options {
             "authid": self.auth.authid,
             "authrole": self.auth.authrole,
             "cryptosign_pubkey": self.auth.cryptosign_seed.as_deref().and_then(|s| crate::auth::parse_seed(s).ok())
-                .and_then(|seed| crate::auth::public_key_hex(&seed).ok()),
+                .map(|seed| crate::auth::public_key_hex(&seed)),
             "threads": self.threads,
             "publishers": self.publishers,
             "subscribers": self.subscribers,
@@ -546,14 +546,9 @@ impl AuthFlags {
 }
 
 fn authmethod(s: &str) -> Result<AuthMethod, String> {
-    match s {
-        "anonymous" => Ok(AuthMethod::Anonymous),
-        "ticket" => Ok(AuthMethod::Ticket),
-        "wampcra" => Ok(AuthMethod::Wampcra),
-        "cryptosign" => Ok(AuthMethod::Cryptosign),
-        "tls" => Ok(AuthMethod::Tls),
-        _ => Err("expected anonymous, ticket, wampcra, cryptosign or tls".into()),
-    }
+    AuthMethod::parse(s)
+        .filter(|m| *m != AuthMethod::Scram)
+        .ok_or_else(|| "expected anonymous, ticket, wampcra, cryptosign or tls".into())
 }
 
 #[derive(Args, Debug)]
@@ -731,6 +726,7 @@ mod tests {
         );
         assert_eq!(o.concurrency, None);
         assert!(parse("rpc --authmethod password").is_err());
+        assert!(parse("rpc --authmethod scram").is_err(), "the router knows scram, loadgen does not");
         assert!(parse("rpc --tls-cert c.pem").is_err(), "--tls-cert without --tls-key");
         let Command::Wait { tls, auth, .. } =
             parse("wait --url wss://h:1/ws --tls-insecure --authmethod anonymous").unwrap()

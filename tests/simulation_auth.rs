@@ -12,7 +12,7 @@ use shardbar::proto::auth::config::{
     Authenticator, CraPrincipal, CraSalt, CryptosignPrincipal, Identity, ListenerAuth, Method, Principals, Secret,
     TicketPrincipal,
 };
-use shardbar::proto::auth::{AuthConfig, cryptosign, wampcra};
+use shardbar::proto::auth::{AuthConfig, cryptosign, secret, wampcra};
 use shardbar::proto::realm::RouterConfig;
 use shardbar::proto::wire::{Dict, Message, Serializer, Value};
 use sim::{ClientId, Sim, for_seeds, seeds, serializer_for};
@@ -125,8 +125,7 @@ fn static_methods_challenge_and_verify() {
             aborted(&authenticate(&mut s, c, wampcra::signature(b"nope", &text)), "wamp.error.not_authorized");
         }
 
-        let pk = cryptosign::keypair_from_seed(&SEED_DEV1);
-        let pk_hex: String = pk.iter().map(|b| format!("{b:02x}")).collect();
+        let pk_hex = secret::hex_encode(&cryptosign::keypair_from_seed(&SEED_DEV1));
         let c = s.connect(shard, ser);
         let extra = challenge_extra(&hello(
             &mut s,
@@ -137,9 +136,7 @@ fn static_methods_challenge_and_verify() {
         ));
         let ch_hex = extra.get("challenge").and_then(Value::as_str).expect("challenge");
         let mut ch = [0u8; 32];
-        for (i, b) in ch.iter_mut().enumerate() {
-            *b = u8::from_str_radix(&ch_hex[2 * i..2 * i + 2], 16).expect("hex");
-        }
+        assert!(secret::hex_decode_into(ch_hex, &mut ch), "challenge is 64 hex characters");
         let sig = cryptosign::sign_challenge(&SEED_DEV1, &ch);
         welcomed(&authenticate(&mut s, c, sig.clone()), "dev1", "device", "cryptosign", "static");
         // A replayed signature does not answer a fresh challenge.
@@ -155,7 +152,7 @@ fn challenges_come_from_the_seed() {
     let first = |seed| {
         let mut s = Sim::with_config(2, seed, config(false));
         let c = s.connect(0, Serializer::Json);
-        let pk: String = cryptosign::keypair_from_seed(&SEED_DEV1).iter().map(|b| format!("{b:02x}")).collect();
+        let pk = secret::hex_encode(&cryptosign::keypair_from_seed(&SEED_DEV1));
         let m = hello(&mut s, c, &["cryptosign"], Some("dev1"), Some(Dict::new().with("pubkey", pk)));
         challenge_extra(&m).get("challenge").and_then(Value::as_str).expect("challenge").to_owned()
     };

@@ -26,6 +26,7 @@ use super::state::{Counted, Place, Shard};
 use super::{handshake, http, io, tls};
 use crate::config::{Config, ListenAddr, ListenerConfig};
 use crate::limits;
+use crate::proto::auth::fingerprint;
 use crate::proto::core::Origin;
 use crate::proto::wire::rawsocket;
 
@@ -257,8 +258,8 @@ async fn serve_tls<S: AsyncRead + AsyncWrite + Unpin>(
     tracing::debug!(
         shard = shard.id,
         peer = ?arrival.origin.peer,
-        client_cert_sha1 = cert.map(|c| tls::colon_hex(&c.sha1)),
-        client_cert_sha256 = cert.map(|c| tls::colon_hex(&c.sha256)),
+        client_cert_sha1 = cert.map(|c| fingerprint::format(&c.sha1)),
+        client_cert_sha256 = cert.map(|c| fingerprint::format(&c.sha256)),
         "TLS handshake done"
     );
     buf.clear();

@@ -21,6 +21,8 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, ServerConnection};
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sha1::{Digest as _, Sha1};
+use sha2::Sha256;
 
 use super::guard::{LogKind, TlsRejection};
 use super::state::Shard;
@@ -171,26 +173,7 @@ fn peer_of(conn: &ServerConnection) -> TlsPeer {
 
 /// SHA-1 and SHA-256 of a certificate's DER bytes.
 pub(crate) fn fingerprints(der: &[u8]) -> CertFingerprints {
-    let sha1 = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der);
-    let sha256 = ring::digest::digest(&ring::digest::SHA256, der);
-    let mut out = CertFingerprints { sha1: [0; 20], sha256: [0; 32] };
-    // The digests' lengths are the algorithms' output lengths, 20 and 32 bytes.
-    out.sha1.copy_from_slice(sha1.as_ref());
-    out.sha256.copy_from_slice(sha256.as_ref());
-    out
-}
-
-/// A fingerprint as `openssl x509 -fingerprint` and Crossbar's `certificate-sha1` write it:
-/// upper-case hex bytes separated by colons.
-pub(crate) fn colon_hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 3);
-    for (i, b) in bytes.iter().enumerate() {
-        if i > 0 {
-            out.push(':');
-        }
-        out.push_str(&format!("{b:02X}"));
-    }
-    out
+    CertFingerprints { sha1: Sha1::digest(der).into(), sha256: Sha256::digest(der).into() }
 }
 
 /// Count a connection closed before or during TLS, and log it (at most once per
@@ -218,10 +201,10 @@ mod tests {
         // Goal: the digests are the standard ones (the core compares them with the hex
         // fingerprints `openssl x509 -fingerprint` prints). Method: the FIPS 180 "abc" vectors.
         let f = fingerprints(b"abc");
-        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let hex = crate::proto::auth::secret::hex_encode;
         assert_eq!(hex(&f.sha1), "a9993e364706816aba3e25717850c26c9cd0d89d");
         assert_eq!(hex(&f.sha256), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        assert_eq!(colon_hex(&f.sha1[..3]), "A9:99:3E");
+        assert_eq!(crate::proto::auth::fingerprint::format(&f.sha1[..3]), "A9:99:3E");
     }
 
     #[test]

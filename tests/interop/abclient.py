@@ -79,30 +79,50 @@ class Client(ApplicationSession):
                 self._transport.close()
 
 
-async def _open(router, kind: str, realm: str) -> Client:
+async def open_session(router, kind: str, make, ssl=None, host: str = "127.0.0.1", timeout: float = 10) -> Client:
+    """Connect a session over the transport ``kind`` names and wait until it joins.
+
+    ``make(joined)`` builds the session (a ``Client`` that resolves the future ``joined``).
+    Transports: ``ws`` (WebSocket), ``rs`` (RawSocket over TCP), ``unix`` (RawSocket over the
+    Unix socket); ``wss`` and ``rss`` are WebSocket and RawSocket over TLS, and ``ssl`` (an
+    ``ssl.SSLContext``) puts any of them in TLS, checking the server certificate against
+    ``host``. Connecting and joining are each bounded by ``timeout`` seconds."""
     transport, ser = kind.split("-")
+    if transport in ("wss", "rss") and ssl is None:
+        raise ValueError(f"{kind} needs an ssl context")
+    transport = {"wss": "ws", "rss": "rs"}.get(transport, transport)
     loop = asyncio.get_running_loop()
     txaio.config.loop = loop
     joined = loop.create_future()
-
-    def make():
-        return Client(ComponentConfig(realm, {}), kind, joined)
-
+    tls = {} if ssl is None else {"ssl": ssl, "server_hostname": host}
     serializer = _SERIALIZERS[ser]()
     if transport == "ws":
-        url = f"ws://127.0.0.1:{router.port}/"
-        factory = WampWebSocketClientFactory(make, url=url, serializers=[serializer])
+        scheme = "ws" if ssl is None else "wss"
+        factory = WampWebSocketClientFactory(lambda: make(joined), url=f"{scheme}://{host}:{router.port}/",
+                                             serializers=[serializer])
         factory.setProtocolOptions(openHandshakeTimeout=10.0, closeHandshakeTimeout=2.0, failByDrop=False)
-        await asyncio.wait_for(loop.create_connection(factory, "127.0.0.1", router.port), 10)
+        conn = loop.create_connection(factory, "127.0.0.1", router.port, **tls)
     elif transport == "rs":
-        factory = WampRawSocketClientFactory(make, serializer=serializer)
-        await asyncio.wait_for(loop.create_connection(factory, "127.0.0.1", router.port), 10)
+        factory = WampRawSocketClientFactory(lambda: make(joined), serializer=serializer)
+        conn = loop.create_connection(factory, "127.0.0.1", router.port, **tls)
     elif transport == "unix":
-        factory = WampRawSocketClientFactory(make, serializer=serializer)
-        await asyncio.wait_for(loop.create_unix_connection(factory, router.unix_path), 10)
+        factory = WampRawSocketClientFactory(lambda: make(joined), serializer=serializer)
+        conn = loop.create_unix_connection(factory, router.unix_path, **tls)
     else:
         raise ValueError(kind)
-    return await asyncio.wait_for(joined, 10)
+    await asyncio.wait_for(conn, timeout)
+    return await asyncio.wait_for(joined, timeout)
+
+
+async def on_shard(open_once, shard: int | None, tries: int = 64, what: str = "session"):
+    """``await open_once()`` until the session it returns is on ``shard`` (any if None),
+    closing the others: the kernel, not the client, picks a connection's shard."""
+    for _ in range(tries):
+        c = await open_once()
+        if shard is None or c.shard == shard:
+            return c
+        await c.close()
+    raise AssertionError(f"no {what} landed on shard {shard} in {tries} tries")
 
 
 async def connect(router, kind: str = "ws-json", shard: int | None = None, realm: str = "realm1",
@@ -110,12 +130,11 @@ async def connect(router, kind: str = "ws-json", shard: int | None = None, realm
     """A joined session of ``kind``, on ``shard`` if given."""
     if kind.startswith("unix") and shard not in (None, 0):
         raise ValueError("the Unix-socket listener is served by shard 0 only")
-    for _ in range(tries):
-        c = await _open(router, kind, realm)
-        if shard is None or c.shard == shard:
-            return c
-        await c.close()
-    raise AssertionError(f"no {kind} session landed on shard {shard} in {tries} tries")
+
+    def make(joined):
+        return Client(ComponentConfig(realm, {}), kind, joined)
+
+    return await on_shard(lambda: open_session(router, kind, make), shard, tries, f"{kind} session")
 
 
 class Pool:

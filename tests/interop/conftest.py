@@ -64,13 +64,18 @@ def toml_value(v) -> str:
     raise TypeError(v)
 
 
+def toml_keys(keys: dict) -> list[str]:
+    """``key = value`` lines of a TOML table."""
+    return [f"{k} = {toml_value(v)}" for k, v in keys.items()]
+
+
 def listener_lines(keys: dict | None) -> list[str]:
     """A ``[[listener]]``'s keys; a dict value becomes its sub-table (``tls`` → ``[listener.tls]``)."""
     keys = keys or {}
-    lines = [f"{k} = {toml_value(v)}" for k, v in keys.items() if not isinstance(v, dict)]
+    lines = toml_keys({k: v for k, v in keys.items() if not isinstance(v, dict)})
     for k, v in keys.items():
         if isinstance(v, dict):
-            lines += [f"[listener.{k}]"] + [f"{kk} = {toml_value(vv)}" for kk, vv in v.items()]
+            lines += [f"[listener.{k}]"] + toml_keys(v)
     return lines
 
 
@@ -96,7 +101,7 @@ class Router:
         self.shards = shards
         r = {"shards": shards, "log": "info"}
         r.update(router or {})
-        lines = ["[router]"] + [f"{k} = {toml_value(v)}" for k, v in r.items()]
+        lines = ["[router]"] + toml_keys(r)
         lines += ["", "[[listener]]", f'address = "127.0.0.1:{self.port}"']
         lines += listener_lines(listener)
         lines += [listener_toml]
@@ -105,12 +110,12 @@ class Router:
             lines += listener_lines(unix_listener)
             lines += [unix_listener_toml]
         if limits:
-            lines += ["", "[limits]"] + [f"{k} = {toml_value(v)}" for k, v in limits.items()]
+            lines += ["", "[limits]"] + toml_keys(limits)
         m = {"address": f"127.0.0.1:{self.metrics_port}", "summary_interval_s": 0}
         m.update(metrics or {})
-        lines += ["", "[metrics]"] + [f"{k} = {toml_value(v)}" for k, v in m.items()]
+        lines += ["", "[metrics]"] + toml_keys(m)
         for realm in realms or [{"name": "realm1"}]:
-            lines += ["", "[[realm]]"] + [f"{k} = {toml_value(v)}" for k, v in realm.items()]
+            lines += ["", "[[realm]]"] + toml_keys(realm)
         # Raw TOML at the end: `[[realm.role]]` tables belong to the last realm.
         lines += [extra_toml]
         self.config_path.write_text("\n".join(lines) + "\n")

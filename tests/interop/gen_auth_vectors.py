@@ -103,20 +103,18 @@ def wampcra():
     assert sig == auth.compute_wcs(b"s3cr3t", text.encode()).decode()
     show("plain_signature(secret='s3cr3t')", sig)
 
-    key = auth.derive_key("s3cr3t", "salt123", 1000, 32)
-    show("derive_key('s3cr3t', 'salt123', 1000, 32)", key.decode())
-    a = auth.AuthWampCra(authid="svc", secret="s3cr3t")
-    extra = {"challenge": text, "salt": "salt123", "iterations": 1000, "keylen": 32}
-    sig = a.on_challenge(FakeSession(), Challenge("wampcra", extra))
-    show("salted_signature", sig)
-
-    key = auth.derive_key("pässwörd", "sälz", 100, 64)
-    show("derive_key('pässwörd', 'sälz', 100, 64)", key.decode())
-    a = auth.AuthWampCra(authid="svc", secret="pässwörd")
-    extra = {"challenge": odd, "salt": "sälz", "iterations": 100, "keylen": 64}
-    sig = a.on_challenge(FakeSession(), Challenge("wampcra", extra))
-    show("salted_signature_odd(keylen 64)", sig)
+    salted(text, "s3cr3t", "salt123", 1000, 32, "salted_signature")
+    salted(odd, "pässwörd", "sälz", 100, 64, "salted_signature_odd(keylen 64)")
     return text, odd
+
+
+def salted(challenge, secret, salt, iterations, keylen, label):
+    """The derived key, and AuthWampCra's answer to a salted CHALLENGE with these parameters."""
+    key = auth.derive_key(secret, salt, iterations, keylen)
+    show(f"derive_key({secret!r}, {salt!r}, {iterations}, {keylen})", key.decode())
+    a = auth.AuthWampCra(authid="svc", secret=secret)
+    extra = {"challenge": challenge, "salt": salt, "iterations": iterations, "keylen": keylen}
+    show(label, a.on_challenge(FakeSession(), Challenge("wampcra", extra)))
 
 
 def cryptosign():

@@ -22,13 +22,11 @@ import txaio
 
 txaio.use_asyncio()
 
-from autobahn.asyncio.rawsocket import WampRawSocketClientFactory  # noqa: E402
-from autobahn.asyncio.websocket import WampWebSocketClientFactory  # noqa: E402
 from autobahn.wamp import auth as ab_auth  # noqa: E402
 from autobahn.wamp.exception import ApplicationError  # noqa: E402
 from autobahn.wamp.types import ComponentConfig  # noqa: E402
 
-from abclient import _SERIALIZERS, Client  # noqa: E402
+from abclient import Client, on_shard, open_session  # noqa: E402
 from conftest import Router, shardbar_bin  # noqa: E402
 from rawwamp import ABORT, HELLO, Closed, RawSocketConn  # noqa: E402
 
@@ -112,36 +110,14 @@ class AuthClient(Client):
 
 
 async def login(router, kind="ws-json", methods=("ticket",), authid=None, authenticator=None, answer=None,
-                realm="realm1", shard=None, tries=64) -> AuthClient:
-    """A joined AuthClient; raises RuntimeError("not joined: <reason> ...") on ABORT."""
-    for _ in range(tries):
-        c = await _open(router, kind, realm, list(methods), authid, authenticator, answer)
-        if shard is None or c.shard == shard:
-            return c
-        await c.close()
-    raise AssertionError(f"no session on shard {shard}")
+                realm="realm1", shard=None, tries=64, ssl=None, host="127.0.0.1") -> AuthClient:
+    """A joined AuthClient; raises RuntimeError("not joined: <reason> ...") on ABORT. With
+    ``ssl``, over TLS (``open_session``'s ``wss``/``rss``/``unix`` kinds)."""
 
+    def make(joined):
+        return AuthClient(ComponentConfig(realm, {}), kind, joined, list(methods), authid, authenticator, answer)
 
-async def _open(router, kind, realm, methods, authid, authenticator, answer):
-    transport, ser = kind.split("-")
-    loop = asyncio.get_running_loop()
-    txaio.config.loop = loop
-    joined = loop.create_future()
-
-    def make():
-        return AuthClient(ComponentConfig(realm, {}), kind, joined, methods, authid, authenticator, answer)
-
-    serializer = _SERIALIZERS[ser]()
-    if transport == "ws":
-        factory = WampWebSocketClientFactory(make, url=f"ws://127.0.0.1:{router.port}/", serializers=[serializer])
-        await loop.create_connection(factory, "127.0.0.1", router.port)
-    elif transport == "rs":
-        factory = WampRawSocketClientFactory(make, serializer=serializer)
-        await loop.create_connection(factory, "127.0.0.1", router.port)
-    else:
-        factory = WampRawSocketClientFactory(make, serializer=serializer)
-        await loop.create_unix_connection(factory, router.unix_path)
-    return await asyncio.wait_for(joined, 15)
+    return await on_shard(lambda: open_session(router, kind, make, ssl, host, timeout=15), shard, tries)
 
 
 async def refused(router, **kw) -> str:

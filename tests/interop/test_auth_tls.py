@@ -9,38 +9,29 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
-import tempfile
-from pathlib import Path
 
 import pytest
 import txaio
 
 txaio.use_asyncio()
 
-from autobahn.asyncio.rawsocket import WampRawSocketClientFactory  # noqa: E402
-from autobahn.asyncio.websocket import WampWebSocketClientFactory  # noqa: E402
-from autobahn.wamp.types import ComponentConfig  # noqa: E402
-
-from abclient import _SERIALIZERS  # noqa: E402
-from test_auth import SEED_DEV1, AuthClient, cryptosign, pubkey, ticket  # noqa: E402
+from test_auth import SEED_DEV1, AuthClient, cryptosign, login, pubkey, ticket  # noqa: E402
 from conftest import Router  # noqa: E402
 from test_metrics import scrape, total  # noqa: E402
-from tlspki import Pki, client_context  # noqa: E402
+from tlspki import client_context, temporary_pki  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 
 
 @pytest.fixture(scope="module")
 def pki():
-    d = Path(tempfile.mkdtemp(prefix="sb-authpki-"))
-    p = Pki(d)
-    p.ca1 = p.ca("ca1")
-    p.server = p.leaf("server", p.ca1, "server")
-    p.client_sha1 = p.leaf("client_sha1", p.ca1, "client")
-    p.client_sha256 = p.leaf("client_sha256", p.ca1, "client")
-    p.client_unknown = p.leaf("client_unknown", p.ca1, "client")
-    yield p
-    shutil.rmtree(d, ignore_errors=True)
+    with temporary_pki("sb-authpki-") as p:
+        p.ca1 = p.ca("ca1")
+        p.server = p.leaf("server", p.ca1, "server")
+        p.client_sha1 = p.leaf("client_sha1", p.ca1, "client")
+        p.client_sha256 = p.leaf("client_sha256", p.ca1, "client")
+        p.client_unknown = p.leaf("client_unknown", p.ca1, "client")
+        yield p
 
 
 def auth_toml(pki, tickets: str) -> str:
@@ -74,40 +65,14 @@ def start(request, pki) -> Router:
 
 
 async def tls_login(router, kind, ctx, methods, authid=None, authenticator=None, shard=None, tries=64) -> AuthClient:
-    for _ in range(tries):
-        c = await _open(router, kind, ctx, methods, authid, authenticator)
-        if shard is None or c.shard == shard:
-            return c
-        await c.close()
-    raise AssertionError(f"no session on shard {shard}")
-
-
-async def _open(router, kind, ctx, methods, authid, authenticator):
-    transport, ser = kind.split("-")
-    loop = asyncio.get_running_loop()
-    txaio.config.loop = loop
-    joined = loop.create_future()
-
-    def make():
-        return AuthClient(ComponentConfig("realm1", {}), kind, joined, methods, authid, authenticator, None)
-
-    serializer = _SERIALIZERS[ser]()
-    host = "localhost"
-    if transport == "wss":
-        f = WampWebSocketClientFactory(make, url=f"wss://{host}:{router.port}/", serializers=[serializer])
-        await loop.create_connection(f, "127.0.0.1", router.port, ssl=ctx, server_hostname=host)
-    elif transport == "rss":
-        f = WampRawSocketClientFactory(make, serializer=serializer)
-        await loop.create_connection(f, "127.0.0.1", router.port, ssl=ctx, server_hostname=host)
-    else:
-        f = WampRawSocketClientFactory(make, serializer=serializer)
-        await loop.create_unix_connection(f, router.unix_path, ssl=ctx, server_hostname=host)
-    return await asyncio.wait_for(joined, 10)
+    """``test_auth.login`` over TLS (``wss``/``rss``/``unix`` kinds), the certificate checked
+    against ``localhost``."""
+    return await login(router, kind, methods, authid, authenticator, shard=shard, tries=tries, ssl=ctx, host="localhost")
 
 
 async def tls_refused(router, kind, ctx, methods, authid=None, authenticator=None) -> str:
     with pytest.raises(RuntimeError) as e:
-        c = await _open(router, kind, ctx, methods, authid, authenticator)
+        c = await tls_login(router, kind, ctx, methods, authid, authenticator)
         await c.close()
     return str(e.value).split()[2]
 

@@ -17,20 +17,17 @@ import re
 import shutil
 import signal
 import ssl
-import tempfile
 import uuid
-from pathlib import Path
+from functools import partial
 
 import pytest
-from autobahn.asyncio.rawsocket import WampRawSocketClientFactory
-from autobahn.asyncio.websocket import WampWebSocketClientFactory
 from autobahn.wamp.serializer import CBORSerializer, JsonSerializer, MsgPackSerializer
 from autobahn.wamp.types import ComponentConfig, PublishOptions
 
-from abclient import Client
+from abclient import Client, open_session
 from conftest import Router
 from test_metrics import scrape, total
-from tlspki import Cert, Pki, client_context
+from tlspki import Cert, client_context, temporary_pki
 
 ANSWER_S = 5.0  # a router answers in milliseconds; 5 s means "never"
 REJECTED = "shardbar_tls_rejected_total"
@@ -43,16 +40,14 @@ pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs t
 def pki():
     """Two CAs; server certificates from each; a client certificate from the first and one
     from the second (which the first CA does not vouch for)."""
-    d = Path(tempfile.mkdtemp(prefix="sb-pki-"))
-    p = Pki(d)
-    p.ca1 = p.ca("ca1")
-    p.ca2 = p.ca("ca2")
-    p.server1 = p.leaf("server1", p.ca1, "server")
-    p.server2 = p.leaf("server2", p.ca2, "server")
-    p.client1 = p.leaf("client1", p.ca1, "client")
-    p.client2 = p.leaf("client2", p.ca2, "client")
-    yield p
-    shutil.rmtree(d, ignore_errors=True)
+    with temporary_pki("sb-pki-") as p:
+        p.ca1 = p.ca("ca1")
+        p.ca2 = p.ca("ca2")
+        p.server1 = p.leaf("server1", p.ca1, "server")
+        p.server2 = p.leaf("server2", p.ca2, "server")
+        p.client1 = p.leaf("client1", p.ca1, "client")
+        p.client2 = p.leaf("client2", p.ca2, "client")
+        yield p
 
 
 class TlsRouter:
@@ -94,46 +89,16 @@ async def join(router, kind: str, ctx: ssl.SSLContext, host: str = "127.0.0.1") 
     """An Autobahn|Python session over TLS. ``kind``: ``wss-SER``, ``rs-SER`` (RawSocket over
     TLS on TCP) or ``unix-SER`` (RawSocket over TLS on the Unix socket); ``host`` is the
     name the server certificate is checked against."""
-    transport, ser = kind.split("-")
-    loop = asyncio.get_running_loop()
-    joined = loop.create_future()
-
-    def make():
-        return Client(ComponentConfig("realm1", {}), kind, joined)
-
-    serializer = SERIALIZERS[ser]()
-    if transport == "wss":
-        factory = WampWebSocketClientFactory(make, url=f"wss://{host}:{router.port}/", serializers=[serializer])
-        factory.setProtocolOptions(openHandshakeTimeout=10.0, closeHandshakeTimeout=2.0, failByDrop=False)
-        conn = loop.create_connection(factory, "127.0.0.1", router.port, ssl=ctx, server_hostname=host)
-    elif transport == "rs":
-        factory = WampRawSocketClientFactory(make, serializer=serializer)
-        conn = loop.create_connection(factory, "127.0.0.1", router.port, ssl=ctx, server_hostname=host)
-    elif transport == "unix":
-        factory = WampRawSocketClientFactory(make, serializer=serializer)
-        conn = loop.create_unix_connection(factory, router.unix_path, ssl=ctx, server_hostname=host)
-    else:
-        raise ValueError(kind)
-    await asyncio.wait_for(conn, ANSWER_S)
-    return await asyncio.wait_for(joined, ANSWER_S)
+    return await open_session(router, kind, partial(plain_client, kind), ctx, host, timeout=ANSWER_S)
 
 
 async def join_plain(router, kind: str) -> Client:
     """An Autobahn|Python session without TLS: ``ws-SER`` or ``rs-SER``."""
-    transport, ser = kind.split("-")
-    loop = asyncio.get_running_loop()
-    joined = loop.create_future()
+    return await open_session(router, kind, partial(plain_client, kind), timeout=ANSWER_S)
 
-    def make():
-        return Client(ComponentConfig("realm1", {}), kind, joined)
 
-    serializer = SERIALIZERS[ser]()
-    if transport == "ws":
-        factory = WampWebSocketClientFactory(make, url=f"ws://127.0.0.1:{router.port}/", serializers=[serializer])
-    else:
-        factory = WampRawSocketClientFactory(make, serializer=serializer)
-    await asyncio.wait_for(loop.create_connection(factory, "127.0.0.1", router.port), ANSWER_S)
-    return await asyncio.wait_for(joined, ANSWER_S)
+def plain_client(kind: str, joined) -> Client:
+    return Client(ComponentConfig("realm1", {}), kind, joined)
 
 
 async def round_trip(a: Client, b: Client):

@@ -1,42 +1,23 @@
 """A throw-away PKI for the TLS tests, made with the ``openssl`` command at test time into a
 temporary directory (no key is ever committed): CAs, server certificates for ``localhost``
-and ``127.0.0.1``, and client certificates. EC P-256 keys, valid for two days.
+and ``127.0.0.1``, and client certificates, with the extensions ``tests/test-pki.cnf`` names.
+EC P-256 keys, valid for two days.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import shutil
 import ssl
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-OPENSSL_CNF = """\
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[ca]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[server]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-[client]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-"""
+# The sections (CA, server, client) are shared with the JS TLS test.
+OPENSSL_CNF = Path(__file__).resolve().parent.parent / "test-pki.cnf"
 
 
 @dataclass
@@ -67,8 +48,7 @@ class Cert:
 class Pki:
     def __init__(self, directory: Path):
         self.dir = directory
-        self.cnf = directory / "openssl.cnf"
-        self.cnf.write_text(OPENSSL_CNF)
+        self.cnf = OPENSSL_CNF
 
     def _run(self, *args: str):
         r = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=30)
@@ -94,6 +74,16 @@ class Pki:
                   "-set_serial", str(secrets.randbits(62)), "-days", "2", "-out", str(c.pem),
                   "-extfile", str(self.cnf), "-extensions", kind)
         return c
+
+
+@contextlib.contextmanager
+def temporary_pki(prefix: str):
+    """A ``Pki`` in a new temporary directory, removed (with every key in it) afterwards."""
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield Pki(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def client_context(ca: Cert, client: Cert | None = None) -> ssl.SSLContext:

@@ -4,31 +4,13 @@
 // for two days, in a new temporary directory the caller removes (`rmSync(pki.dir, ...)`).
 
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-const OPENSSL_CNF = `[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[ca]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[server]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
-authorityKeyIdentifier = keyid
-[client]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-authorityKeyIdentifier = keyid
-`;
+// The openssl sections (CA, server, client), shared with the Python TLS tests.
+const OPENSSL_CNF = fileURLToPath(new URL('../../test-pki.cnf', import.meta.url));
 
 /** Whether the `openssl` command runs here (suites that need it skip without it). */
 export const haveOpenssl = (() => {
@@ -43,8 +25,7 @@ export const haveOpenssl = (() => {
 /** A CA, a server and a client certificate in a new directory: { dir, file(name), read(name) }. */
 export function makePki() {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'shardbar-js-pki-'));
-  const cnf = path.join(dir, 'openssl.cnf');
-  writeFileSync(cnf, OPENSSL_CNF);
+  const cnf = OPENSSL_CNF;
   const f = (name) => path.join(dir, name);
   const openssl = (...args) => execFileSync('openssl', args, { stdio: 'pipe', timeout: 30_000 });
   const newkey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
