@@ -342,6 +342,13 @@ pub const ECHO_WRITE_DEADLINE_MS: u64 = 30_000;
 /// Size of the default generated-ID space: IDs are in [1, 2^53].
 pub const ID_MAX: u64 = 1 << 53;
 
+/// Meta API calls answered by gathering parts from every shard, in flight per shard; more
+/// get `shardbar.error.limit_exceeded`.
+pub const META_GATHERS_PER_SHARD_MAX: usize = 1024;
+
+/// The same per session.
+pub const META_GATHERS_PER_SESSION_MAX: usize = 16;
+
 const _: () = assert!(SHARDS_MAX <= 64, "shard sets are u64 masks");
 const _: () = assert!(PAYLOAD_COPY_BELOW_BYTES < READ_CHUNK_BYTES);
 const _: () = assert!(READ_CHUNK_MIN_BYTES <= READ_CHUNK_BYTES);

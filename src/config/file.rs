@@ -87,6 +87,7 @@ pub(super) struct FileRealm {
     pub(super) call_timeout_unit: Option<String>,
     pub(super) call_timeout_default_ms: Option<i64>,
     pub(super) call_timeout_max_ms: Option<i64>,
+    pub(super) meta_api: Option<bool>,
 }
 
 /// Read and parse the file at `path`; errors name the path.

@@ -362,6 +362,7 @@ fn realms(c: &Check, raw: Vec<FileRealm>) -> Result<Vec<RealmConfig>, ConfigErro
             call_timeout_unit,
             call_timeout_default: timeout_ms("call_timeout_default_ms", r.call_timeout_default_ms)?,
             call_timeout_max: timeout_ms("call_timeout_max_ms", r.call_timeout_max_ms)?,
+            meta_api: r.meta_api.unwrap_or(true),
         });
     }
     Ok(realms)

@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use super::auth::Granted;
 use super::mesh::ShardId;
+use super::meta;
 use super::out::{ConnState, Out};
 use super::pubsub;
 use super::realm::Realms;
 use super::rpc::{self, Calls};
-use super::session::{ClientFeatures, ConnId, Session, Sessions};
+use super::session::{ClientFeatures, ConnId, Session, SessionAuth, Sessions};
 use super::violation::Abort;
 use super::wire::uri;
-use super::wire::{Dict, Id, Message};
+use super::wire::{Dict, Id, Message, Value};
 use crate::limits;
 
 /// What a HELLO (or AUTHENTICATE, or an authenticator's answer) led to, when it was not
@@ -85,7 +86,8 @@ pub(crate) fn establish(
         c.slow_policy = rc.slow_consumer;
         c.live.established = true;
     }
-    let session = Session::new(id, conn, realm_name, g.authid.clone(), g.role.clone(), e.features);
+    let mut session = Session::new(id, conn, realm_name, g.authid.clone(), g.role.clone(), e.features);
+    session.auth = SessionAuth { method: g.method.name(), provider: g.provider, extra: g.extra.clone() };
     if cx.try_send(conn, &Message::Welcome { session: id, details: welcome }).is_err() {
         // A client with a tiny RawSocket limit (512 bytes) gets the compact form: its
         // identity and bare roles, no feature lists.
@@ -99,6 +101,12 @@ pub(crate) fn establish(
             sessions.insert(id, session);
             return Ok(Hello::WelcomeTooLarge(id));
         }
+    }
+    if rc.meta_api {
+        let details =
+            |cx: &Out| vec![Value::Dict(meta::session_details(&session, meta::transport_details(cx.conns.get(conn))))];
+        let realm = realms.get_or_create(&session.realm);
+        pubsub::publish_from_router(cx, realm, meta::ON_JOIN, details);
     }
     sessions.insert(id, session);
     Ok(Hello::Welcomed)
@@ -117,6 +125,10 @@ pub(crate) fn end_session(cx: &mut Out, realms: &mut Realms, sessions: &mut Sess
     realm.sessions = realm.sessions.saturating_sub(1);
     pubsub::leave_all(cx, realm, &s);
     rpc::on_session_end(cx, calls, &s);
+    if realm.config.meta_api {
+        let args = |_: &Out| vec![Value::from(s.id), Value::from(&*s.authid), Value::from(&*s.authrole)];
+        pubsub::publish_from_router(cx, realm, meta::ON_LEAVE, args);
+    }
 }
 
 /// `WELCOME.Details`: identity, and the router's roles with only the features that work.

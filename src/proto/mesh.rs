@@ -227,6 +227,8 @@ pub enum MeshMsg {
     },
     Call(CallMsg),
     Stats(StatsMsg),
+    /// Meta API gathers (`proto::meta`).
+    Meta(super::meta::MetaMsg),
 }
 
 /// Subscription control plane: requester ↔ owner, owner → replicas.

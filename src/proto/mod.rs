@@ -17,6 +17,7 @@ mod lifecycle;
 mod liveness;
 mod login;
 pub mod mesh;
+pub(crate) mod meta;
 pub(crate) mod options;
 mod out;
 pub(crate) mod pattern;

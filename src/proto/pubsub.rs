@@ -16,10 +16,11 @@ use super::session::{Session, Sessions};
 use super::uris;
 use super::violation::Violation;
 use super::wire::ids::owner_of;
+use super::wire::message::Serializer;
 use super::wire::message::code;
 use super::wire::peer_text;
 use super::wire::uri;
-use super::wire::{DecodeError, Dict, Id, Message, Payload};
+use super::wire::{DecodeError, Dict, Id, Message, Payload, Value};
 use crate::limits;
 
 /// PUBLISH from session `s`.
@@ -57,6 +58,16 @@ pub(crate) fn on_publish(
         payload,
         read_at: cx.now,
     });
+    fan_out(cx, realm, publication);
+    if opts.acknowledge {
+        cx.send(s.conn, &Message::Published { request, publication: id });
+    }
+    Ok(())
+}
+
+/// Route a publication through the realm's replica: deliver it to this shard's members and
+/// hand it to every other shard with members (one mesh message per shard).
+pub(crate) fn fan_out(cx: &mut Out, realm: &mut Realm, publication: Arc<Publication>) {
     let scratch = &mut cx.mesh.route_scratch;
     realm.broker.routes(&publication.topic, |target, mut shards: ShardSet| {
         while shards != 0 {
@@ -78,10 +89,33 @@ pub(crate) fn on_publish(
             cx.send_mesh(shard, MeshMsg::Deliver { publication: publication.clone(), targets });
         }
     }
-    if opts.acknowledge {
-        cx.send(s.conn, &Message::Published { request, publication: id });
+}
+
+/// Publish an event as the router itself (meta events): an ordinary publication from no
+/// session (publisher ID 0, never disclosed), so fan-out, filters and ordering apply. The
+/// arguments are only built when the topic has subscribers.
+pub(crate) fn publish_from_router(cx: &mut Out, realm: &mut Realm, topic: &str, args: impl FnOnce(&Out) -> Vec<Value>) {
+    let mut subscribed = false;
+    realm.broker.routes(topic, |_, _| subscribed = true);
+    if !subscribed {
+        return;
     }
-    Ok(())
+    let args = args(cx);
+    let id = cx.ids.next_global();
+    let publication = Arc::new(Publication {
+        realm: realm.name.clone(),
+        id,
+        topic: Arc::from(topic),
+        publisher: 0,
+        disclose: None,
+        exclude_me: false,
+        filters: None,
+        payload: Payload::from_values(Serializer::Json, Some(&args), None),
+        read_at: cx.now,
+    });
+    cx.stats.publications += 1;
+    realm.stats.publications += 1;
+    fan_out(cx, realm, publication);
 }
 
 /// Fan a publication out to this shard's members of `targets`: one EVENT encoding per

@@ -52,6 +52,9 @@ pub struct RealmConfig {
     pub call_timeout_default: Option<Duration>,
     /// Longest timeout a call may have (longer ones are cut to it).
     pub call_timeout_max: Option<Duration>,
+    /// The meta API (`wamp.session.*`, `wamp.subscription.*`, `wamp.registration.*` and
+    /// their events); default on.
+    pub meta_api: bool,
 }
 
 /// The unit of `CALL.Options.timeout` in a realm.
@@ -99,6 +102,7 @@ impl RealmConfig {
             call_timeout_unit: CallTimeoutUnit::Millis,
             call_timeout_default: None,
             call_timeout_max: None,
+            meta_api: true,
         }
     }
 }

@@ -80,9 +80,20 @@ pub(crate) struct Session {
     pub features: ClientFeatures,
     /// Subscription IDs this session is a member of.
     pub subscriptions: Set<Id>,
+    /// How the session logged in (`wamp.session.get`, `on_join`).
+    pub auth: SessionAuth,
     /// SUBSCRIBEs waiting for the owner's barrier (bounded by
     /// `limits::SESSION_PENDING_ROUTE_CHANGES_MAX`).
     pub pending_subscribes: usize,
+}
+
+/// How a session logged in, as the meta API reports it.
+#[derive(Debug, Default)]
+pub(crate) struct SessionAuth {
+    pub method: &'static str,
+    /// `static` or `dynamic`.
+    pub provider: &'static str,
+    pub extra: Dict,
 }
 
 impl Session {
@@ -94,7 +105,17 @@ impl Session {
         authrole: Arc<str>,
         features: ClientFeatures,
     ) -> Session {
-        Session { id, conn, realm, authid, authrole, features, subscriptions: Set::default(), pending_subscribes: 0 }
+        Session {
+            id,
+            conn,
+            realm,
+            authid,
+            authrole,
+            features,
+            subscriptions: Set::default(),
+            auth: SessionAuth::default(),
+            pending_subscribes: 0,
+        }
     }
 }
 

@@ -68,6 +68,8 @@ pub struct Stats {
     pub events_dropped_slow: u64,
     pub events_dropped_too_big: u64,
     pub slow_consumer_disconnects: u64,
+    /// Sessions ended through the meta API (`wamp.session.kill*`).
+    pub sessions_killed: u64,
     pub protocol_violations: u64,
     /// Requests denied by authorization (all realms).
     pub authorization_denials: u64,
@@ -110,6 +112,7 @@ impl Default for Stats {
             events_dropped_slow: 0,
             events_dropped_too_big: 0,
             slow_consumer_disconnects: 0,
+            sessions_killed: 0,
             protocol_violations: 0,
             authorization_denials: 0,
             call_timeouts: 0,
@@ -279,6 +282,7 @@ pub(crate) fn render_prometheus(snaps: &[Snapshot]) -> String {
         events_dropped_too_big
     );
     shard_counter!("slow_consumer_disconnects_total", "Sessions closed as slow consumers.", slow_consumer_disconnects);
+    shard_counter!("sessions_killed_total", "Sessions ended by wamp.session.kill*.", sessions_killed);
     shard_counter!("protocol_violations_total", "Sessions aborted for protocol violations.", protocol_violations);
     shard_counter!("hello_timeouts_total", "Connections closed without a session in time.", hello_timeouts);
     shard_counter!("ping_timeouts_total", "Connections reaped for not answering a liveness ping.", ping_timeouts);

@@ -4,6 +4,7 @@
 use super::super::lifecycle::Hello;
 use super::super::login;
 use super::super::mesh::{CallMsg, MeshMsg, RegMsg, ShardId, StatsMsg, SubMsg};
+use super::super::meta;
 use super::super::out::{CloseReason, ConnState, CoreEvent};
 use super::super::permit::{self, Verdict};
 use super::super::pubsub;
@@ -144,6 +145,10 @@ impl ShardCore {
                 pubsub::on_unsubscribe(cx, realms, s, request, subscription);
                 Ok(())
             }
+            Message::Call { request, procedure, payload, .. } if meta::is_router_procedure(&procedure) => {
+                self.on_router_procedure(conn, sid, request, &procedure, payload);
+                Ok(())
+            }
             Message::Call { request, options, procedure, payload } => {
                 let call = CallReq { request, options, procedure, payload };
                 rpc::on_call(cx, calls, realms, &self.sessions, sid, call)
@@ -232,6 +237,7 @@ impl ShardCore {
                 }
             }
             MeshMsg::Call(m) => self.on_call_msg(m),
+            MeshMsg::Meta(m) => self.on_meta_msg(from, m),
             MeshMsg::Sub(SubMsg::Done { realm, token, subscription }) => {
                 pubsub::on_subscribe_done(cx, realms, sessions, realm, token, subscription)
             }

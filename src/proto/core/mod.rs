@@ -18,6 +18,7 @@
 
 mod dispatch;
 mod observe;
+mod procedures;
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -29,6 +30,7 @@ use super::lifecycle;
 use super::liveness::{self, Reap};
 use super::login::{self, LoginCx, Logins};
 use super::mesh::{MeshMsg, ShardId};
+use super::meta::Gathers;
 pub use super::out::{CertFingerprints, CloseReason, ConnInfo, CoreEvent, Origin, TlsPeer};
 use super::out::{Conn, ConnState, Out, log_allowed};
 use super::permit::{self, Authorizer, PermitCx};
@@ -72,6 +74,8 @@ pub struct ShardCore {
     timers: Timers,
     logins: Logins,
     authorizer: Authorizer,
+    /// Router-procedure calls waiting for other shards' parts.
+    gathers: Gathers,
     /// `/metrics` requests in progress: token → snapshots received so far.
     stats_requests: Map<u64, Vec<Snapshot>>,
 }
@@ -92,6 +96,7 @@ impl ShardCore {
             timers: Timers::default(),
             logins,
             authorizer: Authorizer::default(),
+            gathers: Gathers::default(),
             stats_requests: Map::default(),
         }
     }

@@ -1,0 +1,164 @@
+//! The router's own procedures on the caller's home shard (`proto::meta`): parse the call,
+//! gather what other shards know, answer the caller; and each shard's part of a gather.
+
+use std::sync::Arc;
+
+use super::super::mesh::{MeshMsg, ShardId};
+use super::super::meta::{self, Combine, Gather, MetaMsg, Query, sessions};
+use super::super::out::ConnState;
+use super::super::session::ConnId;
+use super::super::uris;
+use super::super::wire::message::code;
+use super::super::wire::{Dict, Id, Message, Payload, Value, peer_text};
+use super::ShardCore;
+
+impl ShardCore {
+    /// A CALL (already authorized) to a `wamp.` procedure: answered by the router.
+    pub(super) fn on_router_procedure(
+        &mut self,
+        conn: ConnId,
+        sid: Id,
+        request: Id,
+        procedure: &str,
+        payload: Payload,
+    ) {
+        let Some(s) = self.sessions.get(&sid) else { return };
+        let realm = s.realm.clone();
+        let meta_on = self.realms.get_mut(&realm).is_some_and(|r| r.config.meta_api);
+        let (args, kwargs) = match (payload.args(), payload.kwargs()) {
+            (Ok(a), Ok(k)) => (a, k),
+            (Err(e), _) | (_, Err(e)) => {
+                let msg = format!("cannot read the arguments: {e}");
+                return self.cx.error(conn, code::CALL, request, uris::INVALID_ARGUMENT, Some(msg));
+            }
+        };
+        let plan = if meta_on { sessions::plan(procedure, sid, &args, &kwargs) } else { None };
+        match plan {
+            Some(Ok((query, combine))) => self.gather(conn, sid, request, realm, query, combine),
+            Some(Err((uri, msg))) => self.cx.error(conn, code::CALL, request, uri, Some(msg)),
+            None => {
+                let msg = format!("no procedure {} in this realm", peer_text(procedure));
+                self.cx.error(conn, code::CALL, request, uris::NO_SUCH_PROCEDURE, Some(msg));
+            }
+        }
+    }
+
+    /// Ask every shard `query`; the caller is answered when the last part is in.
+    fn gather(&mut self, conn: ConnId, sid: Id, request: Id, realm: Arc<str>, query: Query, combine: Combine) {
+        if !self.gathers.may_start(sid) {
+            let msg = "too many meta API calls in flight".to_owned();
+            return self.cx.error(conn, code::CALL, request, uris::LIMIT_EXCEEDED, Some(msg));
+        }
+        let token = self.cx.token();
+        let shards = self.cx.shards;
+        self.gathers.start(token, Gather { session: sid, conn, request, combine, waiting: shards, parts: Vec::new() });
+        let query = Arc::new(query);
+        for shard in meta::all_shards(shards) {
+            let ask = MetaMsg::Ask { token, realm: realm.clone(), query: query.clone() };
+            self.cx.send_mesh(shard, MeshMsg::Meta(ask));
+        }
+    }
+
+    /// A meta API message from shard `from`.
+    pub(super) fn on_meta_msg(&mut self, from: ShardId, msg: MetaMsg) {
+        match msg {
+            MetaMsg::Ask { token, realm, query } => {
+                let part = self.answer(&realm, &query);
+                self.cx.send_mesh(from, MeshMsg::Meta(MetaMsg::Reply { token, part }));
+            }
+            MetaMsg::Reply { token, part } => {
+                if let Some(g) = self.gathers.add(token, part) {
+                    self.finish(g);
+                }
+            }
+        }
+    }
+
+    /// This shard's part of a gather.
+    fn answer(&mut self, realm: &str, query: &Query) -> Value {
+        match query {
+            Query::SessionIds { roles } => {
+                let mut ids: Vec<Id> = self
+                    .sessions
+                    .values()
+                    .filter(|s| &*s.realm == realm)
+                    .filter(|s| roles.as_ref().is_none_or(|r| r.iter().any(|x| x == &*s.authrole)))
+                    .map(|s| s.id)
+                    .collect();
+                ids.sort_unstable();
+                Value::List(ids.into_iter().map(Value::from).collect())
+            }
+            Query::SessionGet { session } => match self.sessions.get(session) {
+                Some(s) if &*s.realm == realm => {
+                    let transport = meta::transport_details(self.cx.conns.get(s.conn));
+                    Value::Dict(meta::session_details(s, transport))
+                }
+                _ => Value::Null,
+            },
+            Query::Kill { who, except, reason, message } => {
+                let mut ids: Vec<(Id, ConnId)> = self
+                    .sessions
+                    .values()
+                    .filter(|s| &*s.realm == realm)
+                    .filter(|s| sessions::kill_matches(who, *except, s.id, &s.authid, &s.authrole))
+                    .map(|s| (s.id, s.conn))
+                    .collect();
+                ids.sort_unstable();
+                for &(sid, conn) in &ids {
+                    self.kill(sid, conn, reason, message.as_deref());
+                }
+                Value::List(ids.into_iter().map(|(id, _)| Value::from(id)).collect())
+            }
+        }
+    }
+
+    /// End session `sid` for the meta API: GOODBYE with `reason`, then the connection waits
+    /// for the client's echo like at shutdown.
+    fn kill(&mut self, sid: Id, conn: ConnId, reason: &str, message: Option<&str>) {
+        self.cx.stats.sessions_killed += 1;
+        let details = match message {
+            Some(m) => Dict::new().with("message", m),
+            None => Dict::new(),
+        };
+        self.cx.send(conn, &Message::Goodbye { details, reason: reason.to_owned() });
+        self.end_session(sid);
+        if let Some(c) = self.cx.conns.get_mut(conn) {
+            c.state = ConnState::Closing;
+        }
+    }
+
+    /// All parts of a gather are in: answer its caller (if it is still there).
+    fn finish(&mut self, g: Gather) {
+        if self.session_of(g.conn) != Some(g.session) {
+            return;
+        }
+        let ids = |parts: &[Value]| -> Vec<Value> {
+            let mut all: Vec<Value> = parts.iter().filter_map(Value::as_list).flatten().cloned().collect();
+            all.sort_by_key(|v| v.as_u64());
+            all
+        };
+        let result = match g.combine {
+            Combine::Count => Ok(Value::from(ids(&g.parts).len() as u64)),
+            Combine::List => Ok(Value::List(ids(&g.parts))),
+            Combine::One => g.parts.into_iter().find(|p| !matches!(p, Value::Null)).ok_or(uris::NO_SUCH_SESSION),
+            Combine::KilledOne => {
+                if ids(&g.parts).is_empty() {
+                    Err(uris::NO_SUCH_SESSION)
+                } else {
+                    Ok(Value::Null)
+                }
+            }
+        };
+        match result {
+            Ok(v) => self.result(g.conn, g.request, v),
+            Err(uri) => self.cx.error(g.conn, code::CALL, g.request, uri, None),
+        }
+    }
+
+    /// RESULT with one positional value.
+    pub(super) fn result(&mut self, conn: ConnId, request: Id, value: Value) {
+        let ser = self.cx.conns.get(conn).map(|c| c.info.framing.serializer).unwrap_or_default();
+        let payload = Payload::from_values(ser, Some(&[value]), None);
+        self.cx.send(conn, &Message::Result { request, details: Dict::new(), payload });
+    }
+}
