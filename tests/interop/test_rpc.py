@@ -538,3 +538,48 @@ async def test_call_timeout_is_enforced_by_the_router(router, callee_kind):
         with pytest.raises(ApplicationError) as e:
             await caller.call(f"{proc}.none")
         assert e.value.error == "wamp.error.no_such_procedure"
+
+
+async def test_progressive_call_invocations_in_order_across_shards(router):
+    # Goal: a caller's CALL chunks (progress=true) reach the callee of the first chunk as
+    # INVOCATIONs of one request, in order, the last without progress; the callee's YIELD
+    # ends the call. A callee that did not announce progressive_call_invocations is never
+    # sent a stream: the caller gets wamp.error.feature_not_supported.
+    # Method: raw sessions (Autobahn|Python cannot stream a CALL), callee and caller on
+    # different shards, 20 chunks.
+    proc = f"test.rpc.stream.{uid()}"
+    roles = {k: {"features": dict(v["features"])} for k, v in rw.CLIENT_ROLES.items()}
+    roles["callee"]["features"]["progressive_call_invocations"] = True
+    async with Pool(router) as pool:
+        callee = None
+        for _ in range(64):
+            c = pool.track_raw(await rw.open_raw(router, "rs-msgpack"))
+            await c.hello("realm1", {"roles": roles})
+            if c.shard == 0:
+                callee = c
+                break
+            c.close()
+        assert callee is not None, "no callee on shard 0"
+        await callee.register(proc)
+        caller = await pool.raw("ws-json", shard=1)
+        req = caller.request_id()
+        for i in range(19):
+            await caller.send([rw.CALL, req, {"progress": True}, proc, [i]])
+        await caller.send([rw.CALL, req, {}, proc, [19]])
+        got = []
+        while len(got) < 20:
+            inv, _ = await callee.recv_until(lambda m: m[0] == rw.INVOCATION)
+            got.append(inv)
+        assert [m[4][0] for m in got] == list(range(20))
+        assert len({m[1] for m in got}) == 1, "one INVOCATION request for the whole stream"
+        assert all(m[3].get("progress") for m in got[:19]) and not got[19][3].get("progress")
+        await callee.send([rw.YIELD, got[0][1], {}, ["summed", sum(range(20))]])
+        res, _ = await caller.recv_until(lambda m: m[0] == rw.RESULT and m[1] == req)
+        assert res[3] == ["summed", sum(range(20))]
+
+        plain_proc = f"test.rpc.nostream.{uid()}"
+        plain = await pool.raw("rs-msgpack", shard=0)
+        await plain.register(plain_proc)
+        req = caller.request_id()
+        m = await caller.call_expect([rw.CALL, req, {"progress": True}, plain_proc, [0]], rw.RESULT)
+        assert m[0] == rw.ERROR and m[4] == "wamp.error.feature_not_supported", m
