@@ -66,7 +66,7 @@ function healthStatus(port) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function startOnce({ shards, serializers, listener, moreListeners, healthListener, log: level }) {
+async function startOnce({ shards, serializers, listener, moreListeners, healthListener, extra, log: level }) {
   const bin = routerBinary();
   const ports = [];
   for (let i = 0; i <= moreListeners.length; i++) ports.push(await freePort());
@@ -88,6 +88,8 @@ async function startOnce({ shards, serializers, listener, moreListeners, healthL
     '',
     '[metrics]',
     'http_endpoints_on_wamp_port = true',
+    '',
+    ...extra,
     '',
   ].join('\n'));
 
@@ -160,7 +162,8 @@ async function startOnce({ shards, serializers, listener, moreListeners, healthL
  * the first listener's table (e.g. a `[listener.tls]` or `[listener.auth.ticket]` sub-table).
  * `moreListeners`: one array of such lines per further listener, each on its own port.
  * `healthListener`: the index of the listener /health is asked on; the check is plain HTTP,
- * so that listener has no TLS or has `allow_plaintext = true`.
+ * so that listener has no TLS or has `allow_plaintext = true`. `extra`: raw TOML lines at the
+ * end of the config (`[[realm]]` tables and their sub-tables).
  */
 export async function startRouter({
   shards = 2,
@@ -168,12 +171,13 @@ export async function startRouter({
   listener = [],
   moreListeners = [],
   healthListener = 0,
+  extra = [],
   log,
 } = {}) {
   let lastError;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      return await startOnce({ shards, serializers, listener, moreListeners, healthListener, log });
+      return await startOnce({ shards, serializers, listener, moreListeners, healthListener, extra, log });
     } catch (e) {
       lastError = e;
       if (!/address already in use|Address in use|EADDRINUSE/i.test(e.routerLog || '')) throw e;
