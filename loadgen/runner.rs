@@ -272,10 +272,12 @@ pub fn run(o: &Options) -> Result<Report, String> {
         // Drain: wait for what is in flight.
         let drain_end = Instant::now() + plan.drain;
         while Instant::now() < drain_end {
+            // Read the flags first: a worker stores its final `expected` before its flag.
+            let sources_done = shared.live.iter().all(|l| l.sources_done.load(Ordering::Acquire));
             let expected: u64 = shared.live.iter().map(|l| l.expected.load(Ordering::Relaxed)).sum();
             let delivered: u64 = shared.live.iter().map(|l| l.delivered.load(Ordering::Relaxed)).sum();
             let outstanding: u64 = shared.live.iter().map(|l| l.outstanding.load(Ordering::Relaxed)).sum();
-            if delivered >= expected && outstanding == 0 {
+            if sources_done && delivered >= expected && outstanding == 0 {
                 break;
             }
             progress.line(&shared, "drain", &format!("{} in flight", expected.saturating_sub(delivered) + outstanding));

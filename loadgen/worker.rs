@@ -62,6 +62,10 @@ pub struct Live {
     pub delivered: AtomicU64,
     pub outstanding: AtomicU64,
     pub errors: AtomicU64,
+    /// Every source of this worker is past the end of the measurement: `expected` (stored
+    /// before this flag) counts its last message. The drain waits for it on every worker,
+    /// so it never compares deliveries with a count that is still growing.
+    pub sources_done: AtomicBool,
 }
 
 /// State shared by the main thread and the workers.
@@ -778,6 +782,22 @@ impl Worker {
             .sum();
         live.outstanding.store(outstanding, Ordering::Relaxed);
         live.errors.store(self.ctx.protocol_errors + self.ctx.integrity.reordered, Ordering::Relaxed);
+        if self.started && self.sources_finished() {
+            live.sources_done.store(true, Ordering::Release);
+        }
+    }
+
+    /// No source of this worker will send again: each is stopped, or paced with its next
+    /// tick at or after the end of the measurement.
+    fn sources_finished(&self) -> bool {
+        let end = self.ctx.measure_end;
+        self.ctx.now_ns >= end
+            && self.sources.iter().all(|&i| match &self.sessions[i].role {
+                Role::Publisher(s) | Role::Caller(s) => {
+                    s.stopped || s.pacer.as_ref().is_some_and(|p| p.next_ns() >= end)
+                }
+                _ => true,
+            })
     }
 
     fn finish(mut self) -> WorkerResult {
