@@ -200,10 +200,13 @@ pub(crate) fn on_subscribe(
         return Ok(());
     }
     if let Some(id) = realm.broker.local_id(&topic, opts.policy) {
-        realm.broker.join(id, member_of(s));
+        let joined = realm.broker.join(id, member_of(s));
         s.subscriptions.insert(id);
         cx.send(s.conn, &Message::Subscribed { request, subscription: id });
-        subscriptions::on_subscribe(cx, realm, s.id, id);
+        if joined {
+            // A repeated SUBSCRIBE gets the same subscription and no event (like Crossbar).
+            subscriptions::on_subscribe(cx, realm, s.id, id);
+        }
         return Ok(());
     }
     let topic: Arc<str> = Arc::from(topic);
@@ -274,9 +277,12 @@ pub(crate) fn on_subscribe_done(
     for (sid, request) in waiters {
         let Some(s) = sessions.get_mut(&sid) else { continue };
         s.pending_subscribes = s.pending_subscribes.saturating_sub(1);
-        r.broker.join(subscription, member_of(s));
+        let joined = r.broker.join(subscription, member_of(s));
         s.subscriptions.insert(subscription);
         cx.send(s.conn, &Message::Subscribed { request, subscription });
+        if !joined {
+            continue;
+        }
         if let Some(at) = created.take() {
             subscriptions::on_create(cx, r, sid, subscription, at, &topic, policy);
         }
