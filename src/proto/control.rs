@@ -4,10 +4,11 @@
 //! addition answers the requesting shard only once every other shard acknowledged.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use super::broker::OwnedSub;
 use super::dealer::{OwnedReg, OwnedRegView};
-use super::mesh::{BarrierId, Callee, MeshMsg, RegMsg, ShardId, SubMsg};
+use super::mesh::{BarrierId, Callee, InvokePolicy, MeshMsg, RegMsg, ShardId, SubMsg};
 use super::out::Out;
 use super::realm::Realms;
 use super::wire::Id;
@@ -16,8 +17,8 @@ use crate::proto::Map;
 /// What happens when a barrier completes.
 #[derive(Debug)]
 enum BarrierDone {
-    Subscribe { to: ShardId, realm: Arc<str>, token: u64, subscription: Id },
-    Register { to: ShardId, realm: Arc<str>, token: u64, registration: Id },
+    Subscribe { to: ShardId, realm: Arc<str>, token: u64, subscription: Id, created: Option<SystemTime> },
+    Register { to: ShardId, realm: Arc<str>, token: u64, registration: Id, created: Option<(SystemTime, InvokePolicy)> },
 }
 
 #[derive(Debug)]
@@ -40,13 +41,21 @@ impl Control {
         match msg {
             SubMsg::Req { realm, topic, policy, token } => {
                 let owner = cx.shard;
-                let sub = realms.get_or_create(&realm).broker.owner_add(owner, &topic, policy, from).0.clone();
-                let done = BarrierDone::Subscribe { to: from, realm: realm.clone(), token, subscription: sub.id };
+                let (sub, changed) = realms.get_or_create(&realm).broker.owner_add(owner, &topic, policy, from, cx.now);
+                let created = sub.is_new(changed).then(|| cx.wall(sub.created));
+                let sub = sub.clone();
+                let done =
+                    BarrierDone::Subscribe { to: from, realm: realm.clone(), token, subscription: sub.id, created };
                 self.broadcast_barrier(cx, realms, done, |barrier| sub_route(&realm, &sub, barrier));
             }
-            SubMsg::Release { realm, subscription } => {
-                if let Some(sub) = realms.get_or_create(&realm).broker.owner_release(subscription, from) {
+            SubMsg::Release { realm, subscription, session } => {
+                let r = realms.get_or_create(&realm);
+                let meta_api = r.config.meta_api;
+                if let Some(sub) = r.broker.owner_release(subscription, from) {
                     broadcast(cx, realms, || sub_route(&realm, &sub, None));
+                    if sub.shards == 0 && session != 0 && meta_api {
+                        cx.send_mesh(from, MeshMsg::Sub(SubMsg::Deleted { realm, subscription, session }));
+                    }
                 }
             }
             SubMsg::Route { barrier, .. } => {
@@ -56,7 +65,7 @@ impl Control {
                     cx.send_mesh(from, MeshMsg::BarrierAck { barrier });
                 }
             }
-            SubMsg::Done { .. } => debug_assert!(false, "SubMsg::Done goes to pubsub"),
+            SubMsg::Done { .. } | SubMsg::Deleted { .. } => debug_assert!(false, "requester messages go to pubsub"),
         }
     }
 
@@ -68,22 +77,27 @@ impl Control {
                 let owner = cx.shard;
                 let callee = Callee { shard: from, session: callee };
                 let dealer = &mut realms.get_or_create(&realm).dealer;
-                match dealer.owner_register(owner, &procedure, policy, invoke, disclose_caller, callee) {
+                match dealer.owner_register(owner, &procedure, policy, invoke, disclose_caller, callee, cx.now) {
                     Err(refused) => {
-                        cx.send_mesh(from, MeshMsg::Reg(RegMsg::Done { realm, token, result: Err(refused) }));
+                        let done = RegMsg::Done { realm, token, result: Err(refused), created: None };
+                        cx.send_mesh(from, MeshMsg::Reg(done));
                     }
                     Ok(reg) => {
+                        // Its first callee: this request created it.
+                        let created = (reg.callees.len() == 1).then(|| (cx.wall(reg.created), reg.invoke));
                         let reg = reg.clone();
                         let callees = Arc::new(reg.callees.clone());
+                        let registration = reg.id;
                         let done =
-                            BarrierDone::Register { to: from, realm: realm.clone(), token, registration: reg.id };
+                            BarrierDone::Register { to: from, realm: realm.clone(), token, registration, created };
                         self.broadcast_barrier(cx, realms, done, |barrier| reg_route(&realm, &reg, &callees, barrier));
                     }
                 }
             }
             RegMsg::UnregReq { realm, registration, callee, token } => {
                 let result = realms.get_or_create(&realm).dealer.owner_unregister(registration, callee);
-                cx.send_mesh(from, MeshMsg::Reg(RegMsg::UnregDone { token }));
+                let deleted = result.as_ref().is_some_and(|reg| reg.callees.is_empty());
+                cx.send_mesh(from, MeshMsg::Reg(RegMsg::UnregDone { token, deleted }));
                 if let Some(reg) = result {
                     let callees = Arc::new(reg.callees.clone());
                     broadcast(cx, realms, || reg_route(&realm, &reg, &callees, None));
@@ -207,11 +221,11 @@ fn reg_route(realm: &Arc<str>, reg: &OwnedReg, callees: &Arc<Vec<Callee>>, barri
 
 fn finish_barrier(cx: &mut Out, done: BarrierDone) {
     match done {
-        BarrierDone::Subscribe { to, realm, token, subscription } => {
-            cx.send_mesh(to, MeshMsg::Sub(SubMsg::Done { realm, token, subscription }))
+        BarrierDone::Subscribe { to, realm, token, subscription, created } => {
+            cx.send_mesh(to, MeshMsg::Sub(SubMsg::Done { realm, token, subscription, created }))
         }
-        BarrierDone::Register { to, realm, token, registration } => {
-            cx.send_mesh(to, MeshMsg::Reg(RegMsg::Done { realm, token, result: Ok(registration) }))
+        BarrierDone::Register { to, realm, token, registration, created } => {
+            cx.send_mesh(to, MeshMsg::Reg(RegMsg::Done { realm, token, result: Ok(registration), created }))
         }
     }
 }

@@ -80,7 +80,7 @@ pub(crate) fn establish(
     let realm_name = realm_state.name.clone();
     let id = if sessions.contains_key(&e.session) { fresh_session_id(cx, sessions) } else { e.session };
     let g = e.granted;
-    let welcome = welcome_details(&g, cx.shard);
+    let welcome = welcome_details(&g, cx.shard, rc.meta_api);
     if let Some(c) = cx.conns.get_mut(conn) {
         c.state = ConnState::Established(id);
         c.slow_policy = rc.slow_consumer;
@@ -131,31 +131,38 @@ pub(crate) fn end_session(cx: &mut Out, realms: &mut Realms, sessions: &mut Sess
     }
 }
 
-/// `WELCOME.Details`: identity, and the router's roles with only the features that work.
-fn welcome_details(g: &Granted, shard: ShardId) -> Dict {
-    let features = |names: &[&str]| {
+/// `WELCOME.Details`: identity, and the router's roles with only the features that work
+/// (the meta APIs only in realms that have them).
+fn welcome_details(g: &Granted, shard: ShardId, meta_api: bool) -> Dict {
+    let features = |names: &[&str], meta: &[&str]| {
         let mut f = Dict::new();
-        for n in names {
+        for n in names.iter().chain(if meta_api { meta } else { &[] }) {
             f.insert(*n, true);
         }
         Dict::new().with("features", f)
     };
-    let broker = features(&[
-        "publisher_identification",
-        "publisher_exclusion",
-        "subscriber_blackwhite_listing",
-        "pattern_based_subscription",
-    ]);
-    let dealer = features(&[
-        "caller_identification",
-        "pattern_based_registration",
-        "shared_registration",
-        "progressive_call_results",
-        "call_canceling",
-        "call_reroute",
-        "call_timeout",
-        "progressive_call_invocations",
-    ]);
+    let broker = features(
+        &[
+            "publisher_identification",
+            "publisher_exclusion",
+            "subscriber_blackwhite_listing",
+            "pattern_based_subscription",
+        ],
+        &["session_meta_api", "subscription_meta_api"],
+    );
+    let dealer = features(
+        &[
+            "caller_identification",
+            "pattern_based_registration",
+            "shared_registration",
+            "progressive_call_results",
+            "call_canceling",
+            "call_reroute",
+            "call_timeout",
+            "progressive_call_invocations",
+        ],
+        &["session_meta_api", "registration_meta_api"],
+    );
     let mut authextra = g.extra.clone();
     authextra.insert("_shard", shard as u64);
     Dict::new()

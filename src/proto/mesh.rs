@@ -15,7 +15,7 @@
 //!   spec's per-(publisher, subscriber) order across topics would break.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use smallvec::SmallVec;
 
@@ -236,10 +236,16 @@ pub enum MeshMsg {
 pub enum SubMsg {
     /// A shard wants its first member of (topic, match): to the owner.
     Req { realm: Arc<str>, topic: Arc<str>, policy: MatchPolicy, token: u64 },
-    /// The owner's answer once every replica routes to the requesting shard.
-    Done { realm: Arc<str>, token: u64, subscription: Id },
-    /// A shard lost its last member: to the owner.
-    Release { realm: Arc<str>, subscription: Id },
+    /// The owner's answer once every replica routes to the requesting shard; `created`
+    /// (wall clock) when this request created the subscription, so the requesting shard
+    /// publishes `wamp.subscription.on_create` before its `on_subscribe`.
+    Done { realm: Arc<str>, token: u64, subscription: Id, created: Option<SystemTime> },
+    /// A shard lost its last member, session `session` (0: none to report): to the owner.
+    Release { realm: Arc<str>, subscription: Id, session: Id },
+    /// The owner's answer to a `Release` that deleted the subscription (only in realms with
+    /// the meta API, and not for session 0): the releasing shard publishes
+    /// `wamp.subscription.on_delete` after its `on_unsubscribe`.
+    Deleted { realm: Arc<str>, subscription: Id, session: Id },
     /// The owner's route update for every replica (no shards = deleted).
     Route {
         realm: Arc<str>,
@@ -264,12 +270,19 @@ pub enum RegMsg {
         callee: Id,
         token: u64,
     },
-    /// The owner's answer (after the barrier when accepted).
-    Done { realm: Arc<str>, token: u64, result: Result<Id, RegisterRefused> },
+    /// The owner's answer (after the barrier when accepted); `created` (wall clock, invoke
+    /// policy) when this request created the registration, for
+    /// `wamp.registration.on_create`.
+    Done {
+        realm: Arc<str>,
+        token: u64,
+        result: Result<Id, RegisterRefused>,
+        created: Option<(SystemTime, InvokePolicy)>,
+    },
     /// A callee leaves a registration: to the owner (token 0: nobody waits for the answer).
     UnregReq { realm: Arc<str>, registration: Id, callee: Id, token: u64 },
-    /// The owner released the callee.
-    UnregDone { token: u64 },
+    /// The owner released the callee; `deleted` when that was the last one.
+    UnregDone { token: u64, deleted: bool },
     /// The owner's route update for every replica (no callees = deleted).
     Route {
         realm: Arc<str>,

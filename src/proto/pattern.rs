@@ -55,7 +55,6 @@ impl<T> UriIndex<T> {
     }
 
     /// The entry stored for exactly this (pattern, policy); no matching.
-    #[cfg(test)]
     pub fn get(&self, pattern: &str, policy: MatchPolicy) -> Option<&T> {
         match policy {
             MatchPolicy::Exact => self.exact.get(pattern),
@@ -92,6 +91,20 @@ impl<T> UriIndex<T> {
             MatchPolicy::Exact => self.exact.remove(pattern),
             MatchPolicy::Prefix => self.prefix.remove(pattern),
             MatchPolicy::Wildcard => self.wildcard.remove(pattern),
+        }
+    }
+
+    /// Every entry with its policy, in no particular order (the meta API's lists; bounded
+    /// by the table, which the limits bound).
+    pub fn for_each<'a>(&'a self, mut visit: impl FnMut(MatchPolicy, &'a T)) {
+        for v in self.exact.values() {
+            visit(MatchPolicy::Exact, v);
+        }
+        for v in self.prefix.nodes.iter().filter_map(|n| n.value.as_ref()) {
+            visit(MatchPolicy::Prefix, v);
+        }
+        for v in self.wildcard.nodes.iter().filter_map(|n| n.value.as_ref()) {
+            visit(MatchPolicy::Wildcard, v);
         }
     }
 
@@ -193,7 +206,6 @@ impl<T> PrefixTrie<T> {
         slot.get_or_insert_with(make)
     }
 
-    #[cfg(test)]
     fn find(&self, pattern: &str) -> Option<u32> {
         let mut node = ROOT;
         for &b in pattern.as_bytes() {
@@ -202,7 +214,6 @@ impl<T> PrefixTrie<T> {
         Some(node)
     }
 
-    #[cfg(test)]
     fn get(&self, pattern: &str) -> Option<&T> {
         self.nodes[self.find(pattern)? as usize].value.as_ref()
     }
@@ -352,7 +363,6 @@ impl<T> WildcardTrie<T> {
         slot.get_or_insert_with(make)
     }
 
-    #[cfg(test)]
     fn find(&self, pattern: &str) -> Option<u32> {
         let mut node = ROOT;
         for component in pattern.split('.') {
@@ -361,7 +371,6 @@ impl<T> WildcardTrie<T> {
         Some(node)
     }
 
-    #[cfg(test)]
     fn get(&self, pattern: &str) -> Option<&T> {
         self.nodes[self.find(pattern)? as usize].value.as_ref()
     }

@@ -4,12 +4,14 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
 use super::broker::{Leave, Member, PublishOptions, SubscribeOptions};
 use super::frame::{Framing, OutFrame, encode_frame};
 use super::mesh::{Identity, MeshMsg, Publication, ShardSet, SubMsg, SubTarget};
+use super::meta::{self, subscriptions};
 use super::out::{Class, Out, Pushed, log_allowed, push_frame};
 use super::realm::{Realm, Realms};
 use super::session::{Session, Sessions};
@@ -198,9 +200,13 @@ pub(crate) fn on_subscribe(
         return Ok(());
     }
     if let Some(id) = realm.broker.local_id(&topic, opts.policy) {
-        realm.broker.join(id, member_of(s));
+        let joined = realm.broker.join(id, member_of(s));
         s.subscriptions.insert(id);
         cx.send(s.conn, &Message::Subscribed { request, subscription: id });
+        if joined {
+            // A repeated SUBSCRIBE gets the same subscription and no event (like Crossbar).
+            subscriptions::on_subscribe(cx, realm, s.id, id);
+        }
         return Ok(());
     }
     let topic: Arc<str> = Arc::from(topic);
@@ -217,19 +223,45 @@ pub(crate) fn on_subscribe(
 
 /// UNSUBSCRIBE from session `s`.
 pub(crate) fn on_unsubscribe(cx: &mut Out, realms: &mut Realms, s: &mut Session, request: Id, subscription: Id) {
-    if !s.subscriptions.remove(&subscription) {
+    if !s.subscriptions.contains(&subscription) {
         cx.error(s.conn, code::UNSUBSCRIBE, request, uris::NO_SUCH_SUBSCRIPTION, None);
         return;
     }
-    if realms.get_or_create(&s.realm).broker.leave(subscription, s.id) == Leave::LastLeft {
-        let realm = s.realm.clone();
-        cx.send_mesh(owner_of(subscription), MeshMsg::Sub(SubMsg::Release { realm, subscription }));
-    }
     cx.send(s.conn, &Message::Unsubscribed { request, details: None });
+    leave(cx, realms.get_or_create(&s.realm), s, subscription);
+}
+
+/// Remove session `s` from `subscription` for the meta API (`remove_subscriber`): an
+/// UNSUBSCRIBED revocation (request 0, `{subscription, reason}`) if the subscriber
+/// announced `subscription_revocation` (the spec: never to one that did not), then as if it
+/// had unsubscribed. False if it is not a member.
+pub(crate) fn revoke(cx: &mut Out, realm: &mut Realm, s: &mut Session, subscription: Id, reason: Option<&str>) -> bool {
+    if !s.subscriptions.contains(&subscription) {
+        return false;
+    }
+    if s.features.subscription_revocation {
+        let details = meta::revocation("subscription", subscription, reason);
+        cx.send(s.conn, &Message::Unsubscribed { request: 0, details: Some(details) });
+    }
+    leave(cx, realm, s, subscription);
+    true
+}
+
+/// Session `s` leaves `subscription` (its UNSUBSCRIBED already sent): the shard's interest
+/// is released if it was the last member here, and `on_unsubscribe` published.
+fn leave(cx: &mut Out, realm: &mut Realm, s: &mut Session, subscription: Id) {
+    s.subscriptions.remove(&subscription);
+    if realm.broker.leave(subscription, s.id) == Leave::LastLeft {
+        let release = SubMsg::Release { realm: s.realm.clone(), subscription, session: s.id };
+        cx.send_mesh(owner_of(subscription), MeshMsg::Sub(release));
+    }
+    subscriptions::on_unsubscribe(cx, realm, s.id, subscription);
 }
 
 /// The owner confirmed this shard's subscription: every waiting session joins and gets
-/// SUBSCRIBED (if all of them left meanwhile, the interest is released again).
+/// SUBSCRIBED (if all of them left meanwhile, the interest is released again). If the
+/// request `created` it, `on_create` goes out with the first member, before its
+/// `on_subscribe`.
 pub(crate) fn on_subscribe_done(
     cx: &mut Out,
     realms: &mut Realms,
@@ -237,19 +269,28 @@ pub(crate) fn on_subscribe_done(
     realm: Arc<str>,
     token: u64,
     subscription: Id,
+    mut created: Option<SystemTime>,
 ) {
     let r = realms.get_or_create(&realm);
     let Some((topic, policy, waiters)) = r.broker.pending_finish(token) else { return };
-    r.broker.local_create(subscription, topic, policy);
+    r.broker.local_create(subscription, topic.clone(), policy);
     for (sid, request) in waiters {
         let Some(s) = sessions.get_mut(&sid) else { continue };
         s.pending_subscribes = s.pending_subscribes.saturating_sub(1);
-        r.broker.join(subscription, member_of(s));
+        let joined = r.broker.join(subscription, member_of(s));
         s.subscriptions.insert(subscription);
         cx.send(s.conn, &Message::Subscribed { request, subscription });
+        if !joined {
+            continue;
+        }
+        if let Some(at) = created.take() {
+            subscriptions::on_create(cx, r, sid, subscription, at, &topic, policy);
+        }
+        subscriptions::on_subscribe(cx, r, sid, subscription);
     }
     if r.broker.local_remove_if_empty(subscription) {
-        cx.send_mesh(owner_of(subscription), MeshMsg::Sub(SubMsg::Release { realm, subscription }));
+        // Nobody saw it created here, so nobody is told it is deleted (session 0).
+        cx.send_mesh(owner_of(subscription), MeshMsg::Sub(SubMsg::Release { realm, subscription, session: 0 }));
     }
 }
 
@@ -261,9 +302,10 @@ pub(crate) fn leave_all(cx: &mut Out, realm: &mut Realm, s: &Session) {
     subs.sort_unstable();
     for sub in subs {
         if realm.broker.leave(sub, s.id) == Leave::LastLeft {
-            let release = SubMsg::Release { realm: s.realm.clone(), subscription: sub };
+            let release = SubMsg::Release { realm: s.realm.clone(), subscription: sub, session: s.id };
             cx.send_mesh(owner_of(sub), MeshMsg::Sub(release));
         }
+        subscriptions::on_unsubscribe(cx, realm, s.id, sub);
     }
 }
 

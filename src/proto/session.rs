@@ -30,6 +30,10 @@ pub(crate) struct ClientFeatures {
     pub callee_call_canceling: bool,
     /// Callee takes progressive call invocations (a streamed CALL).
     pub callee_progressive_invocations: bool,
+    /// Subscriber takes UNSUBSCRIBED revocations (request 0).
+    pub subscription_revocation: bool,
+    /// Callee takes UNREGISTERED revocations (request 0).
+    pub registration_revocation: bool,
 }
 
 impl ClientFeatures {
@@ -65,6 +69,8 @@ impl ClientFeatures {
             callee_progressive_results: feature("callee", "progressive_call_results"),
             callee_call_canceling: canceling("callee"),
             callee_progressive_invocations: feature("callee", "progressive_call_invocations"),
+            subscription_revocation: feature("subscriber", "subscription_revocation"),
+            registration_revocation: feature("callee", "registration_revocation"),
         }
     }
 }

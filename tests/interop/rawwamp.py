@@ -435,12 +435,12 @@ async def open_raw(router, kind: str):
 
 
 async def raw_session(router, kind: str = "rs-msgpack", shard: int | None = None, realm: str = "realm1",
-                      tries: int = 64):
+                      tries: int = 64, details: dict | None = None):
     """An established raw session, on ``shard`` if given (reconnecting until the kernel's
-    SO_REUSEPORT hash puts the connection there)."""
+    SO_REUSEPORT hash puts the connection there); ``details`` replace HELLO.Details keys."""
     for _ in range(tries):
         c = await open_raw(router, kind)
-        await c.hello(realm)
+        await c.hello(realm, details)
         if shard is None or c.shard == shard:
             return c
         await c.send([GOODBYE, {}, "wamp.close.close_realm"])

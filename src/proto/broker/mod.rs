@@ -13,6 +13,7 @@
 
 use crate::proto::Map;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::mesh::{Filters, ShardSet, SubTarget};
 use super::options::{self, OptionError};
@@ -36,6 +37,15 @@ pub struct OwnedSub {
     pub topic: Arc<str>,
     pub policy: MatchPolicy,
     pub shards: ShardSet,
+    /// When the owner created it (`wamp.subscription.get`'s `created`).
+    pub created: Instant,
+}
+
+impl OwnedSub {
+    /// Whether the last `owner_add` created it (its first shard).
+    pub fn is_new(&self, changed: bool) -> bool {
+        changed && self.shards.count_ones() == 1
+    }
 }
 
 /// A subscriber on this shard.
@@ -114,6 +124,16 @@ impl Broker {
         });
     }
 
+    /// Every subscription in the replica: (policy, ID).
+    pub fn for_each_route(&self, mut visit: impl FnMut(MatchPolicy, Id)) {
+        self.routes.for_each(|policy, r| visit(policy, r.id));
+    }
+
+    /// The subscription of exactly (topic, policy) in the replica.
+    pub fn route_id(&self, topic: &str, policy: MatchPolicy) -> Option<Id> {
+        self.routes.get(topic, policy).map(|r| r.id)
+    }
+
     /// Number of subscriptions in the replica (exact, prefix, wildcard).
     pub fn route_count(&self) -> usize {
         self.routes.len()
@@ -134,13 +154,14 @@ impl Broker {
         topic: &Arc<str>,
         policy: MatchPolicy,
         shard: usize,
+        now: Instant,
     ) -> (&OwnedSub, bool) {
         let key = (topic.clone(), policy);
         if !self.owned.contains_key(&key) {
             self.next_seq += 1;
             let id = router_scope_id(self.next_seq, owner);
             self.owned_by_id.insert(id, key.clone());
-            self.owned.insert(key.clone(), OwnedSub { id, topic: topic.clone(), policy, shards: 0 });
+            self.owned.insert(key.clone(), OwnedSub { id, topic: topic.clone(), policy, shards: 0, created: now });
         }
         let sub = self.owned.get_mut(&key).expect("inserted above");
         let bit = 1u64 << shard;
@@ -161,6 +182,11 @@ impl Broker {
             self.owned_by_id.remove(&id);
         }
         Some(out)
+    }
+
+    /// The subscription `id` if this shard owns it.
+    pub fn owned(&self, id: Id) -> Option<&OwnedSub> {
+        self.owned.get(self.owned_by_id.get(&id)?)
     }
 
     // ---- local membership ----
@@ -352,19 +378,19 @@ mod tests {
     fn owner_tracks_shards_and_deletes() {
         let mut b = Broker::default();
         let t: Arc<str> = Arc::from("t");
-        let (s, changed) = b.owner_add(1, &t, MatchPolicy::Exact, 0);
+        let (s, changed) = b.owner_add(1, &t, MatchPolicy::Exact, 0, Instant::now());
         let id = s.id;
         assert!(changed);
         assert_eq!(super::super::wire::ids::owner_of(id), 1);
-        let (s, changed) = b.owner_add(1, &t, MatchPolicy::Exact, 0);
+        let (s, changed) = b.owner_add(1, &t, MatchPolicy::Exact, 0, Instant::now());
         assert!(!changed);
         assert_eq!(s.id, id);
-        b.owner_add(1, &t, MatchPolicy::Exact, 3);
+        b.owner_add(1, &t, MatchPolicy::Exact, 3, Instant::now());
         assert_eq!(b.owner_release(id, 0).unwrap().shards, 0b1000);
         assert_eq!(b.owner_release(id, 3).unwrap().shards, 0);
         assert!(b.owner_release(id, 3).is_none());
         // A new subscription for the same topic gets a new ID.
-        let (s, _) = b.owner_add(1, &t, MatchPolicy::Exact, 0);
+        let (s, _) = b.owner_add(1, &t, MatchPolicy::Exact, 0, Instant::now());
         assert_ne!(s.id, id);
     }
 

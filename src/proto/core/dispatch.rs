@@ -238,14 +238,21 @@ impl ShardCore {
             }
             MeshMsg::Call(m) => self.on_call_msg(m),
             MeshMsg::Meta(m) => self.on_meta_msg(from, m),
-            MeshMsg::Sub(SubMsg::Done { realm, token, subscription }) => {
-                pubsub::on_subscribe_done(cx, realms, sessions, realm, token, subscription)
+            MeshMsg::Sub(SubMsg::Done { realm, token, subscription, created }) => {
+                pubsub::on_subscribe_done(cx, realms, sessions, realm, token, subscription, created)
+            }
+            MeshMsg::Sub(SubMsg::Deleted { realm, subscription, session }) => {
+                if let Some(r) = realms.get_mut(&realm) {
+                    meta::subscriptions::on_delete(cx, r, session, subscription);
+                }
             }
             MeshMsg::Sub(m) => self.control.on_sub(cx, realms, from, m),
-            MeshMsg::Reg(RegMsg::Done { realm, token, result }) => {
-                rpc::on_register_done(cx, calls, sessions, realm, token, result)
+            MeshMsg::Reg(RegMsg::Done { realm, token, result, created }) => {
+                rpc::on_register_done(cx, calls, realms, sessions, realm, token, result, created)
             }
-            MeshMsg::Reg(RegMsg::UnregDone { token }) => rpc::on_unregister_done(cx, calls, sessions, token),
+            MeshMsg::Reg(RegMsg::UnregDone { token, deleted }) => {
+                rpc::on_unregister_done(cx, calls, realms, sessions, token, deleted)
+            }
             MeshMsg::Reg(m) => self.control.on_reg(cx, realms, from, m),
             MeshMsg::BarrierAck { barrier } => self.control.on_barrier_ack(cx, barrier),
             MeshMsg::Stats(StatsMsg::Request { token }) => {

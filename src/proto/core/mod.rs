@@ -88,7 +88,7 @@ impl ShardCore {
         let ids = IdGen::new(cfg.seed ^ (cfg.shard as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let logins = Logins::new(cfg.router.auth.clone(), cfg.auth_seed, cfg.wall_clock, now);
         ShardCore {
-            cx: Out::new(cfg.shard, cfg.shards, ids, cfg.router.pending_bytes_max, now),
+            cx: Out::new(cfg.shard, cfg.shards, ids, cfg.router.pending_bytes_max, now, cfg.wall_clock),
             sessions: Sessions::default(),
             realms: Realms::new(cfg.router),
             calls: Calls::default(),

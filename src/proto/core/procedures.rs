@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use super::super::mesh::{MeshMsg, ShardId};
-use super::super::meta::{self, Combine, Gather, MetaMsg, Query, sessions};
+use super::super::meta::{
+    self, Combine, Gather, KNOWN, MetaMsg, Query, REMOVED, registrations, sessions, subscriptions,
+};
 use super::super::out::ConnState;
 use super::super::session::ConnId;
 use super::super::uris;
@@ -32,7 +34,13 @@ impl ShardCore {
                 return self.cx.error(conn, code::CALL, request, uris::INVALID_ARGUMENT, Some(msg));
             }
         };
-        let plan = if meta_on { sessions::plan(procedure, sid, &args, &kwargs) } else { None };
+        let plan = if meta_on {
+            sessions::plan(procedure, sid, &args, &kwargs)
+                .or_else(|| subscriptions::plan(procedure, &args, &kwargs))
+                .or_else(|| registrations::plan(procedure, &args, &kwargs))
+        } else {
+            None
+        };
         match plan {
             Some(Ok((query, combine))) => self.gather(conn, sid, request, realm, query, combine),
             Some(Err((uri, msg))) => self.cx.error(conn, code::CALL, request, uri, Some(msg)),
@@ -43,17 +51,19 @@ impl ShardCore {
         }
     }
 
-    /// Ask every shard `query`; the caller is answered when the last part is in.
+    /// Ask the shards `query` is for (`Query::asks`); the caller is answered when the last
+    /// part is in.
     fn gather(&mut self, conn: ConnId, sid: Id, request: Id, realm: Arc<str>, query: Query, combine: Combine) {
         if !self.gathers.may_start(sid) {
             let msg = "too many meta API calls in flight".to_owned();
             return self.cx.error(conn, code::CALL, request, uris::LIMIT_EXCEEDED, Some(msg));
         }
         let token = self.cx.token();
-        let shards = self.cx.shards;
-        self.gathers.start(token, Gather { session: sid, conn, request, combine, waiting: shards, parts: Vec::new() });
+        let targets = meta::targets(query.asks(), self.cx.shard, self.cx.shards);
+        let waiting = targets.len();
+        self.gathers.start(token, Gather { session: sid, conn, request, combine, waiting, parts: Vec::new() });
         let query = Arc::new(query);
-        for shard in meta::all_shards(shards) {
+        for shard in targets {
             let ask = MetaMsg::Ask { token, realm: realm.clone(), query: query.clone() };
             self.cx.send_mesh(shard, MeshMsg::Meta(ask));
         }
@@ -109,6 +119,10 @@ impl ShardCore {
                 }
                 Value::List(ids.into_iter().map(|(id, _)| Value::from(id)).collect())
             }
+            Query::Sub(q) => subscriptions::answer(&mut self.cx, &mut self.realms, &mut self.sessions, realm, q),
+            Query::Reg(q) => {
+                registrations::answer(&mut self.cx, &mut self.realms, &self.sessions, &mut self.calls, realm, q)
+            }
         }
     }
 
@@ -140,7 +154,27 @@ impl ShardCore {
         let result = match g.combine {
             Combine::Count => Ok(Value::from(ids(&g.parts).len() as u64)),
             Combine::List => Ok(Value::List(ids(&g.parts))),
-            Combine::One => g.parts.into_iter().find(|p| !matches!(p, Value::Null)).ok_or(uris::NO_SUCH_SESSION),
+            Combine::One { missing } => g.parts.into_iter().find(|p| !matches!(p, Value::Null)).ok_or(missing),
+            Combine::Value => Ok(g.parts.into_iter().next().unwrap_or(Value::Null)),
+            Combine::Members { count } => {
+                if g.parts.iter().all(|p| matches!(p, Value::Null)) {
+                    Err(uris::NO_SUCH_SUBSCRIPTION)
+                } else if count {
+                    Ok(Value::from(ids(&g.parts).len() as u64))
+                } else {
+                    Ok(Value::List(ids(&g.parts)))
+                }
+            }
+            Combine::Removed { missing } => {
+                let has = |code: u64| g.parts.iter().any(|p| p.as_u64() == Some(code));
+                if has(REMOVED) {
+                    Ok(Value::Null)
+                } else if has(KNOWN) {
+                    Err(uris::NO_SUCH_SESSION)
+                } else {
+                    Err(missing)
+                }
+            }
             Combine::KilledOne => {
                 if ids(&g.parts).is_empty() {
                     Err(uris::NO_SUCH_SESSION)

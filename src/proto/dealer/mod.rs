@@ -13,6 +13,7 @@
 use crate::limits;
 use crate::proto::Map;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::mesh::{Callee, InvokePolicy};
 use super::options::{self, OptionError};
@@ -44,6 +45,8 @@ pub struct OwnedReg {
     pub invoke: InvokePolicy,
     pub disclose_caller: bool,
     pub callees: Vec<Callee>,
+    /// When the owner created it (`wamp.registration.get`'s `created`).
+    pub created: Instant,
 }
 
 type Key = (Arc<str>, MatchPolicy);
@@ -94,6 +97,21 @@ impl Dealer {
         self.routes.len()
     }
 
+    /// Every registration in the replica: (policy, ID).
+    pub fn for_each_route(&self, mut visit: impl FnMut(MatchPolicy, Id)) {
+        self.routes.for_each(|policy, r| visit(policy, r.id));
+    }
+
+    /// The registration of exactly (procedure, policy) in the replica.
+    pub fn route_id(&self, procedure: &str, policy: MatchPolicy) -> Option<Id> {
+        self.routes.get(procedure, policy).map(|r| r.id)
+    }
+
+    /// The registration a call to `procedure` would go to, without touching its state.
+    pub fn best_id(&self, procedure: &str) -> Option<Id> {
+        self.routes.best_match(procedure).map(|r| r.id)
+    }
+
     /// No route and no owned registration.
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty() && self.owned.is_empty()
@@ -101,8 +119,10 @@ impl Dealer {
 
     // ---- owned registrations ----
 
-    /// Add a callee. Refuses (with the error URI and a message) when the procedure is
-    /// registered with `single`, with another invoke policy, or by the same session.
+    /// Add a callee (`now`: the creation time if this creates the registration). Refuses
+    /// (with the error URI and a message) when the procedure is registered with `single`,
+    /// with another invoke policy, or by the same session.
+    #[allow(clippy::too_many_arguments)]
     pub fn owner_register(
         &mut self,
         owner: usize,
@@ -111,6 +131,7 @@ impl Dealer {
         invoke: InvokePolicy,
         disclose_caller: bool,
         callee: Callee,
+        now: Instant,
     ) -> Result<&OwnedReg, RegisterRefused> {
         let key = (procedure.clone(), policy);
         if let Some(reg) = self.owned.get(&key) {
@@ -132,7 +153,15 @@ impl Dealer {
             self.owned_by_id.insert(id, key.clone());
             self.owned.insert(
                 key.clone(),
-                OwnedReg { id, procedure: procedure.clone(), policy, invoke, disclose_caller, callees: Vec::new() },
+                OwnedReg {
+                    id,
+                    procedure: procedure.clone(),
+                    policy,
+                    invoke,
+                    disclose_caller,
+                    callees: Vec::new(),
+                    created: now,
+                },
             );
         }
         let reg = self.owned.get_mut(&key).expect("present or inserted above");
@@ -156,6 +185,11 @@ impl Dealer {
             self.owned_by_id.remove(&id);
         }
         Some(out)
+    }
+
+    /// The registration `id` if this shard owns it.
+    pub fn owned_reg(&self, id: Id) -> Option<&OwnedReg> {
+        self.owned.get(self.owned_by_id.get(&id)?)
     }
 
     #[cfg(test)]
@@ -379,28 +413,41 @@ mod tests {
         let mut d = Dealer::default();
         let p: Arc<str> = Arc::from("p");
         let c = |s| Callee { shard: 0, session: s };
-        let id = d.owner_register(0, &p, MatchPolicy::Exact, InvokePolicy::RoundRobin, false, c(1)).unwrap().id;
-        assert!(d.owner_register(0, &p, MatchPolicy::Exact, InvokePolicy::Random, false, c(2)).is_err());
-        assert!(d.owner_register(0, &p, MatchPolicy::Exact, InvokePolicy::Single, false, c(2)).is_err());
-        assert!(d.owner_register(0, &p, MatchPolicy::Exact, InvokePolicy::RoundRobin, false, c(1)).is_err());
-        let reg = d.owner_register(0, &p, MatchPolicy::Exact, InvokePolicy::RoundRobin, false, c(2)).unwrap();
+        let id = d
+            .owner_register(0, &p, MatchPolicy::Exact, InvokePolicy::RoundRobin, false, c(1), Instant::now())
+            .unwrap()
+            .id;
+        assert!(
+            d.owner_register(0, &p, MatchPolicy::Exact, InvokePolicy::Random, false, c(2), Instant::now()).is_err()
+        );
+        assert!(
+            d.owner_register(0, &p, MatchPolicy::Exact, InvokePolicy::Single, false, c(2), Instant::now()).is_err()
+        );
+        assert!(
+            d.owner_register(0, &p, MatchPolicy::Exact, InvokePolicy::RoundRobin, false, c(1), Instant::now()).is_err()
+        );
+        let reg =
+            d.owner_register(0, &p, MatchPolicy::Exact, InvokePolicy::RoundRobin, false, c(2), Instant::now()).unwrap();
         assert_eq!(reg.callees.len(), 2);
         assert_eq!(d.owner_unregister(id, 1).unwrap().callees.len(), 1);
         assert!(d.owner_unregister(id, 1).is_none());
         assert!(d.owner_unregister(id, 2).unwrap().callees.is_empty());
         assert!(d.owned().next().is_none());
         let s: Arc<str> = Arc::from("s");
-        d.owner_register(0, &s, MatchPolicy::Exact, InvokePolicy::Single, false, c(1)).unwrap();
-        let e = d.owner_register(0, &s, MatchPolicy::Exact, InvokePolicy::Single, false, c(2)).unwrap_err();
+        d.owner_register(0, &s, MatchPolicy::Exact, InvokePolicy::Single, false, c(1), Instant::now()).unwrap();
+        let e =
+            d.owner_register(0, &s, MatchPolicy::Exact, InvokePolicy::Single, false, c(2), Instant::now()).unwrap_err();
         assert_eq!(e, RegisterRefused::Exists);
         assert_eq!(e.uri(), "wamp.error.procedure_already_exists");
         // A shared registration's callee list is capped (each change is pushed to every
         // shard whole, so joins would otherwise cost O(n²)).
         let m: Arc<str> = Arc::from("many");
         for s in 0..limits::REGISTRATION_CALLEES_MAX as u64 {
-            d.owner_register(0, &m, MatchPolicy::Exact, InvokePolicy::RoundRobin, false, c(s)).unwrap();
+            d.owner_register(0, &m, MatchPolicy::Exact, InvokePolicy::RoundRobin, false, c(s), Instant::now()).unwrap();
         }
-        let e = d.owner_register(0, &m, MatchPolicy::Exact, InvokePolicy::RoundRobin, false, c(u64::MAX)).unwrap_err();
+        let e = d
+            .owner_register(0, &m, MatchPolicy::Exact, InvokePolicy::RoundRobin, false, c(u64::MAX), Instant::now())
+            .unwrap_err();
         assert_eq!(e, RegisterRefused::TooManyCallees);
         assert_eq!(e.uri(), "shardbar.error.limit_exceeded");
     }

@@ -3,16 +3,11 @@
 use super::super::uris;
 use super::super::wire::uri;
 use super::super::wire::{Dict, Id, Value};
-use super::{Combine, KillWho, Query, string_list};
+use super::{Combine, KillWho, Planned, Query, Refusal, bad, string_list};
 
 /// What a session procedure asks every shard, and how the parts combine; or the ERROR
 /// (URI, message) for bad arguments. None: not a session procedure this module answers.
-pub(crate) fn plan(
-    procedure: &str,
-    caller: Id,
-    args: &[Value],
-    kwargs: &Dict,
-) -> Option<Result<(Query, Combine), (&'static str, String)>> {
+pub(crate) fn plan(procedure: &str, caller: Id, args: &[Value], kwargs: &Dict) -> Option<Planned> {
     let arg = |i: usize| args.get(i);
     let roles = || string_list(arg(0).or_else(|| kwargs.get("filter_authroles"))).map_err(bad);
     let id = || match arg(0).and_then(Value::as_u64) {
@@ -26,7 +21,9 @@ pub(crate) fn plan(
     let plan = match procedure {
         "wamp.session.count" => roles().map(|roles| (Query::SessionIds { roles }, Combine::Count)),
         "wamp.session.list" => roles().map(|roles| (Query::SessionIds { roles }, Combine::List)),
-        "wamp.session.get" => id().map(|session| (Query::SessionGet { session }, Combine::One)),
+        "wamp.session.get" => {
+            id().map(|session| (Query::SessionGet { session }, Combine::One { missing: uris::NO_SUCH_SESSION }))
+        }
         "wamp.session.kill" => id().and_then(|id| {
             if id == caller {
                 // The spec: a session cannot kill itself through the meta API.
@@ -46,12 +43,8 @@ pub(crate) fn plan(
     Some(plan)
 }
 
-fn bad(message: String) -> (&'static str, String) {
-    (uris::INVALID_ARGUMENT, message)
-}
-
 /// A kill: `reason` (a URI, default `wamp.close.killed`) and `message` from the kwargs.
-fn kill(who: KillWho, caller: Id, kwargs: &Dict) -> Result<Query, (&'static str, String)> {
+fn kill(who: KillWho, caller: Id, kwargs: &Dict) -> Result<Query, Refusal> {
     let reason = match kwargs.get("reason") {
         None | Some(Value::Null) => uris::CLOSE_KILLED.to_owned(),
         Some(Value::Str(r)) if uri::is_valid(r, false, false) => r.clone(),

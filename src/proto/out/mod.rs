@@ -11,7 +11,7 @@ pub(crate) use conns::{Class, Conn, ConnState, Live, Pushed, Slots, push_frame};
 pub(crate) use outbox::Outbox;
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
@@ -74,10 +74,20 @@ pub(crate) struct Out {
     pub stats: Stats,
     pub pending_bytes_max: usize,
     pub mesh: Outbox,
+    /// Wall-clock time at `started` (the core never reads a clock; see [`Out::wall`]).
+    wall_clock: SystemTime,
+    started: Instant,
 }
 
 impl Out {
-    pub fn new(shard: ShardId, shards: usize, ids: IdGen, pending_bytes_max: usize, now: Instant) -> Out {
+    pub fn new(
+        shard: ShardId,
+        shards: usize,
+        ids: IdGen,
+        pending_bytes_max: usize,
+        now: Instant,
+        wall_clock: SystemTime,
+    ) -> Out {
         Out {
             shard,
             shards,
@@ -91,7 +101,15 @@ impl Out {
             stats: Stats::default(),
             pending_bytes_max,
             mesh: Outbox::new(shards),
+            wall_clock,
+            started: now,
         }
+    }
+
+    /// The wall-clock time of instant `at` (meta API `created` stamps): the wall clock the
+    /// core was created with, plus the monotonic time since.
+    pub fn wall(&self, at: Instant) -> SystemTime {
+        self.wall_clock + at.saturating_duration_since(self.started)
     }
 
     /// A fresh shard-local token (correlates a request with its mesh answer).

@@ -13,6 +13,6 @@ pub(crate) use callee::{on_cancel_invoke, on_chunk, on_invocation_error, on_yiel
 pub(crate) use caller::{
     CallReq, cancel_router_call, on_bounced, on_call, on_call_timeout, on_cancel, on_yielded, router_call,
 };
-pub(crate) use registration::{on_register, on_register_done, on_unregister, on_unregister_done};
+pub(crate) use registration::{on_register, on_register_done, on_unregister, on_unregister_done, revoke};
 pub(crate) use table::{Calls, Failure};
 pub(crate) use teardown::on_session_end;

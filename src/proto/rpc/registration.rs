@@ -3,9 +3,11 @@
 //! The owner side is `control`.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use super::super::dealer::{RegisterOptions, RegisterRefused};
-use super::super::mesh::{MeshMsg, RegMsg};
+use super::super::mesh::{InvokePolicy, MeshMsg, RegMsg};
+use super::super::meta::{self, registrations};
 use super::super::out::Out;
 use super::super::realm::Realms;
 use super::super::session::{Session, Sessions};
@@ -17,7 +19,7 @@ use super::super::wire::peer_text;
 use super::super::wire::uri;
 use super::super::wire::{Dict, Id, Message};
 use super::callee::start_invocation;
-use super::table::{Calls, PendingRegister, Unregistering};
+use super::table::{AfterUnregister, Calls, PendingRegister, Unregistering};
 use super::teardown;
 use crate::limits;
 
@@ -70,20 +72,47 @@ pub(crate) fn on_unregister(cx: &mut Out, calls: &mut Calls, s: &Session, reques
         cx.error(s.conn, code::UNREGISTER, request, uris::NO_SUCH_REGISTRATION, None);
         return;
     }
+    release(cx, calls, s, registration, AfterUnregister::Reply { conn: s.conn, request });
+}
+
+/// Remove session `s` as a callee of `registration` for the meta API (`remove_callee`): an
+/// UNREGISTERED revocation (request 0, `{registration, reason}`) if the callee announced
+/// `registration_revocation`, then as if it had unregistered. False if it is not a callee.
+pub(crate) fn revoke(cx: &mut Out, calls: &mut Calls, s: &Session, registration: Id, reason: Option<&str>) -> bool {
+    let Some(rpc) = calls.sessions.get_mut(&s.id) else { return false };
+    if rpc.registrations.remove(&registration).is_none() {
+        return false;
+    }
+    if s.features.registration_revocation {
+        let details = meta::revocation("registration", registration, reason);
+        cx.send(s.conn, &Message::Unregistered { request: 0, details: Some(details) });
+    }
+    release(cx, calls, s, registration, AfterUnregister::Revoked);
+    true
+}
+
+/// Ask the owner to release session `s` as a callee of `registration` (already removed from
+/// the session's registrations).
+fn release(cx: &mut Out, calls: &mut Calls, s: &Session, registration: Id, then: AfterUnregister) {
     let token = cx.token();
-    calls.pending_unregisters.insert(token, Unregistering::Reply { session: s.id, conn: s.conn, request });
     let realm = s.realm.clone();
+    let u = Unregistering { realm: realm.clone(), session: s.id, registration, then };
+    calls.pending_unregisters.insert(token, u);
     cx.send_mesh(owner_of(registration), MeshMsg::Reg(RegMsg::UnregReq { realm, registration, callee: s.id, token }));
 }
 
-/// The owner's answer to a REGISTER.
+/// The owner's answer to a REGISTER (`created` when the request created the registration:
+/// `on_create` goes out before `on_register`).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn on_register_done(
     cx: &mut Out,
     calls: &mut Calls,
+    realms: &mut Realms,
     sessions: &Sessions,
     realm: Arc<str>,
     token: u64,
     result: Result<Id, RegisterRefused>,
+    created: Option<(SystemTime, InvokePolicy)>,
 ) {
     let Some(p) = calls.pending_registers.remove(&token) else { return };
     let Some(s) = sessions.get(&p.session) else {
@@ -100,6 +129,12 @@ pub(crate) fn on_register_done(
         Ok(registration) => {
             rpc.registrations.insert(registration, (procedure.clone(), policy));
             cx.send(s.conn, &Message::Registered { request: p.request, registration });
+            if let Some(r) = realms.get_mut(&realm) {
+                if let Some(created) = created {
+                    registrations::on_create(cx, r, s.id, registration, created, &procedure, policy);
+                }
+                registrations::on_register(cx, r, s.id, registration);
+            }
             // Release invocations that overtook this REGISTERED, in arrival order.
             let parked = std::mem::take(&mut rpc.parked);
             let (mine, rest): (Vec<_>, Vec<_>) =
@@ -114,13 +149,28 @@ pub(crate) fn on_register_done(
 }
 
 /// The owner released a callee: answer the UNREGISTER, or count down an ended session's
-/// teardown and, once done, tell the callers of its invocations.
-pub(crate) fn on_unregister_done(cx: &mut Out, calls: &mut Calls, sessions: &Sessions, token: u64) {
-    match calls.pending_unregisters.remove(&token) {
-        Some(Unregistering::Reply { session, conn, request }) if sessions.contains_key(&session) => {
+/// teardown and, once done, tell the callers of its invocations. Then `on_unregister`, and
+/// `on_delete` if that was the registration's last callee.
+pub(crate) fn on_unregister_done(
+    cx: &mut Out,
+    calls: &mut Calls,
+    realms: &mut Realms,
+    sessions: &Sessions,
+    token: u64,
+    deleted: bool,
+) {
+    let Some(u) = calls.pending_unregisters.remove(&token) else { return };
+    match u.then {
+        AfterUnregister::Reply { conn, request } if sessions.contains_key(&u.session) => {
             cx.send(conn, &Message::Unregistered { request, details: None });
         }
-        Some(Unregistering::Reply { .. }) | None => {}
-        Some(Unregistering::Teardown(t)) => teardown::released(cx, calls, t),
+        AfterUnregister::Reply { .. } | AfterUnregister::Revoked => {}
+        AfterUnregister::Teardown(t) => teardown::released(cx, calls, t),
+    }
+    if let Some(r) = realms.get_mut(&u.realm) {
+        registrations::on_unregister(cx, r, u.session, u.registration);
+        if deleted {
+            registrations::on_delete(cx, r, u.session, u.registration);
+        }
     }
 }

@@ -81,13 +81,24 @@ pub(crate) struct PendingRegister {
     pub request: Id,
 }
 
+/// An unregistration waiting for its owner: whose (for the meta events) and what then.
+#[derive(Debug)]
+pub(crate) struct Unregistering {
+    pub realm: Arc<str>,
+    pub session: Id,
+    pub registration: Id,
+    pub then: AfterUnregister,
+}
+
 /// What to do when an unregistration is confirmed by its owner.
 #[derive(Debug)]
-pub(crate) enum Unregistering {
+pub(crate) enum AfterUnregister {
     /// Send UNREGISTERED for this request.
-    Reply { session: Id, conn: ConnId, request: Id },
+    Reply { conn: ConnId, request: Id },
     /// One of an ended session's registrations (teardown token).
     Teardown(u64),
+    /// A revocation (`wamp.registration.remove_callee`): UNREGISTERED went out already.
+    Revoked,
 }
 
 /// An ended callee session: its callers' errors wait until its registrations are released.

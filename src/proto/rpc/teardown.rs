@@ -9,7 +9,7 @@ use super::super::session::Session;
 use super::super::uris;
 use super::super::wire::ids::owner_of;
 use super::super::wire::{Dict, Id, Payload, Serializer, Value};
-use super::table::{Calls, Teardown, Unregistering};
+use super::table::{AfterUnregister, Calls, Teardown, Unregistering};
 
 /// An ended session's RPC state goes: its invocations' callers are told (once its
 /// registrations are released), its parked invocations bounce, its own calls are canceled
@@ -37,7 +37,9 @@ pub(crate) fn on_session_end(cx: &mut Out, calls: &mut Calls, s: &Session) {
         regs.sort_unstable();
         for registration in regs {
             let token = cx.token();
-            calls.pending_unregisters.insert(token, Unregistering::Teardown(teardown));
+            let then = AfterUnregister::Teardown(teardown);
+            let u = Unregistering { realm: s.realm.clone(), session: s.id, registration, then };
+            calls.pending_unregisters.insert(token, u);
             let req = RegMsg::UnregReq { realm: s.realm.clone(), registration, callee: s.id, token };
             cx.send_mesh(owner_of(registration), MeshMsg::Reg(req));
         }
