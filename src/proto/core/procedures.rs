@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::super::mesh::{MeshMsg, ShardId};
-use super::super::meta::{self, Combine, Gather, MetaMsg, Query, sessions};
+use super::super::meta::{self, Combine, Gather, MetaMsg, Query, history, sessions};
 use super::super::out::ConnState;
 use super::super::session::ConnId;
 use super::super::uris;
@@ -32,9 +32,15 @@ impl ShardCore {
                 return self.cx.error(conn, code::CALL, request, uris::INVALID_ARGUMENT, Some(msg));
             }
         };
+        if meta_on && procedure == history::GET_EVENTS {
+            return self.get_events(conn, (sid, request), realm, &args, &kwargs);
+        }
         let plan = if meta_on { sessions::plan(procedure, sid, &args, &kwargs) } else { None };
         match plan {
-            Some(Ok((query, combine))) => self.gather(conn, sid, request, realm, query, combine),
+            Some(Ok((query, combine))) => {
+                let shards = meta::all_shards(self.cx.shards);
+                self.gather(conn, (sid, request), realm, query, combine, shards)
+            }
             Some(Err((uri, msg))) => self.cx.error(conn, code::CALL, request, uri, Some(msg)),
             None => {
                 let msg = format!("no procedure {} in this realm", peer_text(procedure));
@@ -43,17 +49,49 @@ impl ShardCore {
         }
     }
 
-    /// Ask every shard `query`; the caller is answered when the last part is in.
-    fn gather(&mut self, conn: ConnId, sid: Id, request: Id, realm: Arc<str>, query: Query, combine: Combine) {
+    /// `wamp.subscription.get_events`: ask the owner of the subscription's history.
+    fn get_events(&mut self, conn: ConnId, (sid, request): (Id, Id), realm: Arc<str>, args: &[Value], kwargs: &Dict) {
+        let Some(s) = self.sessions.get(&sid) else { return };
+        let reader = (sid, &*s.authid, &*s.authrole);
+        let planned = match self.realms.get_mut(&realm) {
+            Some(r) => history::plan(r, reader, args, kwargs),
+            None => Err((uris::NO_SUCH_SUBSCRIPTION, "no such subscription".to_owned())),
+        };
+        match planned {
+            Ok(q) => {
+                let owner = self.cx.owner_shard(&realm, &q.uri, q.policy);
+                self.gather(
+                    conn,
+                    (sid, request),
+                    realm,
+                    Query::Events(Box::new(q)),
+                    Combine::Single,
+                    [owner].into_iter(),
+                )
+            }
+            Err((uri, msg)) => self.cx.error(conn, code::CALL, request, uri, Some(msg)),
+        }
+    }
+
+    /// Ask `shards` `query`; the caller is answered when the last part is in.
+    fn gather(
+        &mut self,
+        conn: ConnId,
+        (sid, request): (Id, Id),
+        realm: Arc<str>,
+        query: Query,
+        combine: Combine,
+        shards: impl ExactSizeIterator<Item = ShardId>,
+    ) {
         if !self.gathers.may_start(sid) {
             let msg = "too many meta API calls in flight".to_owned();
             return self.cx.error(conn, code::CALL, request, uris::LIMIT_EXCEEDED, Some(msg));
         }
         let token = self.cx.token();
-        let shards = self.cx.shards;
-        self.gathers.start(token, Gather { session: sid, conn, request, combine, waiting: shards, parts: Vec::new() });
+        let waiting = shards.len();
+        self.gathers.start(token, Gather { session: sid, conn, request, combine, waiting, parts: Vec::new() });
         let query = Arc::new(query);
-        for shard in meta::all_shards(shards) {
+        for shard in shards {
             let ask = MetaMsg::Ask { token, realm: realm.clone(), query: query.clone() };
             self.cx.send_mesh(shard, MeshMsg::Meta(ask));
         }
@@ -109,6 +147,10 @@ impl ShardCore {
                 }
                 Value::List(ids.into_iter().map(|(id, _)| Value::from(id)).collect())
             }
+            Query::Events(q) => {
+                let events = self.store.history.select(realm, q);
+                Value::List(events.into_iter().map(|e| history::event_value(e, realm, q)).collect())
+            }
         }
     }
 
@@ -141,6 +183,7 @@ impl ShardCore {
             Combine::Count => Ok(Value::from(ids(&g.parts).len() as u64)),
             Combine::List => Ok(Value::List(ids(&g.parts))),
             Combine::One => g.parts.into_iter().find(|p| !matches!(p, Value::Null)).ok_or(uris::NO_SUCH_SESSION),
+            Combine::Single => Ok(g.parts.into_iter().next().unwrap_or(Value::List(Vec::new()))),
             Combine::KilledOne => {
                 if ids(&g.parts).is_empty() {
                     Err(uris::NO_SUCH_SESSION)

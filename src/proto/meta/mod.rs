@@ -12,6 +12,7 @@
 //! Meta events are ordinary publications from the router (publisher 0), so authorization
 //! (SUBSCRIBE to `wamp.session.on_join` is checked like any topic) and fan-out apply.
 
+pub(crate) mod history;
 pub(crate) mod sessions;
 
 use std::sync::Arc;
@@ -43,6 +44,8 @@ pub enum Query {
     /// End these sessions (by ID, authid, authrole or all), never `except`; answers the IDs
     /// killed.
     Kill { who: KillWho, except: Id, reason: String, message: Option<String> },
+    /// The kept events a `get_events` call selects (asked of the history's owner only).
+    Events(Box<history::EventsQuery>),
 }
 
 /// Which sessions a kill is for.
@@ -72,6 +75,8 @@ pub(crate) enum Combine {
     One,
     /// `null` if some part killed the session, else `wamp.error.no_such_session`.
     KilledOne,
+    /// The one part as it is (a one-shard gather).
+    Single,
 }
 
 /// A router-procedure call waiting for parts.
@@ -124,7 +129,7 @@ impl Gathers {
 }
 
 /// The shards a gather asks: all of them.
-pub(crate) fn all_shards(shards: usize) -> impl Iterator<Item = ShardId> {
+pub(crate) fn all_shards(shards: usize) -> impl ExactSizeIterator<Item = ShardId> {
     0..shards
 }
 
