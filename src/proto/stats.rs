@@ -390,7 +390,8 @@ pub(crate) fn render_prometheus(snaps: &[Snapshot]) -> String {
 
 /// The retained-event and history families (one sample per shard each).
 fn render_store(o: &mut String, snaps: &[Snapshot]) {
-    let families: [(&str, &str, &str, fn(&Stats) -> u64); 8] = [
+    type Family = (&'static str, &'static str, &'static str, fn(&Stats) -> u64);
+    let families: [Family; 8] = [
         ("retained_stored_total", "counter", "Retained events kept (owner shard).", |s| s.retained_stored),
         ("retained_refused_total", "counter", "Retained events not kept: a retained-store bound was reached.", |s| {
             s.retained_refused

@@ -19,6 +19,7 @@ use super::super::store::history::StoredEvent;
 use super::super::uris;
 use super::super::wire::uri::MatchPolicy;
 use super::super::wire::{Dict, Id, Value};
+use super::Refusal;
 use crate::limits;
 
 pub(crate) const GET_EVENTS: &str = "wamp.subscription.get_events";
@@ -59,12 +60,7 @@ impl EventsQuery {
 pub(crate) type Reader<'a> = (Id, &'a str, &'a str);
 
 /// The query for a `get_events` call in `realm`, or the ERROR (URI, message).
-pub(crate) fn plan(
-    realm: &Realm,
-    reader: Reader<'_>,
-    args: &[Value],
-    kwargs: &Dict,
-) -> Result<EventsQuery, (&'static str, String)> {
+pub(crate) fn plan(realm: &Realm, reader: Reader<'_>, args: &[Value], kwargs: &Dict) -> Result<EventsQuery, Refusal> {
     let Some(subscription) = args.first().and_then(Value::as_u64) else {
         return Err(bad("expected a subscription ID as the first argument"));
     };
@@ -159,12 +155,12 @@ pub(crate) fn event_value(e: &StoredEvent, realm: &str, q: &EventsQuery) -> Valu
     )
 }
 
-fn bad(message: &str) -> (&'static str, String) {
+fn bad(message: &str) -> Refusal {
     (uris::INVALID_ARGUMENT, message.to_owned())
 }
 
 /// A positive integer argument.
-fn positive(v: &Value, key: &str) -> Result<u64, (&'static str, String)> {
+fn positive(v: &Value, key: &str) -> Result<u64, Refusal> {
     match v.as_u64() {
         Some(n) if n >= 1 => Ok(n),
         _ => Err(bad(&format!("{key} must be a positive integer"))),
@@ -172,7 +168,7 @@ fn positive(v: &Value, key: &str) -> Result<u64, (&'static str, String)> {
 }
 
 /// An RFC 3339 timestamp argument, as ns since the Unix epoch.
-fn time(v: &Value, key: &str) -> Result<u64, (&'static str, String)> {
+fn time(v: &Value, key: &str) -> Result<u64, Refusal> {
     v.as_str()
         .and_then(rfc3339_ns)
         .ok_or_else(|| bad(&format!("{key} must be an RFC 3339 timestamp like \"2026-12-05T10:00:00Z\"")))

@@ -23,10 +23,13 @@ pub(crate) enum Refused {
     ShardBytes,
 }
 
+/// (realm, topic)
+type TopicKey = (Arc<str>, Arc<str>);
+
 #[derive(Debug, Default)]
 pub(crate) struct Retained {
     /// (realm, topic) → events, oldest first.
-    topics: Map<(Arc<str>, Arc<str>), Vec<Arc<Publication>>>,
+    topics: Map<TopicKey, Vec<Arc<Publication>>>,
     topics_per_realm: Map<Arc<str>, usize>,
     bytes: usize,
     bytes_max: usize,
