@@ -349,6 +349,48 @@ pub const META_GATHERS_PER_SHARD_MAX: usize = 1024;
 /// The same per session.
 pub const META_GATHERS_PER_SESSION_MAX: usize = 16;
 
+/// Retained events kept per topic (`PUBLISH.Options.retain`). An unfiltered retained
+/// publication replaces the topic's list; filtered ones (`exclude*`/`eligible*`) append, so
+/// that subscribers they exclude still get the last event meant for them. 16 covers a few
+/// audiences per topic. Outcome: the publication is delivered but not retained, counted
+/// (`shardbar_retained_refused_total`) and logged (rate-limited).
+pub const RETAINED_EVENTS_PER_TOPIC_MAX: usize = 16;
+
+/// Topics with retained events, per realm on one owner shard. Outcome: as above.
+pub const RETAINED_TOPICS_PER_REALM_MAX: usize = 65_536;
+
+/// Bytes of retained events (payload, topic, filters and a fixed overhead each) one shard
+/// keeps over all realms. Payloads are copied out of the read buffer when stored, so this
+/// is the memory they hold. Outcome: as above.
+pub const RETAINED_BYTES_PER_SHARD_MAX: usize = 64 << 20;
+
+/// Events kept per `[[realm.history]]` entry when it sets no `limit` (Crossbar's global
+/// default).
+pub const HISTORY_LIMIT_DEFAULT: usize = 100;
+
+/// Ceiling for `[[realm.history]].limit`: one `get_events` answer holds at most this many
+/// events.
+pub const HISTORY_LIMIT_CEILING: usize = 100_000;
+
+/// `[[realm.history]]` entries per realm (each matching publication costs one mesh message
+/// per entry it matches).
+pub const HISTORY_ENTRIES_PER_REALM_MAX: usize = 256;
+
+/// Bytes of history events one shard keeps over all entries. An event that would push the
+/// shard over it first evicts the oldest events of its own entry; an event that still does not fit is not stored.
+/// Outcome: counted (`shardbar_history_dropped_bytes_total`), logged (rate-limited).
+pub const HISTORY_BYTES_PER_SHARD_MAX: usize = 256 << 20;
+
+/// Bookkeeping charged per stored event (retained or history) on top of its payload,
+/// topic and filters: the `Publication`, its `Arc`, the ring slot.
+pub const STORED_EVENT_OVERHEAD_BYTES: usize = 192;
+
+/// `wamp.subscription.get_events` with a positional limit (Crossbar's default 10).
+pub const HISTORY_GET_EVENTS_LIMIT_DEFAULT: usize = 10;
+
+const _: () = assert!(HISTORY_LIMIT_DEFAULT <= HISTORY_LIMIT_CEILING);
+const _: () = assert!(HISTORY_GET_EVENTS_LIMIT_DEFAULT <= HISTORY_LIMIT_CEILING);
+
 const _: () = assert!(SHARDS_MAX <= 64, "shard sets are u64 masks");
 const _: () = assert!(PAYLOAD_COPY_BELOW_BYTES < READ_CHUNK_BYTES);
 const _: () = assert!(READ_CHUNK_MIN_BYTES <= READ_CHUNK_BYTES);

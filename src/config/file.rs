@@ -88,6 +88,17 @@ pub(super) struct FileRealm {
     pub(super) call_timeout_default_ms: Option<i64>,
     pub(super) call_timeout_max_ms: Option<i64>,
     pub(super) meta_api: Option<bool>,
+    pub(super) history: Option<Vec<FileHistory>>,
+}
+
+/// `[[realm.history]]`: a topic (pattern) whose publications are kept.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileHistory {
+    pub(super) uri: Option<String>,
+    #[serde(rename = "match")]
+    pub(super) policy: Option<String>,
+    pub(super) limit: Option<i64>,
 }
 
 /// Read and parse the file at `path`; errors name the path.

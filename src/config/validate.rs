@@ -12,14 +12,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::auth::{self, AuthCheck};
-use super::file::{FileConfig, FileLimits, FileListener, FileMetrics, FileRealm, FileRouter, FileTls};
+use super::file::{FileConfig, FileHistory, FileLimits, FileListener, FileMetrics, FileRealm, FileRouter, FileTls};
 use super::roles::{self, RolesCheck};
 use super::{Config, ConfigError, DEFAULT_LISTEN, ListenAddr, ListenerConfig, RawSocketPing, RuntimeLimits, TlsConfig};
 use crate::limits;
 use crate::proto::auth::ListenerAuth;
-use crate::proto::realm::{CallTimeoutUnit, Liveness, RealmConfig, RouterConfig, SlowConsumerPolicy};
+use crate::proto::realm::{CallTimeoutUnit, HistoryEntry, Liveness, RealmConfig, RouterConfig, SlowConsumerPolicy};
 use crate::proto::wire::Serializer;
 use crate::proto::wire::uri;
+use crate::proto::wire::uri::MatchPolicy;
 
 /// Validate `f`; `source` (the file's path) names it in errors, and relative paths in it
 /// are resolved against `base` (the file's directory).
@@ -363,9 +364,47 @@ fn realms(c: &Check, raw: Vec<FileRealm>) -> Result<Vec<RealmConfig>, ConfigErro
             call_timeout_default: timeout_ms("call_timeout_default_ms", r.call_timeout_default_ms)?,
             call_timeout_max: timeout_ms("call_timeout_max_ms", r.call_timeout_max_ms)?,
             meta_api: r.meta_api.unwrap_or(true),
+            history: history(c, &key("history"), r.history.unwrap_or_default())?,
         });
     }
     Ok(realms)
+}
+
+/// `[[realm.history]]`s: a valid URI for its match policy, each (uri, match) once, a limit
+/// within the ceiling.
+fn history(c: &Check, prefix: &str, raw: Vec<FileHistory>) -> Result<Vec<HistoryEntry>, ConfigError> {
+    if raw.len() > limits::HISTORY_ENTRIES_PER_REALM_MAX {
+        let max = limits::HISTORY_ENTRIES_PER_REALM_MAX;
+        return Err(c.err(prefix, format!("expected at most {max} entries, found {}", raw.len())));
+    }
+    let mut out: Vec<HistoryEntry> = Vec::with_capacity(raw.len());
+    for (i, h) in raw.into_iter().enumerate() {
+        let key = |k: &str| format!("{prefix}[{i}].{k}");
+        let policy = match h.policy.as_deref() {
+            None => MatchPolicy::Exact,
+            Some(m) => MatchPolicy::parse(m).ok_or_else(|| {
+                c.err(&key("match"), format!("expected \"exact\", \"prefix\" or \"wildcard\", found {m:?}"))
+            })?,
+        };
+        let Some(u) = h.uri else {
+            return Err(c.err(&key("uri"), "expected the topic URI (pattern) to keep events of".to_owned()));
+        };
+        if !uri::is_valid_for(&u, policy, false) || uri::is_reserved(&u) {
+            return Err(c.err(
+                &key("uri"),
+                format!("expected a topic URI (not wamp.*) valid for match \"{}\", found {u:?}", policy.as_str()),
+            ));
+        }
+        let limit = match h.limit {
+            None => limits::HISTORY_LIMIT_DEFAULT,
+            Some(n) => c.range(&key("limit"), n, 1, limits::HISTORY_LIMIT_CEILING as i64)? as usize,
+        };
+        if out.iter().any(|e| *e.uri == *u && e.policy == policy) {
+            return Err(c.err(&key("uri"), format!("{u:?} with match \"{}\" is listed twice", policy.as_str())));
+        }
+        out.push(HistoryEntry { uri: Arc::from(u), policy, limit });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -404,6 +443,30 @@ mod tests {
         assert!(e.message.contains("shardz"), "{e}");
         let e = from_str("[router]\nshards = \"two\"\n").unwrap_err();
         assert!(e.message.contains("shards"), "{e}");
+    }
+
+    #[test]
+    fn history_entries_validate_with_the_key_named() {
+        // Goal: `[[realm.history]]` parses with its defaults, and each wrong key is named.
+        // Method: one good realm, then one bad file per key.
+        let c = from_str(
+            "[[realm]]\nname = \"r\"\n[[realm.history]]\nuri = \"a.b\"\n[[realm.history]]\nuri = \"a\"\nmatch = \"prefix\"\nlimit = 7\n",
+        )
+        .unwrap();
+        let h = &c.router.realms[0].history;
+        assert_eq!(h.len(), 2);
+        assert_eq!((&*h[0].uri, h[0].policy, h[0].limit), ("a.b", MatchPolicy::Exact, limits::HISTORY_LIMIT_DEFAULT));
+        assert_eq!((&*h[1].uri, h[1].policy, h[1].limit), ("a", MatchPolicy::Prefix, 7));
+        let bad = |body: &str| from_str(&format!("[[realm]]\nname = \"r\"\n[[realm.history]]\n{body}")).unwrap_err();
+        assert_eq!(bad("uri = \"a\"\nmatch = \"fuzzy\"\n").key, "realm[0].history[0].match");
+        assert_eq!(bad("limit = 5\n").key, "realm[0].history[0].uri");
+        assert_eq!(bad("uri = \"a..b\"\n").key, "realm[0].history[0].uri");
+        assert_eq!(bad("uri = \"wamp.session.on_join\"\n").key, "realm[0].history[0].uri");
+        let e = bad("uri = \"a\"\nlimit = 0\n");
+        assert_eq!(e.key, "realm[0].history[0].limit");
+        assert_eq!(e.message, format!("expected an integer from 1 to {}, found 0", limits::HISTORY_LIMIT_CEILING));
+        assert_eq!(bad("uri = \"a\"\n[[realm.history]]\nuri = \"a\"\n").key, "realm[0].history[1].uri");
+        assert!(bad("uri = \"a\"\nlimt = 3\n").message.contains("limt"));
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub(crate) fn establish(
     let realm_name = realm_state.name.clone();
     let id = if sessions.contains_key(&e.session) { fresh_session_id(cx, sessions) } else { e.session };
     let g = e.granted;
-    let welcome = welcome_details(&g, cx.shard, rc.meta_api);
+    let welcome = welcome_details(&g, cx.shard, rc.meta_api, rc.meta_api && !rc.history.is_empty());
     if let Some(c) = cx.conns.get_mut(conn) {
         c.state = ConnState::Established(id);
         c.slow_policy = rc.slow_consumer;
@@ -132,8 +132,8 @@ pub(crate) fn end_session(cx: &mut Out, realms: &mut Realms, sessions: &mut Sess
 }
 
 /// `WELCOME.Details`: identity, and the router's roles with only the features that work
-/// (the meta APIs only in realms that have them).
-fn welcome_details(g: &Granted, shard: ShardId, meta_api: bool) -> Dict {
+/// (the meta APIs only in realms that have them, event history only where it is kept).
+fn welcome_details(g: &Granted, shard: ShardId, meta_api: bool, event_history: bool) -> Dict {
     let features = |names: &[&str], meta: &[&str]| {
         let mut f = Dict::new();
         for n in names.iter().chain(if meta_api { meta } else { &[] }) {
@@ -141,15 +141,19 @@ fn welcome_details(g: &Granted, shard: ShardId, meta_api: bool) -> Dict {
         }
         Dict::new().with("features", f)
     };
-    let broker = features(
+    let mut broker = features(
         &[
             "publisher_identification",
             "publisher_exclusion",
             "subscriber_blackwhite_listing",
             "pattern_based_subscription",
+            "event_retention",
         ],
         &["session_meta_api", "subscription_meta_api"],
     );
+    if event_history && let Some(Value::Dict(f)) = broker.get_mut("features") {
+        f.insert("event_history", true);
+    }
     let dealer = features(
         &[
             "caller_identification",

@@ -229,6 +229,26 @@ pub enum MeshMsg {
     Stats(StatsMsg),
     /// Meta API gathers (`proto::meta`).
     Meta(super::meta::MetaMsg),
+    /// Retained events and event history (`proto::store`).
+    Store(StoreMsg),
+}
+
+/// Retained events and history: the publisher's or subscriber's shard ↔ the owner shard of
+/// the store (retained: `(realm, topic, exact)`; history: the config entry's
+/// `(realm, uri, match)`). The stored publication is the one being delivered (shared, not
+/// copied, on the way; the store copies the payload out of the read buffer).
+#[derive(Debug)]
+pub enum StoreMsg {
+    /// A publication with `retain=true`: to the owner of (realm, topic, exact).
+    Retain { publication: Arc<Publication> },
+    /// A session subscribed (exact) with `get_retained=true` and got SUBSCRIBED: to the
+    /// owner of (realm, topic, exact).
+    GetRetained { realm: Arc<str>, topic: Arc<str>, subscription: Id, subscriber: Identity },
+    /// The owner's answer when it has a retained event the subscriber is eligible for.
+    Retained { subscription: Id, subscriber: Id, event: Arc<Publication> },
+    /// A publication matching the history entry (uri, policy): to that entry's owner, which
+    /// keeps the newest `limit`.
+    Record { uri: Arc<str>, policy: MatchPolicy, limit: usize, publication: Arc<Publication>, publisher: Identity },
 }
 
 /// Subscription control plane: requester ↔ owner, owner → replicas.

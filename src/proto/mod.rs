@@ -27,6 +27,7 @@ pub mod realm;
 mod rpc;
 pub mod session;
 pub mod stats;
+pub(crate) mod store;
 mod timers;
 pub(crate) mod uris;
 pub(crate) mod violation;

@@ -8,9 +8,9 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use super::broker::{Leave, Member, PublishOptions, SubscribeOptions};
+use super::broker::{Leave, Member, PublishOptions, SubscribeOptions, Waiter};
 use super::frame::{Framing, OutFrame, encode_frame};
-use super::mesh::{Identity, MeshMsg, Publication, ShardSet, SubMsg, SubTarget};
+use super::mesh::{Identity, MeshMsg, Publication, ShardSet, StoreMsg, SubMsg, SubTarget};
 use super::meta::{self, subscriptions};
 use super::out::{Class, Out, Pushed, log_allowed, push_frame};
 use super::realm::{Realm, Realms};
@@ -21,7 +21,7 @@ use super::wire::ids::owner_of;
 use super::wire::message::Serializer;
 use super::wire::message::code;
 use super::wire::peer_text;
-use super::wire::uri;
+use super::wire::uri::{self, MatchPolicy};
 use super::wire::{DecodeError, Dict, Id, Message, Payload, Value};
 use crate::limits;
 
@@ -60,11 +60,42 @@ pub(crate) fn on_publish(
         payload,
         read_at: cx.now,
     });
+    if opts.retain || realm.history.is_some() {
+        keep(cx, realm, s, &publication, opts.retain);
+    }
     fan_out(cx, realm, publication);
     if opts.acknowledge {
         cx.send(s.conn, &Message::Published { request, publication: id });
     }
     Ok(())
+}
+
+/// Send a publication to the stores that keep it (off the common path: the realm keeps
+/// history, or the publisher asked to retain it): the retained store of its topic, and the
+/// history of every `[[realm.history]]` entry it matches unless it filters receivers by
+/// session ID (the spec: such events are not stored).
+#[cold]
+fn keep(cx: &mut Out, realm: &Realm, s: &Session, publication: &Arc<Publication>, retain: bool) {
+    if retain {
+        let owner = cx.owner_shard(&realm.name, &publication.topic, MatchPolicy::Exact);
+        cx.send_mesh(owner, MeshMsg::Store(StoreMsg::Retain { publication: publication.clone() }));
+    }
+    let Some(history) = &realm.history else { return };
+    if publication.filters.as_ref().is_some_and(|f| f.by_session()) {
+        return;
+    }
+    history.matches(&publication.topic, |policy, entry| {
+        let owner = cx.owner_shard(&realm.name, &entry.uri, policy);
+        let publisher = Identity { session: s.id, authid: s.authid.clone(), authrole: s.authrole.clone() };
+        let record = StoreMsg::Record {
+            uri: entry.uri.clone(),
+            policy,
+            limit: entry.limit,
+            publication: publication.clone(),
+            publisher,
+        };
+        cx.send_mesh(owner, MeshMsg::Store(record));
+    });
 }
 
 /// Route a publication through the realm's replica: deliver it to this shard's members and
@@ -199,6 +230,7 @@ pub(crate) fn on_subscribe(
         cx.error(s.conn, code::SUBSCRIBE, request, uris::LIMIT_EXCEEDED, Some(msg));
         return Ok(());
     }
+    let get_retained = opts.get_retained && opts.policy == MatchPolicy::Exact;
     if let Some(id) = realm.broker.local_id(&topic, opts.policy) {
         let joined = realm.broker.join(id, member_of(s));
         s.subscriptions.insert(id);
@@ -207,15 +239,19 @@ pub(crate) fn on_subscribe(
             // A repeated SUBSCRIBE gets the same subscription and no event (like Crossbar).
             subscriptions::on_subscribe(cx, realm, s.id, id);
         }
+        if get_retained {
+            ask_retained(cx, s, Arc::from(topic), id);
+        }
         return Ok(());
     }
     let topic: Arc<str> = Arc::from(topic);
     s.pending_subscribes += 1;
-    if realm.broker.pending_wait(&topic, opts.policy, (s.id, request)) {
+    let waiter = Waiter { session: s.id, request, get_retained };
+    if realm.broker.pending_wait(&topic, opts.policy, waiter) {
         return Ok(());
     }
     let token = cx.token();
-    realm.broker.pending_start(topic.clone(), opts.policy, token, (s.id, request));
+    realm.broker.pending_start(topic.clone(), opts.policy, token, waiter);
     let owner = cx.owner_shard(&s.realm, &topic, opts.policy);
     cx.send_mesh(owner, MeshMsg::Sub(SubMsg::Req { realm: s.realm.clone(), topic, policy: opts.policy, token }));
     Ok(())
@@ -274,19 +310,22 @@ pub(crate) fn on_subscribe_done(
     let r = realms.get_or_create(&realm);
     let Some((topic, policy, waiters)) = r.broker.pending_finish(token) else { return };
     r.broker.local_create(subscription, topic.clone(), policy);
-    for (sid, request) in waiters {
-        let Some(s) = sessions.get_mut(&sid) else { continue };
+    for w in waiters {
+        let Some(s) = sessions.get_mut(&w.session) else { continue };
         s.pending_subscribes = s.pending_subscribes.saturating_sub(1);
         let joined = r.broker.join(subscription, member_of(s));
         s.subscriptions.insert(subscription);
-        cx.send(s.conn, &Message::Subscribed { request, subscription });
+        cx.send(s.conn, &Message::Subscribed { request: w.request, subscription });
+        if w.get_retained {
+            ask_retained(cx, s, topic.clone(), subscription);
+        }
         if !joined {
             continue;
         }
         if let Some(at) = created.take() {
-            subscriptions::on_create(cx, r, sid, subscription, at, &topic, policy);
+            subscriptions::on_create(cx, r, w.session, subscription, at, &topic, policy);
         }
-        subscriptions::on_subscribe(cx, r, sid, subscription);
+        subscriptions::on_subscribe(cx, r, w.session, subscription);
     }
     if r.broker.local_remove_if_empty(subscription) {
         // Nobody saw it created here, so nobody is told it is deleted (session 0).
@@ -306,6 +345,52 @@ pub(crate) fn leave_all(cx: &mut Out, realm: &mut Realm, s: &Session) {
             cx.send_mesh(owner_of(sub), MeshMsg::Sub(release));
         }
         subscriptions::on_unsubscribe(cx, realm, s.id, sub);
+    }
+}
+
+/// Ask the retained store of `topic` for the newest event session `s` may receive through
+/// `subscription` (after its SUBSCRIBED went out, so the EVENT follows it).
+fn ask_retained(cx: &mut Out, s: &Session, topic: Arc<str>, subscription: Id) {
+    let owner = cx.owner_shard(&s.realm, &topic, MatchPolicy::Exact);
+    let subscriber = Identity { session: s.id, authid: s.authid.clone(), authrole: s.authrole.clone() };
+    let ask = StoreMsg::GetRetained { realm: s.realm.clone(), topic, subscription, subscriber };
+    cx.send_mesh(owner, MeshMsg::Store(ask));
+}
+
+/// The retained store's answer: session `s` gets `event` through `subscription` (if it is
+/// still subscribed), with a fresh publication ID and `Details.retained`.
+pub(crate) fn deliver_retained(cx: &mut Out, realms: &mut Realms, s: &Session, subscription: Id, event: &Publication) {
+    if !s.subscriptions.contains(&subscription) {
+        return;
+    }
+    let Some(c) = cx.conns.get(s.conn) else { return };
+    let mut details = event_details(event, false);
+    details.insert("retained", true);
+    let publication = cx.ids.next_global();
+    let msg = Message::Event { subscription, publication, details, payload: event.payload.clone() };
+    let frame = match encode_frame(c.info.framing, &msg) {
+        Ok(f) => f,
+        Err(e) => {
+            cx.stats.encode_failures += 1;
+            if log_allowed(cx.stats.encode_failures) {
+                tracing::warn!(error = %e, total = cx.stats.encode_failures, "retained EVENT encoding failed");
+            }
+            return;
+        }
+    };
+    let len = frame.len();
+    let Some(c) = cx.conns.get_mut(s.conn) else { return };
+    match push_frame(c, s.conn, OutFrame::Owned(frame), Class::Event, cx.pending_bytes_max, &mut cx.dirty) {
+        Pushed::Queued => {
+            cx.stats.events_delivered += 1;
+            cx.stats.retained_delivered += 1;
+            cx.stats.messages_out[code::EVENT as usize] += 1;
+            cx.stats.bytes_out_queued += len as u64;
+            if let Some(r) = realms.get_mut(&s.realm) {
+                r.stats.events_delivered += 1;
+            }
+        }
+        other => cx.count_unqueued(s.conn, other, len),
     }
 }
 

@@ -13,7 +13,9 @@ use super::authz::{Memo, Roles};
 
 use super::broker::Broker;
 use super::dealer::Dealer;
+use super::pattern::UriIndex;
 use super::stats::RealmStats;
+use super::wire::uri::MatchPolicy;
 use crate::limits;
 
 /// What happens when a connection's queued bytes exceed `pending_bytes_max`.
@@ -55,6 +57,18 @@ pub struct RealmConfig {
     /// The meta API (`wamp.session.*`, `wamp.subscription.*`, `wamp.registration.*` and
     /// their events); default on.
     pub meta_api: bool,
+    /// Topics whose publications are kept for `wamp.subscription.get_events`
+    /// (`[[realm.history]]`).
+    pub history: Vec<HistoryEntry>,
+}
+
+/// One `[[realm.history]]` entry: publications matching (uri, policy) are kept, the newest
+/// `limit` of them, on the owner shard of (realm, uri, policy).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryEntry {
+    pub uri: Arc<str>,
+    pub policy: MatchPolicy,
+    pub limit: usize,
 }
 
 /// The unit of `CALL.Options.timeout` in a realm.
@@ -103,6 +117,7 @@ impl RealmConfig {
             call_timeout_default: None,
             call_timeout_max: None,
             meta_api: true,
+            history: Vec::new(),
         }
     }
 }
@@ -203,13 +218,24 @@ pub(crate) struct Realm {
     pub stats: RealmStats,
     /// Static authorization decisions already made here (`authz::Memo`).
     pub authz_memo: Memo,
+    /// The history entries by pattern (None: the realm keeps no history, and a PUBLISH
+    /// pays one branch for it).
+    pub history: Option<Box<UriIndex<HistoryEntry>>>,
     /// Listed in `Realms::touched`.
     touched: bool,
 }
 
 impl Realm {
     pub fn new(config: RealmConfig) -> Realm {
+        let history = (!config.history.is_empty()).then(|| {
+            let mut index = UriIndex::default();
+            for e in &config.history {
+                *index.entry_or_insert_with(&e.uri, e.policy, || e.clone()) = e.clone();
+            }
+            Box::new(index)
+        });
         Realm {
+            history,
             name: Arc::from(config.name.as_str()),
             config,
             broker: Broker::default(),

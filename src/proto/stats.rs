@@ -93,6 +93,22 @@ pub struct Stats {
     /// Times a mesh channel was full and a batch had to wait (counted by the runtime).
     pub mesh_channel_full: u64,
     pub encode_failures: u64,
+    /// Retained events kept (`PUBLISH.Options.retain`, on the owner shard).
+    pub retained_stored: u64,
+    /// Retained events not kept: a `limits::RETAINED_*` bound was reached.
+    pub retained_refused: u64,
+    /// Retained EVENTs sent to subscribers that asked (`get_retained`).
+    pub retained_delivered: u64,
+    /// Gauge: bytes of retained events held.
+    pub retained_bytes: u64,
+    /// Publications kept in an event history ring.
+    pub history_stored: u64,
+    /// History events evicted (ring full, or to make room in the shard's bytes).
+    pub history_evicted: u64,
+    /// Publications not kept in history: the shard's history bytes were full.
+    pub history_dropped_bytes: u64,
+    /// Gauge: bytes of history events held.
+    pub history_bytes: u64,
     /// Time from a PUBLISH/CALL being read to its EVENTs/INVOCATION being queued.
     pub routing_latency: LatencyHistogram,
 }
@@ -129,6 +145,14 @@ impl Default for Stats {
             mesh_messages_in: 0,
             mesh_channel_full: 0,
             encode_failures: 0,
+            retained_stored: 0,
+            retained_refused: 0,
+            retained_delivered: 0,
+            retained_bytes: 0,
+            history_stored: 0,
+            history_evicted: 0,
+            history_dropped_bytes: 0,
+            history_bytes: 0,
             routing_latency: LatencyHistogram::default(),
         }
     }
@@ -333,6 +357,7 @@ pub(crate) fn render_prometheus(snaps: &[Snapshot]) -> String {
         let _ = writeln!(o, "shardbar_mesh_outbox_messages{{shard=\"{}\"}} {}", s.shard, s.mesh_outbox);
     }
     shard_counter!("encode_failures_total", "Messages that could not be encoded (a bug if non-zero).", encode_failures);
+    render_store(&mut o, snaps);
 
     family(
         &mut o,
@@ -361,6 +386,35 @@ pub(crate) fn render_prometheus(snaps: &[Snapshot]) -> String {
     render_auth(&mut o, snaps);
     render_denials(&mut o, snaps);
     o
+}
+
+/// The retained-event and history families (one sample per shard each).
+fn render_store(o: &mut String, snaps: &[Snapshot]) {
+    type Family = (&'static str, &'static str, &'static str, fn(&Stats) -> u64);
+    let families: [Family; 8] = [
+        ("retained_stored_total", "counter", "Retained events kept (owner shard).", |s| s.retained_stored),
+        ("retained_refused_total", "counter", "Retained events not kept: a retained-store bound was reached.", |s| {
+            s.retained_refused
+        }),
+        ("retained_delivered_total", "counter", "Retained EVENTs sent on SUBSCRIBE with get_retained.", |s| {
+            s.retained_delivered
+        }),
+        ("retained_bytes", "gauge", "Bytes of retained events held.", |s| s.retained_bytes),
+        ("history_stored_total", "counter", "Publications kept in event history.", |s| s.history_stored),
+        ("history_evicted_total", "counter", "History events evicted (ring full or shard bytes).", |s| {
+            s.history_evicted
+        }),
+        ("history_dropped_bytes_total", "counter", "Publications not kept in history: shard bytes full.", |s| {
+            s.history_dropped_bytes
+        }),
+        ("history_bytes", "gauge", "Bytes of history events held.", |s| s.history_bytes),
+    ];
+    for (name, kind, help, get) in families {
+        family(o, name, kind, help);
+        for s in snaps {
+            let _ = writeln!(o, "shardbar_{name}{{shard=\"{}\"}} {}", s.shard, get(&s.stats));
+        }
+    }
 }
 
 /// Authorization denials per shard, realm, role and action.

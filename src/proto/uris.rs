@@ -11,6 +11,7 @@ pub(crate) const AUTHENTICATION_FAILED: &str = "wamp.error.authentication_failed
 pub(crate) const INVALID_URI: &str = "wamp.error.invalid_uri";
 pub(crate) const INVALID_ARGUMENT: &str = "wamp.error.invalid_argument";
 pub(crate) const NO_SUCH_SUBSCRIPTION: &str = "wamp.error.no_such_subscription";
+pub(crate) const HISTORY_UNAVAILABLE: &str = "wamp.error.history_unavailable";
 pub(crate) const NO_SUCH_REGISTRATION: &str = "wamp.error.no_such_registration";
 pub(crate) const NO_SUCH_PROCEDURE: &str = "wamp.error.no_such_procedure";
 pub(crate) const PROCEDURE_ALREADY_EXISTS: &str = "wamp.error.procedure_already_exists";

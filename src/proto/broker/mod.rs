@@ -71,18 +71,29 @@ pub struct LocalSub {
 /// same (topic, match) wait on the same request.
 #[derive(Debug)]
 pub struct PendingSub {
-    /// (session, SUBSCRIBE.Request)
-    pub waiters: Vec<(Id, Id)>,
+    pub waiters: Vec<Waiter>,
+}
+
+/// A SUBSCRIBE waiting for the owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Waiter {
+    pub session: Id,
+    /// `SUBSCRIBE.Request`
+    pub request: Id,
+    /// `SUBSCRIBE.Options.get_retained`
+    pub get_retained: bool,
 }
 
 type Key = (Arc<str>, MatchPolicy);
 
-/// A confirmed subscription request: topic, policy and the (session, request) waiters.
-pub type Confirmed = (Arc<str>, MatchPolicy, Vec<(Id, Id)>);
+/// A confirmed subscription request: topic, policy and the waiters.
+pub type Confirmed = (Arc<str>, MatchPolicy, Vec<Waiter>);
 
 #[derive(Debug, Default)]
 pub struct Broker {
     routes: UriIndex<SubRoute>,
+    /// Subscription ID → (topic, match) of every route in the replica.
+    route_keys: Map<Id, Key>,
 
     owned: Map<Key, OwnedSub>,
     owned_by_id: Map<Id, Key>,
@@ -110,11 +121,18 @@ impl Broker {
     /// Apply the owner's update: the subscription's shard set, or removal when empty.
     pub fn set_route(&mut self, topic: &Arc<str>, policy: MatchPolicy, id: Id, shards: ShardSet) {
         if shards == 0 {
-            self.routes.remove(topic, policy);
+            if let Some(old) = self.routes.remove(topic, policy) {
+                self.route_keys.remove(&old.id);
+            }
             return;
         }
         let route = SubRoute { id, shards };
-        *self.routes.entry_or_insert_with(topic, policy, || route) = route;
+        let slot = self.routes.entry_or_insert_with(topic, policy, || route);
+        if slot.id != id {
+            self.route_keys.remove(&slot.id);
+        }
+        *slot = route;
+        self.route_keys.insert(id, (topic.clone(), policy));
     }
 
     /// Every subscription matching `topic`, with the shards that have members.
@@ -132,6 +150,11 @@ impl Broker {
     /// The subscription of exactly (topic, policy) in the replica.
     pub fn route_id(&self, topic: &str, policy: MatchPolicy) -> Option<Id> {
         self.routes.get(topic, policy).map(|r| r.id)
+    }
+
+    /// The (topic, match) of subscription `id`, if the replica routes it.
+    pub fn route_of(&self, id: Id) -> Option<(&Arc<str>, MatchPolicy)> {
+        self.route_keys.get(&id).map(|(t, p)| (t, *p))
     }
 
     /// Number of subscriptions in the replica (exact, prefix, wildcard).
@@ -250,7 +273,7 @@ impl Broker {
     // ---- pending requests ----
 
     /// Queue a SUBSCRIBE behind a request in flight; returns false if none is in flight.
-    pub fn pending_wait(&mut self, topic: &Arc<str>, policy: MatchPolicy, waiter: (Id, Id)) -> bool {
+    pub fn pending_wait(&mut self, topic: &Arc<str>, policy: MatchPolicy, waiter: Waiter) -> bool {
         match self.pending.get_mut(&(topic.clone(), policy)) {
             Some(p) => {
                 p.waiters.push(waiter);
@@ -260,7 +283,7 @@ impl Broker {
         }
     }
 
-    pub fn pending_start(&mut self, topic: Arc<str>, policy: MatchPolicy, token: u64, waiter: (Id, Id)) {
+    pub fn pending_start(&mut self, topic: Arc<str>, policy: MatchPolicy, token: u64, waiter: Waiter) {
         let key = (topic, policy);
         self.pending_by_token.insert(token, key.clone());
         self.pending.insert(key, PendingSub { waiters: vec![waiter] });

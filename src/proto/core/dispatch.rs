@@ -238,6 +238,7 @@ impl ShardCore {
             }
             MeshMsg::Call(m) => self.on_call_msg(m),
             MeshMsg::Meta(m) => self.on_meta_msg(from, m),
+            MeshMsg::Store(m) => self.store.on_msg(cx, realms, sessions, from, m),
             MeshMsg::Sub(SubMsg::Done { realm, token, subscription, created }) => {
                 pubsub::on_subscribe_done(cx, realms, sessions, realm, token, subscription, created)
             }

@@ -39,6 +39,7 @@ use super::rpc::{self, Calls};
 use super::session::{ConnId, Sessions};
 use super::stats::Snapshot;
 pub use super::stats::Stats;
+use super::store::Store;
 use super::timers::{Timer, Timers};
 use super::uris;
 use super::violation::Abort;
@@ -76,6 +77,8 @@ pub struct ShardCore {
     authorizer: Authorizer,
     /// Router-procedure calls waiting for other shards' parts.
     gathers: Gathers,
+    /// Retained events and event history this shard owns.
+    store: Store,
     /// `/metrics` requests in progress: token → snapshots received so far.
     stats_requests: Map<u64, Vec<Snapshot>>,
 }
@@ -97,6 +100,7 @@ impl ShardCore {
             logins,
             authorizer: Authorizer::default(),
             gathers: Gathers::default(),
+            store: Store::new(cfg.wall_clock, now),
             stats_requests: Map::default(),
         }
     }

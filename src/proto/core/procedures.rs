@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::super::mesh::{MeshMsg, ShardId};
 use super::super::meta::{
-    self, Combine, Gather, KNOWN, MetaMsg, Query, REMOVED, registrations, sessions, subscriptions,
+    self, Combine, Gather, KNOWN, MetaMsg, Query, REMOVED, history, registrations, sessions, subscriptions,
 };
 use super::super::out::ConnState;
 use super::super::session::ConnId;
@@ -34,6 +34,9 @@ impl ShardCore {
                 return self.cx.error(conn, code::CALL, request, uris::INVALID_ARGUMENT, Some(msg));
             }
         };
+        if meta_on && procedure == history::GET_EVENTS {
+            return self.get_events(conn, (sid, request), realm, &args, &kwargs);
+        }
         let plan = if meta_on {
             sessions::plan(procedure, sid, &args, &kwargs)
                 .or_else(|| subscriptions::plan(procedure, &args, &kwargs))
@@ -42,7 +45,7 @@ impl ShardCore {
             None
         };
         match plan {
-            Some(Ok((query, combine))) => self.gather(conn, sid, request, realm, query, combine),
+            Some(Ok((query, combine))) => self.gather(conn, (sid, request), realm, query, combine),
             Some(Err((uri, msg))) => self.cx.error(conn, code::CALL, request, uri, Some(msg)),
             None => {
                 let msg = format!("no procedure {} in this realm", peer_text(procedure));
@@ -51,9 +54,26 @@ impl ShardCore {
         }
     }
 
+    /// `wamp.subscription.get_events`: ask the owner of the subscription's history.
+    fn get_events(&mut self, conn: ConnId, (sid, request): (Id, Id), realm: Arc<str>, args: &[Value], kwargs: &Dict) {
+        let Some(s) = self.sessions.get(&sid) else { return };
+        let reader = (sid, &*s.authid, &*s.authrole);
+        let planned = match self.realms.get_mut(&realm) {
+            Some(r) => history::plan(r, reader, args, kwargs),
+            None => Err((uris::NO_SUCH_SUBSCRIPTION, "no such subscription".to_owned())),
+        };
+        match planned {
+            Ok(q) => {
+                let owner = self.cx.owner_shard(&realm, &q.uri, q.policy);
+                self.gather(conn, (sid, request), realm, Query::Events(owner, Box::new(q)), Combine::Value)
+            }
+            Err((uri, msg)) => self.cx.error(conn, code::CALL, request, uri, Some(msg)),
+        }
+    }
+
     /// Ask the shards `query` is for (`Query::asks`); the caller is answered when the last
     /// part is in.
-    fn gather(&mut self, conn: ConnId, sid: Id, request: Id, realm: Arc<str>, query: Query, combine: Combine) {
+    fn gather(&mut self, conn: ConnId, (sid, request): (Id, Id), realm: Arc<str>, query: Query, combine: Combine) {
         if !self.gathers.may_start(sid) {
             let msg = "too many meta API calls in flight".to_owned();
             return self.cx.error(conn, code::CALL, request, uris::LIMIT_EXCEEDED, Some(msg));
@@ -122,6 +142,10 @@ impl ShardCore {
             Query::Sub(q) => subscriptions::answer(&mut self.cx, &mut self.realms, &mut self.sessions, realm, q),
             Query::Reg(q) => {
                 registrations::answer(&mut self.cx, &mut self.realms, &self.sessions, &mut self.calls, realm, q)
+            }
+            Query::Events(_, q) => {
+                let events = self.store.history.select(realm, q);
+                Value::List(events.into_iter().map(|e| history::event_value(e, realm, q)).collect())
             }
         }
     }

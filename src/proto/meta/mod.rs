@@ -19,6 +19,7 @@
 //! `on_delete`) are published by one shard, the member's home shard: shards deliver over one
 //! FIFO channel per pair, so a listener anywhere sees them in that order.
 
+pub(crate) mod history;
 pub(crate) mod registrations;
 pub(crate) mod sessions;
 pub(crate) mod subscriptions;
@@ -61,6 +62,8 @@ pub enum Query {
     Sub(subscriptions::SubQuery),
     /// `wamp.registration.*`.
     Reg(registrations::RegQuery),
+    /// The kept events a `get_events` call selects, asked of the history's owner shard.
+    Events(ShardId, Box<history::EventsQuery>),
 }
 
 /// An ERROR for a router-procedure call: URI and message.
@@ -78,6 +81,8 @@ pub(crate) enum Asks {
     Home,
     /// The owner of this subscription or registration ID.
     Owner(Id),
+    /// This shard (the owner of a URI's state).
+    Shard(ShardId),
 }
 
 impl Query {
@@ -86,6 +91,7 @@ impl Query {
             Query::SessionIds { .. } | Query::SessionGet { .. } | Query::Kill { .. } => Asks::All,
             Query::Sub(q) => q.asks(),
             Query::Reg(q) => q.asks(),
+            Query::Events(owner, _) => Asks::Shard(*owner),
         }
     }
 }
@@ -100,6 +106,7 @@ pub(crate) fn targets(asks: Asks, home: ShardId, shards: usize) -> std::ops::Ran
             let owner = if owner_of(id) < shards { owner_of(id) } else { home };
             owner..owner + 1
         }
+        Asks::Shard(s) => s..s + 1,
     }
 }
 

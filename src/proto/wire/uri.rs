@@ -8,8 +8,9 @@
 use crate::limits::URI_LEN_MAX_BYTES;
 
 /// How a subscription or registration matches URIs (`Options.match`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MatchPolicy {
+    #[default]
     Exact,
     Prefix,
     Wildcard,
