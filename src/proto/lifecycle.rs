@@ -1,6 +1,8 @@
 //! Session lifecycle on its home shard: whether a realm admits a session, its creation and
-//! WELCOME once the login (`login.rs`) succeeded, and the end of a session however it comes (GOODBYE, ABORT, transport loss, slow consumer, shutdown), which
-//! removes every trace of it from this shard and tells owners and peers.
+//! WELCOME once the login (`login.rs`) succeeded, and the end of a session however it comes
+//! (GOODBYE, ABORT, transport loss, kill, slow consumer, ping timeout, shutdown), which
+//! publishes its testaments, removes every trace of it from this shard and tells owners and
+//! peers.
 
 use std::sync::Arc;
 
@@ -80,7 +82,7 @@ pub(crate) fn establish(
     let realm_name = realm_state.name.clone();
     let id = if sessions.contains_key(&e.session) { fresh_session_id(cx, sessions) } else { e.session };
     let g = e.granted;
-    let welcome = welcome_details(&g, cx.shard);
+    let welcome = welcome_details(&g, cx.shard, rc.meta_api);
     if let Some(c) = cx.conns.get_mut(conn) {
         c.state = ConnState::Established(id);
         c.slow_policy = rc.slow_consumer;
@@ -114,7 +116,7 @@ pub(crate) fn establish(
 
 /// Remove every trace of session `sid` on this shard and tell the owners and peers.
 pub(crate) fn end_session(cx: &mut Out, realms: &mut Realms, sessions: &mut Sessions, calls: &mut Calls, sid: Id) {
-    let Some(s) = sessions.remove(&sid) else { return };
+    let Some(mut s) = sessions.remove(&sid) else { return };
     cx.stats.sessions_closed += 1;
     if let Some(c) = cx.conns.get_mut(s.conn)
         && matches!(c.state, ConnState::Established(x) if x == sid)
@@ -123,6 +125,10 @@ pub(crate) fn end_session(cx: &mut Out, realms: &mut Realms, sessions: &mut Sess
     }
     let realm = realms.get_or_create(&s.realm);
     realm.sessions = realm.sessions.saturating_sub(1);
+    // Its last words first, as it, while its earlier publications are ahead of them.
+    if !s.testaments.is_empty() {
+        meta::testaments::publish_on_end(cx, realm, &mut s);
+    }
     pubsub::leave_all(cx, realm, &s);
     rpc::on_session_end(cx, calls, &s);
     if realm.config.meta_api {
@@ -131,8 +137,9 @@ pub(crate) fn end_session(cx: &mut Out, realms: &mut Realms, sessions: &mut Sess
     }
 }
 
-/// `WELCOME.Details`: identity, and the router's roles with only the features that work.
-fn welcome_details(g: &Granted, shard: ShardId) -> Dict {
+/// `WELCOME.Details`: identity, and the router's roles with only the features that work
+/// (the testament procedures only where the realm's meta API is on).
+fn welcome_details(g: &Granted, shard: ShardId, meta_api: bool) -> Dict {
     let features = |names: &[&str]| {
         let mut f = Dict::new();
         for n in names {
@@ -146,7 +153,7 @@ fn welcome_details(g: &Granted, shard: ShardId) -> Dict {
         "subscriber_blackwhite_listing",
         "pattern_based_subscription",
     ]);
-    let dealer = features(&[
+    let mut dealer = features(&[
         "caller_identification",
         "pattern_based_registration",
         "shared_registration",
@@ -156,6 +163,9 @@ fn welcome_details(g: &Granted, shard: ShardId) -> Dict {
         "call_timeout",
         "progressive_call_invocations",
     ]);
+    if meta_api && let Some(Value::Dict(f)) = dealer.get_mut("features") {
+        f.insert("testament_meta_api", true);
+    }
     let mut authextra = g.extra.clone();
     authextra.insert("_shard", shard as u64);
     Dict::new()

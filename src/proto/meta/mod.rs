@@ -9,10 +9,14 @@
 //! home shard combines them into the RESULT. Gathers in flight are bounded per shard and per
 //! session; a caller that leaves meanwhile gets nothing.
 //!
+//! A session's testaments (`testaments.rs`) live in the session on its home shard and need
+//! no gather.
+//!
 //! Meta events are ordinary publications from the router (publisher 0), so authorization
 //! (SUBSCRIBE to `wamp.session.on_join` is checked like any topic) and fan-out apply.
 
 pub(crate) mod sessions;
+pub(crate) mod testaments;
 
 use std::sync::Arc;
 
