@@ -408,7 +408,8 @@ fn render_denials(o: &mut String, snaps: &[Snapshot]) {
 
 /// The testament families: added, published when their session ended, refused, held now.
 fn render_testaments(o: &mut String, snaps: &[Snapshot]) {
-    let rows: [(&str, &str, &str, fn(&Stats) -> u64); 5] = [
+    type Pick = fn(&Stats) -> u64;
+    let rows: [(&str, &str, &str, Pick); 5] = [
         ("testaments_added_total", "counter", "Testaments added (wamp.session.add_testament).", |s| s.testaments_added),
         ("testaments_published_total", "counter", "Testaments published when their session ended.", |s| {
             s.testaments_published

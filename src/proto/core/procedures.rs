@@ -89,7 +89,7 @@ impl ShardCore {
         sid: Id,
         args: &[Value],
         kwargs: &Dict,
-    ) -> Result<Value, testaments::CallError> {
+    ) -> Result<Value, meta::CallError> {
         let Some(s) = self.sessions.get(&sid) else { return Err((uris::NO_SUCH_SESSION, "gone".to_owned())) };
         let Some(realm) = self.realms.get_mut(&s.realm) else { return Err((uris::NO_SUCH_REALM, "gone".to_owned())) };
         let mut add = testaments::parse_add(args, kwargs, realm.config.strict_uri)?;

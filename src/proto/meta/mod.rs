@@ -65,6 +65,9 @@ pub enum MetaMsg {
     Reply { token: u64, part: Value },
 }
 
+/// An ERROR for a router-procedure call: (URI, message).
+pub(crate) type CallError = (&'static str, String);
+
 /// How the home shard turns the parts into the caller's answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Combine {

@@ -3,7 +3,7 @@
 use super::super::uris;
 use super::super::wire::uri;
 use super::super::wire::{Dict, Id, Value};
-use super::{Combine, KillWho, Query, string_list};
+use super::{CallError, Combine, KillWho, Query, string_list};
 
 /// What a session procedure asks every shard, and how the parts combine; or the ERROR
 /// (URI, message) for bad arguments. None: not a session procedure this module answers.
@@ -12,7 +12,7 @@ pub(crate) fn plan(
     caller: Id,
     args: &[Value],
     kwargs: &Dict,
-) -> Option<Result<(Query, Combine), (&'static str, String)>> {
+) -> Option<Result<(Query, Combine), CallError>> {
     let arg = |i: usize| args.get(i);
     let roles = || string_list(arg(0).or_else(|| kwargs.get("filter_authroles"))).map_err(bad);
     let id = || match arg(0).and_then(Value::as_u64) {
@@ -46,12 +46,12 @@ pub(crate) fn plan(
     Some(plan)
 }
 
-fn bad(message: String) -> (&'static str, String) {
+fn bad(message: String) -> CallError {
     (uris::INVALID_ARGUMENT, message)
 }
 
 /// A kill: `reason` (a URI, default `wamp.close.killed`) and `message` from the kwargs.
-fn kill(who: KillWho, caller: Id, kwargs: &Dict) -> Result<Query, (&'static str, String)> {
+fn kill(who: KillWho, caller: Id, kwargs: &Dict) -> Result<Query, CallError> {
     let reason = match kwargs.get("reason") {
         None | Some(Value::Null) => uris::CLOSE_KILLED.to_owned(),
         Some(Value::Str(r)) if uri::is_valid(r, false, false) => r.clone(),

@@ -21,6 +21,7 @@ use super::super::session::Session;
 use super::super::uris;
 use super::super::wire::uri;
 use super::super::wire::{Dict, Id, Payload, Value, peer_text};
+use super::CallError;
 use crate::limits;
 
 pub(crate) const ADD: &str = "wamp.session.add_testament";
@@ -121,9 +122,6 @@ pub(crate) struct AddTestament {
     pub options: PublishOptions,
     pub scope: Scope,
 }
-
-/// An ERROR for a call: (URI, message).
-pub(crate) type CallError = (&'static str, String);
 
 /// `add_testament(topic, args, kwargs, publish_options=None, scope="destroyed")`:
 /// positional or by keyword from `publish_options` on.
