@@ -191,7 +191,8 @@ async def test_killed_client_process_leaves_its_testament(trouter):
 
 async def test_kill_from_another_session_publishes_testaments(trouter):
     # Goal: wamp.session.kill ends the victim (on the other shard) and its testaments go
-    # out before on_leave; the killer's own testaments stay (it is still there).
+    # out before on_leave, their exclude/eligible filters honoured; the killer's own
+    # testaments stay (it is still there).
     async with Pool(trouter) as pool:
         lis = await Listener.create(pool, shard=0)
         killer = await pool.connect("ws-json", shard=0)
@@ -199,9 +200,13 @@ async def test_kill_from_another_session_publishes_testaments(trouter):
         await killer.call(ADD, TOPIC, ["killer"], {})
         await victim.call(ADD, TOPIC, ["victim-destroyed"], {})
         await victim.call(ADD, TOPIC, ["victim-detached"], {}, scope="detached")
+        me = lis.session.details.session
+        await victim.call(ADD, TOPIC, ["excluded"], {}, publish_options={"exclude": [me]})
+        await victim.call(ADD, TOPIC, ["eligible"], {}, publish_options={"eligible": [me]})
+        await victim.call(ADD, TOPIC, ["not-eligible"], {}, publish_options={"eligible": [me + 1]})
         await killer.call("wamp.session.kill", victim.details.session)
         events = await lis.until_left(victim.details.session)
-        assert labels(events) == ["victim-detached", "victim-destroyed"]
+        assert labels(events) == ["victim-detached", "victim-destroyed", "eligible"]
         await asyncio.wait_for(victim.left, 5)
 
 
