@@ -390,12 +390,25 @@ pub const HISTORY_GET_EVENTS_LIMIT_DEFAULT: usize = 10;
 
 const _: () = assert!(HISTORY_LIMIT_DEFAULT <= HISTORY_LIMIT_CEILING);
 const _: () = assert!(HISTORY_GET_EVENTS_LIMIT_DEFAULT <= HISTORY_LIMIT_CEILING);
+/// Testaments one session may leave (`wamp.session.add_testament`, both scopes together).
+/// A testament is a last word or two (a presence update); 64 leaves room for one per
+/// topic a client cares about. Outcome: ERROR `wamp.error.testament_error`, counted
+/// (`testaments_refused_total`).
+pub const SESSION_TESTAMENTS_MAX: usize = 64;
+
+/// Bytes (topic + encoded payload) one session's testaments may hold. Same outcome.
+pub const SESSION_TESTAMENT_BYTES_MAX: usize = 64 * 1024;
+
+/// Bytes all testaments on one shard may hold, so that many sessions each within their
+/// own bound cannot run the shard out of memory. Same outcome.
+pub const SHARD_TESTAMENT_BYTES_MAX: usize = 256 << 20;
 
 const _: () = assert!(SHARDS_MAX <= 64, "shard sets are u64 masks");
 const _: () = assert!(PAYLOAD_COPY_BELOW_BYTES < READ_CHUNK_BYTES);
 const _: () = assert!(READ_CHUNK_MIN_BYTES <= READ_CHUNK_BYTES);
 const _: () = assert!(WRITE_COALESCE_MAX_BYTES <= PENDING_BYTES_MAX);
 const _: () = assert!(PING_TIMEOUT_MS < PING_INTERVAL_MS * 2);
+const _: () = assert!(SESSION_TESTAMENT_BYTES_MAX <= SHARD_TESTAMENT_BYTES_MAX);
 
 /// Decimal digits of `n` (for sizes of numbers written as JSON).
 const fn decimal_digits(mut n: u64) -> usize {

@@ -1,6 +1,8 @@
 //! Session lifecycle on its home shard: whether a realm admits a session, its creation and
-//! WELCOME once the login (`login.rs`) succeeded, and the end of a session however it comes (GOODBYE, ABORT, transport loss, slow consumer, shutdown), which
-//! removes every trace of it from this shard and tells owners and peers.
+//! WELCOME once the login (`login.rs`) succeeded, and the end of a session however it comes
+//! (GOODBYE, ABORT, transport loss, kill, slow consumer, ping timeout, shutdown), which
+//! publishes its testaments, removes every trace of it from this shard and tells owners and
+//! peers.
 
 use std::sync::Arc;
 
@@ -114,7 +116,7 @@ pub(crate) fn establish(
 
 /// Remove every trace of session `sid` on this shard and tell the owners and peers.
 pub(crate) fn end_session(cx: &mut Out, realms: &mut Realms, sessions: &mut Sessions, calls: &mut Calls, sid: Id) {
-    let Some(s) = sessions.remove(&sid) else { return };
+    let Some(mut s) = sessions.remove(&sid) else { return };
     cx.stats.sessions_closed += 1;
     if let Some(c) = cx.conns.get_mut(s.conn)
         && matches!(c.state, ConnState::Established(x) if x == sid)
@@ -123,6 +125,10 @@ pub(crate) fn end_session(cx: &mut Out, realms: &mut Realms, sessions: &mut Sess
     }
     let realm = realms.get_or_create(&s.realm);
     realm.sessions = realm.sessions.saturating_sub(1);
+    // Its last words first, as it, while its earlier publications are ahead of them.
+    if !s.testaments.is_empty() {
+        meta::testaments::publish_on_end(cx, realm, &mut s);
+    }
     pubsub::leave_all(cx, realm, &s);
     rpc::on_session_end(cx, calls, &s);
     if realm.config.meta_api {
@@ -165,7 +171,7 @@ fn welcome_details(g: &Granted, shard: ShardId, meta_api: bool, event_history: b
             "call_timeout",
             "progressive_call_invocations",
         ],
-        &["session_meta_api", "registration_meta_api"],
+        &["session_meta_api", "registration_meta_api", "testament_meta_api"],
     );
     let mut authextra = g.extra.clone();
     authextra.insert("_shard", shard as u64);

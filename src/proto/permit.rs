@@ -356,7 +356,8 @@ pub(crate) fn deny_reply(msg: &Message) -> Option<(u64, Id, String)> {
     Some((request_type, request, format!("not authorized to {} {}", action.name(), peer_text(uri))))
 }
 
-fn denied(cx: &mut Out, realm: &mut Realm, s: &Session, action: Action, uri: &str, why: &str) {
+/// Count and log a denial (per realm, role and action).
+pub(crate) fn denied(cx: &mut Out, realm: &mut Realm, s: &Session, action: Action, uri: &str, why: &str) {
     let stats = &mut realm.stats.denied;
     let key = if stats.contains_key(&(s.authrole.clone(), action)) || stats.len() < limits::DENIAL_COUNTERS_MAX {
         (s.authrole.clone(), action)

@@ -42,13 +42,32 @@ pub(crate) fn on_publish(
         cx.error(s.conn, code::PUBLISH, request, uris::INVALID_URI, Some(msg));
         return Ok(());
     }
+    let id = cx.ids.next_global();
+    let acknowledge = opts.acknowledge;
+    publish_as(cx, realm, s, id, Arc::from(topic), opts, payload);
+    if acknowledge {
+        cx.send(s.conn, &Message::Published { request, publication: id });
+    }
+    Ok(())
+}
+
+/// Route publication `id` of session `s` (a PUBLISH, or a testament of a session that is
+/// ending), disclosed, excluding and filtered as `opts` says. The topic is already checked.
+pub(crate) fn publish_as(
+    cx: &mut Out,
+    realm: &mut Realm,
+    s: &Session,
+    id: Id,
+    topic: Arc<str>,
+    opts: PublishOptions,
+    payload: Payload,
+) {
     cx.stats.publications += 1;
     realm.stats.publications += 1;
-    let id = cx.ids.next_global();
     let publication = Arc::new(Publication {
         realm: s.realm.clone(),
         id,
-        topic: Arc::from(topic),
+        topic,
         publisher: s.id,
         disclose: opts.disclose_me.then(|| Identity {
             session: s.id,
@@ -64,10 +83,6 @@ pub(crate) fn on_publish(
         keep(cx, realm, s, &publication, opts.retain);
     }
     fan_out(cx, realm, publication);
-    if opts.acknowledge {
-        cx.send(s.conn, &Message::Published { request, publication: id });
-    }
-    Ok(())
 }
 
 /// Send a publication to the stores that keep it (off the common path: the realm keeps

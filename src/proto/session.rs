@@ -7,6 +7,7 @@ use crate::proto::{Map, Set};
 
 use std::sync::Arc;
 
+use super::meta::testaments::Testaments;
 use super::wire::{Dict, Id, Value};
 
 /// Connection handle: slot index in the low 32 bits, generation in the high 32.
@@ -91,6 +92,8 @@ pub(crate) struct Session {
     /// SUBSCRIBEs waiting for the owner's barrier (bounded by
     /// `limits::SESSION_PENDING_ROUTE_CHANGES_MAX`).
     pub pending_subscribes: usize,
+    /// Events to publish as this session when it ends (`meta::testaments`).
+    pub testaments: Testaments,
 }
 
 /// How a session logged in, as the meta API reports it.
@@ -121,6 +124,7 @@ impl Session {
             subscriptions: Set::default(),
             auth: SessionAuth::default(),
             pending_subscribes: 0,
+            testaments: Testaments::default(),
         }
     }
 }

@@ -70,6 +70,16 @@ pub struct Stats {
     pub slow_consumer_disconnects: u64,
     /// Sessions ended through the meta API (`wamp.session.kill*`).
     pub sessions_killed: u64,
+    /// Testaments accepted by `wamp.session.add_testament`.
+    pub testaments_added: u64,
+    /// Testaments published when their session ended.
+    pub testaments_published: u64,
+    /// `add_testament` calls refused (bad arguments, not authorized, no room).
+    pub testaments_refused: u64,
+    /// Testaments held by this shard's sessions now (a gauge).
+    pub testaments_stored: u64,
+    /// Their bytes (topic + payload; a gauge, bounded by `limits::SHARD_TESTAMENT_BYTES_MAX`).
+    pub testament_bytes_stored: u64,
     pub protocol_violations: u64,
     /// Requests denied by authorization (all realms).
     pub authorization_denials: u64,
@@ -129,6 +139,11 @@ impl Default for Stats {
             events_dropped_too_big: 0,
             slow_consumer_disconnects: 0,
             sessions_killed: 0,
+            testaments_added: 0,
+            testaments_published: 0,
+            testaments_refused: 0,
+            testaments_stored: 0,
+            testament_bytes_stored: 0,
             protocol_violations: 0,
             authorization_denials: 0,
             call_timeouts: 0,
@@ -307,6 +322,7 @@ pub(crate) fn render_prometheus(snaps: &[Snapshot]) -> String {
     );
     shard_counter!("slow_consumer_disconnects_total", "Sessions closed as slow consumers.", slow_consumer_disconnects);
     shard_counter!("sessions_killed_total", "Sessions ended by wamp.session.kill*.", sessions_killed);
+    render_testaments(&mut o, snaps);
     shard_counter!("protocol_violations_total", "Sessions aborted for protocol violations.", protocol_violations);
     shard_counter!("hello_timeouts_total", "Connections closed without a session in time.", hello_timeouts);
     shard_counter!("ping_timeouts_total", "Connections reaped for not answering a liveness ping.", ping_timeouts);
@@ -441,6 +457,28 @@ fn render_denials(o: &mut String, snaps: &[Snapshot]) {
     family(o, "authorizer_pending", "gauge", "Requests waiting for a dynamic authorizer.");
     for s in snaps {
         let _ = writeln!(o, "shardbar_authorizer_pending{{shard=\"{}\"}} {}", s.shard, s.authz_pending);
+    }
+}
+
+/// The testament families: added, published when their session ended, refused, held now.
+fn render_testaments(o: &mut String, snaps: &[Snapshot]) {
+    type Pick = fn(&Stats) -> u64;
+    let rows: [(&str, &str, &str, Pick); 5] = [
+        ("testaments_added_total", "counter", "Testaments added (wamp.session.add_testament).", |s| s.testaments_added),
+        ("testaments_published_total", "counter", "Testaments published when their session ended.", |s| {
+            s.testaments_published
+        }),
+        ("testaments_refused_total", "counter", "wamp.session.add_testament calls refused.", |s| s.testaments_refused),
+        ("testaments_stored", "gauge", "Testaments held by sessions.", |s| s.testaments_stored),
+        ("testament_bytes_stored", "gauge", "Bytes of the testaments held (topic and payload).", |s| {
+            s.testament_bytes_stored
+        }),
+    ];
+    for (name, kind, help, get) in rows {
+        family(o, name, kind, help);
+        for s in snaps {
+            let _ = writeln!(o, "shardbar_{name}{{shard=\"{}\"}} {}", s.shard, get(&s.stats));
+        }
     }
 }
 

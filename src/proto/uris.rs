@@ -22,6 +22,8 @@ pub(crate) const TIMEOUT: &str = "wamp.error.timeout";
 pub(crate) const FEATURE_NOT_SUPPORTED: &str = "wamp.error.feature_not_supported";
 pub(crate) const PAYLOAD_SIZE_EXCEEDED: &str = "wamp.error.payload_size_exceeded";
 pub(crate) const NO_SUCH_SESSION: &str = "wamp.error.no_such_session";
+/// Crossbar's URI for a refused testament (bad scope, no room).
+pub(crate) const TESTAMENT_ERROR: &str = "wamp.error.testament_error";
 pub(crate) const CLOSE_KILLED: &str = "wamp.close.killed";
 pub(crate) const GOODBYE_AND_OUT: &str = "wamp.close.goodbye_and_out";
 pub(crate) const SYSTEM_SHUTDOWN: &str = "wamp.close.system_shutdown";

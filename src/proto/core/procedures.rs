@@ -3,11 +3,14 @@
 
 use std::sync::Arc;
 
+use super::super::authz::{Action, Decision};
 use super::super::mesh::{MeshMsg, ShardId};
+use super::super::meta::testaments::{self, Testament};
 use super::super::meta::{
     self, Combine, Gather, KNOWN, MetaMsg, Query, REMOVED, history, registrations, sessions, subscriptions,
 };
 use super::super::out::ConnState;
+use super::super::permit;
 use super::super::session::ConnId;
 use super::super::uris;
 use super::super::wire::message::code;
@@ -36,6 +39,9 @@ impl ShardCore {
         };
         if meta_on && procedure == history::GET_EVENTS {
             return self.get_events(conn, (sid, request), realm, &args, &kwargs);
+        }
+        if meta_on && (procedure == testaments::ADD || procedure == testaments::FLUSH) {
+            return self.on_testament_call(conn, sid, request, procedure, &args, &kwargs);
         }
         let plan = if meta_on {
             sessions::plan(procedure, sid, &args, &kwargs)
@@ -69,6 +75,74 @@ impl ShardCore {
             }
             Err((uri, msg)) => self.cx.error(conn, code::CALL, request, uri, Some(msg)),
         }
+    }
+
+    /// `wamp.session.add_testament` or `flush_testaments` from session `sid`: answered here,
+    /// where the session's testaments are.
+    fn on_testament_call(
+        &mut self,
+        conn: ConnId,
+        sid: Id,
+        request: Id,
+        procedure: &str,
+        args: &[Value],
+        kwargs: &Dict,
+    ) {
+        let answer = if procedure == testaments::ADD {
+            let answer = self.add_testament(conn, sid, args, kwargs);
+            if answer.is_err() {
+                self.cx.stats.testaments_refused += 1;
+            }
+            answer
+        } else {
+            testaments::parse_flush(args, kwargs).map(|scope| {
+                let Some(s) = self.sessions.get_mut(&sid) else { return Value::from(0u64) };
+                let (n, bytes) = s.testaments.flush(scope);
+                self.cx.stats.testaments_stored -= n as u64;
+                self.cx.stats.testament_bytes_stored -= bytes as u64;
+                Value::from(n as u64)
+            })
+        };
+        match answer {
+            Ok(v) => self.result(conn, request, v),
+            Err((uri, msg)) => self.cx.error(conn, code::CALL, request, uri, Some(msg)),
+        }
+    }
+
+    /// Keep a testament for session `sid` if it may publish it: the publication ID it will
+    /// carry, or the ERROR.
+    fn add_testament(&mut self, conn: ConnId, sid: Id, args: &[Value], kwargs: &Dict) -> Result<Value, meta::Refusal> {
+        let Some(s) = self.sessions.get(&sid) else { return Err((uris::NO_SUCH_SESSION, "gone".to_owned())) };
+        let Some(realm) = self.realms.get_mut(&s.realm) else { return Err((uris::NO_SUCH_REALM, "gone".to_owned())) };
+        let mut add = testaments::parse_add(args, kwargs, realm.config.strict_uri)?;
+        // It will be published as the session: it must be allowed to publish there now.
+        if let Some(roles) = realm.config.roles.clone() {
+            let not_authorized = |why: &str| (uris::NOT_AUTHORIZED, why.to_owned());
+            match realm.authz_memo.decide(&roles, &s.authrole, &add.topic, Action::Publish) {
+                Decision::Allow { disclose } => add.options.disclose_me |= disclose,
+                Decision::Deny => {
+                    permit::denied(&mut self.cx, realm, s, Action::Publish, &add.topic, "testament: no rule allows it");
+                    let why = format!("not authorized to publish {}", peer_text(&add.topic));
+                    return Err(not_authorized(&why));
+                }
+                Decision::Ask(_) => {
+                    // A dynamic authorizer answers later; a testament cannot wait for it.
+                    return Err(not_authorized("testaments are not available to roles with a dynamic authorizer"));
+                }
+            }
+        }
+        let ser = self.cx.conns.get(conn).map(|c| c.info.framing.serializer).unwrap_or_default();
+        let event_args = (!add.args.is_empty() || !add.kwargs.is_empty()).then_some(&add.args[..]);
+        let payload = Payload::from_values(ser, event_args, (!add.kwargs.is_empty()).then_some(&add.kwargs));
+        let publication = self.cx.ids.next_global();
+        let t = Testament { publication, topic: Arc::from(add.topic), options: add.options, payload };
+        let shard_bytes = self.cx.stats.testament_bytes_stored as usize;
+        let Some(s) = self.sessions.get_mut(&sid) else { return Err((uris::NO_SUCH_SESSION, "gone".to_owned())) };
+        let bytes = s.testaments.add(add.scope, t, shard_bytes).map_err(|why| (uris::TESTAMENT_ERROR, why))?;
+        self.cx.stats.testaments_added += 1;
+        self.cx.stats.testaments_stored += 1;
+        self.cx.stats.testament_bytes_stored += bytes as u64;
+        Ok(Value::from(publication))
     }
 
     /// Ask the shards `query` is for (`Query::asks`); the caller is answered when the last

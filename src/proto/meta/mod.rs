@@ -12,6 +12,8 @@
 //! Not every question needs every shard: what the route replica knows (lists, lookups,
 //! matches) is asked of the home shard only, what only the owner of an ID knows (`created`,
 //! callee lists) of its owner only ([`Query::asks`]).
+//! A session's testaments (`testaments.rs`) live in the session on its home shard and need
+//! no gather.
 //!
 //! Meta events are ordinary publications from the router (publisher 0), so authorization
 //! (SUBSCRIBE to `wamp.session.on_join` is checked like any topic) and fan-out apply. Events
@@ -23,6 +25,7 @@ pub(crate) mod history;
 pub(crate) mod registrations;
 pub(crate) mod sessions;
 pub(crate) mod subscriptions;
+pub(crate) mod testaments;
 
 use std::sync::Arc;
 
