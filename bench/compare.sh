@@ -444,11 +444,12 @@ table(f"Start and idle footprint (medians of {n1} and {n2} starts)", [
 open(os.path.join(work, "tables.md"), "w").write("\n".join(rows) + "\n")
 PYEOF
 
-# bench/auth.sh and bench/authz.sh write their own sections ("## Authentication and TLS",
-# "## Authorization") into the same file: keep them, in the order they are in.
+# bench/auth.sh, bench/authz.sh and bench/meta.sh write their own sections ("## Authentication
+# and TLS", "## Authorization", "## Meta API and event history") into the same file: keep
+# them, in the order they are in.
 AUTH_SECTION=""
 if [[ -f "$RESULTS" ]]; then
-    AUTH_SECTION=$(awk '/^## / {on = ($0 == "## Authentication and TLS" || $0 == "## Authorization")} on' "$RESULTS")
+    AUTH_SECTION=$(awk '/^## / {on = ($0 == "## Authentication and TLS" || $0 == "## Authorization" || $0 == "## Meta API and event history")} on' "$RESULTS")
 fi
 {
     echo "# shardbar vs Crossbar.io — loadgen results"
