@@ -140,3 +140,128 @@ describe('Advanced Profile router features (Autobahn|JS, wampy)', { timeout: 60_
     assert.deepEqual(res.argsList, ['sum', 15]);
   });
 });
+
+// Goal: the subscription/registration meta API, retained events, event history and
+// testaments work for Autobahn|JS as Crossbar serves them, across shards.
+// Method: a router whose realm1 keeps history for one topic (3 events); watchers and members
+// on different shards; meta events matched by subscription/registration ID.
+describe('meta API, retained events, event history, testaments (Autobahn|JS)', { timeout: 60_000 }, () => {
+  const HIST = 'test.js.hist';
+  const open = [];
+  const env = routerForSuite({
+    beforeStop: async () => { for (const c of open.splice(0)) await c.close(); },
+    start: () => ({
+      extra: ['[[realm]]', 'name = "realm1"', '', '[[realm.history]]', `uri = "${HIST}"`, 'match = "exact"', 'limit = 3'],
+    }),
+  });
+  const track = (c) => { open.push(c); return c; };
+  after(async () => { for (const c of open.splice(0)) await c.close(); });
+
+  /** Subscribe `session` to the meta events `names`; returns the [name, args] seen, in order. */
+  async function metaEvents(session, prefix, names) {
+    const seen = [];
+    for (const n of names) await session.subscribe(`${prefix}.${n}`, (args) => { seen.push([n, args]); });
+    return seen;
+  }
+
+  /** Resolves once `pred()` is true (polled), else rejects after the operation timeout. */
+  async function until(pred, what) {
+    const deadline = Date.now() + 5_000;
+    while (!pred()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  it('subscription and registration meta API: events in order and the procedures', async () => {
+    const r = env.router;
+    const topic = `test.js.meta.${uid()}`;
+    const proc = `test.js.metaproc.${uid()}`;
+    const watcher = track(await connectAutobahn(r));
+    const features = watcher.details.roles;
+    assert.equal(features.broker.features.subscription_meta_api, true);
+    assert.equal(features.dealer.features.registration_meta_api, true);
+    const subEvents = await metaEvents(watcher.session, 'wamp.subscription', ['on_create', 'on_subscribe', 'on_unsubscribe', 'on_delete']);
+    const regEvents = await metaEvents(watcher.session, 'wamp.registration', ['on_create', 'on_register', 'on_unregister', 'on_delete']);
+    const member = track(await connectOnOtherShard(() => connectAutobahn(r, { serializer: 'msgpack' }), watcher.shard));
+    const me = member.session.id;
+
+    const sub = await member.session.subscribe(topic, () => {});
+    const subId = sub.id;
+    const forSub = () => subEvents.filter(([n, a]) => (n === 'on_create' ? a[1].id : a[1]) === subId);
+    await until(() => forSub().length === 2, 'on_create and on_subscribe');
+    assert.deepEqual(forSub().map(([n]) => n), ['on_create', 'on_subscribe']);
+    const [, created] = forSub()[0];
+    assert.equal(created[0], me);
+    assert.equal(created[1].uri, topic);
+    assert.equal(created[1].match, 'exact');
+    assert.deepEqual(forSub()[1][1], [me, subId]);
+
+    assert.equal(await watcher.session.call('wamp.subscription.lookup', [topic]), subId);
+    assert.deepEqual(await watcher.session.call('wamp.subscription.list_subscribers', [subId]), [me]);
+    assert.equal(await watcher.session.call('wamp.subscription.count_subscribers', [subId]), 1);
+    const got = await watcher.session.call('wamp.subscription.get', [subId]);
+    assert.equal(got.uri, topic);
+    assert.equal(await autobahnError(watcher.session.call('wamp.subscription.get', [1])), 'wamp.error.no_such_subscription');
+
+    await sub.unsubscribe();
+    await until(() => forSub().length === 4, 'on_unsubscribe and on_delete');
+    assert.deepEqual(forSub().map(([n]) => n), ['on_create', 'on_subscribe', 'on_unsubscribe', 'on_delete']);
+    assert.equal(await watcher.session.call('wamp.subscription.lookup', [topic]), null);
+
+    const reg = await member.session.register(proc, () => 'ok');
+    const regId = reg.id;
+    const forReg = () => regEvents.filter(([n, a]) => (n === 'on_create' ? a[1].id : a[1]) === regId);
+    await until(() => forReg().length === 2, 'registration on_create and on_register');
+    assert.deepEqual(forReg().map(([n]) => n), ['on_create', 'on_register']);
+    assert.equal(forReg()[0][1][1].uri, proc);
+    assert.equal(await watcher.session.call('wamp.registration.lookup', [proc]), regId);
+    assert.deepEqual(await watcher.session.call('wamp.registration.list_callees', [regId]), [me]);
+    assert.equal((await watcher.session.call('wamp.registration.get', [regId])).uri, proc);
+    await reg.unregister();
+    await until(() => forReg().length === 4, 'registration on_unregister and on_delete');
+    assert.deepEqual(forReg().map(([n]) => n), ['on_create', 'on_register', 'on_unregister', 'on_delete']);
+  });
+
+  it('retained event after SUBSCRIBED, and get_events newest first', async () => {
+    const r = env.router;
+    const retTopic = `test.js.retained.${uid()}`;
+    const publisher = track(await connectAutobahn(r));
+    assert.equal(publisher.details.roles.broker.features.event_retention, true);
+    assert.equal(publisher.details.roles.broker.features.event_history, true);
+    await publisher.session.publish(retTopic, ['r1'], {}, { acknowledge: true, retain: true });
+    await publisher.session.publish(retTopic, ['r2'], {}, { acknowledge: true, retain: true });
+    for (let i = 0; i < 5; i++) await publisher.session.publish(HIST, [i], { n: i }, { acknowledge: true });
+
+    const subscriber = track(await connectOnOtherShard(() => connectAutobahn(r, { serializer: 'msgpack' }), publisher.shard));
+    const retained = signal();
+    await subscriber.session.subscribe(retTopic, (args, kwargs, details) => retained.resolve({ args, details }), { get_retained: true });
+    const ev = await within(retained.promise, 'retained event');
+    assert.deepEqual(ev.args, ['r2']);
+    assert.equal(ev.details.retained, true);
+
+    const hist = await subscriber.session.subscribe(HIST, () => {});
+    const events = await subscriber.session.call('wamp.subscription.get_events', [hist.id, 2]);
+    assert.deepEqual(events.map((e) => e.args[0]), [4, 3]);
+    assert.deepEqual(events[0].kwargs, { n: 4 });
+    assert.equal(events[0].topic, HIST);
+    const all = await subscriber.session.call('wamp.subscription.get_events', [hist.id, 10]);
+    assert.deepEqual(all.map((e) => e.args[0]), [4, 3, 2], 'the ring keeps the newest 3');
+  });
+
+  it('testament: published as the leaving session when it says GOODBYE', async () => {
+    const r = env.router;
+    const topic = `test.js.will.${uid()}`;
+    const watcher = track(await connectAutobahn(r));
+    const will = signal();
+    await watcher.session.subscribe(topic, (args, kwargs) => will.resolve({ args, kwargs }));
+    const dying = await connectOnOtherShard(() => connectAutobahn(r), watcher.shard);
+    assert.equal(dying.details.roles.dealer.features.testament_meta_api, true);
+    const publication = await dying.session.call('wamp.session.add_testament', [topic, ['gone'], { why: 'test' }]);
+    assert.ok(Number.isInteger(publication) && publication > 0, String(publication));
+    await dying.close();
+    const ev = await within(will.promise, 'testament event');
+    assert.deepEqual(ev.args, ['gone']);
+    assert.deepEqual(ev.kwargs, { why: 'test' });
+  });
+});
