@@ -1,6 +1,7 @@
 """Testaments (wamp.session.add_testament / flush_testaments) through the real router with
 Autobahn|Python: a session's testaments reach a subscriber on the other shard when it
-ends — GOODBYE, a dropped transport, its process killed, wamp.session.kill — as that
+ends — GOODBYE, a dropped transport, its process killed, wamp.session.kill, a liveness
+ping timeout, a slow-consumer disconnect — as that
 session's publications, detached before destroyed, in insertion order, before
 wamp.session.on_leave; flush, bad scope, bad arguments, the bounds, authorization, the
 realm's meta API switch and the WELCOME announcement."""
@@ -16,8 +17,9 @@ from pathlib import Path
 
 import pytest
 from autobahn.wamp.exception import ApplicationError
-from autobahn.wamp.types import SubscribeOptions
+from autobahn.wamp.types import PublishOptions, SubscribeOptions
 
+import rawwamp as rw
 from abclient import Pool, other
 from test_auth import login, ticket
 from test_metrics import scrape, total
@@ -25,6 +27,7 @@ from test_metrics import scrape, total
 ADD = "wamp.session.add_testament"
 FLUSH = "wamp.session.flush_testaments"
 TOPIC = "com.example.presence"
+ACK = PublishOptions(acknowledge=True)
 
 # Mirrors limits::SESSION_TESTAMENTS_MAX and SESSION_TESTAMENT_BYTES_MAX.
 SESSION_TESTAMENTS_MAX = 64
@@ -149,6 +152,66 @@ async def test_dropped_transport_publishes_testaments(trouter):
         events = await lis.until_left(me)
         assert events == [("event", ["lost", me], {"reason": "transport"}, events[0][3])]
         assert events[0][3].publisher is None
+
+
+async def silent_session(router, shard: int):
+    """A raw RawSocket session on ``shard`` with a 4 KiB receive buffer (a peer that stops
+    reading fills it at once) that has left one testament ``[label]`` on TOPIC."""
+    for _ in range(64):
+        c = await rw.RawSocketConn.open(port=router.port, serializer="msgpack", rcvbuf=4096)
+        await c.hello("realm1")
+        if c.shard == shard:
+            break
+        c.close()
+    assert c.shard == shard
+    return c
+
+
+async def add_raw(c, label: str):
+    m = await c.call_expect([rw.CALL, c.request_id(), {}, ADD, [TOPIC, [label], {}]], rw.RESULT)
+    assert m[0] == rw.RESULT, m
+
+
+async def test_ping_timeout_publishes_testaments(make_router):
+    # Goal: a session reaped for not answering liveness pings leaves its testament, before
+    # on_leave, on the other shard. Method: a raw client that stops answering pings (and
+    # keeps reading); the Autobahn listener answers its WebSocket pings.
+    limits = {"ping_interval_ms": 300, "ping_timeout_ms": 1500, "rawsocket_ping": "always"}
+    router = make_router(name="testament-ping", limits=limits)
+    async with Pool(router) as pool:
+        lis = await Listener.create(pool, shard=0, kind="ws-json")
+        dying = pool.track_raw(await silent_session(router, other(0)))
+        await add_raw(dying, "reaped")
+        dying.answer_pings = False
+        _, closed = await dying.recv_closed(timeout=15)
+        assert closed is not None
+        events = await lis.until_left(dying.session_id)
+        assert labels(events) == ["reaped"]
+        assert "liveness ping timed out" in router.log_text()
+
+
+async def test_slow_consumer_disconnect_publishes_testaments(make_router):
+    # Goal: a subscriber disconnected as a slow consumer leaves its testament, before
+    # on_leave. Method: it subscribes to a flood topic and stops reading; an Autobahn
+    # publisher sends 64 KiB events until the router gives up on it (pending_bytes_max 1 MiB
+    # plus what the socket buffers take).
+    limits = {"pending_bytes_max": 1 << 20, "write_deadline_ms": 30000, "ping_interval_ms": 0}
+    router = make_router(name="testament-slow", limits=limits)
+    flood = "com.example.flood"
+    async with Pool(router) as pool:
+        lis = await Listener.create(pool, shard=0, kind="ws-json")
+        dying = pool.track_raw(await silent_session(router, other(0)))
+        await add_raw(dying, "too slow")
+        await dying.subscribe(flood)
+        pub = await pool.connect("rs-msgpack", shard=0)
+        payload = "x" * 65536
+        for i in range(2000):
+            if ("leave", dying.session_id) in lis.seen:
+                break
+            await pub.publish(flood, i, payload, options=ACK)
+        events = await lis.until_left(dying.session_id)
+        assert labels(events) == ["too slow"]
+        assert "slow consumer disconnected" in router.log_text()
 
 
 CHILD = r"""
