@@ -422,8 +422,16 @@ for k in kinds:
     def pair(router):
         t, p = by_run(f"fanout-{tls}", router, ev), by_run(f"fanout-{plain}", router, ev)
         return ", ".join(f"{t[i]/p[i]:.2f}" for i in sorted(t) if p.get(i))
-    add(f"| TLS / plaintext (medians; per repetition) | **{sr:.2f}×** ({pair('shardbar')}) | {cr:.2f}× ({pair('crossbar')}) | | "
-        f"shardbar ≥ 0.7× | {met(sr >= 0.7)} |")
+    def paired(router):
+        t, p = by_run(f"fanout-{tls}", router, ev), by_run(f"fanout-{plain}", router, ev)
+        v = [t[i] / p[i] for i in sorted(t) if p.get(i)]
+        return statistics.median(v) if v else float("nan")
+    spr, cpr = paired("shardbar"), paired("crossbar")
+    # Judged on the paired figure: TLS and plaintext of one repetition ran back to back on
+    # the same router, so their ratio cancels what the machine did between repetitions.
+    add(f"| TLS / plaintext, median of the per-repetition ratios (each repetition) | **{spr:.2f}×** ({pair('shardbar')}) | "
+        f"{cpr:.2f}× ({pair('crossbar')}) | | shardbar ≥ 0.7× | {met(spr >= 0.7)} |")
+    add(f"| TLS / plaintext, ratio of the medians above | {sr:.2f}× | {cr:.2f}× | | | |")
     p99 = lambda r: r["latency"]["p99_us"]
     add(f"| p99 publish→deliver, plaintext / TLS (closed loop, window in flight) | "
         f"{fmt(med('fanout-'+plain,'shardbar',p99)[0],'us')} / {fmt(med('fanout-'+tls,'shardbar',p99)[0],'us')} | "
