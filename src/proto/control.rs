@@ -48,13 +48,16 @@ impl Control {
                     BarrierDone::Subscribe { to: from, realm: realm.clone(), token, subscription: sub.id, created };
                 self.broadcast_barrier(cx, realms, done, |barrier| sub_route(&realm, &sub, barrier));
             }
-            SubMsg::Release { realm, subscription, session } => {
+            SubMsg::Release { realm, subscription, session, left_at } => {
                 let r = realms.get_or_create(&realm);
                 let meta_api = r.config.meta_api;
-                if let Some(sub) = r.broker.owner_release(subscription, from) {
+                if let Some(sub) = r.broker.owner_release(subscription, from, (left_at, session)) {
                     broadcast(cx, realms, || sub_route(&realm, &sub, None));
-                    if sub.shards == 0 && session != 0 && meta_api {
-                        cx.send_mesh(from, MeshMsg::Sub(SubMsg::Deleted { realm, subscription, session }));
+                    if sub.shards == 0
+                        && meta_api
+                        && let Some((_, shard, session)) = sub.last_leave
+                    {
+                        cx.send_mesh(shard, MeshMsg::Sub(SubMsg::Deleted { realm, subscription, session }));
                     }
                 }
             }

@@ -303,7 +303,7 @@ pub(crate) fn revoke(cx: &mut Out, realm: &mut Realm, s: &mut Session, subscript
 fn leave(cx: &mut Out, realm: &mut Realm, s: &mut Session, subscription: Id) {
     s.subscriptions.remove(&subscription);
     if realm.broker.leave(subscription, s.id) == Leave::LastLeft {
-        let release = SubMsg::Release { realm: s.realm.clone(), subscription, session: s.id };
+        let release = SubMsg::Release { realm: s.realm.clone(), subscription, session: s.id, left_at: cx.now };
         cx.send_mesh(owner_of(subscription), MeshMsg::Sub(release));
     }
     subscriptions::on_unsubscribe(cx, realm, s.id, subscription);
@@ -344,7 +344,10 @@ pub(crate) fn on_subscribe_done(
     }
     if r.broker.local_remove_if_empty(subscription) {
         // Nobody saw it created here, so nobody is told it is deleted (session 0).
-        cx.send_mesh(owner_of(subscription), MeshMsg::Sub(SubMsg::Release { realm, subscription, session: 0 }));
+        cx.send_mesh(
+            owner_of(subscription),
+            MeshMsg::Sub(SubMsg::Release { realm, subscription, session: 0, left_at: cx.now }),
+        );
     }
 }
 
@@ -356,7 +359,7 @@ pub(crate) fn leave_all(cx: &mut Out, realm: &mut Realm, s: &Session) {
     subs.sort_unstable();
     for sub in subs {
         if realm.broker.leave(sub, s.id) == Leave::LastLeft {
-            let release = SubMsg::Release { realm: s.realm.clone(), subscription: sub, session: s.id };
+            let release = SubMsg::Release { realm: s.realm.clone(), subscription: sub, session: s.id, left_at: cx.now };
             cx.send_mesh(owner_of(sub), MeshMsg::Sub(release));
         }
         subscriptions::on_unsubscribe(cx, realm, s.id, sub);

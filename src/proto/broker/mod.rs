@@ -39,6 +39,8 @@ pub struct OwnedSub {
     pub shards: ShardSet,
     /// When the owner created it (`wamp.subscription.get`'s `created`).
     pub created: Instant,
+    /// The latest reported leave: (when, shard, session); `on_delete` is that session's.
+    pub last_leave: Option<(Instant, usize, Id)>,
 }
 
 impl OwnedSub {
@@ -184,7 +186,10 @@ impl Broker {
             self.next_seq += 1;
             let id = router_scope_id(self.next_seq, owner);
             self.owned_by_id.insert(id, key.clone());
-            self.owned.insert(key.clone(), OwnedSub { id, topic: topic.clone(), policy, shards: 0, created: now });
+            self.owned.insert(
+                key.clone(),
+                OwnedSub { id, topic: topic.clone(), policy, shards: 0, created: now, last_leave: None },
+            );
         }
         let sub = self.owned.get_mut(&key).expect("inserted above");
         let bit = 1u64 << shard;
@@ -193,12 +198,17 @@ impl Broker {
         (sub, changed)
     }
 
-    /// Remove `shard` from subscription `id`. Returns the subscription's new state (shard
-    /// set 0 = deleted), or None if the owner does not know it.
-    pub fn owner_release(&mut self, id: Id, shard: usize) -> Option<OwnedSub> {
+    /// Remove `shard` from subscription `id`; `leave` is the (time, session) of the member
+    /// whose leave released it (session 0: none to report). Returns the subscription's new
+    /// state (shard set 0 = deleted), or None if the owner does not know it.
+    pub fn owner_release(&mut self, id: Id, shard: usize, leave: (Instant, Id)) -> Option<OwnedSub> {
         let key = self.owned_by_id.get(&id)?.clone();
         let sub = self.owned.get_mut(&key)?;
         sub.shards &= !(1u64 << shard);
+        let (at, session) = leave;
+        if session != 0 && sub.last_leave.is_none_or(|(t, _, _)| at >= t) {
+            sub.last_leave = Some((at, shard, session));
+        }
         let out = sub.clone();
         if out.shards == 0 {
             self.owned.remove(&key);
