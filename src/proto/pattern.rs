@@ -4,14 +4,19 @@
 //!
 //! - Exact URIs live in a hash map.
 //! - `PrefixTrie`: WAMP prefix matching is by characters, not components
-//!   (`com.app.obj1` matches `com.app.obj1-sub`), so this is a byte trie; a lookup walks the
-//!   URI once and meets every pattern that ends on the way (shortest first).
-//! - `WildcardTrie`: a token trie with one wildcard child per node (an empty component in
-//!   the pattern matches any one component). A lookup follows the exact child and the
-//!   wildcard child per component; patterns must have the URI's component count.
+//!   (`com.app.obj1` matches `com.app.obj1-sub`), so this is a byte radix tree (edges
+//!   labelled with byte runs); a lookup walks the URI once and meets every pattern that
+//!   ends on the way (shortest first).
+//! - `WildcardTrie`: a component trie with one wildcard child per node (an empty component
+//!   in the pattern matches any one component), runs of concrete components with no
+//!   branch stored as one node. A lookup follows the exact child and the wildcard child
+//!   per component; patterns must have the URI's component count.
 //!
-//! A lookup costs O(URI length) for prefixes and O(matching paths) for wildcards, and
-//! allocates nothing for URIs of up to 31 components.
+//! Both are path-compressed: a node exists only where a pattern ends or patterns part, so
+//! a stored pattern costs its bytes once plus about one node, not a node per byte or per
+//! component (`bench/pattern.rs` measures it; every shard holds a replica). A lookup costs
+//! O(URI length) for prefixes and O(matching paths) for wildcards, and allocates nothing
+//! for URIs of up to 31 components.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -147,7 +152,9 @@ impl<T> UriIndex<T> {
     }
 }
 
-/// A byte trie mapping prefix patterns to values.
+/// A radix tree mapping prefix patterns to values: each edge is labelled with a run of
+/// bytes, and a node exists only where a pattern ends or two patterns part, so a pattern
+/// costs one node and its bytes once (not one node per byte).
 #[derive(Debug)]
 struct PrefixTrie<T> {
     nodes: Vec<PrefixNode<T>>,
@@ -157,24 +164,34 @@ struct PrefixTrie<T> {
 
 #[derive(Debug)]
 struct PrefixNode<T> {
-    /// Children by next byte. Most nodes have one child, so a small vec beats a map.
+    /// The bytes on the edge from the parent (empty only at the root).
+    label: Box<[u8]>,
+    /// Children by the first byte of their label (unique, since labels of siblings never
+    /// share a first byte), sorted by it. Most nodes have few children, so a small sorted
+    /// vec beats a map.
     children: Vec<(u8, u32)>,
     value: Option<T>,
 }
 
+impl<T> PrefixNode<T> {
+    fn new(label: Box<[u8]>) -> Self {
+        PrefixNode { label, children: Vec::new(), value: None }
+    }
+}
+
 impl<T> Default for PrefixTrie<T> {
     fn default() -> Self {
-        PrefixTrie { nodes: vec![PrefixNode { children: Vec::new(), value: None }], free: Vec::new(), len: 0 }
+        PrefixTrie { nodes: vec![PrefixNode::new(Box::default())], free: Vec::new(), len: 0 }
     }
 }
 
 impl<T> PrefixTrie<T> {
     fn child(&self, node: u32, b: u8) -> Option<u32> {
-        self.nodes[node as usize].children.iter().find(|(k, _)| *k == b).map(|&(_, n)| n)
+        let children = &self.nodes[node as usize].children;
+        children.binary_search_by_key(&b, |&(k, _)| k).ok().map(|i| children[i].1)
     }
 
-    fn alloc(&mut self) -> u32 {
-        let node = PrefixNode { children: Vec::new(), value: None };
+    fn alloc(&mut self, node: PrefixNode<T>) -> u32 {
         match self.free.pop() {
             Some(i) => {
                 self.nodes[i as usize] = node;
@@ -187,17 +204,56 @@ impl<T> PrefixTrie<T> {
         }
     }
 
+    /// Put `node` back on the free list, dropping what it holds now.
+    fn release(&mut self, node: u32) {
+        self.nodes[node as usize] = PrefixNode::new(Box::default());
+        self.free.push(node);
+    }
+
+    fn attach(&mut self, parent: u32, child: u32) {
+        let b = self.nodes[child as usize].label[0];
+        let children = &mut self.nodes[parent as usize].children;
+        let at = children.partition_point(|&(k, _)| k < b);
+        children.insert(at, (b, child));
+    }
+
+    /// Split `node`'s edge after `at` bytes: `node` keeps the first `at` bytes, and a new
+    /// child takes the rest of the label with `node`'s children and value.
+    fn split(&mut self, node: u32, at: usize) {
+        let n = &mut self.nodes[node as usize];
+        let rest = PrefixNode {
+            label: n.label[at..].into(),
+            children: std::mem::take(&mut n.children),
+            value: n.value.take(),
+        };
+        n.label = n.label[..at].into();
+        let child = self.alloc(rest);
+        self.attach(node, child);
+    }
+
     fn entry_or_insert_with(&mut self, pattern: &str, make: impl FnOnce() -> T) -> &mut T {
+        let bytes = pattern.as_bytes();
         let mut node = ROOT;
-        for &b in pattern.as_bytes() {
-            node = match self.child(node, b) {
-                Some(n) => n,
-                None => {
-                    let n = self.alloc();
-                    self.nodes[node as usize].children.push((b, n));
-                    n
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let rest = &bytes[pos..];
+            match self.child(node, rest[0]) {
+                Some(c) => {
+                    let label = &self.nodes[c as usize].label;
+                    let common = label.iter().zip(rest).take_while(|(a, b)| a == b).count();
+                    if common < label.len() {
+                        self.split(c, common);
+                    }
+                    node = c;
+                    pos += common;
                 }
-            };
+                None => {
+                    let leaf = self.alloc(PrefixNode::new(rest.into()));
+                    self.attach(node, leaf);
+                    node = leaf;
+                    pos = bytes.len();
+                }
+            }
         }
         let slot = &mut self.nodes[node as usize].value;
         if slot.is_none() {
@@ -206,12 +262,26 @@ impl<T> PrefixTrie<T> {
         slot.get_or_insert_with(make)
     }
 
-    fn find(&self, pattern: &str) -> Option<u32> {
+    /// The node where `pattern` ends, with the nodes before it on the way (root first).
+    fn path(&self, pattern: &str, mut on_the_way: impl FnMut(u32)) -> Option<u32> {
+        let bytes = pattern.as_bytes();
         let mut node = ROOT;
-        for &b in pattern.as_bytes() {
-            node = self.child(node, b)?;
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let c = self.child(node, bytes[pos])?;
+            let label = &self.nodes[c as usize].label;
+            if !bytes[pos..].starts_with(label) {
+                return None;
+            }
+            on_the_way(node);
+            pos += label.len();
+            node = c;
         }
         Some(node)
+    }
+
+    fn find(&self, pattern: &str) -> Option<u32> {
+        self.path(pattern, |_| {})
     }
 
     fn get(&self, pattern: &str) -> Option<&T> {
@@ -224,32 +294,43 @@ impl<T> PrefixTrie<T> {
         self.nodes[n as usize].value.as_mut()
     }
 
-    /// Remove `pattern`, pruning nodes that no longer lead anywhere.
+    /// Remove `pattern`; then drop nodes that lead nowhere and merge a node that no longer
+    /// parts two patterns into its only child, so the tree stays compressed.
     fn remove(&mut self, pattern: &str) -> Option<T> {
-        let mut path = Vec::with_capacity(pattern.len() + 1);
-        let mut node = ROOT;
-        path.push(node);
-        for &b in pattern.as_bytes() {
-            node = self.child(node, b)?;
-            path.push(node);
-        }
+        let mut parents: SmallVec<[u32; 16]> = SmallVec::new();
+        let mut node = self.path(pattern, |n| parents.push(n))?;
         let value = self.nodes[node as usize].value.take()?;
         self.len -= 1;
-        // Prune from the leaf up while a node is empty.
-        for i in (1..path.len()).rev() {
-            let n = path[i];
-            let empty = {
-                let nd = &self.nodes[n as usize];
-                nd.children.is_empty() && nd.value.is_none()
-            };
-            if !empty {
+        while let Some(parent) = parents.pop() {
+            let n = &self.nodes[node as usize];
+            if n.value.is_some() {
                 break;
             }
-            let parent = path[i - 1];
-            self.nodes[parent as usize].children.retain(|&(_, c)| c != n);
-            self.free.push(n);
+            match n.children.len() {
+                0 => {
+                    self.nodes[parent as usize].children.retain(|&(_, c)| c != node);
+                    self.release(node);
+                    node = parent;
+                }
+                1 => {
+                    self.merge(node);
+                    break;
+                }
+                _ => break,
+            }
         }
         Some(value)
+    }
+
+    /// Merge `node` (no value, one child) with its child: one edge, one node.
+    fn merge(&mut self, node: u32) {
+        let child = self.nodes[node as usize].children[0].1;
+        let c = std::mem::replace(&mut self.nodes[child as usize], PrefixNode::new(Box::default()));
+        self.free.push(child);
+        let n = &mut self.nodes[node as usize];
+        n.label = [&n.label[..], &c.label[..]].concat().into();
+        n.children = c.children;
+        n.value = c.value;
     }
 
     /// The node of every pattern that is a prefix of `uri`, shortest first.
@@ -257,15 +338,21 @@ impl<T> PrefixTrie<T> {
         if self.len == 0 {
             return;
         }
-        let mut node = ROOT;
+        let bytes = uri.as_bytes();
         if self.nodes[ROOT as usize].value.is_some() {
             visit(ROOT);
         }
-        for &b in uri.as_bytes() {
-            match self.child(node, b) {
-                Some(n) => node = n,
-                None => return,
+        let mut node = ROOT;
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let Some(c) = self.child(node, bytes[pos]) else { return };
+            let label = &self.nodes[c as usize].label;
+            // A pattern ending inside this label would have split it: none ends here.
+            if !bytes[pos..].starts_with(label) {
+                return;
             }
+            pos += label.len();
+            node = c;
             if self.nodes[node as usize].value.is_some() {
                 visit(node);
             }
@@ -289,7 +376,10 @@ impl<T> PrefixTrie<T> {
     }
 }
 
-/// A token trie mapping wildcard patterns to values.
+/// A component trie mapping wildcard patterns to values, compressed: an edge consumes one
+/// component (a concrete one, or any one through the wildcard child) and then the node's
+/// `tail`, a run of concrete components, so a run of concrete components with no branch
+/// is one node and its bytes once.
 #[derive(Debug)]
 struct WildcardTrie<T> {
     nodes: Vec<WildNode<T>>,
@@ -299,6 +389,10 @@ struct WildcardTrie<T> {
 
 #[derive(Debug)]
 struct WildNode<T> {
+    /// The concrete components that follow the edge's own component, joined by '.'
+    /// (empty: none; always empty at the root).
+    tail: Box<str>,
+    /// Children by their edge's (first, concrete) component.
     children: Map<Box<str>, u32>,
     /// The child for an empty pattern component (matches any one component).
     wild: Option<u32>,
@@ -306,32 +400,39 @@ struct WildNode<T> {
 }
 
 impl<T> WildNode<T> {
-    fn new() -> Self {
-        WildNode { children: Map::default(), wild: None, value: None }
+    fn new(tail: Box<str>) -> Self {
+        WildNode { tail, children: Map::default(), wild: None, value: None }
     }
-    fn is_empty(&self) -> bool {
-        self.children.is_empty() && self.wild.is_none() && self.value.is_none()
+    /// The number of components in the tail.
+    fn tail_len(&self) -> usize {
+        if self.tail.is_empty() { 0 } else { self.tail.split('.').count() }
     }
 }
 
 impl<T> Default for WildcardTrie<T> {
     fn default() -> Self {
-        WildcardTrie { nodes: vec![WildNode::new()], free: Vec::new(), len: 0 }
+        WildcardTrie { nodes: vec![WildNode::new(Box::default())], free: Vec::new(), len: 0 }
     }
 }
 
 impl<T> WildcardTrie<T> {
-    fn alloc(&mut self) -> u32 {
+    fn alloc(&mut self, node: WildNode<T>) -> u32 {
         match self.free.pop() {
             Some(i) => {
-                self.nodes[i as usize] = WildNode::new();
+                self.nodes[i as usize] = node;
                 i
             }
             None => {
-                self.nodes.push(WildNode::new());
+                self.nodes.push(node);
                 (self.nodes.len() - 1) as u32
             }
         }
+    }
+
+    /// Put `node` back on the free list, dropping what it holds now.
+    fn release(&mut self, node: u32) {
+        self.nodes[node as usize] = WildNode::new(Box::default());
+        self.free.push(node);
     }
 
     fn step(&self, node: u32, component: &str) -> Option<u32> {
@@ -339,22 +440,59 @@ impl<T> WildcardTrie<T> {
         if component.is_empty() { n.wild } else { n.children.get(component).copied() }
     }
 
+    fn attach(&mut self, parent: u32, component: &str, child: u32) {
+        let p = &mut self.nodes[parent as usize];
+        if component.is_empty() {
+            p.wild = Some(child);
+        } else {
+            p.children.insert(component.into(), child);
+        }
+    }
+
+    /// Split `node`'s tail after `at` components: `node` keeps the first `at`, and a new
+    /// child (keyed by the next component) takes the rest with `node`'s children, wildcard
+    /// child and value.
+    fn split(&mut self, node: u32, at: usize) {
+        let n = &mut self.nodes[node as usize];
+        let components: Vec<&str> = n.tail.split('.').collect();
+        let key: Box<str> = components[at].into();
+        let rest = WildNode {
+            tail: components[at + 1..].join(".").into(),
+            children: std::mem::take(&mut n.children),
+            wild: n.wild.take(),
+            value: n.value.take(),
+        };
+        n.tail = components[..at].join(".").into();
+        let child = self.alloc(rest);
+        self.nodes[node as usize].children.insert(key, child);
+    }
+
     fn entry_or_insert_with(&mut self, pattern: &str, make: impl FnOnce() -> T) -> &mut T {
+        let components: SmallVec<[&str; 32]> = pattern.split('.').collect();
         let mut node = ROOT;
-        for component in pattern.split('.') {
-            node = match self.step(node, component) {
-                Some(n) => n,
-                None => {
-                    let n = self.alloc();
-                    let parent = &mut self.nodes[node as usize];
-                    if component.is_empty() {
-                        parent.wild = Some(n);
-                    } else {
-                        parent.children.insert(component.into(), n);
-                    }
-                    n
-                }
+        let mut i = 0;
+        while i < components.len() {
+            let component = components[i];
+            let Some(child) = self.step(node, component) else {
+                // A new leaf takes the concrete components up to the next wildcard.
+                let end = (i + 1..components.len()).find(|&k| components[k].is_empty()).unwrap_or(components.len());
+                let leaf = self.alloc(WildNode::new(components[i + 1..end].join(".").into()));
+                self.attach(node, component, leaf);
+                node = leaf;
+                i = end;
+                continue;
             };
+            i += 1;
+            let c = &self.nodes[child as usize];
+            let tail_len = c.tail_len();
+            // (An empty tail has no components; `split` would yield one empty one.)
+            let tail = c.tail.split('.').take(tail_len);
+            let common = tail.zip(&components[i..]).take_while(|(t, p)| t == *p).count();
+            if common < tail_len {
+                self.split(child, common);
+            }
+            node = child;
+            i += common;
         }
         let slot = &mut self.nodes[node as usize].value;
         if slot.is_none() {
@@ -363,12 +501,29 @@ impl<T> WildcardTrie<T> {
         slot.get_or_insert_with(make)
     }
 
-    fn find(&self, pattern: &str) -> Option<u32> {
+    /// The node where `pattern` ends, with (parent, edge component) for each edge on the
+    /// way (root first).
+    fn path<'p>(&self, pattern: &'p str, mut on_the_way: impl FnMut(u32, &'p str)) -> Option<u32> {
+        let mut components = pattern.split('.');
         let mut node = ROOT;
-        for component in pattern.split('.') {
-            node = self.step(node, component)?;
+        while let Some(component) = components.next() {
+            let child = self.step(node, component)?;
+            let tail = &self.nodes[child as usize].tail;
+            if !tail.is_empty() {
+                for t in tail.split('.') {
+                    if components.next()? != t {
+                        return None;
+                    }
+                }
+            }
+            on_the_way(node, component);
+            node = child;
         }
         Some(node)
+    }
+
+    fn find(&self, pattern: &str) -> Option<u32> {
+        self.path(pattern, |_, _| {})
     }
 
     fn get(&self, pattern: &str) -> Option<&T> {
@@ -381,32 +536,71 @@ impl<T> WildcardTrie<T> {
         self.nodes[n as usize].value.as_mut()
     }
 
+    /// Remove `pattern`; then drop nodes that lead nowhere and merge a node left with one
+    /// concrete child (no value, no wildcard child) into it, so the trie stays compressed.
     fn remove(&mut self, pattern: &str) -> Option<T> {
-        let mut path: Vec<(u32, &str)> = Vec::new();
-        let mut node = ROOT;
-        for component in pattern.split('.') {
-            let next = self.step(node, component)?;
-            path.push((node, component));
-            node = next;
-        }
+        let mut parents: SmallVec<[(u32, &str); 16]> = SmallVec::new();
+        let mut node = self.path(pattern, |n, component| parents.push((n, component)))?;
         let value = self.nodes[node as usize].value.take()?;
         self.len -= 1;
-        // Prune empty nodes from the leaf up.
-        let mut child = node;
-        for &(parent, component) in path.iter().rev() {
-            if !self.nodes[child as usize].is_empty() {
+        while let Some((parent, component)) = parents.pop() {
+            let n = &self.nodes[node as usize];
+            if n.value.is_some() {
                 break;
             }
-            let p = &mut self.nodes[parent as usize];
-            if component.is_empty() {
-                p.wild = None;
-            } else {
-                p.children.remove(component);
+            match (n.children.len(), n.wild) {
+                (0, None) => {
+                    let p = &mut self.nodes[parent as usize];
+                    if component.is_empty() {
+                        p.wild = None;
+                    } else {
+                        p.children.remove(component);
+                    }
+                    self.release(node);
+                    node = parent;
+                }
+                (1, None) => {
+                    self.merge(node);
+                    break;
+                }
+                _ => break,
             }
-            self.free.push(child);
-            child = parent;
         }
         Some(value)
+    }
+
+    /// Merge `node` (no value, no wildcard child, one concrete child) with that child.
+    fn merge(&mut self, node: u32) {
+        let n = &mut self.nodes[node as usize];
+        let Some((key, child)) = n.children.drain().next() else { return };
+        let c = std::mem::replace(&mut self.nodes[child as usize], WildNode::new(Box::default()));
+        self.free.push(child);
+        let n = &mut self.nodes[node as usize];
+        let parts = [&*n.tail, &*key, &*c.tail];
+        n.tail = parts.iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join(".").into();
+        n.children = c.children;
+        n.wild = c.wild;
+        n.value = c.value;
+    }
+
+    /// Where `node`'s tail ends if it matches `uri` from byte `at` (the start of a
+    /// component, or past the end): the start of the next component, `uri.len() + 1`
+    /// when all is consumed, None if the tail does not match there.
+    fn after_tail(&self, node: u32, uri: &str, at: usize) -> Option<usize> {
+        let tail = &self.nodes[node as usize].tail;
+        if tail.is_empty() {
+            return Some(at);
+        }
+        let rest = uri.as_bytes().get(at..)?;
+        if !rest.starts_with(tail.as_bytes()) {
+            return None;
+        }
+        let end = at + tail.len();
+        match uri.as_bytes().get(end) {
+            None => Some(end + 1),
+            Some(b'.') => Some(end + 1),
+            Some(_) => None,
+        }
     }
 
     /// The node of every pattern matching `uri` (same component count; empty pattern
@@ -415,15 +609,16 @@ impl<T> WildcardTrie<T> {
     /// A depth-first walk that tries the exact child before the wildcard child, so patterns
     /// come in decreasing order of their component sequences with concrete > wildcard:
     /// the first is the one whose first wildcard comes latest (ties: the next wildcard),
-    /// which is the spec's best match.
+    /// which is the spec's best match. (Compression changes nothing here: a tail is a run
+    /// with no wildcard branch.)
     fn walk(&self, uri: &str, mut visit: impl FnMut(u32) -> ControlFlow<()>) {
         if self.len == 0 {
             return;
         }
-        // Each entry is a node and the byte offset of the URI component it consumes next;
-        // `done` means all consumed. The stack holds at most one wildcard sibling per level
-        // plus the current node, so it stays inline up to 31 components (and URIs are
-        // bounded by `limits::URI_LEN_MAX_BYTES`).
+        // Each entry is a node (its tail consumed) and the byte offset of the URI component
+        // it consumes next; `done` means all consumed. The stack holds at most one wildcard
+        // sibling per level plus the current node, so it stays inline up to 31 components
+        // (and URIs are bounded by `limits::URI_LEN_MAX_BYTES`).
         let done = uri.len() + 1;
         let mut stack: SmallVec<[(u32, usize); 32]> = smallvec::smallvec![(ROOT, 0)];
         while let Some((node, start)) = stack.pop() {
@@ -438,13 +633,16 @@ impl<T> WildcardTrie<T> {
             let rest = &uri.as_bytes()[start..];
             let len = rest.iter().position(|&b| b == b'.').unwrap_or(rest.len());
             let next = start + len + 1;
-            if let Some(w) = n.wild {
-                stack.push((w, next));
+            if let Some(w) = n.wild
+                && let Some(after) = self.after_tail(w, uri, next)
+            {
+                stack.push((w, after));
             }
             if len > 0
                 && let Some(&c) = n.children.get(&uri[start..start + len])
+                && let Some(after) = self.after_tail(c, uri, next)
             {
-                stack.push((c, next));
+                stack.push((c, after));
             }
         }
     }
@@ -473,6 +671,216 @@ impl<T> WildcardTrie<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl<T> PrefixTrie<T> {
+        /// The tree is compressed and consistent: every node but the root has a label and
+        /// either a value or at least two children, children are keyed by their label's
+        /// first byte in order, and every node is either reachable or free.
+        fn check(&self) {
+            let (mut reachable, mut values) = (0, 0);
+            let mut stack = vec![ROOT];
+            while let Some(node) = stack.pop() {
+                let n = &self.nodes[node as usize];
+                reachable += 1;
+                values += n.value.is_some() as usize;
+                if node != ROOT {
+                    assert!(!n.label.is_empty());
+                    assert!(n.value.is_some() || n.children.len() >= 2, "uncompressed node {node}");
+                }
+                assert!(n.children.windows(2).all(|w| w[0].0 < w[1].0), "children out of order");
+                for &(b, c) in &n.children {
+                    assert_eq!(self.nodes[c as usize].label[0], b);
+                    stack.push(c);
+                }
+            }
+            assert_eq!(values, self.len);
+            assert_eq!(reachable + self.free.len(), self.nodes.len());
+        }
+    }
+
+    impl<T> WildcardTrie<T> {
+        /// The trie is compressed and consistent: every node but the root has a value, a
+        /// wildcard child or at least two concrete children (or one of each); tails hold
+        /// only concrete components; every node is either reachable or free.
+        fn check(&self) {
+            let (mut reachable, mut values) = (0, 0);
+            let mut stack = vec![ROOT];
+            assert!(self.nodes[ROOT as usize].tail.is_empty());
+            while let Some(node) = stack.pop() {
+                let n = &self.nodes[node as usize];
+                reachable += 1;
+                values += n.value.is_some() as usize;
+                if node != ROOT && n.value.is_none() {
+                    assert!(n.wild.is_some() || n.children.len() >= 2, "uncompressed node {node}");
+                }
+                assert!(n.tail.is_empty() || n.tail.split('.').all(|c| !c.is_empty()), "wildcard in a tail");
+                for (k, &c) in &n.children {
+                    assert!(!k.is_empty());
+                    stack.push(c);
+                }
+                stack.extend(n.wild);
+            }
+            assert_eq!(values, self.len);
+            assert_eq!(reachable + self.free.len(), self.nodes.len());
+        }
+    }
+
+    /// A seeded xorshift stream for the randomized tests.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+            from[self.below(from.len())]
+        }
+        /// Up to `max` pieces from `from`, joined by `sep`.
+        fn join(&mut self, from: &[&str], max: usize, sep: &str) -> String {
+            let n = self.below(max) + 1;
+            (0..n).map(|_| self.pick(from)).collect::<Vec<_>>().join(sep)
+        }
+    }
+
+    /// The spec's matching, written plainly: every stored (pattern, policy) that matches
+    /// `uri`, in the index's order (exact; prefixes shortest first; wildcards by
+    /// decreasing rank, then by pattern to make ties comparable).
+    fn naive_matches(stored: &[(String, MatchPolicy)], uri: &str) -> Vec<(MatchPolicy, String)> {
+        let mut exact = Vec::new();
+        let mut prefix = Vec::new();
+        let mut wild = Vec::new();
+        for (p, policy) in stored {
+            match policy {
+                MatchPolicy::Exact if p == uri => exact.push(p.clone()),
+                MatchPolicy::Prefix if uri.starts_with(p.as_str()) => prefix.push(p.clone()),
+                MatchPolicy::Wildcard
+                    if p.split('.').count() == uri.split('.').count()
+                        && p.split('.').zip(uri.split('.')).all(|(pc, uc)| pc.is_empty() || pc == uc) =>
+                {
+                    wild.push(p.clone())
+                }
+                _ => {}
+            }
+        }
+        prefix.sort_by_key(String::len);
+        wild.sort_by(|a, b| wildcard_rank(b).cmp(&wildcard_rank(a)).then(a.cmp(b)));
+        let tag = |policy| move |p| (policy, p);
+        exact
+            .into_iter()
+            .map(tag(MatchPolicy::Exact))
+            .chain(prefix.into_iter().map(tag(MatchPolicy::Prefix)))
+            .chain(wild.into_iter().map(tag(MatchPolicy::Wildcard)))
+            .collect()
+    }
+
+    #[test]
+    fn index_agrees_with_a_naive_matcher() {
+        // Goal: the compressed tries match exactly like the spec's definitions, through
+        // inserts and removes that split and merge nodes, and stay compressed. Method:
+        // seeded random patterns over a tiny alphabet (so they share prefixes and
+        // overlap), random removals, and after each step every probe URI's matches and
+        // best match compared with a plain scan of the stored patterns.
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let prefix_pieces = ["a", "b", "ab", ".", "é", "a.b"];
+        let components = ["a", "b", "ab", "ba", ""];
+        let probe_components = ["a", "b", "ab", "ba", "x"];
+        for round in 0..60 {
+            let mut ix: UriIndex<String> = UriIndex::new();
+            let mut stored: Vec<(String, MatchPolicy)> = Vec::new();
+            for step in 0..80 {
+                let remove = !stored.is_empty() && rng.below(3) == 0;
+                if remove {
+                    let (p, policy) = stored.swap_remove(rng.below(stored.len()));
+                    assert_eq!(ix.remove(&p, policy).as_deref(), Some(p.as_str()));
+                    assert_eq!(ix.remove(&p, policy), None);
+                } else {
+                    let policy = [MatchPolicy::Exact, MatchPolicy::Prefix, MatchPolicy::Wildcard][rng.below(3)];
+                    let p = match policy {
+                        MatchPolicy::Prefix if rng.below(10) == 0 => String::new(),
+                        MatchPolicy::Prefix => rng.join(&prefix_pieces, 5, ""),
+                        _ => rng.join(&components, 5, "."),
+                    };
+                    if !stored.contains(&(p.clone(), policy)) {
+                        stored.push((p.clone(), policy));
+                    }
+                    ix.entry_or_insert_with(&Arc::from(p.as_str()), policy, || p.clone());
+                }
+                ix.prefix.check();
+                ix.wildcard.check();
+                assert_eq!(ix.len(), stored.len());
+                for (p, policy) in &stored {
+                    assert_eq!(ix.get(p, *policy), Some(p), "get {p:?} {policy:?}");
+                }
+                for _ in 0..20 {
+                    let uri = if rng.below(2) == 0 {
+                        rng.join(&probe_components, 5, ".")
+                    } else {
+                        rng.join(&prefix_pieces, 6, "")
+                    };
+                    let mut got: Vec<(MatchPolicy, String)> = Vec::new();
+                    ix.matches(&uri, |policy, v| got.push((policy, v.clone())));
+                    let want = naive_matches(&stored, &uri);
+                    // Wildcards of equal rank may come in either order.
+                    let mut got_sorted = got.clone();
+                    let split = got.iter().position(|(p, _)| *p == MatchPolicy::Wildcard).unwrap_or(got.len());
+                    got_sorted[split..].sort_by(|(_, a), (_, b)| wildcard_rank(b).cmp(&wildcard_rank(a)).then(a.cmp(b)));
+                    assert_eq!(got_sorted, want, "round {round} step {step}: {uri:?} in {stored:?}");
+                    // The best match is the first entry (exact, else the longest prefix,
+                    // else the first wildcard): the ranks must agree.
+                    let best = ix.best_match(&uri);
+                    let want_best = want
+                        .iter()
+                        .find(|(p, _)| *p == MatchPolicy::Exact)
+                        .or_else(|| want.iter().rfind(|(p, _)| *p == MatchPolicy::Prefix))
+                        .or_else(|| want.iter().find(|(p, _)| *p == MatchPolicy::Wildcard));
+                    match (best, want_best) {
+                        (Some(b), Some((MatchPolicy::Wildcard, w))) => assert_eq!(wildcard_rank(b), wildcard_rank(w)),
+                        (b, w) => assert_eq!(b, w.map(|(_, p)| p), "best of {uri:?} in {stored:?}"),
+                    }
+                }
+            }
+            for (p, policy) in stored.drain(..) {
+                assert!(ix.remove(&p, policy).is_some());
+            }
+            ix.prefix.check();
+            ix.wildcard.check();
+            assert_eq!(ix.prefix.nodes.len() - ix.prefix.free.len(), 1, "only the root is left");
+            assert_eq!(ix.wildcard.nodes.len() - ix.wildcard.free.len(), 1, "only the root is left");
+        }
+    }
+
+    #[test]
+    fn long_patterns_cost_their_bytes_once() {
+        // Goal: path compression; a pattern is a node and its bytes, not a node per byte or
+        // per component. Method: count nodes and label bytes for long patterns that share
+        // a head and part at the end.
+        let mut t: PrefixTrie<u32> = PrefixTrie::default();
+        let head = "com.example.".repeat(300);
+        for i in 0..100u32 {
+            t.entry_or_insert_with(&format!("{head}{i:03}"), || i);
+        }
+        let used = t.nodes.len() - t.free.len();
+        let label_bytes: usize = t.nodes.iter().map(|n| n.label.len()).sum();
+        assert!(used <= 1 + 1 + 10 + 100, "{used} nodes");
+        assert!(label_bytes <= head.len() + 3 * 100, "{label_bytes} label bytes");
+
+        let mut w: WildcardTrie<u32> = WildcardTrie::default();
+        for i in 0..100u32 {
+            w.entry_or_insert_with(&format!("{head}{i:03}..x.y.z"), || i);
+        }
+        w.check();
+        let used = w.nodes.len() - w.free.len();
+        let tail_bytes: usize = w.nodes.iter().map(|n| n.tail.len()).sum();
+        // The root, the shared run, 100 leaves-by-number, their wildcard children.
+        assert!(used <= 2 + 2 * 100, "{used} nodes");
+        assert!(tail_bytes <= head.len() + 100 * "x.y.z".len(), "{tail_bytes} tail bytes");
+        let mut got = Vec::new();
+        w.matches(&format!("{head}042.q.x.y.z"), |v| got.push(*v));
+        assert_eq!(got, [42]);
+    }
 
     fn prefix_matches(t: &PrefixTrie<&'static str>, uri: &str) -> Vec<&'static str> {
         let mut out = Vec::new();
@@ -503,6 +911,7 @@ mod tests {
         assert_eq!(t.remove("a.b.c"), None);
         assert_eq!(t.len, 1);
         assert_eq!(t.get("a.b"), Some(&2));
+        t.check();
         assert_eq!(t.remove("a.b"), Some(2));
         assert_eq!(t.len, 0);
         // Only the root is left in use.
