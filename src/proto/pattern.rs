@@ -826,7 +826,8 @@ mod tests {
                     // Wildcards of equal rank may come in either order.
                     let mut got_sorted = got.clone();
                     let split = got.iter().position(|(p, _)| *p == MatchPolicy::Wildcard).unwrap_or(got.len());
-                    got_sorted[split..].sort_by(|(_, a), (_, b)| wildcard_rank(b).cmp(&wildcard_rank(a)).then(a.cmp(b)));
+                    got_sorted[split..]
+                        .sort_by(|(_, a), (_, b)| wildcard_rank(b).cmp(&wildcard_rank(a)).then(a.cmp(b)));
                     assert_eq!(got_sorted, want, "round {round} step {step}: {uri:?} in {stored:?}");
                     // The best match is the first entry (exact, else the longest prefix,
                     // else the first wildcard): the ranks must agree.

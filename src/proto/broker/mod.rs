@@ -193,6 +193,11 @@ impl Broker {
         (sub, changed)
     }
 
+    /// Whether this shard owns a subscription of exactly (topic, policy).
+    pub fn owns(&self, topic: &Arc<str>, policy: MatchPolicy) -> bool {
+        self.owned.contains_key(&(topic.clone(), policy))
+    }
+
     /// Remove `shard` from subscription `id`. Returns the subscription's new state (shard
     /// set 0 = deleted), or None if the owner does not know it.
     pub fn owner_release(&mut self, id: Id, shard: usize) -> Option<OwnedSub> {
