@@ -104,7 +104,10 @@ fn memory() {
         for policy in [MatchPolicy::Prefix, MatchPolicy::Wildcard] {
             let patterns = long_patterns(&mut rng, count, len, policy == MatchPolicy::Wildcard);
             let per_byte = bytes_per_uri_byte(&patterns, policy);
-            println!("memory: {count} {} patterns of {len} B: {per_byte:.2} heap bytes per pattern byte", policy.as_str());
+            println!(
+                "memory: {count} {} patterns of {len} B: {per_byte:.2} heap bytes per pattern byte",
+                policy.as_str()
+            );
         }
     }
 }

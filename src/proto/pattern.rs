@@ -378,8 +378,8 @@ impl<T> PrefixTrie<T> {
 
 /// A component trie mapping wildcard patterns to values, compressed: an edge consumes one
 /// component (a concrete one, or any one through the wildcard child) and then the node's
-/// `tail`, a run of concrete components, so a run of concrete components with no branch
-/// is one node and its bytes once.
+/// `tail`, the components that follow up to the next branch (concrete or wildcard), so a
+/// pattern with no branch of its own is one node and its bytes once.
 #[derive(Debug)]
 struct WildcardTrie<T> {
     nodes: Vec<WildNode<T>>,
@@ -389,8 +389,9 @@ struct WildcardTrie<T> {
 
 #[derive(Debug)]
 struct WildNode<T> {
-    /// The concrete components that follow the edge's own component, joined by '.'
-    /// (empty: none; always empty at the root).
+    /// The components that follow the edge's own component, each preceded by '.'
+    /// (`.a..b` is `a`, any, `b`; empty: none; always empty at the root). The leading dots
+    /// tell one wildcard component (`.`) from none (``).
     tail: Box<str>,
     /// Children by their edge's (first, concrete) component.
     children: Map<Box<str>, u32>,
@@ -403,10 +404,26 @@ impl<T> WildNode<T> {
     fn new(tail: Box<str>) -> Self {
         WildNode { tail, children: Map::default(), wild: None, value: None }
     }
-    /// The number of components in the tail.
-    fn tail_len(&self) -> usize {
-        if self.tail.is_empty() { 0 } else { self.tail.split('.').count() }
+
+    /// The tail's components (empty ones are wildcards).
+    fn tail_components(&self) -> impl Iterator<Item = &str> {
+        self.tail.split('.').skip(1)
     }
+
+    /// The number of children, the wildcard one included.
+    fn branches(&self) -> usize {
+        self.children.len() + usize::from(self.wild.is_some())
+    }
+}
+
+/// `components` as a tail: each preceded by '.'.
+fn tail_of(components: &[&str]) -> Box<str> {
+    let mut tail = String::with_capacity(components.iter().map(|c| c.len() + 1).sum());
+    for c in components {
+        tail.push('.');
+        tail.push_str(c);
+    }
+    tail.into()
 }
 
 impl<T> Default for WildcardTrie<T> {
@@ -450,21 +467,22 @@ impl<T> WildcardTrie<T> {
     }
 
     /// Split `node`'s tail after `at` components: `node` keeps the first `at`, and a new
-    /// child (keyed by the next component) takes the rest with `node`'s children, wildcard
-    /// child and value.
+    /// child (reached by the next component) takes the rest with `node`'s children,
+    /// wildcard child and value.
     fn split(&mut self, node: u32, at: usize) {
         let n = &mut self.nodes[node as usize];
-        let components: Vec<&str> = n.tail.split('.').collect();
+        let tail = std::mem::take(&mut n.tail);
+        let components: Vec<&str> = tail.split('.').skip(1).collect();
         let key: Box<str> = components[at].into();
         let rest = WildNode {
-            tail: components[at + 1..].join(".").into(),
+            tail: tail_of(&components[at + 1..]),
             children: std::mem::take(&mut n.children),
             wild: n.wild.take(),
             value: n.value.take(),
         };
-        n.tail = components[..at].join(".").into();
+        n.tail = tail_of(&components[..at]);
         let child = self.alloc(rest);
-        self.nodes[node as usize].children.insert(key, child);
+        self.attach(node, &key, child);
     }
 
     fn entry_or_insert_with(&mut self, pattern: &str, make: impl FnOnce() -> T) -> &mut T {
@@ -474,21 +492,25 @@ impl<T> WildcardTrie<T> {
         while i < components.len() {
             let component = components[i];
             let Some(child) = self.step(node, component) else {
-                // A new leaf takes the concrete components up to the next wildcard.
-                let end = (i + 1..components.len()).find(|&k| components[k].is_empty()).unwrap_or(components.len());
-                let leaf = self.alloc(WildNode::new(components[i + 1..end].join(".").into()));
+                // A new leaf takes the rest of the pattern.
+                let leaf = self.alloc(WildNode::new(tail_of(&components[i + 1..])));
                 self.attach(node, component, leaf);
                 node = leaf;
-                i = end;
-                continue;
+                break;
             };
             i += 1;
-            let c = &self.nodes[child as usize];
-            let tail_len = c.tail_len();
-            // (An empty tail has no components; `split` would yield one empty one.)
-            let tail = c.tail.split('.').take(tail_len);
-            let common = tail.zip(&components[i..]).take_while(|(t, p)| t == *p).count();
-            if common < tail_len {
+            let (common, diverged) = {
+                let mut tail = self.nodes[child as usize].tail_components();
+                let mut common = 0;
+                loop {
+                    match (tail.next(), components.get(i + common)) {
+                        (None, _) => break (common, false),
+                        (Some(t), Some(p)) if t == *p => common += 1,
+                        _ => break (common, true),
+                    }
+                }
+            };
+            if diverged {
                 self.split(child, common);
             }
             node = child;
@@ -508,12 +530,9 @@ impl<T> WildcardTrie<T> {
         let mut node = ROOT;
         while let Some(component) = components.next() {
             let child = self.step(node, component)?;
-            let tail = &self.nodes[child as usize].tail;
-            if !tail.is_empty() {
-                for t in tail.split('.') {
-                    if components.next()? != t {
-                        return None;
-                    }
+            for t in self.nodes[child as usize].tail_components() {
+                if components.next()? != t {
+                    return None;
                 }
             }
             on_the_way(node, component);
@@ -537,7 +556,7 @@ impl<T> WildcardTrie<T> {
     }
 
     /// Remove `pattern`; then drop nodes that lead nowhere and merge a node left with one
-    /// concrete child (no value, no wildcard child) into it, so the trie stays compressed.
+    /// child and no value into that child, so the trie stays compressed.
     fn remove(&mut self, pattern: &str) -> Option<T> {
         let mut parents: SmallVec<[(u32, &str); 16]> = SmallVec::new();
         let mut node = self.path(pattern, |n, component| parents.push((n, component)))?;
@@ -548,8 +567,8 @@ impl<T> WildcardTrie<T> {
             if n.value.is_some() {
                 break;
             }
-            match (n.children.len(), n.wild) {
-                (0, None) => {
+            match n.branches() {
+                0 => {
                     let p = &mut self.nodes[parent as usize];
                     if component.is_empty() {
                         p.wild = None;
@@ -559,7 +578,7 @@ impl<T> WildcardTrie<T> {
                     self.release(node);
                     node = parent;
                 }
-                (1, None) => {
+                1 => {
                     self.merge(node);
                     break;
                 }
@@ -569,15 +588,20 @@ impl<T> WildcardTrie<T> {
         Some(value)
     }
 
-    /// Merge `node` (no value, no wildcard child, one concrete child) with that child.
+    /// Merge `node` (no value, one child) with that child: one node for the run.
     fn merge(&mut self, node: u32) {
         let n = &mut self.nodes[node as usize];
-        let Some((key, child)) = n.children.drain().next() else { return };
+        let (key, child) = match n.wild.take() {
+            Some(w) => (Box::<str>::default(), w),
+            None => {
+                let Some(only) = n.children.drain().next() else { return };
+                only
+            }
+        };
         let c = std::mem::replace(&mut self.nodes[child as usize], WildNode::new(Box::default()));
         self.free.push(child);
         let n = &mut self.nodes[node as usize];
-        let parts = [&*n.tail, &*key, &*c.tail];
-        n.tail = parts.iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join(".").into();
+        n.tail = [&*n.tail, ".", &*key, &*c.tail].concat().into();
         n.children = c.children;
         n.wild = c.wild;
         n.value = c.value;
@@ -586,21 +610,17 @@ impl<T> WildcardTrie<T> {
     /// Where `node`'s tail ends if it matches `uri` from byte `at` (the start of a
     /// component, or past the end): the start of the next component, `uri.len() + 1`
     /// when all is consumed, None if the tail does not match there.
-    fn after_tail(&self, node: u32, uri: &str, at: usize) -> Option<usize> {
-        let tail = &self.nodes[node as usize].tail;
-        if tail.is_empty() {
-            return Some(at);
+    fn after_tail(&self, node: u32, uri: &str, mut at: usize) -> Option<usize> {
+        let bytes = uri.as_bytes();
+        for t in self.nodes[node as usize].tail_components() {
+            let rest = bytes.get(at..)?;
+            let len = rest.iter().position(|&b| b == b'.').unwrap_or(rest.len());
+            if !t.is_empty() && t.as_bytes() != &rest[..len] {
+                return None;
+            }
+            at += len + 1;
         }
-        let rest = uri.as_bytes().get(at..)?;
-        if !rest.starts_with(tail.as_bytes()) {
-            return None;
-        }
-        let end = at + tail.len();
-        match uri.as_bytes().get(end) {
-            None => Some(end + 1),
-            Some(b'.') => Some(end + 1),
-            Some(_) => None,
-        }
+        Some(at)
     }
 
     /// The node of every pattern matching `uri` (same component count; empty pattern
@@ -610,7 +630,7 @@ impl<T> WildcardTrie<T> {
     /// come in decreasing order of their component sequences with concrete > wildcard:
     /// the first is the one whose first wildcard comes latest (ties: the next wildcard),
     /// which is the spec's best match. (Compression changes nothing here: a tail is a run
-    /// with no wildcard branch.)
+    /// with no branch.)
     fn walk(&self, uri: &str, mut visit: impl FnMut(u32) -> ControlFlow<()>) {
         if self.len == 0 {
             return;
@@ -699,9 +719,9 @@ mod tests {
     }
 
     impl<T> WildcardTrie<T> {
-        /// The trie is compressed and consistent: every node but the root has a value, a
-        /// wildcard child or at least two concrete children (or one of each); tails hold
-        /// only concrete components; every node is either reachable or free.
+        /// The trie is compressed and consistent: every node but the root has a value or
+        /// at least two children (the wildcard one included); tails are dot-led; every
+        /// node is either reachable or free.
         fn check(&self) {
             let (mut reachable, mut values) = (0, 0);
             let mut stack = vec![ROOT];
@@ -710,10 +730,10 @@ mod tests {
                 let n = &self.nodes[node as usize];
                 reachable += 1;
                 values += n.value.is_some() as usize;
-                if node != ROOT && n.value.is_none() {
-                    assert!(n.wild.is_some() || n.children.len() >= 2, "uncompressed node {node}");
+                if node != ROOT {
+                    assert!(n.value.is_some() || n.branches() >= 2, "uncompressed node {node}");
                 }
-                assert!(n.tail.is_empty() || n.tail.split('.').all(|c| !c.is_empty()), "wildcard in a tail");
+                assert!(n.tail.is_empty() || n.tail.starts_with('.'), "tail {:?}", n.tail);
                 for (k, &c) in &n.children {
                     assert!(!k.is_empty());
                     stack.push(c);
@@ -875,9 +895,9 @@ mod tests {
         w.check();
         let used = w.nodes.len() - w.free.len();
         let tail_bytes: usize = w.nodes.iter().map(|n| n.tail.len()).sum();
-        // The root, the shared run, 100 leaves-by-number, their wildcard children.
-        assert!(used <= 2 + 2 * 100, "{used} nodes");
-        assert!(tail_bytes <= head.len() + 100 * "x.y.z".len(), "{tail_bytes} tail bytes");
+        // The root, the shared run, 100 leaves (their wildcards in their tails).
+        assert!(used <= 2 + 100, "{used} nodes");
+        assert!(tail_bytes <= head.len() + 100 * "..x.y.z".len(), "{tail_bytes} tail bytes");
         let mut got = Vec::new();
         w.matches(&format!("{head}042.q.x.y.z"), |v| got.push(*v));
         assert_eq!(got, [42]);
