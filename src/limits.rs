@@ -195,10 +195,11 @@ pub const REALM_ROUTE_BYTES_MAX: u64 = 256 << 20;
 pub const REALM_ROUTE_BYTES_FLOOR: u64 = 64 << 10;
 pub const REALM_ROUTE_BYTES_CEILING: u64 = 1 << 40;
 
-/// What one route costs one replica besides its URI bytes, for the budget: the trie node
-/// or hash-map entry of the route (~90–120 B measured with `bench/pattern.rs`), the
-/// replica's ID → (URI, match) entry, a registration's callee list, and the owner's
-/// entries, rounded up. Counted for every policy as if each replica copied the URI (the
+/// What one route costs one replica besides its URI bytes, for the budget: the index's
+/// node or hash-map entry of the route (`bench/pattern.rs`, 10 000 patterns of 64 B: ~90 B
+/// per prefix, ~200 B per wildcard pattern when all branch off one node), the replica's
+/// ID → (URI, match) entry, a registration's callee list, and the owner's entries, rounded
+/// up to a round figure. Counted for every policy as if each replica copied the URI (the
 /// prefix and wildcard tries do; exact keys share one copy).
 pub const ROUTE_OVERHEAD_BYTES: u64 = 256;
 
