@@ -93,16 +93,19 @@ impl Control {
                 let owner = cx.shard;
                 let callee = Callee { shard: from, session: callee };
                 let r = realms.get_or_create(&realm);
-                let budget = if r.dealer.owns(&procedure, policy) || charge_route(cx, r, &procedure) {
-                    Ok(())
-                } else {
+                let new = !r.dealer.owns(&procedure, policy);
+                let result = if new && !charge_route(cx, r, &procedure) {
                     Err(RegisterRefused::RouteBudget)
-                };
-                let result = budget.and_then(|()| {
+                } else {
                     r.dealer.owner_register(owner, &procedure, policy, invoke, disclose_caller, callee, cx.now)
-                });
+                };
                 match result {
                     Err(refused) => {
+                        // (A new registration is never refused past the budget; if it were,
+                        // its charge goes back.)
+                        if new && refused != RegisterRefused::RouteBudget {
+                            release_route(cx, r, &procedure);
+                        }
                         let done = RegMsg::Done { realm, token, result: Err(refused), created: None };
                         cx.send_mesh(from, MeshMsg::Reg(done));
                     }
