@@ -260,6 +260,9 @@ pub enum SubMsg {
     /// (wall clock) when this request created the subscription, so the requesting shard
     /// publishes `wamp.subscription.on_create` before its `on_subscribe`.
     Done { realm: Arc<str>, token: u64, subscription: Id, created: Option<SystemTime> },
+    /// The owner's answer when creating the subscription would exceed the realm's route
+    /// budget (`limits::REALM_ROUTE_BYTES_MAX`): every waiting SUBSCRIBE gets an ERROR.
+    Refused { realm: Arc<str>, token: u64 },
     /// A shard lost its last member, session `session` (0: none to report), at `left_at`:
     /// to the owner.
     Release { realm: Arc<str>, subscription: Id, session: Id, left_at: Instant },

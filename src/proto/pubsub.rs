@@ -351,6 +351,28 @@ pub(crate) fn on_subscribe_done(
     }
 }
 
+/// The owner refused to create this shard's subscription (the realm's route budget is
+/// full): every waiting SUBSCRIBE gets ERROR `shardbar.error.limit_exceeded`.
+pub(crate) fn on_subscribe_refused(
+    cx: &mut Out,
+    realms: &mut Realms,
+    sessions: &mut Sessions,
+    realm: &str,
+    token: u64,
+) {
+    let Some(r) = realms.get_mut(realm) else { return };
+    let Some((topic, _, waiters)) = r.broker.pending_finish(token) else { return };
+    for w in waiters {
+        let Some(s) = sessions.get_mut(&w.session) else { continue };
+        s.pending_subscribes = s.pending_subscribes.saturating_sub(1);
+        let msg = format!(
+            "topic {} not subscribed: the realm's route memory budget (route_bytes_max) is full",
+            peer_text(&topic)
+        );
+        cx.error(s.conn, code::SUBSCRIBE, w.request, uris::LIMIT_EXCEEDED, Some(msg));
+    }
+}
+
 /// An ended session leaves every subscription; shards that lose their last member tell
 /// the owners.
 pub(crate) fn leave_all(cx: &mut Out, realm: &mut Realm, s: &Session) {

@@ -46,6 +46,8 @@ pub struct RealmStats {
     pub calls: u64,
     pub calls_ok: u64,
     pub calls_error: u64,
+    /// SUBSCRIBE/REGISTER refused on this owner shard: the realm's route budget was full.
+    pub route_budget_refused: u64,
     /// Requests denied by authorization, by (role, action); at most
     /// `limits::DENIAL_COUNTERS_MAX` keys, then `_other`.
     pub denied: std::collections::BTreeMap<(std::sync::Arc<str>, crate::proto::authz::Action), u64>,
@@ -198,6 +200,8 @@ pub struct RealmSnapshot {
     pub sessions: u64,
     pub subscriptions: u64,
     pub registrations: u64,
+    /// Route budget charged for the routes this shard owns (`Realm::route_bytes`).
+    pub route_bytes: u64,
 }
 
 /// Everything one shard reports for `/metrics`.
@@ -359,6 +363,18 @@ pub(crate) fn render_prometheus(snaps: &[Snapshot]) -> String {
         .subscriptions);
     realm_metric!("gauge", "registrations", "Registrations in the shard's routing replica.", |r: &RealmSnapshot| r
         .registrations);
+    realm_metric!(
+        "gauge",
+        "route_budget_bytes",
+        "Route budget charged for the routes this shard owns (URI + overhead, times shards).",
+        |r: &RealmSnapshot| r.route_bytes
+    );
+    realm_metric!(
+        "counter",
+        "route_budget_refused_total",
+        "SUBSCRIBE/REGISTER refused: the realm's route budget (route_bytes_max) was full.",
+        |r: &RealmSnapshot| r.stats.route_budget_refused
+    );
     shard_counter!("mesh_batches_sent_total", "Batches sent to other shards.", mesh_batches_out);
     shard_counter!(
         "mesh_messages_sent_total",

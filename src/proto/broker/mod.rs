@@ -198,6 +198,11 @@ impl Broker {
         (sub, changed)
     }
 
+    /// Whether this shard owns a subscription of exactly (topic, policy).
+    pub fn owns(&self, topic: &Arc<str>, policy: MatchPolicy) -> bool {
+        self.owned.contains_key(&(topic.clone(), policy))
+    }
+
     /// Remove `shard` from subscription `id`; `leave` is the (time, session) of the member
     /// whose leave released it (session 0: none to report). Returns the subscription's new
     /// state (shard set 0 = deleted), or None if the owner does not know it.
@@ -419,9 +424,14 @@ mod tests {
         assert!(!changed);
         assert_eq!(s.id, id);
         b.owner_add(1, &t, MatchPolicy::Exact, 3, Instant::now());
-        assert_eq!(b.owner_release(id, 0).unwrap().shards, 0b1000);
-        assert_eq!(b.owner_release(id, 3).unwrap().shards, 0);
-        assert!(b.owner_release(id, 3).is_none());
+        // Shard 0's member left after shard 3's, but its release arrives first: the delete
+        // is still the later leaver's.
+        let (early, late) = (Instant::now(), Instant::now() + std::time::Duration::from_millis(1));
+        assert_eq!(b.owner_release(id, 0, (late, 7)).unwrap().shards, 0b1000);
+        let gone = b.owner_release(id, 3, (early, 9)).unwrap();
+        assert_eq!(gone.shards, 0);
+        assert_eq!(gone.last_leave, Some((late, 0, 7)));
+        assert!(b.owner_release(id, 3, (late, 9)).is_none());
         // A new subscription for the same topic gets a new ID.
         let (s, _) = b.owner_add(1, &t, MatchPolicy::Exact, 0, Instant::now());
         assert_ne!(s.id, id);
