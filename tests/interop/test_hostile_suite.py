@@ -65,6 +65,14 @@ LIMITS = {
     "max_handshakes_per_shard": 32,
 }
 ID_MAX = 1 << 53
+TICKET = "t1ck3t-h0stile"
+# Both listeners offer anonymous (the witness, most cases) and ticket (the AUTHENTICATE cases).
+AUTH_TOML = f"""
+[listener.auth.anonymous]
+role = "anonymous"
+[listener.auth.ticket]
+principals = [{{ authid = "joe", ticket = "{TICKET}", role = "user" }}]
+"""
 SERS = ["json", "msgpack", "cbor"]
 TRANSPORTS = ["rs", "ws", "unix"]
 
@@ -140,7 +148,7 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env():
-    router = Router(name="hostile", limits=LIMITS,
+    router = Router(name="hostile", limits=LIMITS, listener_toml=AUTH_TOML, unix_listener_toml=AUTH_TOML,
                     realms=[{"name": "realm1"}, {"name": "strict", "strict_uri": True}])
     router.start()
     lt = H.LoopThread()
@@ -639,6 +647,24 @@ ENCODING_CASES = {
     "json-payload-depth-65": ("json", rw.encode("json", [16, 1, {}, "a", nested(65)]), Abort("nested deeper than 64")),
     "json-options-depth-65": ("json", rw.encode("json", [16, 1, {"x": nested(64)}, "a"]), Abort("nested deeper than 64")),
     "json-payload-depth-64-ok": ("json", rw.encode("json", [16, 9, ACK, "a", nested(63)]), Reply(rw.PUBLISHED)),
+    # Above JSON_HAND_PARSE_MAX_BYTES (512) another parser reads the message: same answers.
+    "json-big-lone-surrogate": ("json", b'[16,1,{"_pad":"' + b"p" * 600 + b'"},"\\ud800"]',
+                                Abort("PUBLISH.Topic: lone high surrogate in \\u escape")),
+    "json-big-nan": ("json", b'[16,1,{"_pad":"' + b"p" * 600 + b'","x":NaN},"a"]', Abort("PUBLISH.Options: expected a value")),
+    "json-big-trailing-comma-dict": ("json", b'[16,1,{"_pad":"' + b"p" * 600 + b'",},"a"]',
+                                     Abort("PUBLISH.Options: expected a string key")),
+    "json-big-ctrl-char": ("json", b'[16,1,{"_pad":"' + b"p" * 600 + b'"},"a\x01"]',
+                           Abort("PUBLISH.Topic: unescaped control character")),
+    "json-big-unterminated": ("json", b'[16,1,{"_pad":"' + b"p" * 600 + b'"},"a', Abort("PUBLISH.Topic: unterminated string")),
+    "json-big-ok": ("json", b'[16,9,{"_pad":"' + b"p" * 600 + b'","acknowledge":true},"a"]', Reply(rw.PUBLISHED)),
+    "json-duplicate-key-last-wins": ("json", b'[16,9,{"acknowledge":false,"acknowledge":true},"a"]', Reply(rw.PUBLISHED)),
+    "json-vertical-tab": ("json", b'[16,\x0b1,{},"a"]', Abort("PUBLISH.Request: expected an integer, found byte 0x0b")),
+    "json-request-minus-zero": ("json", b'[16,-0,{},"a"]', Abort("PUBLISH.Request: expected an integer")),
+    "json-request-exponent": ("json", b'[16,1e0,{},"a"]', Abort("PUBLISH.Request: expected an integer, found float")),
+    "json-true-capitalised": ("json", b'[16,1,{"acknowledge":True},"a"]', Abort("PUBLISH.Options: expected a value")),
+    "json-payload-trailing-comma": ("json", b'[16,1,{},"a",[1,]]', Abort("expected a value, found ']'")),
+    "json-payload-lone-surrogate": ("json", b'[16,1,{},"a",["\\udc00"]]', Abort("lone low surrogate")),
+    "json-escaped-dot-topic-ok": ("json", b'[16,9,{"acknowledge":true},"a\\u002eb"]', Reply(rw.PUBLISHED)),
     "json-binary-as-topic": ("json", rw.encode("json", [16, 1, {}, b"\x01\x02"]), Abort("PUBLISH.Topic")),
     # MessagePack
     "msgpack-never-used-c1": ("msgpack", b"\xc1", Abort("invalid")),
@@ -956,6 +982,8 @@ async def next_invocation(callee):
     "progressive-call-to-callee-without-feature", "late-yield-after-timeout", "cancel-skip-then-yield",
     "cancel-kill-then-error-canceled", "yield-by-other-session", "error-unavailable-without-other-callee",
     "unregister-then-yield-pending", "callee-goodbye-with-pending-invocation", "cancel-twice",
+    "self-call-then-violation", "self-call-then-goodbye", "shared-registration-callee-aborts",
+    "kill-own-authid", "kill-other-session",
 ])
 def test_rpc_state_abuse(env, name):
     # Goal: state-machine abuse around a real call, each with its answer: a second YIELD (or
@@ -1120,6 +1148,52 @@ def test_rpc_state_abuse(env, name):
                 intr = await callee.recv(H.ANSWER_S)
                 assert intr[:2] == [rw.INTERRUPT, inv[1]], intr
                 await H.fence(callee)  # one INTERRUPT only
+            elif name.startswith("self-call"):
+                # One session is caller and callee of the same call when it ends.
+                await callee.send([rw.CALL, 1, {}, proc])
+                inv = await next_invocation(callee)
+                assert inv[2] and inv[3] == {}, inv
+                if name.endswith("violation"):
+                    await callee.send([rw.WELCOME, 1, {}])
+                    await H.expect_abort(callee, "WELCOME is not valid")
+                else:
+                    await callee.send([rw.GOODBYE, {}, "wamp.close.close_realm"])
+                    assert await callee.recv(H.ANSWER_S) == [rw.GOODBYE, {}, "wamp.close.goodbye_and_out"]
+                    await callee.hello()  # the transport is reused: nothing of the old call follows
+                    await H.fence(callee)
+                await env.assert_freed(proc)
+            elif name == "shared-registration-callee-aborts":
+                other = await rw.raw_session(env.router, "rs-cbor", shard=1)
+                try:
+                    shared = f"test.hostile.shared.{uid()}"
+                    await callee.register(shared, {"invoke": "first"})
+                    await other.register(shared, {"invoke": "first"})
+                    await caller.send([rw.CALL, 1, {}, shared, ["x"]])
+                    inv = await next_invocation(callee)  # "first": the earliest callee
+                    await callee.send([rw.WELCOME, 1, {}])
+                    await H.expect_abort(callee, "WELCOME is not valid")
+                    got = await caller.recv(H.ANSWER_S)
+                    assert got[0] == rw.ERROR and got[2] == 1 and got[4] == "wamp.error.canceled", got
+                    await H.fence(other)  # the call is not re-sent to the other callee
+                    await caller.send([rw.CALL, 2, {}, shared, ["y"]])
+                    inv = await next_invocation(other)
+                    await other.send([rw.YIELD, inv[1], {}, ["other"]])
+                    got = await caller.recv(H.ANSWER_S)
+                    assert got[:2] == [rw.RESULT, 2] and got[3] == ["other"], got
+                finally:
+                    other.close()
+            elif name == "kill-own-authid":
+                await caller.send([rw.CALL, 1, {}, "wamp.session.kill_by_authid", [caller.welcome[2]["authid"]]])
+                got = await caller.recv(H.ANSWER_S)
+                assert got[:2] == [rw.RESULT, 1] and got[3] == [[]], got  # the caller is not among the killed
+                await H.fence(caller)
+            elif name == "kill-other-session":
+                await caller.send([rw.CALL, 1, {}, "wamp.session.kill", [callee.session_id],
+                                   {"reason": "wamp.close.hostile", "message": "bye"}])
+                got = await caller.recv(H.ANSWER_S)
+                assert got[:2] == [rw.RESULT, 1], got
+                assert await callee.recv(H.ANSWER_S) == [rw.GOODBYE, {"message": "bye"}, "wamp.close.hostile"]
+                await env.assert_freed(proc)
             elif name == "yield-after-caller-left":
                 await caller.send([rw.CALL, 1, {}, proc])
                 inv = await next_invocation(callee)
@@ -1185,6 +1259,81 @@ def test_hello_details(env, name):
                 await H.fence(c)
             else:
                 await H.expect_abort(c, outcome.text, outcome.uri)
+        finally:
+            c.close()
+
+    env.case(case())
+
+
+# ====================================================================== authentication
+
+TICKET_HELLO = {"roles": {"caller": {}}, "authmethods": ["ticket"], "authid": "joe"}
+AUTH_CASES = {
+    # name: (HELLO.Details, messages after the CHALLENGE (None: no CHALLENGE expected), expected)
+    "wrong-ticket": (TICKET_HELLO, [[5, "nope", {}]], Abort(uri="wamp.error.not_authorized")),
+    "unknown-authid": ({**TICKET_HELLO, "authid": "mallory"}, [[5, TICKET, {}]], Abort(uri="wamp.error.not_authorized")),
+    "ticket-60k": (TICKET_HELLO, [[5, "t" * 60000, {}]], Abort(uri="wamp.error.not_authorized")),
+    "ticket-over-64k": (TICKET_HELLO, [[5, "t" * 70000, {}]], Abort("-byte message before WELCOME")),
+    "publish-instead": (TICKET_HELLO, [[rw.PUBLISH, 1, {}, "com.t"]], Abort("expected AUTHENTICATE, received PUBLISH")),
+    "hello-instead": (TICKET_HELLO, [[rw.HELLO, "realm1", {}]], Abort("expected AUTHENTICATE, received HELLO")),
+    "goodbye-instead": (TICKET_HELLO, [[rw.GOODBYE, {}, "wamp.close.close_realm"]],
+                        Abort("expected AUTHENTICATE, received GOODBYE")),
+    "welcome-instead": (TICKET_HELLO, [[rw.WELCOME, 1, {}]], Abort("expected AUTHENTICATE, received WELCOME")),
+    "signature-int": (TICKET_HELLO, [[5, 12345, {}]], Abort("AUTHENTICATE.Signature: expected")),
+    "extra-list": (TICKET_HELLO, [[5, TICKET, []]], Abort("AUTHENTICATE.Extra: expected")),
+    "abort-instead": (TICKET_HELLO, [[rw.ABORT, {}, "wamp.close.bye"]], "closed"),
+    "right-ticket-then-authenticate-again": (TICKET_HELLO, [[5, TICKET, {}], [5, TICKET, {}]],
+                                             Abort("AUTHENTICATE is not valid from a client in an established session")),
+    "no-authid": ({"authmethods": ["ticket"]}, None, Abort("needs an authid", uri="wamp.error.authentication_failed")),
+    "method-not-offered": ({"authmethods": ["wampcra"], "authid": "joe"}, None,
+                           Abort(uri="wamp.error.no_auth_method")),
+}
+
+
+@pytest.mark.parametrize("name", list(AUTH_CASES))
+def test_authenticate_abuse(env, name):
+    # Goal: between CHALLENGE and WELCOME only AUTHENTICATE (or ABORT) is valid: anything
+    # else is ABORT protocol_violation "expected AUTHENTICATE, received X"; a wrong ticket or
+    # an unknown authid is ABORT wamp.error.not_authorized (which one is not told); the
+    # 64 KiB cap before WELCOME applies to AUTHENTICATE too; AUTHENTICATE after WELCOME is a
+    # violation; ticket without an authid is authentication_failed, a method the listener
+    # does not offer no_auth_method; an ABORT after the CHALLENGE closes silently.
+    details, after, outcome = AUTH_CASES[name]
+
+    async def case():
+        c = await rw.open_raw(env.router, ["rs-json", "ws-msgpack", "unix-cbor"][len(name) % 3])
+        try:
+            await c.send([rw.HELLO, "realm1", details])
+            if after is not None:
+                ch = await c.recv(H.ANSWER_S)
+                assert ch == [4, "ticket", {}], ch
+                for m in after:
+                    await c.send(m)
+                if name.startswith("right-ticket"):
+                    w = await c.recv(H.ANSWER_S)
+                    assert w[0] == rw.WELCOME and w[2]["authid"] == "joe" and w[2]["authrole"] == "user", w
+            if outcome == "closed":
+                await H.expect_closed(c, 1000 if isinstance(c, rw.WebSocketConn) else None)
+            else:
+                await H.expect_abort(c, outcome.text, outcome.uri)
+        finally:
+            c.close()
+
+    env.case(case())
+
+
+def test_authenticate_pipelined(env):
+    # Goal: a client that sends HELLO, AUTHENTICATE and an acknowledged PUBLISH in one write
+    # (before seeing the CHALLENGE) gets CHALLENGE, WELCOME and PUBLISHED in that order.
+    async def case():
+        c = await rw.open_raw(env.router, "rs-msgpack")
+        try:
+            frames = [rw.encode("msgpack", m) for m in ([rw.HELLO, "realm1", TICKET_HELLO], [5, TICKET, {}],
+                                                        [rw.PUBLISH, 3, ACK, "com.t"])]
+            await c.send_raw(b"".join(rw.rawsocket_prefix(len(f)) + f for f in frames))
+            assert (await c.recv(H.ANSWER_S))[0] == 4
+            assert (await c.recv(H.ANSWER_S))[0] == rw.WELCOME
+            assert (await c.recv(H.ANSWER_S))[:2] == [rw.PUBLISHED, 3]
         finally:
             c.close()
 
