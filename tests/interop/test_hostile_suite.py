@@ -1708,6 +1708,103 @@ def test_session_ends_with_invocation_in_flight(env, who):
     env.case(case())
 
 
+# ====================================================================== small client limits
+
+EMOJI = "\U0001F600"
+SMALL_CASES = {
+    # name: (serializer, message, expected: ("error"|"abort", URI, text prefix))
+    "publish-invalid-topic": ("json", [rw.PUBLISH, 5, ACK, EMOJI * 300 + " x"], ("error", "wamp.error.invalid_uri",
+                                                                                  "invalid topic")),
+    "subscribe-invalid-topic": ("msgpack", [rw.SUBSCRIBE, 5, {}, EMOJI * 300 + " x"],
+                                ("error", "wamp.error.invalid_uri", "invalid topic")),
+    "register-invalid-procedure": ("cbor", [rw.REGISTER, 5, {}, EMOJI * 300 + " x"],
+                                   ("error", "wamp.error.invalid_uri", "invalid procedure")),
+    "call-no-such-procedure": ("json", [rw.CALL, 5, {}, "com." + EMOJI * 300],
+                               ("error", "wamp.error.no_such_procedure", "no callee registered procedure")),
+    "abort-cancel-mode": ("msgpack", [rw.CANCEL, 5, {"mode": EMOJI * 300}],
+                          ("abort", H.PV, "CANCEL.Options.mode: unknown mode")),
+    "abort-enc-algo": ("cbor", [rw.PUBLISH, 5, {"enc_algo": EMOJI * 300}, "com.t"],
+                       ("abort", H.PV, "PUBLISH.Options.enc_algo: unknown algorithm")),
+    "abort-error-uri": ("json", [rw.ERROR, rw.INVOCATION, 5, {}, EMOJI * 300 + " x"],
+                        ("abort", H.PV, "ERROR.Error")),
+    "router-result-too-big": ("json", [rw.CALL, 5, {}, "wamp.registration.list"],
+                              ("error", "wamp.error.payload_size_exceeded", "the RESULT")),
+}
+
+
+async def small_session(env, ser, len_exp=0):
+    c = await rw.RawSocketConn.open(port=env.router.port, serializer=ser, len_exp=len_exp)
+    await c.send([rw.HELLO, "realm1", {"roles": {"publisher": {}, "subscriber": {}, "caller": {}, "callee": {}}}])
+    m = await c.recv(H.ANSWER_S)
+    assert m[0] == rw.WELCOME, m
+    c.session_id = m[1]
+    return c
+
+
+@pytest.mark.parametrize("name", list(SMALL_CASES))
+def test_small_client_limit_still_gets_its_answer(env, name):
+    # Goal (bug found here, fixed): a client that announced the smallest RawSocket limit
+    # (512 bytes, L=0) still gets the ERROR or ABORT its message earns when the router's text
+    # quotes 256 characters of its 4-byte-UTF-8 input (over 1 KiB): the text is cut to fit
+    # (ending in "…") instead of the whole message being dropped as too big for the client
+    # (which left the request unanswered forever, or closed the connection with no ABORT). A
+    # router procedure's RESULT that does not fit is answered with ERROR
+    # wamp.error.payload_size_exceeded instead of nothing.
+    ser, msg, (what, uri, prefix) = SMALL_CASES[name]
+
+    async def case():
+        c, helper = await small_session(env, ser), None
+        try:
+            if name == "router-result-too-big":
+                # Enough registrations that their IDs alone pass 512 bytes.
+                helper = await rw.raw_session(env.router, "rs-msgpack")
+                tag, n = uid(), 200
+                await helper.send_raw(b"".join(rw.rawsocket_prefix(len(p)) + p for p in (
+                    rw.encode("msgpack", [rw.REGISTER, i, {}, f"test.hostile.small.{tag}.{i}"]) for i in range(1, n + 1))))
+                for _ in range(n):
+                    assert (await helper.recv(H.ANSWER_S))[0] == rw.REGISTERED
+            await c.send(msg)
+            raw = await c.recv_payload(H.ANSWER_S)
+            assert len(raw) <= 512, len(raw)
+            m = rw.decode(ser, raw)
+            if what == "error":
+                assert m[0] == rw.ERROR and m[2] == 5 and m[4] == uri, m
+                assert m[5][0].startswith(prefix), m
+                await H.fence(c)
+            else:
+                assert m[0] == rw.ABORT and m[2] == uri, m
+                assert m[1]["message"].startswith(prefix) and m[1]["message"].endswith("…"), m
+                rest, _ = await c.recv_closed(H.ANSWER_S)
+                assert rest == []
+        finally:
+            c.close()
+            if helper:
+                helper.close()
+
+    env.case(case())
+
+
+def test_small_client_limit_killed_with_long_message(env):
+    # Goal (same bug): a session killed through wamp.session.kill with a long message gets
+    # its GOODBYE (the message cut to fit its 512-byte limit) instead of silence.
+    async def case():
+        victim = await small_session(env, "cbor")
+        killer = await rw.raw_session(env.router, "rs-json")
+        try:
+            await killer.send([rw.CALL, 1, {}, "wamp.session.kill", [victim.session_id],
+                               {"reason": "wamp.close.hostile", "message": EMOJI * 200}])
+            assert (await killer.recv(H.ANSWER_S))[:2] == [rw.RESULT, 1]
+            raw = await victim.recv_payload(H.ANSWER_S)
+            m = rw.decode("cbor", raw)
+            assert len(raw) <= 512 and m[0] == rw.GOODBYE and m[2] == "wamp.close.hostile", m
+            assert m[1]["message"].endswith("…"), m
+        finally:
+            victim.close()
+            killer.close()
+
+    env.case(case())
+
+
 # ====================================================================== transcoding
 
 NAN = float("nan")
