@@ -999,7 +999,7 @@ async def next_invocation(callee):
     "cancel-kill-then-error-canceled", "yield-by-other-session", "error-unavailable-without-other-callee",
     "unregister-then-yield-pending", "callee-goodbye-with-pending-invocation", "cancel-twice",
     "self-call-then-violation", "self-call-then-goodbye", "shared-registration-callee-aborts",
-    "kill-own-authid", "kill-other-session",
+    "kill-own-authid", "kill-other-session", "huge-timeout-then-yield",
 ])
 def test_rpc_state_abuse(env, name):
     # Goal: state-machine abuse around a real call, each with its answer: a second YIELD (or
@@ -1210,6 +1210,14 @@ def test_rpc_state_abuse(env, name):
                 assert got[:2] == [rw.RESULT, 1], got
                 assert await callee.recv(H.ANSWER_S) == [rw.GOODBYE, {"message": "bye"}, "wamp.close.hostile"]
                 await env.assert_freed(proc)
+            elif name == "huge-timeout-then-yield":
+                # 1e308 ms is capped (RealmConfig::call_timeout), not an overflowing deadline.
+                await caller.send([rw.CALL, 1, {"timeout": 1e308}, proc])
+                inv = await next_invocation(callee)
+                assert inv[3].get("timeout", 0) >= 10 ** 12, inv
+                await callee.send([rw.YIELD, inv[1], {}, ["ok"]])
+                got = await caller.recv(H.ANSWER_S)
+                assert got[:2] == [rw.RESULT, 1] and got[3] == ["ok"], got
             elif name == "yield-after-caller-left":
                 await caller.send([rw.CALL, 1, {}, proc])
                 inv = await next_invocation(callee)
@@ -1546,7 +1554,10 @@ def test_option_types(env, name):
     ("null-is-absent", [rw.PUBLISH, 2, {"acknowledge": None}, "com.t"], Ignored()),
     ("timeout-float-ok", [rw.CALL, 2, {"timeout": 1.5}, "com.nobody"], Err("wamp.error.no_such_procedure")),
     ("opaque-string-arguments", [rw.PUBLISH, 2, ACK, "com.t", "opaque"], Reply(rw.PUBLISHED)),
-], ids=["unknown-keys-ignored", "null-is-absent", "timeout-float-ok", "opaque-string-arguments"])
+    ("timeout-1e308", [rw.CALL, 2, {"timeout": 1e308}, "com.nobody"], Err("wamp.error.no_such_procedure")),
+    ("timeout-zero", [rw.CALL, 2, {"timeout": 0}, "com.nobody"], Err("wamp.error.no_such_procedure")),
+], ids=["unknown-keys-ignored", "null-is-absent", "timeout-float-ok", "opaque-string-arguments", "timeout-1e308",
+        "timeout-zero"])
 def test_option_leniency(env, name, msg, outcome):
     # Goal: what the spec allows is served: unknown Options keys are ignored, null is the
     # same as absent (so acknowledge: null asks for no PUBLISHED), a float timeout is a
@@ -2206,3 +2217,30 @@ def test_heavy_cases_again_do_not_grow_rss(env):
     growth = floors[-1] - floors[0]
     env.floors = floors
     assert growth < RSS_REPEAT_SLACK, f"RSS floor per round (MiB): {[round(f / 2**20, 1) for f in floors]}"
+
+
+def test_nothing_left_behind(env):
+    # Goal: after every case above, the router holds exactly what the three module sessions
+    # need — the state-leak check behind "the session is cleaned up": no connection, handshake
+    # place, login, session, testament or queued byte of a case survives it, and each shard's
+    # replica has exactly the witness's one subscription and one registration. Read from
+    # /metrics; the last closes are noticed a moment after the client's, so this waits (5 s
+    # at most) for the figures to settle.
+    from test_metrics import scrape, total
+
+    want = {"shardbar_connections_admitted": 3, "shardbar_connections": 3, "shardbar_handshakes": 0,
+            "shardbar_sessions": 3, "shardbar_auth_pending": 0, "shardbar_testaments_stored": 0,
+            "shardbar_pending_out_bytes": 0, "shardbar_subscriptions": 2, "shardbar_registrations": 2}
+
+    async def case():
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + H.ANSWER_S
+        while True:
+            m = scrape(env.router.metrics_port)
+            got = {name: total(m, name) for name in want}
+            if got == want or loop.time() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        assert got == want, {k: (got[k], want[k]) for k in want if got[k] != want[k]}
+
+    env.case(case())
