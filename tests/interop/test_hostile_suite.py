@@ -1934,6 +1934,46 @@ def test_transcoding_edges(env, name):
     env.case(case())
 
 
+def test_unrepresentable_payload_is_dropped_per_serializer_and_counted(env):
+    # Goal (counted as peer input, fixed: it was counted as an encoder failure, "a bug if
+    # non-zero", with a warning per drop): a MessagePack publication whose kwargs hold a
+    # map with a boolean key is acknowledged and delivered to MessagePack subscribers;
+    # JSON and CBOR subscribers (whose form of the payload has string keys only) do not get
+    # it — their next event is the following publication — and each miss is counted in
+    # shardbar_events_dropped_unencodable_total.
+    from test_metrics import scrape, total
+
+    async def case():
+        topic = f"test.hostile.unrepresentable.{uid()}"
+        subs = {k: await rw.raw_session(env.router, k) for k in ("ws-json", "rs-msgpack", "rs-cbor")}
+        pub = await rw.raw_session(env.router, "rs-msgpack")
+        try:
+            for c in subs.values():
+                await c.subscribe(topic)
+            before = scrape(env.router.metrics_port)
+            await pub.send_payload(mp([rw.PUBLISH, 1, ACK, topic, [], {"k": {True: 1}}]))
+            await pub.send([rw.PUBLISH, 2, ACK, topic, ["next"]])
+            assert (await pub.recv(H.ANSWER_S))[:2] == [rw.PUBLISHED, 1]
+            second = await pub.recv(H.ANSWER_S)
+            assert second[:2] == [rw.PUBLISHED, 2]
+            for kind, c in subs.items():
+                ev = await c.recv(H.ANSWER_S)
+                if kind == "rs-msgpack":
+                    assert ev[5] == {"k": {True: 1}}, ev
+                    ev = await c.recv(H.ANSWER_S)
+                assert ev[0] == rw.EVENT and ev[2] == second[2] and ev[4] == ["next"], (kind, ev)
+            after = scrape(env.router.metrics_port)
+            dropped = "shardbar_events_dropped_unencodable_total"
+            assert total(after, dropped) - total(before, dropped) == 2
+            fails = "shardbar_encode_failures_total"
+            assert total(after, fails) == total(before, fails)
+        finally:
+            for c in list(subs.values()) + [pub]:
+                c.close()
+
+    env.case(case())
+
+
 # ====================================================================== resources
 
 
