@@ -16,7 +16,9 @@ callee's invalid ERROR URI, request IDs outside [1, 2^53]).
 What it found: a client with a small RawSocket limit lost ERRORs, ABORTs and GOODBYEs
 whose router-written text quoted its multi-byte input, and router-procedure RESULTs that
 did not fit (fixed; ``test_small_client_limit_*``); a callee that announced progressive call
-invocations without call canceling was streamed to (fixed); a caller that streams without
+invocations without call canceling was streamed to (fixed); an EVENT payload with no form
+in a subscriber's serializer was counted as an encoder failure, "a bug if non-zero", and
+warned about per drop (now its own counter; fixed); a caller that streams without
 announcing the feature is served instead of aborted (xfail, strict:
 ``test_progressive_call_invocation_abuse``).
 
@@ -2326,14 +2328,17 @@ def test_nothing_left_behind(env):
     # Goal: after every case above, the router holds exactly what the three module sessions
     # need — the state-leak check behind "the session is cleaned up": no connection, handshake
     # place, login, session, testament or queued byte of a case survives it, and each shard's
-    # replica has exactly the witness's one subscription and one registration. Read from
+    # replica has exactly the witness's one subscription and one registration; and no input
+    # made the router fail to encode a message of its own (encode_failures_total, "a bug if
+    # non-zero"). Read from
     # /metrics; the last closes are noticed a moment after the client's, so this waits (5 s
     # at most) for the figures to settle.
     from test_metrics import scrape, total
 
     want = {"shardbar_connections_admitted": 3, "shardbar_connections": 3, "shardbar_handshakes": 0,
             "shardbar_sessions": 3, "shardbar_auth_pending": 0, "shardbar_testaments_stored": 0,
-            "shardbar_pending_out_bytes": 0, "shardbar_subscriptions": 2, "shardbar_registrations": 2}
+            "shardbar_pending_out_bytes": 0, "shardbar_subscriptions": 2, "shardbar_registrations": 2,
+            "shardbar_encode_failures_total": 0}
 
     async def case():
         loop = asyncio.get_running_loop()
