@@ -1560,6 +1560,48 @@ def test_progressive_call_invocation_abuse(env, name):
     env.case(case())
 
 
+@pytest.mark.parametrize("end", ["violation", "transport-drop", "goodbye"])
+def test_ending_violator_is_announced(env, end):
+    # Goal: a session that ends by a protocol violation is announced like any other ending
+    # (a dropped transport, GOODBYE): its testament is published, then
+    # wamp.session.on_leave with its session ID, authid and authrole, to a watcher on the
+    # other shard, in that order (test_testaments.py's order for every ending).
+    async def case():
+        watcher = await rw.raw_session(env.router, "rs-json", shard=1)
+        v = await rw.raw_session(env.router, "ws-msgpack")
+        try:
+            tag = uid()
+            await watcher.subscribe("wamp.session.on_leave")
+            await watcher.subscribe(f"test.hostile.testament.{tag}")
+            added = await v.call_expect([rw.CALL, 9, {}, "wamp.session.add_testament",
+                                         [f"test.hostile.testament.{tag}", ["last words", tag], {}]], rw.RESULT)
+            assert added[0] == rw.RESULT, added
+            if end == "violation":
+                await v.send([rw.WELCOME, 1, {}])
+                await H.expect_abort(v, "WELCOME is not valid")
+            elif end == "goodbye":
+                await v.send([rw.GOODBYE, {}, "wamp.close.close_realm"])
+                assert await v.recv(H.ANSWER_S) == [rw.GOODBYE, {}, "wamp.close.goodbye_and_out"]
+            else:
+                v.close()
+            # Sessions of earlier cases may still be ending: only this session's events count.
+            mine = []
+            while not mine or mine[-1][0] != "leave":
+                m = await watcher.recv(H.ANSWER_S)
+                assert m[0] == rw.EVENT, m
+                if m[4] == ["last words", tag]:
+                    mine.append(("testament", m))
+                elif m[4] and m[4][0] == v.session_id:
+                    assert m[4][1:] == [v.welcome[2]["authid"], v.welcome[2]["authrole"]], m
+                    mine.append(("leave", m))
+            assert [k for k, _ in mine] == ["testament", "leave"], mine
+        finally:
+            v.close()
+            watcher.close()
+
+    env.case(case())
+
+
 # ====================================================================== options
 
 OPTION_CASES = {
