@@ -95,6 +95,15 @@ pub const URI_LEN_MAX_BYTES: usize = 4 * 1024;
 /// than a short one. Outcome: the error text is shortened, nothing else.
 pub const ERROR_PEER_TEXT_MAX_CHARS: usize = 256;
 
+/// Bytes a router-written text (an ERROR's message, an ABORT's or GOODBYE's
+/// `Details.message`) is cut to when the whole message is larger than the peer's RawSocket
+/// limit. The text quotes up to `ERROR_PEER_TEXT_MAX_CHARS` characters of the peer's own
+/// string, up to 4 bytes each, so it can pass 1 KiB, while a client may announce 512 bytes;
+/// 128 bytes of text fit a 512-byte limit in every serializer. If even the cut text does not
+/// fit (escaping), the text is left out. Outcome: the peer gets the message with a shorter
+/// text or none, never no message at all.
+pub const PEER_LIMIT_TEXT_BYTES: usize = 128;
+
 /// Deepest nesting of lists/dicts a decoder follows. Bounds recursion on hostile input.
 /// Outcome: protocol violation (ABORT).
 pub const VALUE_DEPTH_MAX: usize = 64;

@@ -671,6 +671,47 @@ fn request_ids_out_of_range_abort() {
     });
 }
 
+/// Goal: a client that accepts only 512-byte messages (RawSocket L=0) still gets the ERROR
+/// and the ABORT its requests earn when the router's text quotes 256 four-byte characters of
+/// its input (over 1 KiB): the text is cut to fit instead of the whole message being dropped
+/// as too big, which left the request unanswered. Method: on random shards and serializers,
+/// a limited client publishes (acknowledged) to an invalid topic of emoji, calls a missing
+/// procedure of emoji, then sends CANCEL with an unknown mode of emoji.
+#[test]
+fn small_client_limit_gets_errors_and_aborts() {
+    for_seeds("small_client_limit_gets_errors_and_aborts", seeds(SEEDS / 10), |seed| {
+        let mut s = Sim::new(shards_for(seed), seed);
+        let (shard, ser) = (s.rng.below(s.shards()), serializer_for(s.rng.below(3)));
+        let c = s.connect_limited(shard, ser, Transport::RawSocket, 512);
+        s.hello(c);
+        let emoji = "\u{1F600}".repeat(300);
+        let ack = Dict::new().with("acknowledge", true);
+        let topic = format!("{emoji} x");
+        s.send(c, &Message::Publish { request: 1, options: ack, topic, payload: Default::default() });
+        let procedure = format!("sim.{emoji}");
+        s.send(c, &Message::Call { request: 2, options: Dict::new(), procedure, payload: Default::default() });
+        for (request, uri) in [(1, "wamp.error.invalid_uri"), (2, "wamp.error.no_such_procedure")] {
+            match s.wait_for(c, |m| matches!(m, Message::Error { request: r, .. } if *r == request)) {
+                Message::Error { error, payload, .. } => {
+                    assert_eq!(error, uri, "seed {seed}");
+                    let text = payload.args().expect("args");
+                    assert!(text[0].as_str().is_some_and(|t| t.ends_with('…')), "seed {seed}: {text:?}");
+                }
+                _ => unreachable!(),
+            }
+        }
+        s.send(c, &Message::Cancel { request: 3, options: Dict::new().with("mode", emoji.as_str()) });
+        match s.wait_for(c, |m| matches!(m, Message::Abort { .. })) {
+            Message::Abort { reason, details, .. } => {
+                assert_eq!(reason, "wamp.error.protocol_violation", "seed {seed}");
+                let text = details.get("message").and_then(Value::as_str).expect("message");
+                assert!(text.starts_with("CANCEL.Options.mode") && text.ends_with('…'), "seed {seed}: {text}");
+            }
+            _ => unreachable!(),
+        }
+    });
+}
+
 /// Goal: an RPC message that cannot be re-encoded for the receiver's serializer is answered,
 /// never dropped: the caller gets ERROR `wamp.error.invalid_argument` and the invocation is
 /// forgotten (so repeated attempts never make the callee look overloaded). Method: a

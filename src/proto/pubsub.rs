@@ -195,9 +195,12 @@ pub(crate) fn deliver_local(cx: &mut Out, realm: &mut Realm, p: &Publication, ta
                 *slot = Some(match encode_event(p, t, framing, &mut payloads, &mut details) {
                     Ok(f) => Some(Rc::new(f)),
                     Err(e) => {
-                        cx.stats.encode_failures += 1;
-                        if log_allowed(cx.stats.encode_failures) {
-                            tracing::warn!(error = %e, total = cx.stats.encode_failures, "EVENT encoding failed");
+                        // The publisher's payload cannot be written in this serializer: peer
+                        // input, counted (not an encoder failure).
+                        cx.stats.events_dropped_unencodable += 1;
+                        let total = cx.stats.events_dropped_unencodable;
+                        if log_allowed(total) {
+                            tracing::debug!(error = %e, total, "EVENT payload not representable for a subscriber");
                         }
                         None
                     }
@@ -411,9 +414,10 @@ pub(crate) fn deliver_retained(cx: &mut Out, realms: &mut Realms, s: &Session, s
     let frame = match encode_frame(c.info.framing, &msg) {
         Ok(f) => f,
         Err(e) => {
-            cx.stats.encode_failures += 1;
-            if log_allowed(cx.stats.encode_failures) {
-                tracing::warn!(error = %e, total = cx.stats.encode_failures, "retained EVENT encoding failed");
+            cx.stats.events_dropped_unencodable += 1;
+            let total = cx.stats.events_dropped_unencodable;
+            if log_allowed(total) {
+                tracing::debug!(error = %e, total, "retained EVENT payload not representable for a subscriber");
             }
             return;
         }

@@ -69,6 +69,10 @@ pub struct Stats {
     pub events_delivered: u64,
     pub events_dropped_slow: u64,
     pub events_dropped_too_big: u64,
+    /// EVENTs not delivered because the payload has no form in the subscriber's serializer
+    /// (a MessagePack map with a boolean key for a JSON or CBOR subscriber): peer input, not
+    /// a router failure.
+    pub events_dropped_unencodable: u64,
     pub slow_consumer_disconnects: u64,
     /// Sessions ended through the meta API (`wamp.session.kill*`).
     pub sessions_killed: u64,
@@ -139,6 +143,7 @@ impl Default for Stats {
             events_delivered: 0,
             events_dropped_slow: 0,
             events_dropped_too_big: 0,
+            events_dropped_unencodable: 0,
             slow_consumer_disconnects: 0,
             sessions_killed: 0,
             testaments_added: 0,
@@ -323,6 +328,11 @@ pub(crate) fn render_prometheus(snaps: &[Snapshot]) -> String {
         "events_dropped_too_big_total",
         "Messages dropped because the peer's RawSocket limit is smaller.",
         events_dropped_too_big
+    );
+    shard_counter!(
+        "events_dropped_unencodable_total",
+        "EVENTs not delivered because their payload has no form in the subscriber's serializer.",
+        events_dropped_unencodable
     );
     shard_counter!("slow_consumer_disconnects_total", "Sessions closed as slow consumers.", slow_consumer_disconnects);
     shard_counter!("sessions_killed_total", "Sessions ended by wamp.session.kill*.", sessions_killed);
