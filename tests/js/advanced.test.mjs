@@ -123,7 +123,7 @@ describe('Advanced Profile router features (Autobahn|JS, wampy)', { timeout: 60_
   it('progressive call invocations: a wampy stream reaches the callee in order', async () => {
     const r = env.router;
     const proc = `test.js.stream.${uid()}`;
-    const callee = track(await rawSession(r, { callee: { features: { progressive_call_invocations: true } } }));
+    const callee = track(await rawSession(r, { callee: { features: { progressive_call_invocations: true, call_canceling: true } } }));
     callee.send([64, 1, {}, proc]);
     const registered = await callee.next((m) => m[0] === 65 || m[0] === 8);
     assert.equal(registered[0], 65, JSON.stringify(registered));
