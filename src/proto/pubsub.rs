@@ -14,7 +14,7 @@ use super::frame::{
 };
 use super::mesh::{Identity, MeshMsg, Publication, ShardSet, StoreMsg, SubMsg, SubTarget};
 use super::meta::{self, subscriptions};
-use super::out::{Class, Out, Pushed, log_allowed, push_frame, refusal};
+use super::out::{Class, Conn, Out, Pushed, log_allowed, push_frame, refusal};
 use super::realm::{Realm, Realms};
 use super::session::{Session, Sessions};
 use super::stats::Stats;
@@ -199,16 +199,15 @@ pub(crate) fn deliver_local(cx: &mut Out, realm: &mut Realm, p: &Publication, ta
             let slot = &mut frames[framing.index()];
             if slot.is_none() {
                 let ser = framing.serializer;
-                let tail_len = parts.tail_len(ser);
-                // Every frame is longer than its tail; the head adds at most its fixed part
-                // and the Details (an unknown tail length bounds nothing).
-                let least = tail_len.unwrap_or(0) + 1;
-                let most = || match tail_len {
-                    Some(n) => n.saturating_add(EVENT_HEAD_FIXED_MAX_BYTES + parts.details(ser, t.pattern).len()),
-                    None => usize::MAX,
-                };
-                if let Some(refused) = refusal(c, least, most, Class::Event, cx.pending_bytes_max) {
-                    cx.count_unqueued(m.conn, refused, least);
+                let mut refused = parts.refusal(c, ser, t.pattern, cx.pending_bytes_max);
+                if refused.is_none() && parts.tail_len(ser).is_none() {
+                    // A transcoded tail's length is known once it is encoded (once per
+                    // serializer); then ask again before building this subscription's head.
+                    parts.encode_tail(&mut cx.stats, ser);
+                    refused = parts.refusal(c, ser, t.pattern, cx.pending_bytes_max);
+                }
+                if let Some(refused) = refused {
+                    cx.count_unqueued(m.conn, refused, parts.tail_len(ser).unwrap_or(0));
                     continue;
                 }
                 *slot = Some(parts.frame(&mut cx.stats, framing, t).map(Rc::new));
@@ -265,16 +264,36 @@ impl<'p> EventParts<'p> {
         })
     }
 
+    /// What `c` would certainly do with this publication's EVENT through a subscription
+    /// (`pattern` or not) in serializer `ser`, judged before it is built (`out::refusal`):
+    /// every frame is longer than its tail, and its head adds at most its fixed part and
+    /// the Details. An unknown tail length (not encoded yet, or failed) bounds nothing.
+    fn refusal(&mut self, c: &Conn, ser: Serializer, pattern: bool, pending_bytes_max: usize) -> Option<Pushed> {
+        let tail_len = self.tail_len(ser);
+        let least = tail_len.unwrap_or(0) + 1;
+        let most = || match tail_len {
+            Some(n) => n.saturating_add(EVENT_HEAD_FIXED_MAX_BYTES + self.details(ser, pattern).len()),
+            None => usize::MAX,
+        };
+        refusal(c, least, most, Class::Event, pending_bytes_max)
+    }
+
+    /// Encode the tail for `ser` unless that was done (or tried) already.
+    fn encode_tail(&mut self, stats: &mut Stats, ser: Serializer) {
+        let p = self.p;
+        self.tails[ser as usize - 1].get_or_insert_with(|| {
+            stats.event_payload_encodes += 1;
+            encode_tail(ser, &p.payload).map_err(|e| event_unencodable(stats, &e)).ok()
+        });
+    }
+
     /// The EVENT frame through subscription `t` for `framing`, encoding the tail first if
     /// it is the serializer's first. None if it cannot be encoded (counted and logged).
     fn frame(&mut self, stats: &mut Stats, framing: Framing, t: &SubTarget) -> Option<SplitFrame> {
         let ser = framing.serializer;
+        self.encode_tail(stats, ser);
+        let tail = self.tails[ser as usize - 1].clone().flatten()?;
         let p = self.p;
-        let tail = self.tails[ser as usize - 1].get_or_insert_with(|| {
-            stats.event_payload_encodes += 1;
-            encode_tail(ser, &p.payload).map_err(|e| event_unencodable(stats, &e)).ok()
-        });
-        let tail = tail.clone()?;
         let details = self.details(ser, t.pattern);
         encode_event_split(framing, t.subscription, p.id, details, p.payload.count, &tail)
             .map_err(|e| event_unencodable(stats, &e))
