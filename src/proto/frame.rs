@@ -134,6 +134,8 @@ pub struct SplitFrame {
     head: Vec<u8>,
     head_start: usize,
     tail: Bytes,
+    /// The whole frame's length (read once per receiver, so kept rather than summed).
+    len: usize,
 }
 
 impl SplitFrame {
@@ -143,7 +145,7 @@ impl SplitFrame {
     }
 
     pub fn len(&self) -> usize {
-        self.head.len() - self.head_start + self.tail.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
@@ -177,18 +179,18 @@ pub fn encode_event_split(
     debug_assert!(head.len() - details.len() <= EVENT_HEAD_FIXED_MAX_BYTES);
     let body_len = head.len() - HEADROOM + tail.len();
     let head_start = write_header(framing, body_len, &mut head)?;
-    Ok(SplitFrame { head, head_start, tail: tail.clone() })
+    let len = head.len() - head_start + tail.len();
+    Ok(SplitFrame { head, head_start, tail: tail.clone(), len })
 }
 
-/// One queued frame: owned by its connection, shared by every receiver of a fan-out on
-/// this shard, or an EVENT in two parts (its tail shared further, by every subscription of
+/// One queued frame: owned by its connection, or an EVENT in two parts shared by every
+/// receiver of a fan-out on this shard (its tail shared further, by every subscription of
 /// the publication). Shared frames use a non-atomic count: frames never leave their shard,
 /// and an atomic increment and decrement per receiver was ~16% of the router's CPU in a
-/// 1→1000 fan-out (perf).
+/// 1→1000 fan-out (perf). Two variants keep the enum as small as `Bytes` (32 bytes).
 #[derive(Clone, Debug)]
 pub enum OutFrame {
     Owned(Bytes),
-    Shared(Rc<Bytes>),
     Split(Rc<SplitFrame>),
 }
 
@@ -197,7 +199,6 @@ impl OutFrame {
     pub fn parts(&self) -> (&[u8], &[u8]) {
         match self {
             OutFrame::Owned(b) => (b, &[]),
-            OutFrame::Shared(b) => (b, &[]),
             OutFrame::Split(f) => f.parts(),
         }
     }
@@ -206,7 +207,6 @@ impl OutFrame {
     pub fn len(&self) -> usize {
         match self {
             OutFrame::Owned(b) => b.len(),
-            OutFrame::Shared(b) => b.len(),
             OutFrame::Split(f) => f.len(),
         }
     }
@@ -232,7 +232,14 @@ pub struct OutQueue {
 impl OutQueue {
     pub fn push(&mut self, frame: impl Into<OutFrame>) {
         let frame = frame.into();
-        self.bytes += frame.len();
+        self.push_sized(frame.len(), frame);
+    }
+
+    /// [`push`](Self::push) a frame whose length the caller already has.
+    #[inline]
+    pub(crate) fn push_sized(&mut self, len: usize, frame: OutFrame) {
+        debug_assert_eq!(len, frame.len());
+        self.bytes += len;
         self.frames.push_back(frame);
     }
 
@@ -278,6 +285,8 @@ impl OutQueue {
         self.bytes = 0;
     }
 }
+
+const _: () = assert!(std::mem::size_of::<OutFrame>() == std::mem::size_of::<Bytes>());
 
 #[cfg(test)]
 mod tests {
@@ -392,7 +401,7 @@ mod tests {
     }
 
     /// Goal: the writer's coalescing takes split frames whole, head before tail, and keeps
-    /// the queue's byte count. Method: queue owned, split and shared frames; drain with a
+    /// the queue's byte count. Method: queue owned and split frames; drain with a
     /// batch limit that falls inside a split frame, then the rest.
     #[test]
     fn queues_drain_split_frames_in_order() {
@@ -403,12 +412,12 @@ mod tests {
         encode_dict(framing.serializer, &Dict::new(), &mut details);
         let split = Rc::new(encode_event_split(framing, 7, 8, &details, payload.count, &tail).expect("split"));
         let first = Bytes::from_static(b"first");
-        let last = Rc::new(Bytes::from_static(b"last"));
+        let last = Bytes::from_static(b"last");
         let mut q = OutQueue::default();
         q.push(first.clone());
         q.push(OutFrame::Split(split.clone()));
         q.push(OutFrame::Split(split.clone()));
-        q.push(OutFrame::Shared(last.clone()));
+        q.push(last.clone());
         assert_eq!(q.bytes(), 5 + 2 * split.len() + 4);
         let mut out = Vec::new();
         let moved = q.drain_into(&mut out, 5 + split.len() + 1);

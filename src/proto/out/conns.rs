@@ -241,8 +241,9 @@ pub(crate) enum Pushed {
 }
 
 /// Queue `frame` on connection `c` (id `conn`), applying the size limit and the
-/// slow-consumer policy. The hot path of fan-out: no lookups, no counters.
-#[inline]
+/// slow-consumer policy. The hot path of fan-out: no lookups, no counters. Always inlined:
+/// out of line it cost a 1→100 fan-out ~10% more instructions (callgrind, `bench/fanout.rs`).
+#[inline(always)]
 pub(crate) fn push_frame(
     c: &mut Conn,
     conn: ConnId,
@@ -254,13 +255,14 @@ pub(crate) fn push_frame(
     if c.closing {
         return Pushed::Skipped;
     }
-    if frame.len() > c.info.max_out_message.saturating_add(4) {
+    let len = frame.len();
+    if len > c.info.max_out_message.saturating_add(4) {
         return Pushed::TooBig;
     }
-    if c.out.bytes() + frame.len() > pending_bytes_max {
+    if c.out.bytes() + len > pending_bytes_max {
         return over_cap(c, class);
     }
-    c.out.push(frame);
+    c.out.push_sized(len, frame);
     if !c.dirty {
         c.dirty = true;
         dirty.push(conn);
@@ -296,6 +298,7 @@ pub(crate) fn refusal(
 
 /// A frame of `class` does not fit under `c`'s pending-bytes cap: dropped (EVENTs under the
 /// drop policy) or the connection is a slow consumer.
+#[inline]
 fn over_cap(c: &Conn, class: Class) -> Pushed {
     if class == Class::Event && c.slow_policy == SlowConsumerPolicy::Drop {
         return Pushed::DroppedSlow;
