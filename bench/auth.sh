@@ -422,8 +422,37 @@ for k in kinds:
     def pair(router):
         t, p = by_run(f"fanout-{tls}", router, ev), by_run(f"fanout-{plain}", router, ev)
         return ", ".join(f"{t[i]/p[i]:.2f}" for i in sorted(t) if p.get(i))
-    add(f"| TLS / plaintext (medians; per repetition) | **{sr:.2f}×** ({pair('shardbar')}) | {cr:.2f}× ({pair('crossbar')}) | | "
-        f"shardbar ≥ 0.7× | {met(sr >= 0.7)} |")
+    def paired(router):
+        t, p = by_run(f"fanout-{tls}", router, ev), by_run(f"fanout-{plain}", router, ev)
+        v = [t[i] / p[i] for i in sorted(t) if p.get(i)]
+        return statistics.median(v) if v else float("nan")
+    spr, cpr = paired("shardbar"), paired("crossbar")
+    # Judged on the paired figure: TLS and plaintext of one repetition ran back to back on
+    # the same router, so their ratio cancels what the machine did between repetitions.
+    add(f"| TLS / plaintext, median of the per-repetition ratios (each repetition) | **{spr:.2f}×** ({pair('shardbar')}) | "
+        f"{cpr:.2f}× ({pair('crossbar')}) | | shardbar ≥ 0.7× | {met(spr >= 0.7)} |")
+    add(f"| TLS / plaintext, ratio of the medians above | {sr:.2f}× | {cr:.2f}× | | | |")
+    # The router's own cost: loadgen shares the two cores and decrypts every TLS stream, so
+    # delivered/s also measures the client. Events per CPU-second of the router process
+    # (loadgen --pid: user + system time over the measurement) do not.
+    eff = lambda r: r["cpu"]["received_per_cpu_s"]
+    cores = lambda r: r["cpu"]["cores"]
+    def f2(v):
+        return "n/a" if v != v else f"{v:.2f}"
+    def eff_pair(router):
+        t, p = by_run(f"fanout-{tls}", router, eff), by_run(f"fanout-{plain}", router, eff)
+        v = [t[i] / p[i] for i in sorted(t) if p.get(i)]
+        return (statistics.median(v) if v else float("nan")), ", ".join(f"{x:.2f}" for x in v)
+    add(f"| router CPU during the measurement, plaintext / TLS (cores, median) | "
+        f"{f2(med('fanout-'+plain,'shardbar',cores)[0])} / {f2(med('fanout-'+tls,'shardbar',cores)[0])} | "
+        f"{f2(med('fanout-'+plain,'crossbar',cores)[0])} / {f2(med('fanout-'+tls,'crossbar',cores)[0])} | | | |")
+    add(f"| events delivered per router CPU-second, plaintext / TLS (median) | "
+        f"{fmt(med('fanout-'+plain,'shardbar',eff)[0])} / {fmt(med('fanout-'+tls,'shardbar',eff)[0])} | "
+        f"{fmt(med('fanout-'+plain,'crossbar',eff)[0])} / {fmt(med('fanout-'+tls,'crossbar',eff)[0])} | | | |")
+    se, sel = eff_pair("shardbar")
+    ce, cel = eff_pair("crossbar")
+    add(f"| TLS / plaintext per router CPU-second, median of the per-repetition ratios (each) | **{f2(se)}×** ({sel}) | "
+        f"{f2(ce)}× ({cel}) | | | |")
     p99 = lambda r: r["latency"]["p99_us"]
     add(f"| p99 publish→deliver, plaintext / TLS (closed loop, window in flight) | "
         f"{fmt(med('fanout-'+plain,'shardbar',p99)[0],'us')} / {fmt(med('fanout-'+tls,'shardbar',p99)[0],'us')} | "
@@ -433,6 +462,10 @@ for k in kinds:
         f"{med('fanout-'+plain,'shardbar',su)[0]:.2f} s / {med('fanout-'+tls,'shardbar',su)[0]:.2f} s | "
         f"{med('fanout-'+plain,'crossbar',su)[0]:.2f} s / {med('fanout-'+tls,'crossbar',su)[0]:.2f} s | | | |")
     add("")
+    add("loadgen runs on the same two cores and decrypts every subscriber's TLS stream itself, so the "
+        "delivered/s ratio also carries the client's TLS cost; the router's own is the events it delivers "
+        "per CPU-second it uses (`loadgen --pid`: the router's user + system time over the measurement). "
+        "The target is judged on delivered/s, as the issue states it.\n")
 
 lt = E["LOGIN_TRANSPORT"]
 for m, title in (("cryptosign", "cryptosign (Ed25519)"), ("wampcra-salted", "salted WAMP-CRA (PBKDF2-SHA256, 1000 iterations)")):

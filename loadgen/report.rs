@@ -7,6 +7,19 @@ use serde::{Deserialize, Serialize};
 use crate::seq::Integrity;
 use crate::stats::{LatencySummary, Point};
 
+/// CPU the process under test (`--pid`, with its descendants) used during the measurement.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CpuReport {
+    pub pid: u32,
+    /// User + system seconds between the start and the end of the measurement.
+    pub cpu_s: f64,
+    /// cpu_s / measured_s: how many cores it kept busy.
+    pub cores: f64,
+    /// Messages received by loadgen per CPU-second of the process: its efficiency, which
+    /// the machine's other load (loadgen itself) does not change the way it changes rates.
+    pub received_per_cpu_s: f64,
+}
+
 /// Memory of the process under test (`--pid`), KiB; the whole process tree.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RssReport {
@@ -100,6 +113,8 @@ pub struct Report {
     /// HdrHistogram V2 compressed, base64, nanoseconds.
     pub histogram: String,
     pub rss: Option<RssReport>,
+    #[serde(default)]
+    pub cpu: Option<CpuReport>,
     /// The run met its integrity checks (see the exit status in `--help`).
     pub ok: bool,
 }
@@ -228,6 +243,16 @@ impl Report {
                 r.growth_kib,
                 r.end_kib,
                 if r.grew_under_load { "  ← grew under load (buffering, no push-back)" } else { "" }
+            );
+        }
+        if let Some(c) = &self.cpu {
+            let _ = writeln!(
+                s,
+                "  cpu (pid {})  {:.2} s during the measurement ({:.2} cores), {}msg received per CPU-second",
+                c.pid,
+                c.cpu_s,
+                c.cores,
+                si(c.received_per_cpu_s)
             );
         }
         for e in &self.errors {

@@ -17,7 +17,7 @@ use crate::cli::{Options, Scenario};
 use crate::client::{Target, Transport, parse_url};
 use crate::plan::{Plan, RoleSpec};
 use crate::raw_server::RawServer;
-use crate::report::{LoginReport, Report, RssReport};
+use crate::report::{CpuReport, LoginReport, Report, RssReport};
 use crate::seq::Integrity;
 use crate::stats::Latency;
 use crate::sys;
@@ -234,6 +234,8 @@ pub fn run(o: &Options) -> Result<Report, String> {
     // 2. Load (or, for connections, hold).
     let rss_ready;
     let measured_s;
+    // The process under test's CPU seconds at the start and end of the measurement.
+    let mut cpu_window: Option<(f64, f64)> = None;
     if storm {
         rss_ready = o.pid.and_then(sys::tree_rss_kib);
         measured_s = setup_s;
@@ -258,8 +260,12 @@ pub fn run(o: &Options) -> Result<Report, String> {
         shared.measure_end_ns.store(measure_end, Ordering::SeqCst);
         shared.go.store(true, Ordering::SeqCst);
         shared.wake_all();
+        let mut cpu_start = None;
         loop {
             let now = shared.now_ns();
+            if now >= measure_start && cpu_start.is_none() {
+                cpu_start = o.pid.and_then(sys::tree_cpu_s);
+            }
             if now >= measure_end {
                 break;
             }
@@ -269,6 +275,9 @@ pub fn run(o: &Options) -> Result<Report, String> {
             std::thread::sleep(Duration::from_millis(20).min(Duration::from_nanos(measure_end - now)));
         }
         measured_s = plan.duration.as_secs_f64();
+        if let (Some(a), Some(b)) = (cpu_start, o.pid.and_then(sys::tree_cpu_s)) {
+            cpu_window = Some((a, b));
+        }
         // Drain: wait for what is in flight.
         let drain_end = Instant::now() + plan.drain;
         while Instant::now() < drain_end {
@@ -365,6 +374,15 @@ pub fn run(o: &Options) -> Result<Report, String> {
         }
     });
     drop(sampler);
+    let cpu = o.pid.zip(cpu_window).map(|(pid, (a, b))| {
+        let cpu_s = (b - a).max(0.0);
+        CpuReport {
+            pid,
+            cpu_s,
+            cores: cpu_s / measured_s.max(1e-9),
+            received_per_cpu_s: if cpu_s > 0.0 { received as f64 / cpu_s } else { 0.0 },
+        }
+    });
     let (latency_kind, lat) = match o.scenario {
         Scenario::Connections | Scenario::Logins => ("connect→WELCOME", &setup),
         _ if rpc => ("call→result", &latency),
@@ -413,6 +431,7 @@ pub fn run(o: &Options) -> Result<Report, String> {
         distribution: lat.distribution(),
         histogram: lat.to_base64(),
         rss,
+        cpu,
         ok,
     })
 }

@@ -177,6 +177,27 @@ pub fn tree_rss_kib(pid: u32) -> Option<u64> {
     Some(own + process_tree(pid).iter().skip(1).filter_map(|&p| rss_kib(p)).sum::<u64>())
 }
 
+/// CPU time (user + system, seconds) `pid` and its descendants have used so far.
+pub fn tree_cpu_s(pid: u32) -> Option<f64> {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks <= 0 {
+        return None;
+    }
+    let own = cpu_ticks(pid)?;
+    let all = own + process_tree(pid).iter().skip(1).filter_map(|&p| cpu_ticks(p)).sum::<u64>();
+    Some(all as f64 / ticks as f64)
+}
+
+/// utime + stime of one process, in clock ticks (`/proc/PID/stat` fields 14 and 15).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut after = s[s.rfind(')')? + 1..].split_whitespace().skip(11);
+    let utime: u64 = after.next()?.parse().ok()?;
+    let stime: u64 = after.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
 /// Read and discard everything a non-blocking socket has, for at most `limit`: true if
 /// the peer closed it (EOF or reset), false if it is still open with nothing more coming.
 pub fn drained_to_eof(fd: RawFd, limit: Duration) -> bool {

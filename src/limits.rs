@@ -101,6 +101,15 @@ pub const URI_LEN_MAX_BYTES: usize = 4 * 1024;
 /// than a short one. Outcome: the error text is shortened, nothing else.
 pub const ERROR_PEER_TEXT_MAX_CHARS: usize = 256;
 
+/// Bytes a router-written text (an ERROR's message, an ABORT's or GOODBYE's
+/// `Details.message`) is cut to when the whole message is larger than the peer's RawSocket
+/// limit. The text quotes up to `ERROR_PEER_TEXT_MAX_CHARS` characters of the peer's own
+/// string, up to 4 bytes each, so it can pass 1 KiB, while a client may announce 512 bytes;
+/// 128 bytes of text fit a 512-byte limit in every serializer. If even the cut text does not
+/// fit (escaping), the text is left out. Outcome: the peer gets the message with a shorter
+/// text or none, never no message at all.
+pub const PEER_LIMIT_TEXT_BYTES: usize = 128;
+
 /// Deepest nesting of lists/dicts a decoder follows. Bounds recursion on hostile input.
 /// Outcome: protocol violation (ABORT).
 pub const VALUE_DEPTH_MAX: usize = 64;
@@ -182,6 +191,32 @@ pub const SESSION_INVOCATIONS_MAX: usize = 65_536;
 /// every shard whole (and each join scans it for the session), so without a cap n joins cost
 /// O(n²) on every shard. Outcome: ERROR `shardbar.error.limit_exceeded` on REGISTER.
 pub const REGISTRATION_CALLEES_MAX: usize = 1_024;
+
+/// Default memory budget for one realm's routes (subscriptions and registrations),
+/// `[[realm]] route_bytes_max`. Every shard keeps a replica of every route, so one route
+/// costs the process `route_cost_bytes` = (URI bytes + `ROUTE_OVERHEAD_BYTES`) × shards,
+/// and the budget bounds the realm's sum of that. Without it only the per-session caps
+/// bound the routes: 65 536 prefix subscriptions of 4 KiB per session, on every shard, is
+/// tens of GB. Each owner shard admits `budget / shards` of it for the routes it owns
+/// (`owner_shard` spreads (realm, URI, match) evenly), so the realm total never exceeds
+/// the budget, at the price of a refusal slightly before it when URIs hash unevenly.
+/// Outcome: the SUBSCRIBE/REGISTER that would create a route gets ERROR
+/// `shardbar.error.limit_exceeded`, counted in `shardbar_route_budget_refused_total`;
+/// joining an existing route costs nothing and is never refused.
+pub const REALM_ROUTE_BYTES_MAX: u64 = 256 << 20;
+
+/// Smallest and largest `route_bytes_max` a realm may set: below the floor a handful of
+/// routes would not fit on a many-shard router; the ceiling only catches typos.
+pub const REALM_ROUTE_BYTES_FLOOR: u64 = 64 << 10;
+pub const REALM_ROUTE_BYTES_CEILING: u64 = 1 << 40;
+
+/// What one route costs one replica besides its URI bytes, for the budget: the index's
+/// node or hash-map entry of the route (`bench/pattern.rs`, 10 000 patterns of 64 B: ~90 B
+/// per prefix, ~200 B per wildcard pattern when all branch off one node), the replica's
+/// ID → (URI, match) entry, a registration's callee list, and the owner's entries, rounded
+/// up to a round figure. Counted for every policy as if each replica copied the URI (the
+/// prefix and wildcard tries do; exact keys share one copy).
+pub const ROUTE_OVERHEAD_BYTES: u64 = 256;
 
 /// Most SUBSCRIBE/REGISTER requests of one session waiting for the shard barrier.
 /// Outcome: ERROR on the request.

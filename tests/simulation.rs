@@ -671,6 +671,47 @@ fn request_ids_out_of_range_abort() {
     });
 }
 
+/// Goal: a client that accepts only 512-byte messages (RawSocket L=0) still gets the ERROR
+/// and the ABORT its requests earn when the router's text quotes 256 four-byte characters of
+/// its input (over 1 KiB): the text is cut to fit instead of the whole message being dropped
+/// as too big, which left the request unanswered. Method: on random shards and serializers,
+/// a limited client publishes (acknowledged) to an invalid topic of emoji, calls a missing
+/// procedure of emoji, then sends CANCEL with an unknown mode of emoji.
+#[test]
+fn small_client_limit_gets_errors_and_aborts() {
+    for_seeds("small_client_limit_gets_errors_and_aborts", seeds(SEEDS / 10), |seed| {
+        let mut s = Sim::new(shards_for(seed), seed);
+        let (shard, ser) = (s.rng.below(s.shards()), serializer_for(s.rng.below(3)));
+        let c = s.connect_limited(shard, ser, Transport::RawSocket, 512);
+        s.hello(c);
+        let emoji = "\u{1F600}".repeat(300);
+        let ack = Dict::new().with("acknowledge", true);
+        let topic = format!("{emoji} x");
+        s.send(c, &Message::Publish { request: 1, options: ack, topic, payload: Default::default() });
+        let procedure = format!("sim.{emoji}");
+        s.send(c, &Message::Call { request: 2, options: Dict::new(), procedure, payload: Default::default() });
+        for (request, uri) in [(1, "wamp.error.invalid_uri"), (2, "wamp.error.no_such_procedure")] {
+            match s.wait_for(c, |m| matches!(m, Message::Error { request: r, .. } if *r == request)) {
+                Message::Error { error, payload, .. } => {
+                    assert_eq!(error, uri, "seed {seed}");
+                    let text = payload.args().expect("args");
+                    assert!(text[0].as_str().is_some_and(|t| t.ends_with('…')), "seed {seed}: {text:?}");
+                }
+                _ => unreachable!(),
+            }
+        }
+        s.send(c, &Message::Cancel { request: 3, options: Dict::new().with("mode", emoji.as_str()) });
+        match s.wait_for(c, |m| matches!(m, Message::Abort { .. })) {
+            Message::Abort { reason, details, .. } => {
+                assert_eq!(reason, "wamp.error.protocol_violation", "seed {seed}");
+                let text = details.get("message").and_then(Value::as_str).expect("message");
+                assert!(text.starts_with("CANCEL.Options.mode") && text.ends_with('…'), "seed {seed}: {text}");
+            }
+            _ => unreachable!(),
+        }
+    });
+}
+
 /// Goal: an RPC message that cannot be re-encoded for the receiver's serializer is answered,
 /// never dropped: the caller gets ERROR `wamp.error.invalid_argument` and the invocation is
 /// forgotten (so repeated attempts never make the callee look overloaded). Method: a
@@ -742,6 +783,129 @@ fn call_payload_bytes_are_budgeted() {
         let refused_again =
             s.clients[caller].inbox.iter().any(|m| matches!(m, Message::Error { request: r, .. } if *r == request));
         assert!(!refused_again, "seed {seed}: a finished call did not give its budget back");
+    });
+}
+
+/// The sum over shards of the realm1 samples of `/metrics` family `name`.
+fn realm1_metric(s: &Sim, name: &str) -> u64 {
+    let head = format!("shardbar_{name}{{");
+    s.cores
+        .iter()
+        .flat_map(|c| c.render_metrics().lines().map(str::to_owned).collect::<Vec<_>>())
+        .filter(|l| l.starts_with(&head) && l.contains("realm=\"realm1\""))
+        .map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok()).expect("metric value"))
+        .sum()
+}
+
+/// The largest realm1 sample of `/metrics` family `name` on one shard.
+fn realm1_metric_max(s: &Sim, name: &str) -> u64 {
+    let head = format!("shardbar_{name}{{");
+    s.cores
+        .iter()
+        .flat_map(|c| c.render_metrics().lines().map(str::to_owned).collect::<Vec<_>>())
+        .filter(|l| l.starts_with(&head) && l.contains("realm=\"realm1\""))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok()))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Send `msg` built with a fresh request ID and wait for the answer to it.
+fn request(s: &mut Sim, c: ClientId, msg: impl FnOnce(Id) -> Message) -> Message {
+    let request = s.next_request(c);
+    s.send(c, &msg(request));
+    s.wait_for(c, |m| match m {
+        Message::Subscribed { request: r, .. }
+        | Message::Unsubscribed { request: r, .. }
+        | Message::Registered { request: r, .. }
+        | Message::Unregistered { request: r, .. }
+        | Message::Error { request: r, .. } => *r == request,
+        _ => false,
+    })
+}
+
+/// Goal: a realm's routes are held to its memory budget (`route_bytes_max`): a SUBSCRIBE or
+/// REGISTER that would create a route past it gets ERROR `shardbar.error.limit_exceeded`
+/// and is counted in `/metrics`; the charges on all shards together stay within the
+/// budget and a refusal is justified on its owner; joining an existing route is never
+/// refused; deleting routes gives their budget back. Method: realm1 with the smallest
+/// budget; ~1 KiB prefix subscriptions, then registrations, until refused; a second
+/// session joins every subscription; everything is deleted; the refused ones now fit.
+#[test]
+fn route_memory_is_budgeted_per_realm() {
+    for_seeds("route_memory_is_budgeted_per_realm", seeds(SEEDS / 50), |seed| {
+        let budget = shardbar::limits::REALM_ROUTE_BYTES_FLOOR;
+        let mut config = RouterConfig::default();
+        config.realms[0].route_bytes_max = budget;
+        let shards = shards_for(seed);
+        let mut s = Sim::with_config(shards, seed, config);
+        let (a, b) = (random_client(&mut s), random_client(&mut s));
+        let head = format!("sim.budget.{}", "x".repeat(1000));
+        let cost = |uri: &str| (uri.len() as u64 + shardbar::limits::ROUTE_OVERHEAD_BYTES) * shards as u64;
+        let limited = "shardbar.error.limit_exceeded";
+        let prefix = || Dict::new().with("match", "prefix");
+
+        let mut subs = Vec::new();
+        let refused_topic = loop {
+            assert!(subs.len() < 100, "seed {seed}: never refused");
+            let topic = format!("{head}.t{}", subs.len());
+            match request(&mut s, a, |request| Message::Subscribe { request, options: prefix(), topic: topic.clone() })
+            {
+                Message::Subscribed { subscription, .. } => subs.push((topic, subscription)),
+                Message::Error { error, .. } => {
+                    assert_eq!(error, limited, "seed {seed}");
+                    break topic;
+                }
+                other => panic!("seed {seed}: {other:?}"),
+            }
+        };
+        let charged = realm1_metric(&s, "route_budget_bytes");
+        assert_eq!(charged, subs.iter().map(|(t, _)| cost(t)).sum::<u64>(), "seed {seed}");
+        assert!(charged <= budget, "seed {seed}: {charged} charged over a budget of {budget}");
+        let share = budget / shards as u64;
+        let fullest = realm1_metric_max(&s, "route_budget_bytes");
+        assert!(fullest + cost(&refused_topic) > share, "seed {seed}: refused with room left");
+        assert_eq!(realm1_metric(&s, "route_budget_refused_total"), 1, "seed {seed}");
+
+        for (topic, id) in &subs {
+            let joined =
+                request(&mut s, b, |request| Message::Subscribe { request, options: prefix(), topic: topic.clone() });
+            assert!(
+                matches!(joined, Message::Subscribed { subscription, .. } if subscription == *id),
+                "seed {seed}: {joined:?}"
+            );
+        }
+        let mut regs = Vec::new();
+        let refused_procedure = loop {
+            assert!(regs.len() < 100, "seed {seed}: never refused");
+            let procedure = format!("{head}.p{}", regs.len());
+            match s.register_wait(a, &procedure, Dict::new()) {
+                Ok(id) => regs.push(id),
+                Err(error) => {
+                    assert_eq!(error, limited, "seed {seed}");
+                    break procedure;
+                }
+            }
+        };
+        assert_eq!(realm1_metric(&s, "route_budget_refused_total"), 2, "seed {seed}");
+        assert!(realm1_metric(&s, "route_budget_bytes") <= budget, "seed {seed}");
+
+        for c in [a, b] {
+            for (_, subscription) in &subs {
+                let answer =
+                    request(&mut s, c, |request| Message::Unsubscribe { request, subscription: *subscription });
+                assert!(matches!(answer, Message::Unsubscribed { .. }), "seed {seed}: {answer:?}");
+            }
+        }
+        for registration in regs {
+            let answer = request(&mut s, a, |request| Message::Unregister { request, registration });
+            assert!(matches!(answer, Message::Unregistered { .. }), "seed {seed}: {answer:?}");
+        }
+        s.run_until_idle();
+        assert_eq!(realm1_metric(&s, "route_budget_bytes"), 0, "seed {seed}: budget not given back");
+        s.subscribe_wait(a, &refused_topic, prefix());
+        s.register_wait(a, &refused_procedure, Dict::new()).expect("room again");
+        let expected = cost(&refused_topic) + cost(&refused_procedure);
+        assert_eq!(realm1_metric(&s, "route_budget_bytes"), expected, "seed {seed}");
     });
 }
 

@@ -89,6 +89,7 @@ pub(super) struct FileRealm {
     pub(super) call_timeout_max_ms: Option<i64>,
     pub(super) meta_api: Option<bool>,
     pub(super) history: Option<Vec<FileHistory>>,
+    pub(super) route_bytes_max: Option<i64>,
 }
 
 /// `[[realm.history]]`: a topic (pattern) whose publications are kept.

@@ -365,9 +365,17 @@ fn realms(c: &Check, raw: Vec<FileRealm>) -> Result<Vec<RealmConfig>, ConfigErro
             call_timeout_max: timeout_ms("call_timeout_max_ms", r.call_timeout_max_ms)?,
             meta_api: r.meta_api.unwrap_or(true),
             history: history(c, &key("history"), r.history.unwrap_or_default())?,
+            route_bytes_max: route_bytes_max(c, &key("route_bytes_max"), r.route_bytes_max)?,
         });
     }
     Ok(realms)
+}
+
+/// `route_bytes_max`: the realm's route budget, within the floor and ceiling.
+fn route_bytes_max(c: &Check, key: &str, v: Option<i64>) -> Result<u64, ConfigError> {
+    let Some(v) = v else { return Ok(limits::REALM_ROUTE_BYTES_MAX) };
+    let (lo, hi) = (limits::REALM_ROUTE_BYTES_FLOOR as i64, limits::REALM_ROUTE_BYTES_CEILING as i64);
+    Ok(c.range(key, v, lo, hi)? as u64)
 }
 
 /// `[[realm.history]]`s: a valid URI for its match policy, each (uri, match) once, a limit
@@ -443,6 +451,19 @@ mod tests {
         assert!(e.message.contains("shardz"), "{e}");
         let e = from_str("[router]\nshards = \"two\"\n").unwrap_err();
         assert!(e.message.contains("shards"), "{e}");
+    }
+
+    #[test]
+    fn route_budget_defaults_and_validates() {
+        // Goal: a realm's route budget defaults to limits.rs, can be set, and a value out
+        // of range names the key and the bounds. Method: three realms, one bad file.
+        let c = from_str("[[realm]]\nname = \"a\"\n[[realm]]\nname = \"b\"\nroute_bytes_max = 1048576\n").unwrap();
+        assert_eq!(c.router.realms[0].route_bytes_max, limits::REALM_ROUTE_BYTES_MAX);
+        assert_eq!(c.router.realms[1].route_bytes_max, 1 << 20);
+        let e = from_str("[[realm]]\nname = \"a\"\nroute_bytes_max = 100\n").unwrap_err();
+        assert_eq!(e.key, "realm[0].route_bytes_max");
+        let (lo, hi) = (limits::REALM_ROUTE_BYTES_FLOOR, limits::REALM_ROUTE_BYTES_CEILING);
+        assert_eq!(e.message, format!("expected an integer from {lo} to {hi}, found 100"));
     }
 
     #[test]

@@ -2,16 +2,22 @@
 //! SUBSCRIBED/REGISTERED safe: the owner of (realm, URI, match) assigns the ID, keeps the
 //! authoritative shard set / callee list, pushes every change to all replicas, and for an
 //! addition answers the requesting shard only once every other shard acknowledged.
+//!
+//! The owner also keeps the realm's route budget (`limits::REALM_ROUTE_BYTES_MAX`): a
+//! request that would create a route is charged [`route_cost_bytes`] against this shard's
+//! share of the budget, or refused when it does not fit; the route's deletion gives the
+//! charge back. Joining an existing route costs nothing.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::broker::OwnedSub;
-use super::dealer::{OwnedReg, OwnedRegView};
+use super::dealer::{OwnedReg, OwnedRegView, RegisterRefused};
 use super::mesh::{BarrierId, Callee, InvokePolicy, MeshMsg, RegMsg, ShardId, SubMsg};
-use super::out::Out;
-use super::realm::Realms;
-use super::wire::Id;
+use super::out::{Out, log_allowed};
+use super::realm::{Realm, Realms};
+use super::wire::{Id, peer_text};
+use crate::limits;
 use crate::proto::Map;
 
 /// What happens when a barrier completes.
@@ -41,20 +47,31 @@ impl Control {
         match msg {
             SubMsg::Req { realm, topic, policy, token } => {
                 let owner = cx.shard;
-                let (sub, changed) = realms.get_or_create(&realm).broker.owner_add(owner, &topic, policy, from, cx.now);
+                let r = realms.get_or_create(&realm);
+                if !r.broker.owns(&topic, policy) && !charge_route(cx, r, &topic) {
+                    cx.send_mesh(from, MeshMsg::Sub(SubMsg::Refused { realm, token }));
+                    return;
+                }
+                let (sub, changed) = r.broker.owner_add(owner, &topic, policy, from, cx.now);
                 let created = sub.is_new(changed).then(|| cx.wall(sub.created));
                 let sub = sub.clone();
                 let done =
                     BarrierDone::Subscribe { to: from, realm: realm.clone(), token, subscription: sub.id, created };
                 self.broadcast_barrier(cx, realms, done, |barrier| sub_route(&realm, &sub, barrier));
             }
-            SubMsg::Release { realm, subscription, session } => {
+            SubMsg::Release { realm, subscription, session, left_at } => {
                 let r = realms.get_or_create(&realm);
                 let meta_api = r.config.meta_api;
-                if let Some(sub) = r.broker.owner_release(subscription, from) {
+                if let Some(sub) = r.broker.owner_release(subscription, from, (left_at, session)) {
+                    if sub.shards == 0 {
+                        release_route(cx, r, &sub.topic);
+                    }
                     broadcast(cx, realms, || sub_route(&realm, &sub, None));
-                    if sub.shards == 0 && session != 0 && meta_api {
-                        cx.send_mesh(from, MeshMsg::Sub(SubMsg::Deleted { realm, subscription, session }));
+                    if sub.shards == 0
+                        && meta_api
+                        && let Some((_, shard, session)) = sub.last_leave
+                    {
+                        cx.send_mesh(shard, MeshMsg::Sub(SubMsg::Deleted { realm, subscription, session }));
                     }
                 }
             }
@@ -65,7 +82,9 @@ impl Control {
                     cx.send_mesh(from, MeshMsg::BarrierAck { barrier });
                 }
             }
-            SubMsg::Done { .. } | SubMsg::Deleted { .. } => debug_assert!(false, "requester messages go to pubsub"),
+            SubMsg::Done { .. } | SubMsg::Refused { .. } | SubMsg::Deleted { .. } => {
+                debug_assert!(false, "requester messages go to pubsub")
+            }
         }
     }
 
@@ -76,9 +95,20 @@ impl Control {
             RegMsg::Req { realm, procedure, policy, invoke, disclose_caller, callee, token } => {
                 let owner = cx.shard;
                 let callee = Callee { shard: from, session: callee };
-                let dealer = &mut realms.get_or_create(&realm).dealer;
-                match dealer.owner_register(owner, &procedure, policy, invoke, disclose_caller, callee, cx.now) {
+                let r = realms.get_or_create(&realm);
+                let new = !r.dealer.owns(&procedure, policy);
+                let result = if new && !charge_route(cx, r, &procedure) {
+                    Err(RegisterRefused::RouteBudget)
+                } else {
+                    r.dealer.owner_register(owner, &procedure, policy, invoke, disclose_caller, callee, cx.now)
+                };
+                match result {
                     Err(refused) => {
+                        // (A new registration is never refused past the budget; if it were,
+                        // its charge goes back.)
+                        if new && refused != RegisterRefused::RouteBudget {
+                            release_route(cx, r, &procedure);
+                        }
                         let done = RegMsg::Done { realm, token, result: Err(refused), created: None };
                         cx.send_mesh(from, MeshMsg::Reg(done));
                     }
@@ -95,8 +125,12 @@ impl Control {
                 }
             }
             RegMsg::UnregReq { realm, registration, callee, token } => {
-                let result = realms.get_or_create(&realm).dealer.owner_unregister(registration, callee);
+                let r = realms.get_or_create(&realm);
+                let result = r.dealer.owner_unregister(registration, callee);
                 let deleted = result.as_ref().is_some_and(|reg| reg.callees.is_empty());
+                if let Some(reg) = result.as_ref().filter(|_| deleted) {
+                    release_route(cx, r, &reg.procedure);
+                }
                 cx.send_mesh(from, MeshMsg::Reg(RegMsg::UnregDone { token, deleted }));
                 if let Some(reg) = result {
                     let callees = Arc::new(reg.callees.clone());
@@ -152,6 +186,45 @@ impl Control {
             self.barriers.insert(id, Barrier { remaining: cx.shards - 1, done });
         }
     }
+}
+
+/// What one route costs the process, for the realm's route budget: its URI bytes plus
+/// `limits::ROUTE_OVERHEAD_BYTES`, in each of the `shards` replicas.
+pub(crate) fn route_cost_bytes(uri: &str, shards: usize) -> u64 {
+    (uri.len() as u64 + limits::ROUTE_OVERHEAD_BYTES) * shards as u64
+}
+
+/// Charge `realm`'s route budget on this owner shard for a new route on `uri`: false
+/// (counted, and logged rate-limited) when it does not fit in this shard's share,
+/// `route_bytes_max / shards`, so the shards' charges together never exceed the budget.
+fn charge_route(cx: &Out, realm: &mut Realm, uri: &str) -> bool {
+    let cost = route_cost_bytes(uri, cx.shards);
+    let share = realm.config.route_bytes_max / cx.shards as u64;
+    if realm.route_bytes + cost <= share {
+        realm.route_bytes += cost;
+        return true;
+    }
+    realm.stats.route_budget_refused += 1;
+    let total = realm.stats.route_budget_refused;
+    if log_allowed(total) {
+        tracing::warn!(
+            realm = %realm.name,
+            uri = %peer_text(uri),
+            charged = realm.route_bytes,
+            cost,
+            share,
+            total,
+            "route budget full (route_bytes_max): SUBSCRIBE/REGISTER refused"
+        );
+    }
+    false
+}
+
+/// Give back the charge of a deleted route on `uri`.
+fn release_route(cx: &Out, realm: &mut Realm, uri: &str) {
+    let cost = route_cost_bytes(uri, cx.shards);
+    debug_assert!(realm.route_bytes >= cost, "route budget released more than it was charged");
+    realm.route_bytes = realm.route_bytes.saturating_sub(cost);
 }
 
 /// Send a route update to every other shard without waiting, and apply it here.

@@ -260,11 +260,17 @@ pub enum SubMsg {
     /// (wall clock) when this request created the subscription, so the requesting shard
     /// publishes `wamp.subscription.on_create` before its `on_subscribe`.
     Done { realm: Arc<str>, token: u64, subscription: Id, created: Option<SystemTime> },
-    /// A shard lost its last member, session `session` (0: none to report): to the owner.
-    Release { realm: Arc<str>, subscription: Id, session: Id },
-    /// The owner's answer to a `Release` that deleted the subscription (only in realms with
-    /// the meta API, and not for session 0): the releasing shard publishes
-    /// `wamp.subscription.on_delete` after its `on_unsubscribe`.
+    /// The owner's answer when creating the subscription would exceed the realm's route
+    /// budget (`limits::REALM_ROUTE_BYTES_MAX`): every waiting SUBSCRIBE gets an ERROR.
+    Refused { realm: Arc<str>, token: u64 },
+    /// A shard lost its last member, session `session` (0: none to report), at `left_at`:
+    /// to the owner.
+    Release { realm: Arc<str>, subscription: Id, session: Id, left_at: Instant },
+    /// The owner's answer to the `Release` that deleted the subscription (only in realms with
+    /// the meta API), sent to the shard of the session that left last by the shards' clock
+    /// (not the last release to arrive: releases from two shards may cross on the mesh, after
+    /// one session's leave happened before the other's). That shard publishes
+    /// `wamp.subscription.on_delete` after the session's `on_unsubscribe`.
     Deleted { realm: Arc<str>, subscription: Id, session: Id },
     /// The owner's route update for every replica (no shards = deleted).
     Route {

@@ -20,7 +20,9 @@ pub mod mesh;
 pub(crate) mod meta;
 pub(crate) mod options;
 mod out;
-pub(crate) mod pattern;
+// Public (hidden) only so `bench/pattern.rs` can measure the index directly.
+#[doc(hidden)]
+pub mod pattern;
 mod permit;
 mod pubsub;
 pub mod realm;

@@ -283,7 +283,7 @@ impl<'p> EventParts<'p> {
         let p = self.p;
         self.tails[ser as usize - 1].get_or_insert_with(|| {
             stats.event_payload_encodes += 1;
-            encode_tail(ser, &p.payload).map_err(|e| event_unencodable(stats, &e)).ok()
+            encode_tail(ser, &p.payload).map_err(|e| payload_unrepresentable(stats, &e)).ok()
         });
     }
 
@@ -301,7 +301,20 @@ impl<'p> EventParts<'p> {
     }
 }
 
-/// Count and (rate-limited) log an EVENT that could not be encoded.
+/// The publisher's payload cannot be written in a subscriber's serializer (a MessagePack
+/// map with a boolean key for a JSON or CBOR subscriber): peer input, counted once per
+/// serializer and publication (not an encoder failure).
+#[cold]
+fn payload_unrepresentable(stats: &mut Stats, e: &DecodeError) {
+    stats.events_dropped_unencodable += 1;
+    let total = stats.events_dropped_unencodable;
+    if log_allowed(total) {
+        tracing::debug!(error = %e, total, "EVENT payload not representable for a subscriber");
+    }
+}
+
+/// Count and (rate-limited) log an EVENT that could not be encoded (a bug: the payload was
+/// encoded, and a frame too big for a RawSocket peer is refused before it is built).
 #[cold]
 fn event_unencodable(stats: &mut Stats, e: &DecodeError) {
     stats.encode_failures += 1;
@@ -392,7 +405,7 @@ pub(crate) fn revoke(cx: &mut Out, realm: &mut Realm, s: &mut Session, subscript
 fn leave(cx: &mut Out, realm: &mut Realm, s: &mut Session, subscription: Id) {
     s.subscriptions.remove(&subscription);
     if realm.broker.leave(subscription, s.id) == Leave::LastLeft {
-        let release = SubMsg::Release { realm: s.realm.clone(), subscription, session: s.id };
+        let release = SubMsg::Release { realm: s.realm.clone(), subscription, session: s.id, left_at: cx.now };
         cx.send_mesh(owner_of(subscription), MeshMsg::Sub(release));
     }
     subscriptions::on_unsubscribe(cx, realm, s.id, subscription);
@@ -433,7 +446,32 @@ pub(crate) fn on_subscribe_done(
     }
     if r.broker.local_remove_if_empty(subscription) {
         // Nobody saw it created here, so nobody is told it is deleted (session 0).
-        cx.send_mesh(owner_of(subscription), MeshMsg::Sub(SubMsg::Release { realm, subscription, session: 0 }));
+        cx.send_mesh(
+            owner_of(subscription),
+            MeshMsg::Sub(SubMsg::Release { realm, subscription, session: 0, left_at: cx.now }),
+        );
+    }
+}
+
+/// The owner refused to create this shard's subscription (the realm's route budget is
+/// full): every waiting SUBSCRIBE gets ERROR `shardbar.error.limit_exceeded`.
+pub(crate) fn on_subscribe_refused(
+    cx: &mut Out,
+    realms: &mut Realms,
+    sessions: &mut Sessions,
+    realm: &str,
+    token: u64,
+) {
+    let Some(r) = realms.get_mut(realm) else { return };
+    let Some((topic, _, waiters)) = r.broker.pending_finish(token) else { return };
+    for w in waiters {
+        let Some(s) = sessions.get_mut(&w.session) else { continue };
+        s.pending_subscribes = s.pending_subscribes.saturating_sub(1);
+        let msg = format!(
+            "topic {} not subscribed: the realm's route memory budget (route_bytes_max) is full",
+            peer_text(&topic)
+        );
+        cx.error(s.conn, code::SUBSCRIBE, w.request, uris::LIMIT_EXCEEDED, Some(msg));
     }
 }
 
@@ -445,7 +483,7 @@ pub(crate) fn leave_all(cx: &mut Out, realm: &mut Realm, s: &Session) {
     subs.sort_unstable();
     for sub in subs {
         if realm.broker.leave(sub, s.id) == Leave::LastLeft {
-            let release = SubMsg::Release { realm: s.realm.clone(), subscription: sub, session: s.id };
+            let release = SubMsg::Release { realm: s.realm.clone(), subscription: sub, session: s.id, left_at: cx.now };
             cx.send_mesh(owner_of(sub), MeshMsg::Sub(release));
         }
         subscriptions::on_unsubscribe(cx, realm, s.id, sub);
@@ -476,9 +514,10 @@ pub(crate) fn deliver_retained(cx: &mut Out, realms: &mut Realms, s: &Session, s
     let frame = match encode_frame(c.info.framing, &msg) {
         Ok(f) => f,
         Err(e) => {
-            cx.stats.encode_failures += 1;
-            if log_allowed(cx.stats.encode_failures) {
-                tracing::warn!(error = %e, total = cx.stats.encode_failures, "retained EVENT encoding failed");
+            cx.stats.events_dropped_unencodable += 1;
+            let total = cx.stats.events_dropped_unencodable;
+            if log_allowed(total) {
+                tracing::debug!(error = %e, total, "retained EVENT payload not representable for a subscriber");
             }
             return;
         }

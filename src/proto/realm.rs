@@ -60,6 +60,9 @@ pub struct RealmConfig {
     /// Topics whose publications are kept for `wamp.subscription.get_events`
     /// (`[[realm.history]]`).
     pub history: Vec<HistoryEntry>,
+    /// Memory budget for the realm's routes, all replicas together
+    /// (`limits::REALM_ROUTE_BYTES_MAX`; charged by `control`).
+    pub route_bytes_max: u64,
 }
 
 /// One `[[realm.history]]` entry: publications matching (uri, policy) are kept, the newest
@@ -118,6 +121,7 @@ impl RealmConfig {
             call_timeout_max: None,
             meta_api: true,
             history: Vec::new(),
+            route_bytes_max: limits::REALM_ROUTE_BYTES_MAX,
         }
     }
 }
@@ -215,6 +219,9 @@ pub(crate) struct Realm {
     pub dealer: Dealer,
     /// Established sessions of this realm on this shard.
     pub sessions: usize,
+    /// Route budget charged for the subscriptions and registrations this shard owns
+    /// (`control::route_cost_bytes` each; at most `route_bytes_max / shards`).
+    pub route_bytes: u64,
     pub stats: RealmStats,
     /// Static authorization decisions already made here (`authz::Memo`).
     pub authz_memo: Memo,
@@ -241,6 +248,7 @@ impl Realm {
             broker: Broker::default(),
             dealer: Dealer::default(),
             sessions: 0,
+            route_bytes: 0,
             stats: RealmStats::default(),
             authz_memo: Memo::default(),
             touched: false,

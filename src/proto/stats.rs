@@ -46,6 +46,8 @@ pub struct RealmStats {
     pub calls: u64,
     pub calls_ok: u64,
     pub calls_error: u64,
+    /// SUBSCRIBE/REGISTER refused on this owner shard: the realm's route budget was full.
+    pub route_budget_refused: u64,
     /// Requests denied by authorization, by (role, action); at most
     /// `limits::DENIAL_COUNTERS_MAX` keys, then `_other`.
     pub denied: std::collections::BTreeMap<(std::sync::Arc<str>, crate::proto::authz::Action), u64>,
@@ -67,6 +69,10 @@ pub struct Stats {
     pub events_delivered: u64,
     pub events_dropped_slow: u64,
     pub events_dropped_too_big: u64,
+    /// EVENTs not delivered because the payload has no form in the subscriber's serializer
+    /// (a MessagePack map with a boolean key for a JSON or CBOR subscriber): peer input, not
+    /// a router failure.
+    pub events_dropped_unencodable: u64,
     pub slow_consumer_disconnects: u64,
     /// Sessions ended through the meta API (`wamp.session.kill*`).
     pub sessions_killed: u64,
@@ -141,6 +147,7 @@ impl Default for Stats {
             events_delivered: 0,
             events_dropped_slow: 0,
             events_dropped_too_big: 0,
+            events_dropped_unencodable: 0,
             slow_consumer_disconnects: 0,
             sessions_killed: 0,
             testaments_added: 0,
@@ -203,6 +210,8 @@ pub struct RealmSnapshot {
     pub sessions: u64,
     pub subscriptions: u64,
     pub registrations: u64,
+    /// Route budget charged for the routes this shard owns (`Realm::route_bytes`).
+    pub route_bytes: u64,
 }
 
 /// Everything one shard reports for `/metrics`.
@@ -325,6 +334,11 @@ pub(crate) fn render_prometheus(snaps: &[Snapshot]) -> String {
         "Messages dropped because the peer's RawSocket limit is smaller.",
         events_dropped_too_big
     );
+    shard_counter!(
+        "events_dropped_unencodable_total",
+        "EVENTs not delivered because their payload has no form in the subscriber's serializer.",
+        events_dropped_unencodable
+    );
     shard_counter!("slow_consumer_disconnects_total", "Sessions closed as slow consumers.", slow_consumer_disconnects);
     shard_counter!("sessions_killed_total", "Sessions ended by wamp.session.kill*.", sessions_killed);
     render_testaments(&mut o, snaps);
@@ -364,6 +378,18 @@ pub(crate) fn render_prometheus(snaps: &[Snapshot]) -> String {
         .subscriptions);
     realm_metric!("gauge", "registrations", "Registrations in the shard's routing replica.", |r: &RealmSnapshot| r
         .registrations);
+    realm_metric!(
+        "gauge",
+        "route_budget_bytes",
+        "Route budget charged for the routes this shard owns (URI + overhead, times shards).",
+        |r: &RealmSnapshot| r.route_bytes
+    );
+    realm_metric!(
+        "counter",
+        "route_budget_refused_total",
+        "SUBSCRIBE/REGISTER refused: the realm's route budget (route_bytes_max) was full.",
+        |r: &RealmSnapshot| r.stats.route_budget_refused
+    );
     shard_counter!("mesh_batches_sent_total", "Batches sent to other shards.", mesh_batches_out);
     shard_counter!(
         "mesh_messages_sent_total",

@@ -207,3 +207,57 @@ async def test_scrapes_gathering_at_once_are_capped_and_counted(mrouter):
     assert answers.count(200) >= 1 and answers.count(503) >= 1, answers
     refused = total(scrape(mrouter.metrics_port), "shardbar_metrics_requests_refused_total")
     assert refused == answers.count(503), (refused, answers)
+
+
+async def test_route_budget_refuses_counts_and_frees(make_router):
+    # Goal: a realm's `route_bytes_max` (config file) bounds its routes: past it a SUBSCRIBE
+    # or REGISTER that would create a route gets ERROR shardbar.error.limit_exceeded, counted
+    # in shardbar_route_budget_refused_total, with the charge (shardbar_route_budget_bytes)
+    # within the budget; unsubscribing and unregistering give the room back.
+    # Method: realm1 with the smallest budget (64 KiB) on 2 shards, so each owner shard
+    # admits 32 KiB and a ~2 KiB route costs (URI + 256) x 2 bytes; prefix subscriptions,
+    # then registrations, until refused; scrape; delete everything; the refused ones fit.
+    from autobahn.wamp.exception import ApplicationError
+    from autobahn.wamp.types import SubscribeOptions
+
+    budget = 65536
+    r = make_router(name="budget", limits={"ping_interval_ms": 0}, realms=[{"name": "realm1", "route_bytes_max": budget}])
+    head = "test.budget." + "x" * 2000
+    async with Pool(r) as pool:
+        s = await pool.connect("rs-msgpack", shard=0)
+        subs, refused_topic = [], None
+        for i in range(100):
+            topic = f"{head}.t{i}"
+            try:
+                subs.append((topic, await s.subscribe(lambda *a: None, topic, options=SubscribeOptions(match="prefix"))))
+            except ApplicationError as e:
+                assert e.error == "shardbar.error.limit_exceeded", e
+                assert "route_bytes_max" in str(e.args), e
+                refused_topic = topic
+                break
+        assert refused_topic is not None and subs, "never refused, or refused at once"
+        regs, refused_procedure = [], None
+        for i in range(100):
+            procedure = f"{head}.p{i}"
+            try:
+                regs.append((procedure, await s.register(lambda: None, procedure)))
+            except ApplicationError as e:
+                assert e.error == "shardbar.error.limit_exceeded", e
+                refused_procedure = procedure
+                break
+        assert refused_procedure is not None, "registrations never refused"
+
+        m = scrape(r.metrics_port)
+        assert total(m, "shardbar_route_budget_refused_total", realm="realm1") == 2
+        charged = total(m, "shardbar_route_budget_bytes", realm="realm1")
+        assert charged == sum((len(uri) + 256) * r.shards for uri, _ in subs + regs), (charged, subs, regs)
+        assert charged <= budget
+
+        for _, sub in subs:
+            await sub.unsubscribe()
+        for _, reg in regs:
+            await reg.unregister()
+        await asyncio.sleep(0.1)
+        assert total(scrape(r.metrics_port), "shardbar_route_budget_bytes", realm="realm1") == 0
+        await s.subscribe(lambda *a: None, refused_topic, options=SubscribeOptions(match="prefix"))
+        await s.register(lambda: None, refused_procedure)

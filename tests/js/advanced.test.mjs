@@ -249,6 +249,49 @@ describe('meta API, retained events, event history, testaments (Autobahn|JS)', {
     assert.deepEqual(all.map((e) => e.args[0]), [4, 3, 2], 'the ring keeps the newest 3');
   });
 
+  it('the other procedures and each feature\'s errors (Autobahn|JS)', async () => {
+    const r = env.router;
+    const base = `test.js.rest.${uid()}`;
+    const caller = track(await connectAutobahn(r));
+    const member = track(await connectOnOtherShard(() => connectAutobahn(r, { serializer: 'msgpack' }), caller.shard));
+    const me = member.session.id;
+    const call = (proc, args = [], kwargs = {}) => caller.session.call(proc, args, kwargs);
+
+    const exact = await member.session.subscribe(`${base}.one`, () => {});
+    const prefix = await member.session.subscribe(base, () => {}, { match: 'prefix' });
+    assert.deepEqual(await call('wamp.subscription.list', [me]), { exact: [exact.id], prefix: [prefix.id], wildcard: [] });
+    assert.deepEqual(await call('wamp.subscription.match', [`${base}.one`]), [exact.id, prefix.id].sort((a, b) => a - b));
+    assert.equal(await call('wamp.subscription.lookup', [base], { match: 'prefix' }), prefix.id);
+
+    const reg = await member.session.register(`${base}.proc`, () => 'ok');
+    const list = await call('wamp.registration.list', [me]);
+    assert.deepEqual(list.exact, [reg.id]);
+    assert.equal(await call('wamp.registration.match', [`${base}.proc`]), reg.id);
+    assert.equal(await call('wamp.registration.count_callees', [reg.id]), 1);
+
+    // Removing the member: the router ends its subscription and its registration.
+    assert.equal(await call('wamp.subscription.remove_subscriber', [exact.id, me]), null);
+    assert.deepEqual(await call('wamp.subscription.list', [me]), { exact: [], prefix: [prefix.id], wildcard: [] });
+    assert.equal(await call('wamp.registration.remove_callee', [reg.id, me]), null);
+    assert.equal(await autobahnError(call('wamp.registration.count_callees', [reg.id])), 'wamp.error.no_such_registration');
+    assert.equal(await autobahnError(call('wamp.registration.get', [1])), 'wamp.error.no_such_registration');
+    assert.equal(await autobahnError(call('wamp.subscription.list_subscribers', [1])), 'wamp.error.no_such_subscription');
+    assert.equal(await autobahnError(call('wamp.session.kill', [1])), 'wamp.error.no_such_session');
+
+    // get_events on a subscription without history; a testament with a bad scope; flush.
+    assert.equal(await autobahnError(call('wamp.subscription.get_events', [prefix.id])), 'wamp.error.history_unavailable');
+    assert.equal(await autobahnError(call('wamp.session.add_testament', [`${base}.will`, [], {}], { scope: 'soon' })),
+      'wamp.error.testament_error');
+    await call('wamp.session.add_testament', [`${base}.will`, ['a'], {}]);
+    await call('wamp.session.add_testament', [`${base}.will`, ['b'], {}], { scope: 'detached' });
+    assert.equal(await call('wamp.session.flush_testaments'), 1);
+    assert.equal(await call('wamp.session.flush_testaments', [], { scope: 'detached' }), 1);
+
+    // kill_by_authid / kill_by_authrole spare the caller; here the member's authid is its own.
+    const killed = await call('wamp.session.kill_by_authid', [member.details.authid]);
+    assert.deepEqual(killed, [me]);
+  });
+
   it('testament: published as the leaving session when it says GOODBYE', async () => {
     const r = env.router;
     const topic = `test.js.will.${uid()}`;

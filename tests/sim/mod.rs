@@ -98,9 +98,21 @@ impl Sim {
     /// Open a connection on `shard` over `transport` (frames are RawSocket-framed in the
     /// simulation either way; the transport decides the liveness-ping policy).
     pub fn connect_over(&mut self, shard: usize, ser: Serializer, transport: Transport) -> ClientId {
+        self.connect_limited(shard, ser, transport, usize::MAX)
+    }
+
+    /// Open a connection whose client accepts messages of at most `max_out_message` bytes
+    /// (the RawSocket handshake's limit).
+    pub fn connect_limited(
+        &mut self,
+        shard: usize,
+        ser: Serializer,
+        transport: Transport,
+        max_out_message: usize,
+    ) -> ClientId {
         let framing = Framing { transport, serializer: ser };
-        let conn = self.cores[shard]
-            .handle_open(ConnInfo { framing, max_out_message: usize::MAX, origin: Default::default() }, self.now);
+        let conn =
+            self.cores[shard].handle_open(ConnInfo { framing, max_out_message, origin: Default::default() }, self.now);
         self.clients.push(Client {
             shard,
             conn,

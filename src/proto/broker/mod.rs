@@ -39,6 +39,8 @@ pub struct OwnedSub {
     pub shards: ShardSet,
     /// When the owner created it (`wamp.subscription.get`'s `created`).
     pub created: Instant,
+    /// The latest reported leave: (when, shard, session); `on_delete` is that session's.
+    pub last_leave: Option<(Instant, usize, Id)>,
 }
 
 impl OwnedSub {
@@ -184,7 +186,10 @@ impl Broker {
             self.next_seq += 1;
             let id = router_scope_id(self.next_seq, owner);
             self.owned_by_id.insert(id, key.clone());
-            self.owned.insert(key.clone(), OwnedSub { id, topic: topic.clone(), policy, shards: 0, created: now });
+            self.owned.insert(
+                key.clone(),
+                OwnedSub { id, topic: topic.clone(), policy, shards: 0, created: now, last_leave: None },
+            );
         }
         let sub = self.owned.get_mut(&key).expect("inserted above");
         let bit = 1u64 << shard;
@@ -193,12 +198,22 @@ impl Broker {
         (sub, changed)
     }
 
-    /// Remove `shard` from subscription `id`. Returns the subscription's new state (shard
-    /// set 0 = deleted), or None if the owner does not know it.
-    pub fn owner_release(&mut self, id: Id, shard: usize) -> Option<OwnedSub> {
+    /// Whether this shard owns a subscription of exactly (topic, policy).
+    pub fn owns(&self, topic: &Arc<str>, policy: MatchPolicy) -> bool {
+        self.owned.contains_key(&(topic.clone(), policy))
+    }
+
+    /// Remove `shard` from subscription `id`; `leave` is the (time, session) of the member
+    /// whose leave released it (session 0: none to report). Returns the subscription's new
+    /// state (shard set 0 = deleted), or None if the owner does not know it.
+    pub fn owner_release(&mut self, id: Id, shard: usize, leave: (Instant, Id)) -> Option<OwnedSub> {
         let key = self.owned_by_id.get(&id)?.clone();
         let sub = self.owned.get_mut(&key)?;
         sub.shards &= !(1u64 << shard);
+        let (at, session) = leave;
+        if session != 0 && sub.last_leave.is_none_or(|(t, _, _)| at >= t) {
+            sub.last_leave = Some((at, shard, session));
+        }
         let out = sub.clone();
         if out.shards == 0 {
             self.owned.remove(&key);
@@ -409,9 +424,14 @@ mod tests {
         assert!(!changed);
         assert_eq!(s.id, id);
         b.owner_add(1, &t, MatchPolicy::Exact, 3, Instant::now());
-        assert_eq!(b.owner_release(id, 0).unwrap().shards, 0b1000);
-        assert_eq!(b.owner_release(id, 3).unwrap().shards, 0);
-        assert!(b.owner_release(id, 3).is_none());
+        // Shard 0's member left after shard 3's, but its release arrives first: the delete
+        // is still the later leaver's.
+        let (early, late) = (Instant::now(), Instant::now() + std::time::Duration::from_millis(1));
+        assert_eq!(b.owner_release(id, 0, (late, 7)).unwrap().shards, 0b1000);
+        let gone = b.owner_release(id, 3, (early, 9)).unwrap();
+        assert_eq!(gone.shards, 0);
+        assert_eq!(gone.last_leave, Some((late, 0, 7)));
+        assert!(b.owner_release(id, 3, (late, 9)).is_none());
         // A new subscription for the same topic gets a new ID.
         let (s, _) = b.owner_add(1, &t, MatchPolicy::Exact, 0, Instant::now());
         assert_ne!(s.id, id);

@@ -242,6 +242,9 @@ impl ShardCore {
             MeshMsg::Sub(SubMsg::Done { realm, token, subscription, created }) => {
                 pubsub::on_subscribe_done(cx, realms, sessions, realm, token, subscription, created)
             }
+            MeshMsg::Sub(SubMsg::Refused { realm, token }) => {
+                pubsub::on_subscribe_refused(cx, realms, sessions, &realm, token)
+            }
             MeshMsg::Sub(SubMsg::Deleted { realm, subscription, session }) => {
                 if let Some(r) = realms.get_mut(&realm) {
                     meta::subscriptions::on_delete(cx, r, session, subscription);

@@ -405,8 +405,11 @@ impl ShardCore {
                 tracing::debug!(conn, message = %v, total = self.cx.stats.protocol_violations, "protocol violation");
             }
         }
-        let details = Dict::new().with("message", why.to_string());
-        self.cx.send(conn, &Message::Abort { details, reason: why.uri().to_owned(), payload: Payload::empty() });
+        let (text, reason) = (why.to_string(), why.uri());
+        self.cx.send_with_text(conn, Some(&text), |m| {
+            let details = m.map_or_else(Dict::new, |m| Dict::new().with("message", m));
+            Message::Abort { details, reason: reason.to_owned(), payload: Payload::empty() }
+        });
         if let Some(sid) = self.session_of(conn) {
             self.end_session(sid);
         }

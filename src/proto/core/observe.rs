@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::super::mesh::{MeshMsg, StatsMsg};
 use super::super::out::CoreEvent;
 use super::super::realm::Realm;
-use super::super::stats::{RealmSnapshot, Snapshot};
+use super::super::stats::{RealmSnapshot, Snapshot, render_prometheus};
 use super::ShardCore;
 
 impl ShardCore {
@@ -37,9 +37,16 @@ impl ShardCore {
                 sessions: r.sessions as u64,
                 subscriptions: r.broker.route_count() as u64,
                 registrations: r.dealer.route_count() as u64,
+                route_bytes: r.route_bytes,
             });
         }
         snap
+    }
+
+    /// This shard's part of `/metrics`, rendered alone (for tests that drive cores directly;
+    /// the runtime renders all shards' snapshots together).
+    pub fn render_metrics(&self) -> String {
+        render_prometheus(&[self.snapshot()])
     }
 
     /// Start gathering every shard's snapshot; poll [`ShardCore::take_stats`] with the token.

@@ -228,11 +228,10 @@ impl ShardCore {
     /// for the client's echo like at shutdown.
     fn kill(&mut self, sid: Id, conn: ConnId, reason: &str, message: Option<&str>) {
         self.cx.stats.sessions_killed += 1;
-        let details = match message {
-            Some(m) => Dict::new().with("message", m),
-            None => Dict::new(),
-        };
-        self.cx.send(conn, &Message::Goodbye { details, reason: reason.to_owned() });
+        self.cx.send_with_text(conn, message, |m| {
+            let details = m.map_or_else(Dict::new, |m| Dict::new().with("message", m));
+            Message::Goodbye { details, reason: reason.to_owned() }
+        });
         self.end_session(sid);
         if let Some(c) = self.cx.conns.get_mut(conn) {
             c.state = ConnState::Closing;
@@ -287,10 +286,14 @@ impl ShardCore {
         }
     }
 
-    /// RESULT with one positional value.
+    /// RESULT with one positional value; if the client cannot take it (larger than its
+    /// RawSocket limit), ERROR wamp.error.payload_size_exceeded instead of nothing.
     pub(super) fn result(&mut self, conn: ConnId, request: Id, value: Value) {
         let ser = self.cx.conns.get(conn).map(|c| c.info.framing.serializer).unwrap_or_default();
         let payload = Payload::from_values(ser, Some(&[value]), None);
-        self.cx.send(conn, &Message::Result { request, details: Dict::new(), payload });
+        if let Err(why) = self.cx.try_send(conn, &Message::Result { request, details: Dict::new(), payload }) {
+            let (uri, message) = why.failure("RESULT", "this client");
+            self.cx.error(conn, code::CALL, request, uri, Some(message));
+        }
     }
 }

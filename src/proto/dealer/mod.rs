@@ -187,6 +187,11 @@ impl Dealer {
         Some(out)
     }
 
+    /// Whether this shard owns a registration of exactly (procedure, policy).
+    pub fn owns(&self, procedure: &Arc<str>, policy: MatchPolicy) -> bool {
+        self.owned.contains_key(&(procedure.clone(), policy))
+    }
+
     /// The registration `id` if this shard owns it.
     pub fn owned_reg(&self, id: Id) -> Option<&OwnedReg> {
         self.owned.get(self.owned_by_id.get(&id)?)
@@ -198,7 +203,7 @@ impl Dealer {
     }
 }
 
-/// Why the owner refused a REGISTER (all answered with `wamp.error.procedure_already_exists`).
+/// Why the owner refused a REGISTER (the ERROR's URI is [`RegisterRefused::uri`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RegisterRefused {
     /// Registered with `single`, or asked for `single` while registered.
@@ -209,12 +214,14 @@ pub enum RegisterRefused {
     SameSession,
     /// The shared registration has `limits::REGISTRATION_CALLEES_MAX` callees.
     TooManyCallees,
+    /// Creating it would exceed the realm's route budget (`limits::REALM_ROUTE_BYTES_MAX`).
+    RouteBudget,
 }
 
 impl RegisterRefused {
     pub fn uri(self) -> &'static str {
         match self {
-            RegisterRefused::TooManyCallees => crate::proto::uris::LIMIT_EXCEEDED,
+            RegisterRefused::TooManyCallees | RegisterRefused::RouteBudget => crate::proto::uris::LIMIT_EXCEEDED,
             _ => crate::proto::uris::PROCEDURE_ALREADY_EXISTS,
         }
     }
@@ -236,6 +243,9 @@ impl RegisterRefused {
                     limits::REGISTRATION_CALLEES_MAX
                 )
             }
+            RegisterRefused::RouteBudget => format!(
+                "procedure {procedure} not registered: the realm's route memory budget (route_bytes_max) is full"
+            ),
         }
     }
 }

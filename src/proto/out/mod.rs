@@ -204,11 +204,37 @@ impl Out {
         if frame.len() > max.saturating_add(4) {
             return Err(Undeliverable::TooBig(frame.len()));
         }
-        if let Message::Error { error, .. } = msg {
-            self.stats.count_error_uri(error);
+        match msg {
+            Message::Error { error, .. } => self.stats.count_error_uri(error),
+            Message::Abort { reason, .. } => self.stats.count_error_uri(reason),
+            _ => {}
         }
         self.push(conn, frame, Class::Control, msg.code());
         Ok(())
+    }
+
+    /// Send a message that carries a router-written `text` (`build(Some(text))`) so that it
+    /// reaches a peer whose RawSocket limit is smaller than the whole message: the text is
+    /// cut to `limits::PEER_LIMIT_TEXT_BYTES`, or left out (`build(None)`) if even that does
+    /// not fit. ERROR, ABORT and GOODBYE must not vanish for want of room for their text.
+    pub fn send_with_text(&mut self, conn: ConnId, text: Option<&str>, build: impl Fn(Option<&str>) -> Message) {
+        let why = match self.try_send(conn, &build(text)) {
+            Ok(()) => return,
+            Err(why) => why,
+        };
+        if let Undeliverable::TooBig(_) = why {
+            let cut = text.map(|t| cut_text(t, crate::limits::PEER_LIMIT_TEXT_BYTES));
+            if cut.is_some() && self.try_send(conn, &build(cut.as_deref())).is_ok() {
+                return;
+            }
+            if self.try_send(conn, &build(None)).is_ok() {
+                return;
+            }
+        }
+        self.stats.encode_failures += 1;
+        if log_allowed(self.stats.encode_failures) {
+            tracing::warn!(conn, reason = ?why, total = self.stats.encode_failures, "could not send {}", build(None).name());
+        }
     }
 
     /// Send a control message (dropped, counted and logged if it cannot be encoded).
@@ -231,16 +257,45 @@ impl Out {
         }
     }
 
-    /// ERROR for a request, with an optional human-readable message as `Arguments[0]`.
+    /// ERROR for a request, with an optional human-readable message as `Arguments[0]` (cut
+    /// or left out for a peer whose RawSocket limit is too small for it).
     pub fn error(&mut self, conn: ConnId, request_type: u64, request: Id, error: &str, message: Option<String>) {
         let c = self.conns.get(conn).map(|c| c.info.framing.serializer).unwrap_or_default();
-        let payload = match message {
-            Some(m) => Payload::from_values(c, Some(&[Value::Str(m)]), None),
-            None => Payload::empty(),
-        };
-        self.send(
-            conn,
-            &Message::Error { request_type, request, details: Dict::new(), error: error.to_owned(), payload },
-        );
+        self.send_with_text(conn, message.as_deref(), |m| {
+            let payload = match m {
+                Some(m) => Payload::from_values(c, Some(&[Value::str(m)]), None),
+                None => Payload::empty(),
+            };
+            Message::Error { request_type, request, details: Dict::new(), error: error.to_owned(), payload }
+        });
+    }
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, `…` marking the cut.
+fn cut_text(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut_text;
+
+    #[test]
+    fn cut_text_fits_and_marks_the_cut() {
+        // Goal: a text is kept whole up to the limit, else cut at a character boundary to
+        // at most `max` bytes with `…` at the end.
+        assert_eq!(cut_text("short", 128), "short");
+        let emoji = "\u{1F600}".repeat(100);
+        let cut = cut_text(&emoji, 128);
+        assert!(cut.len() <= 128 && cut.ends_with('…'), "{} bytes", cut.len());
+        assert_eq!(cut.chars().count(), 1 + (128 - 3) / 4);
+        assert_eq!(cut_text(&"a".repeat(200), 128).len(), 128);
     }
 }

@@ -31,7 +31,9 @@ pub(crate) fn start_invocation(cx: &mut Out, calls: &mut Calls, sessions: &Sessi
     if rpc.invocations.len() >= limits::SESSION_INVOCATIONS_MAX {
         return cx.send_mesh(inv.call.shard, bounce(Bounce::Overloaded));
     }
-    if inv.progress && !s.features.callee_progressive_invocations {
+    // The spec: a callee that takes progressive call invocations but cannot be interrupted
+    // counts as not taking them (a stream it cannot be told to drop would pin it).
+    if inv.progress && !(s.features.callee_progressive_invocations && s.features.callee_call_canceling) {
         let error = uris::FEATURE_NOT_SUPPORTED.to_owned();
         let message = "the callee does not take progressive call invocations".to_owned();
         let payload = Payload::from_values(Serializer::Json, Some(&[Value::Str(message)]), None);

@@ -4,23 +4,32 @@
 //!
 //! - Exact URIs live in a hash map.
 //! - `PrefixTrie`: WAMP prefix matching is by characters, not components
-//!   (`com.app.obj1` matches `com.app.obj1-sub`), so this is a byte trie; a lookup walks the
-//!   URI once and meets every pattern that ends on the way (shortest first).
-//! - `WildcardTrie`: a token trie with one wildcard child per node (an empty component in
-//!   the pattern matches any one component). A lookup follows the exact child and the
-//!   wildcard child per component; patterns must have the URI's component count.
+//!   (`com.app.obj1` matches `com.app.obj1-sub`), so this is a byte radix tree (edges
+//!   labelled with byte runs); a lookup walks the URI once and meets every pattern that
+//!   ends on the way (shortest first).
+//! - `WildcardTrie`: a component trie with one wildcard child per node (an empty component
+//!   in the pattern matches any one component), runs of concrete components with no
+//!   branch stored as one node. A lookup follows the exact child and the wildcard child
+//!   per component; patterns must have the URI's component count.
 //!
-//! A lookup costs O(URI length) for prefixes and O(matching paths) for wildcards, and
-//! allocates nothing for URIs of up to 31 components.
+//! Both are path-compressed: a node exists only where a pattern ends or patterns part, so
+//! a stored pattern costs its bytes once plus about one node, not a node per byte or per
+//! component (`bench/pattern.rs` measures it; every shard holds a replica). A lookup costs
+//! O(URI length) for prefixes and O(matching paths) for wildcards, and allocates nothing
+//! for URIs of up to 31 components.
 
-use std::ops::ControlFlow;
 use std::sync::Arc;
-
-use smallvec::SmallVec;
 
 use super::Map;
 use super::wire::uri::MatchPolicy;
 
+mod prefix;
+mod wildcard;
+
+use prefix::PrefixTrie;
+use wildcard::WildcardTrie;
+
+/// The root's index in both tries' node arenas.
 const ROOT: u32 = 0;
 
 /// Values keyed by (URI, [`MatchPolicy`]), with the two lookups a concrete URI needs:
@@ -147,405 +156,136 @@ impl<T> UriIndex<T> {
     }
 }
 
-/// A byte trie mapping prefix patterns to values.
-#[derive(Debug)]
-struct PrefixTrie<T> {
-    nodes: Vec<PrefixNode<T>>,
-    free: Vec<u32>,
-    len: usize,
-}
-
-#[derive(Debug)]
-struct PrefixNode<T> {
-    /// Children by next byte. Most nodes have one child, so a small vec beats a map.
-    children: Vec<(u8, u32)>,
-    value: Option<T>,
-}
-
-impl<T> Default for PrefixTrie<T> {
-    fn default() -> Self {
-        PrefixTrie { nodes: vec![PrefixNode { children: Vec::new(), value: None }], free: Vec::new(), len: 0 }
-    }
-}
-
-impl<T> PrefixTrie<T> {
-    fn child(&self, node: u32, b: u8) -> Option<u32> {
-        self.nodes[node as usize].children.iter().find(|(k, _)| *k == b).map(|&(_, n)| n)
-    }
-
-    fn alloc(&mut self) -> u32 {
-        let node = PrefixNode { children: Vec::new(), value: None };
-        match self.free.pop() {
-            Some(i) => {
-                self.nodes[i as usize] = node;
-                i
-            }
-            None => {
-                self.nodes.push(node);
-                (self.nodes.len() - 1) as u32
-            }
-        }
-    }
-
-    fn entry_or_insert_with(&mut self, pattern: &str, make: impl FnOnce() -> T) -> &mut T {
-        let mut node = ROOT;
-        for &b in pattern.as_bytes() {
-            node = match self.child(node, b) {
-                Some(n) => n,
-                None => {
-                    let n = self.alloc();
-                    self.nodes[node as usize].children.push((b, n));
-                    n
-                }
-            };
-        }
-        let slot = &mut self.nodes[node as usize].value;
-        if slot.is_none() {
-            self.len += 1;
-        }
-        slot.get_or_insert_with(make)
-    }
-
-    fn find(&self, pattern: &str) -> Option<u32> {
-        let mut node = ROOT;
-        for &b in pattern.as_bytes() {
-            node = self.child(node, b)?;
-        }
-        Some(node)
-    }
-
-    fn get(&self, pattern: &str) -> Option<&T> {
-        self.nodes[self.find(pattern)? as usize].value.as_ref()
-    }
-
-    #[cfg(test)]
-    fn get_mut(&mut self, pattern: &str) -> Option<&mut T> {
-        let n = self.find(pattern)?;
-        self.nodes[n as usize].value.as_mut()
-    }
-
-    /// Remove `pattern`, pruning nodes that no longer lead anywhere.
-    fn remove(&mut self, pattern: &str) -> Option<T> {
-        let mut path = Vec::with_capacity(pattern.len() + 1);
-        let mut node = ROOT;
-        path.push(node);
-        for &b in pattern.as_bytes() {
-            node = self.child(node, b)?;
-            path.push(node);
-        }
-        let value = self.nodes[node as usize].value.take()?;
-        self.len -= 1;
-        // Prune from the leaf up while a node is empty.
-        for i in (1..path.len()).rev() {
-            let n = path[i];
-            let empty = {
-                let nd = &self.nodes[n as usize];
-                nd.children.is_empty() && nd.value.is_none()
-            };
-            if !empty {
-                break;
-            }
-            let parent = path[i - 1];
-            self.nodes[parent as usize].children.retain(|&(_, c)| c != n);
-            self.free.push(n);
-        }
-        Some(value)
-    }
-
-    /// The node of every pattern that is a prefix of `uri`, shortest first.
-    fn walk(&self, uri: &str, mut visit: impl FnMut(u32)) {
-        if self.len == 0 {
-            return;
-        }
-        let mut node = ROOT;
-        if self.nodes[ROOT as usize].value.is_some() {
-            visit(ROOT);
-        }
-        for &b in uri.as_bytes() {
-            match self.child(node, b) {
-                Some(n) => node = n,
-                None => return,
-            }
-            if self.nodes[node as usize].value.is_some() {
-                visit(node);
-            }
-        }
-    }
-
-    /// Every pattern that is a prefix of `uri`, shortest first.
-    fn matches<'a>(&'a self, uri: &str, mut visit: impl FnMut(&'a T)) {
-        self.walk(uri, |n| {
-            if let Some(v) = &self.nodes[n as usize].value {
-                visit(v);
-            }
-        });
-    }
-
-    /// The node of the longest pattern that is a prefix of `uri`.
-    fn longest(&self, uri: &str) -> Option<u32> {
-        let mut best = None;
-        self.walk(uri, |n| best = Some(n));
-        best
-    }
-}
-
-/// A token trie mapping wildcard patterns to values.
-#[derive(Debug)]
-struct WildcardTrie<T> {
-    nodes: Vec<WildNode<T>>,
-    free: Vec<u32>,
-    len: usize,
-}
-
-#[derive(Debug)]
-struct WildNode<T> {
-    children: Map<Box<str>, u32>,
-    /// The child for an empty pattern component (matches any one component).
-    wild: Option<u32>,
-    value: Option<T>,
-}
-
-impl<T> WildNode<T> {
-    fn new() -> Self {
-        WildNode { children: Map::default(), wild: None, value: None }
-    }
-    fn is_empty(&self) -> bool {
-        self.children.is_empty() && self.wild.is_none() && self.value.is_none()
-    }
-}
-
-impl<T> Default for WildcardTrie<T> {
-    fn default() -> Self {
-        WildcardTrie { nodes: vec![WildNode::new()], free: Vec::new(), len: 0 }
-    }
-}
-
-impl<T> WildcardTrie<T> {
-    fn alloc(&mut self) -> u32 {
-        match self.free.pop() {
-            Some(i) => {
-                self.nodes[i as usize] = WildNode::new();
-                i
-            }
-            None => {
-                self.nodes.push(WildNode::new());
-                (self.nodes.len() - 1) as u32
-            }
-        }
-    }
-
-    fn step(&self, node: u32, component: &str) -> Option<u32> {
-        let n = &self.nodes[node as usize];
-        if component.is_empty() { n.wild } else { n.children.get(component).copied() }
-    }
-
-    fn entry_or_insert_with(&mut self, pattern: &str, make: impl FnOnce() -> T) -> &mut T {
-        let mut node = ROOT;
-        for component in pattern.split('.') {
-            node = match self.step(node, component) {
-                Some(n) => n,
-                None => {
-                    let n = self.alloc();
-                    let parent = &mut self.nodes[node as usize];
-                    if component.is_empty() {
-                        parent.wild = Some(n);
-                    } else {
-                        parent.children.insert(component.into(), n);
-                    }
-                    n
-                }
-            };
-        }
-        let slot = &mut self.nodes[node as usize].value;
-        if slot.is_none() {
-            self.len += 1;
-        }
-        slot.get_or_insert_with(make)
-    }
-
-    fn find(&self, pattern: &str) -> Option<u32> {
-        let mut node = ROOT;
-        for component in pattern.split('.') {
-            node = self.step(node, component)?;
-        }
-        Some(node)
-    }
-
-    fn get(&self, pattern: &str) -> Option<&T> {
-        self.nodes[self.find(pattern)? as usize].value.as_ref()
-    }
-
-    #[cfg(test)]
-    fn get_mut(&mut self, pattern: &str) -> Option<&mut T> {
-        let n = self.find(pattern)?;
-        self.nodes[n as usize].value.as_mut()
-    }
-
-    fn remove(&mut self, pattern: &str) -> Option<T> {
-        let mut path: Vec<(u32, &str)> = Vec::new();
-        let mut node = ROOT;
-        for component in pattern.split('.') {
-            let next = self.step(node, component)?;
-            path.push((node, component));
-            node = next;
-        }
-        let value = self.nodes[node as usize].value.take()?;
-        self.len -= 1;
-        // Prune empty nodes from the leaf up.
-        let mut child = node;
-        for &(parent, component) in path.iter().rev() {
-            if !self.nodes[child as usize].is_empty() {
-                break;
-            }
-            let p = &mut self.nodes[parent as usize];
-            if component.is_empty() {
-                p.wild = None;
-            } else {
-                p.children.remove(component);
-            }
-            self.free.push(child);
-            child = parent;
-        }
-        Some(value)
-    }
-
-    /// The node of every pattern matching `uri` (same component count; empty pattern
-    /// components match any component), most specific first, until `visit` breaks.
-    ///
-    /// A depth-first walk that tries the exact child before the wildcard child, so patterns
-    /// come in decreasing order of their component sequences with concrete > wildcard:
-    /// the first is the one whose first wildcard comes latest (ties: the next wildcard),
-    /// which is the spec's best match.
-    fn walk(&self, uri: &str, mut visit: impl FnMut(u32) -> ControlFlow<()>) {
-        if self.len == 0 {
-            return;
-        }
-        // Each entry is a node and the byte offset of the URI component it consumes next;
-        // `done` means all consumed. The stack holds at most one wildcard sibling per level
-        // plus the current node, so it stays inline up to 31 components (and URIs are
-        // bounded by `limits::URI_LEN_MAX_BYTES`).
-        let done = uri.len() + 1;
-        let mut stack: SmallVec<[(u32, usize); 32]> = smallvec::smallvec![(ROOT, 0)];
-        while let Some((node, start)) = stack.pop() {
-            let n = &self.nodes[node as usize];
-            if start == done {
-                if n.value.is_some() && visit(node).is_break() {
-                    return;
-                }
-                continue;
-            }
-            // `start` follows a '.' (or is 0), so it is a char boundary.
-            let rest = &uri.as_bytes()[start..];
-            let len = rest.iter().position(|&b| b == b'.').unwrap_or(rest.len());
-            let next = start + len + 1;
-            if let Some(w) = n.wild {
-                stack.push((w, next));
-            }
-            if len > 0
-                && let Some(&c) = n.children.get(&uri[start..start + len])
-            {
-                stack.push((c, next));
-            }
-        }
-    }
-
-    /// Every pattern matching `uri`, most specific first.
-    fn matches<'a>(&'a self, uri: &str, mut visit: impl FnMut(&'a T)) {
-        self.walk(uri, |n| {
-            if let Some(v) = &self.nodes[n as usize].value {
-                visit(v);
-            }
-            ControlFlow::Continue(())
-        });
-    }
-
-    /// The node of the best (first) wildcard match for `uri`.
-    fn best(&self, uri: &str) -> Option<u32> {
-        let mut best = None;
-        self.walk(uri, |n| {
-            best = Some(n);
-            ControlFlow::Break(())
-        });
-        best
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn prefix_matches(t: &PrefixTrie<&'static str>, uri: &str) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        t.matches(uri, |v| out.push(*v));
-        out
+    /// A seeded xorshift stream for the randomized tests.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+            from[self.below(from.len())]
+        }
+        /// Up to `max` pieces from `from`, joined by `sep`.
+        fn join(&mut self, from: &[&str], max: usize, sep: &str) -> String {
+            let n = self.below(max) + 1;
+            (0..n).map(|_| self.pick(from)).collect::<Vec<_>>().join(sep)
+        }
+    }
+
+    /// The spec's matching, written plainly: every stored (pattern, policy) that matches
+    /// `uri`, in the index's order (exact; prefixes shortest first; wildcards by
+    /// decreasing rank, then by pattern to make ties comparable).
+    fn naive_matches(stored: &[(String, MatchPolicy)], uri: &str) -> Vec<(MatchPolicy, String)> {
+        let mut exact = Vec::new();
+        let mut prefix = Vec::new();
+        let mut wild = Vec::new();
+        for (p, policy) in stored {
+            match policy {
+                MatchPolicy::Exact if p == uri => exact.push(p.clone()),
+                MatchPolicy::Prefix if uri.starts_with(p.as_str()) => prefix.push(p.clone()),
+                MatchPolicy::Wildcard
+                    if p.split('.').count() == uri.split('.').count()
+                        && p.split('.').zip(uri.split('.')).all(|(pc, uc)| pc.is_empty() || pc == uc) =>
+                {
+                    wild.push(p.clone())
+                }
+                _ => {}
+            }
+        }
+        prefix.sort_by_key(String::len);
+        wild.sort_by(|a, b| wildcard_rank(b).cmp(&wildcard_rank(a)).then(a.cmp(b)));
+        let tag = |policy| move |p| (policy, p);
+        exact
+            .into_iter()
+            .map(tag(MatchPolicy::Exact))
+            .chain(prefix.into_iter().map(tag(MatchPolicy::Prefix)))
+            .chain(wild.into_iter().map(tag(MatchPolicy::Wildcard)))
+            .collect()
     }
 
     #[test]
-    fn prefix_matches_by_characters() {
-        let mut t = PrefixTrie::default();
-        t.entry_or_insert_with("com.myapp.myobject1", || "p1");
-        t.entry_or_insert_with("com.myapp", || "p0");
-        assert_eq!(prefix_matches(&t, "com.myapp.myobject1.myprocedure1"), ["p0", "p1"]);
-        assert_eq!(prefix_matches(&t, "com.myapp.myobject1-mysubobject1"), ["p0", "p1"]);
-        assert_eq!(prefix_matches(&t, "com.myapp.myobject1"), ["p0", "p1"]);
-        assert_eq!(prefix_matches(&t, "com.myapp.myobject"), ["p0"]);
-        assert_eq!(prefix_matches(&t, "com.other"), Vec::<&str>::new());
-        let longest = t.longest("com.myapp.myobject1.x").and_then(|n| t.nodes[n as usize].value);
-        assert_eq!(longest, Some("p1"));
-    }
-
-    #[test]
-    fn prefix_remove_prunes() {
-        let mut t = PrefixTrie::default();
-        t.entry_or_insert_with("a.b.c", || 1);
-        t.entry_or_insert_with("a.b", || 2);
-        assert_eq!(t.remove("a.b.c"), Some(1));
-        assert_eq!(t.remove("a.b.c"), None);
-        assert_eq!(t.len, 1);
-        assert_eq!(t.get("a.b"), Some(&2));
-        assert_eq!(t.remove("a.b"), Some(2));
-        assert_eq!(t.len, 0);
-        // Only the root is left in use.
-        assert_eq!(t.nodes.len() - t.free.len(), 1);
-    }
-
-    fn wild_matches(t: &WildcardTrie<&'static str>, uri: &str) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        t.matches(uri, |v| out.push(*v));
-        out.sort();
-        out
-    }
-
-    #[test]
-    fn wildcard_matches_whole_components() {
-        let mut t = WildcardTrie::default();
-        t.entry_or_insert_with("com.myapp..myprocedure1", || "w1");
-        t.entry_or_insert_with("com...myprocedure1", || "w2");
-        t.entry_or_insert_with("..", || "w3");
-        assert_eq!(wild_matches(&t, "com.myapp.myobject1.myprocedure1"), ["w1", "w2"]);
-        assert_eq!(wild_matches(&t, "com.myapp.myobject2.myprocedure1"), ["w1", "w2"]);
-        assert!(wild_matches(&t, "com.myapp.myobject1.myprocedure1.mysub").is_empty());
-        assert!(wild_matches(&t, "com.myapp.myobject1.myprocedure2").is_empty());
-        assert_eq!(wild_matches(&t, "a.b.c"), ["w3"]);
-        assert!(wild_matches(&t, "a.b").is_empty());
-    }
-
-    #[test]
-    fn wildcard_remove_prunes() {
-        let mut t = WildcardTrie::default();
-        t.entry_or_insert_with("a..c", || 1);
-        t.entry_or_insert_with("a.b.c", || 2);
-        assert_eq!(t.remove("a..c"), Some(1));
-        assert_eq!(wild_matches_i(&t, "a.x.c"), Vec::<i32>::new());
-        assert_eq!(wild_matches_i(&t, "a.b.c"), [2]);
-        assert_eq!(t.remove("a.b.c"), Some(2));
-        assert_eq!(t.nodes.len() - t.free.len(), 1);
-    }
-
-    fn wild_matches_i(t: &WildcardTrie<i32>, uri: &str) -> Vec<i32> {
-        let mut out = Vec::new();
-        t.matches(uri, |v| out.push(*v));
-        out
+    fn index_agrees_with_a_naive_matcher() {
+        // Goal: the compressed tries match exactly like the spec's definitions, through
+        // inserts and removes that split and merge nodes, and stay compressed. Method:
+        // seeded random patterns over a tiny alphabet (so they share prefixes and
+        // overlap), random removals, and after each step every probe URI's matches and
+        // best match compared with a plain scan of the stored patterns.
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let prefix_pieces = ["a", "b", "ab", ".", "é", "a.b"];
+        let components = ["a", "b", "ab", "ba", ""];
+        let probe_components = ["a", "b", "ab", "ba", "x"];
+        for round in 0..60 {
+            let mut ix: UriIndex<String> = UriIndex::new();
+            let mut stored: Vec<(String, MatchPolicy)> = Vec::new();
+            for step in 0..80 {
+                let remove = !stored.is_empty() && rng.below(3) == 0;
+                if remove {
+                    let (p, policy) = stored.swap_remove(rng.below(stored.len()));
+                    assert_eq!(ix.remove(&p, policy).as_deref(), Some(p.as_str()));
+                    assert_eq!(ix.remove(&p, policy), None);
+                } else {
+                    let policy = [MatchPolicy::Exact, MatchPolicy::Prefix, MatchPolicy::Wildcard][rng.below(3)];
+                    let p = match policy {
+                        MatchPolicy::Prefix if rng.below(10) == 0 => String::new(),
+                        MatchPolicy::Prefix => rng.join(&prefix_pieces, 5, ""),
+                        _ => rng.join(&components, 5, "."),
+                    };
+                    if !stored.contains(&(p.clone(), policy)) {
+                        stored.push((p.clone(), policy));
+                    }
+                    ix.entry_or_insert_with(&Arc::from(p.as_str()), policy, || p.clone());
+                }
+                ix.prefix.check();
+                ix.wildcard.check();
+                assert_eq!(ix.len(), stored.len());
+                for (p, policy) in &stored {
+                    assert_eq!(ix.get(p, *policy), Some(p), "get {p:?} {policy:?}");
+                }
+                for _ in 0..20 {
+                    let uri = if rng.below(2) == 0 {
+                        rng.join(&probe_components, 5, ".")
+                    } else {
+                        rng.join(&prefix_pieces, 6, "")
+                    };
+                    let mut got: Vec<(MatchPolicy, String)> = Vec::new();
+                    ix.matches(&uri, |policy, v| got.push((policy, v.clone())));
+                    let want = naive_matches(&stored, &uri);
+                    // Wildcards of equal rank may come in either order.
+                    let mut got_sorted = got.clone();
+                    let split = got.iter().position(|(p, _)| *p == MatchPolicy::Wildcard).unwrap_or(got.len());
+                    got_sorted[split..]
+                        .sort_by(|(_, a), (_, b)| wildcard_rank(b).cmp(&wildcard_rank(a)).then(a.cmp(b)));
+                    assert_eq!(got_sorted, want, "round {round} step {step}: {uri:?} in {stored:?}");
+                    // The best match is the first entry (exact, else the longest prefix,
+                    // else the first wildcard): the ranks must agree.
+                    let best = ix.best_match(&uri);
+                    let want_best = want
+                        .iter()
+                        .find(|(p, _)| *p == MatchPolicy::Exact)
+                        .or_else(|| want.iter().rfind(|(p, _)| *p == MatchPolicy::Prefix))
+                        .or_else(|| want.iter().find(|(p, _)| *p == MatchPolicy::Wildcard));
+                    match (best, want_best) {
+                        (Some(b), Some((MatchPolicy::Wildcard, w))) => assert_eq!(wildcard_rank(b), wildcard_rank(w)),
+                        (b, w) => assert_eq!(b, w.map(|(_, p)| p), "best of {uri:?} in {stored:?}"),
+                    }
+                }
+            }
+            for (p, policy) in stored.drain(..) {
+                assert!(ix.remove(&p, policy).is_some());
+            }
+            ix.prefix.check();
+            ix.wildcard.check();
+            assert_eq!(ix.prefix.nodes.len() - ix.prefix.free.len(), 1, "only the root is left");
+            assert_eq!(ix.wildcard.nodes.len() - ix.wildcard.free.len(), 1, "only the root is left");
+        }
     }
 
     /// The spec's wildcard priority, written out as a key to check the index against:
