@@ -57,6 +57,12 @@ pub const WRITE_COALESCE_MAX_BYTES: usize = 256 * 1024;
 /// connection is a slow consumer (policy per realm: disconnect, or drop and count).
 /// NATS uses 64 MiB; we use less because WAMP events are typically small and a trading
 /// client 8 MiB behind is already useless.
+///
+/// Each queued frame is charged its full length to every connection that queues it, though
+/// fan-out shares the bytes: one frame among a subscription's members, and an EVENT's
+/// payload tail among all subscriptions of a publication (`frame::SplitFrame`). The bound is
+/// per connection and conservative: what a connection holds back is at most this, and the
+/// shared memory it pins is never more than it is charged.
 pub const PENDING_BYTES_MAX: usize = 8 * 1024 * 1024;
 
 /// Ceiling for the configurable pending-bytes cap.

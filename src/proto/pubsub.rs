@@ -9,17 +9,20 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use super::broker::{Leave, Member, PublishOptions, SubscribeOptions, Waiter};
-use super::frame::{Framing, OutFrame, encode_frame};
+use super::frame::{
+    EVENT_HEAD_FIXED_MAX_BYTES, Framing, OutFrame, SplitFrame, encode_event_split, encode_frame, encode_tail,
+};
 use super::mesh::{Identity, MeshMsg, Publication, ShardSet, StoreMsg, SubMsg, SubTarget};
 use super::meta::{self, subscriptions};
-use super::out::{Class, Out, Pushed, log_allowed, push_frame};
+use super::out::{Class, Conn, Out, Pushed, log_allowed, push_frame, refusal};
 use super::realm::{Realm, Realms};
 use super::session::{Session, Sessions};
+use super::stats::Stats;
 use super::uris;
 use super::violation::Violation;
 use super::wire::ids::owner_of;
-use super::wire::message::Serializer;
 use super::wire::message::code;
+use super::wire::message::{Serializer, encode_dict, event_tail_len};
 use super::wire::peer_text;
 use super::wire::uri::{self, MatchPolicy};
 use super::wire::{DecodeError, Dict, Id, Message, Payload, Value};
@@ -166,19 +169,22 @@ pub(crate) fn publish_from_router(cx: &mut Out, realm: &mut Realm, topic: &str, 
     fan_out(cx, realm, publication);
 }
 
-/// Fan a publication out to this shard's members of `targets`: one EVENT encoding per
-/// (subscription, serializer, transport), one payload transcoding per serializer.
+/// Fan a publication out to this shard's members of `targets`. The payload is encoded once
+/// per serializer, as the tail every EVENT frame of the publication shares
+/// (`frame::SplitFrame`); the `Details` once per serializer and kind of subscription; and
+/// each subscription's small head once per framing. Nothing is built for a member whose
+/// connection would refuse the frame anyway (closing, too big for the peer, or over its
+/// pending-bytes cap): the refusal is counted as if the frame had been pushed.
 pub(crate) fn deliver_local(cx: &mut Out, realm: &mut Realm, p: &Publication, targets: &[SubTarget]) {
     cx.stats.routing_latency.observe(cx.now.saturating_duration_since(p.read_at));
     let mut delivered = 0u64;
     let mut bytes = 0u64;
-    let mut payloads: [Option<Payload>; 3] = Default::default();
+    let mut parts = EventParts::new(p);
     for t in targets {
         let Some(local) = realm.broker.local(t.subscription) else { continue };
-        // Per framing: not encoded yet (None), encoded, or failed (Some(None): counted
-        // and logged once, not retried for every member).
-        let mut frames: [Option<Option<Rc<Bytes>>>; Framing::COUNT] = Default::default();
-        let mut details: Option<Dict> = None;
+        // Per framing: not built yet (None), built, or failed (Some(None): counted and
+        // logged once, not retried for every member).
+        let mut frames: [Option<Option<Rc<SplitFrame>>>; Framing::COUNT] = Default::default();
         for m in &local.members {
             if p.exclude_me && m.session == p.publisher {
                 continue;
@@ -192,24 +198,23 @@ pub(crate) fn deliver_local(cx: &mut Out, realm: &mut Realm, p: &Publication, ta
             let framing = c.info.framing;
             let slot = &mut frames[framing.index()];
             if slot.is_none() {
-                *slot = Some(match encode_event(p, t, framing, &mut payloads, &mut details) {
-                    Ok(f) => Some(Rc::new(f)),
-                    Err(e) => {
-                        // The publisher's payload cannot be written in this serializer: peer
-                        // input, counted (not an encoder failure).
-                        cx.stats.events_dropped_unencodable += 1;
-                        let total = cx.stats.events_dropped_unencodable;
-                        if log_allowed(total) {
-                            tracing::debug!(error = %e, total, "EVENT payload not representable for a subscriber");
-                        }
-                        None
-                    }
-                });
+                let ser = framing.serializer;
+                let mut refused = parts.refusal(c, ser, t.pattern, cx.pending_bytes_max);
+                if refused.is_none() && parts.tail_len(ser).is_none() {
+                    // A transcoded tail's length is known once it is encoded (once per
+                    // serializer); then ask again before building this subscription's head.
+                    parts.encode_tail(&mut cx.stats, ser);
+                    refused = parts.refusal(c, ser, t.pattern, cx.pending_bytes_max);
+                }
+                if let Some(refused) = refused {
+                    cx.count_unqueued(m.conn, refused, parts.tail_len(ser).unwrap_or(0));
+                    continue;
+                }
+                *slot = Some(parts.frame(&mut cx.stats, framing, t).map(Rc::new));
             }
             let Some(Some(frame)) = slot.clone() else { continue };
             let len = frame.len();
-            let frame = OutFrame::Shared(frame);
-            match push_frame(c, m.conn, frame, Class::Event, cx.pending_bytes_max, &mut cx.dirty) {
+            match push_frame(c, m.conn, OutFrame::Split(frame), Class::Event, cx.pending_bytes_max, &mut cx.dirty) {
                 Pushed::Queued => {
                     delivered += 1;
                     bytes += len as u64;
@@ -222,6 +227,100 @@ pub(crate) fn deliver_local(cx: &mut Out, realm: &mut Realm, p: &Publication, ta
     cx.stats.messages_out[code::EVENT as usize] += delivered;
     cx.stats.bytes_out_queued += bytes;
     realm.stats.events_delivered += delivered;
+}
+
+/// What one publication's local fan-out encodes once and reuses for every subscription.
+struct EventParts<'p> {
+    p: &'p Publication,
+    /// Per serializer: not encoded yet (None), the shared tail, or failed (Some(None):
+    /// counted and logged once).
+    tails: [Option<Option<Bytes>>; 3],
+    /// Per serializer, and whether the subscription is a pattern (its Details carry the
+    /// topic): the encoded Details.
+    details: [[Option<Vec<u8>>; 2]; 3],
+}
+
+impl<'p> EventParts<'p> {
+    fn new(p: &'p Publication) -> Self {
+        EventParts { p, tails: Default::default(), details: Default::default() }
+    }
+
+    /// The tail's length in `ser`, if known without encoding it.
+    fn tail_len(&self, ser: Serializer) -> Option<usize> {
+        match &self.tails[ser as usize - 1] {
+            Some(Some(tail)) => Some(tail.len()),
+            Some(None) => None,
+            None => event_tail_len(ser, &self.p.payload),
+        }
+    }
+
+    /// The Details of an EVENT through a pattern subscription or not, encoded in `ser`.
+    fn details(&mut self, ser: Serializer, pattern: bool) -> &[u8] {
+        let p = self.p;
+        self.details[ser as usize - 1][usize::from(pattern)].get_or_insert_with(|| {
+            let mut out = Vec::new();
+            encode_dict(ser, &event_details(p, pattern), &mut out);
+            out
+        })
+    }
+
+    /// What `c` would certainly do with this publication's EVENT through a subscription
+    /// (`pattern` or not) in serializer `ser`, judged before it is built (`out::refusal`):
+    /// every frame is longer than its tail, and its head adds at most its fixed part and
+    /// the Details. An unknown tail length (not encoded yet, or failed) bounds nothing.
+    fn refusal(&mut self, c: &Conn, ser: Serializer, pattern: bool, pending_bytes_max: usize) -> Option<Pushed> {
+        let tail_len = self.tail_len(ser);
+        let least = tail_len.unwrap_or(0) + 1;
+        let most = || match tail_len {
+            Some(n) => n.saturating_add(EVENT_HEAD_FIXED_MAX_BYTES + self.details(ser, pattern).len()),
+            None => usize::MAX,
+        };
+        refusal(c, least, most, Class::Event, pending_bytes_max)
+    }
+
+    /// Encode the tail for `ser` unless that was done (or tried) already.
+    fn encode_tail(&mut self, stats: &mut Stats, ser: Serializer) {
+        let p = self.p;
+        self.tails[ser as usize - 1].get_or_insert_with(|| {
+            stats.event_payload_encodes += 1;
+            encode_tail(ser, &p.payload).map_err(|e| payload_unrepresentable(stats, &e)).ok()
+        });
+    }
+
+    /// The EVENT frame through subscription `t` for `framing`, encoding the tail first if
+    /// it is the serializer's first. None if it cannot be encoded (counted and logged).
+    fn frame(&mut self, stats: &mut Stats, framing: Framing, t: &SubTarget) -> Option<SplitFrame> {
+        let ser = framing.serializer;
+        self.encode_tail(stats, ser);
+        let tail = self.tails[ser as usize - 1].clone().flatten()?;
+        let p = self.p;
+        let details = self.details(ser, t.pattern);
+        encode_event_split(framing, t.subscription, p.id, details, p.payload.count, &tail)
+            .map_err(|e| event_unencodable(stats, &e))
+            .ok()
+    }
+}
+
+/// The publisher's payload cannot be written in a subscriber's serializer (a MessagePack
+/// map with a boolean key for a JSON or CBOR subscriber): peer input, counted once per
+/// serializer and publication (not an encoder failure).
+#[cold]
+fn payload_unrepresentable(stats: &mut Stats, e: &DecodeError) {
+    stats.events_dropped_unencodable += 1;
+    let total = stats.events_dropped_unencodable;
+    if log_allowed(total) {
+        tracing::debug!(error = %e, total, "EVENT payload not representable for a subscriber");
+    }
+}
+
+/// Count and (rate-limited) log an EVENT that could not be encoded (a bug: the payload was
+/// encoded, and a frame too big for a RawSocket peer is refused before it is built).
+#[cold]
+fn event_unencodable(stats: &mut Stats, e: &DecodeError) {
+    stats.encode_failures += 1;
+    if log_allowed(stats.encode_failures) {
+        tracing::warn!(error = %e, total = stats.encode_failures, "EVENT encoding failed");
+    }
 }
 
 /// SUBSCRIBE from session `s`: join at once if this shard already has the subscription,
@@ -411,6 +510,7 @@ pub(crate) fn deliver_retained(cx: &mut Out, realms: &mut Realms, s: &Session, s
     details.insert("retained", true);
     let publication = cx.ids.next_global();
     let msg = Message::Event { subscription, publication, details, payload: event.payload.clone() };
+    cx.stats.event_payload_encodes += 1;
     let frame = match encode_frame(c.info.framing, &msg) {
         Ok(f) => f,
         Err(e) => {
@@ -440,25 +540,6 @@ pub(crate) fn deliver_retained(cx: &mut Out, realms: &mut Realms, s: &Session, s
 
 fn member_of(s: &Session) -> Member {
     Member { session: s.id, conn: s.conn, authid: s.authid.clone(), authrole: s.authrole.clone() }
-}
-
-/// Encode the EVENT of publication `p` through subscription `t` for `framing`: the payload
-/// is transcoded at most once per serializer (cached in `payloads`) and the details built
-/// once per subscription (cached in `details`).
-fn encode_event(
-    p: &Publication,
-    t: &SubTarget,
-    framing: Framing,
-    payloads: &mut [Option<Payload>; 3],
-    details: &mut Option<Dict>,
-) -> Result<Bytes, DecodeError> {
-    let ser = framing.serializer as usize - 1;
-    if payloads[ser].is_none() {
-        payloads[ser] = Some(p.payload.transcode(framing.serializer)?);
-    }
-    let details = details.get_or_insert_with(|| event_details(p, t.pattern)).clone();
-    let payload = payloads[ser].clone().unwrap_or_default();
-    encode_frame(framing, &Message::Event { subscription: t.subscription, publication: p.id, details, payload })
 }
 
 /// `EVENT.Details` for a publication delivered through a subscription.

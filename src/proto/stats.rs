@@ -109,6 +109,10 @@ pub struct Stats {
     /// Times a mesh channel was full and a batch had to wait (counted by the runtime).
     pub mesh_channel_full: u64,
     pub encode_failures: u64,
+    /// EVENT payloads encoded into frames (copied verbatim or transcoded): once per
+    /// serializer per publication on each shard with subscribers, however many
+    /// subscriptions match; plus one per retained EVENT sent.
+    pub event_payload_encodes: u64,
     /// Retained events kept (`PUBLISH.Options.retain`, on the owner shard).
     pub retained_stored: u64,
     /// Retained events not kept: a `limits::RETAINED_*` bound was reached.
@@ -167,6 +171,7 @@ impl Default for Stats {
             mesh_messages_in: 0,
             mesh_channel_full: 0,
             encode_failures: 0,
+            event_payload_encodes: 0,
             retained_stored: 0,
             retained_refused: 0,
             retained_delivered: 0,
@@ -399,6 +404,11 @@ pub(crate) fn render_prometheus(snaps: &[Snapshot]) -> String {
         let _ = writeln!(o, "shardbar_mesh_outbox_messages{{shard=\"{}\"}} {}", s.shard, s.mesh_outbox);
     }
     shard_counter!("encode_failures_total", "Messages that could not be encoded (a bug if non-zero).", encode_failures);
+    shard_counter!(
+        "event_payload_encodes_total",
+        "EVENT payloads encoded into frames (once per serializer per publication, not per subscription).",
+        event_payload_encodes
+    );
     render_store(&mut o, snaps);
 
     family(

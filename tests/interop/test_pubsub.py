@@ -237,6 +237,42 @@ async def test_pattern_subscriptions(router):
                         (f"{base}.ab.x", "prefix", f"{base}.ab.x")], got
         assert {m[2] for m in events if m[4][0] == t1} == {pubs[t1]}, "same publication ID for all three"
 
+@pytest.mark.parametrize("pub_kind", ["rs-msgpack", "ws-json"])
+async def test_overlapping_prefixes_each_get_the_large_event(router, pub_kind):
+    # Goal: EVENTs built from one shared payload tail per serializer arrive intact for every
+    # overlapping subscription, over every transport and serializer, at sizes whose WebSocket
+    # header needs the 64-bit length. Method: one session of each kind, on the other shard
+    # than the publisher, subscribes to four overlapping prefixes and the exact topic; one
+    # acknowledged ~70 KB publication (text and binary) and a fence; each session must get
+    # five EVENTs with the same publication ID, payload and topic.
+    base = f"test.overlap.u{uid()}"
+    topic = f"{base}.abcd"
+    prefixes = [f"{base}.a", f"{base}.ab", f"{base}.abc", f"{base}."]
+    text, blob = "é" * 30_000 + "✓", bytes(range(256)) * 40
+    async with Pool(router) as pool:
+        pub = await pool.connect(pub_kind, shard=1)
+        inboxes = []
+        for k in ALL_KINDS:
+            sess = await pool.connect(k, shard=None if k.startswith("unix") else 0)
+            inbox = Inbox()
+            for p in prefixes:
+                await sess.subscribe(inbox.handler, p, options=SubscribeOptions(match="prefix", details=True))
+            await sess.subscribe(inbox.handler, topic, options=SubscribeOptions(details=True))
+            inboxes.append((k, inbox))
+        publication = await pub.publish(topic, text, blob, options=PublishOptions(acknowledge=True), size=len(text))
+        await pub.publish(topic, "fence", options=PublishOptions(acknowledge=True))
+        for k, inbox in inboxes:
+            events = []
+            while len(events) < 5 * 2:
+                events.append(await inbox.get())
+            big = [e for e in events if e[0] != ["fence"]]
+            assert len(big) == 5, f"{k}: one EVENT per matching subscription"
+            for args, kwargs, details in big:
+                assert args == [text, blob] and kwargs == {"size": len(text)}, k
+                assert details.publication == publication.id, k
+                assert details.topic == topic, k
+
+
 async def test_unsubscribe_stops_events(router):
     # Goal: after UNSUBSCRIBED no more events of that subscription arrive; other
     # subscriptions of the same session keep working; a second UNSUBSCRIBE of the same ID

@@ -34,6 +34,9 @@ pub struct Client {
     /// Transport-level pings the router sent this client.
     pub pings: usize,
     pub transport: Transport,
+    /// The client stopped reading: what the router queues for it stays queued, counted
+    /// against its pending-bytes cap (set it before the frames to hold are queued).
+    pub stalled: bool,
 }
 
 pub struct Sim {
@@ -121,6 +124,7 @@ impl Sim {
             closed: false,
             pings: 0,
             transport,
+            stalled: false,
         });
         self.clients.len() - 1
     }
@@ -208,11 +212,15 @@ impl Sim {
         self.cores[shard].take_dirty(&mut self.dirty);
         let dirty = std::mem::take(&mut self.dirty);
         for &conn in &dirty {
+            let ci = self.clients.iter().position(|c| c.shard == shard && c.conn == conn);
+            if ci.is_some_and(|ci| self.clients[ci].stalled) {
+                continue;
+            }
             let mut bytes = Vec::new();
             if let Some(q) = self.cores[shard].out_queue(conn) {
                 q.drain_into(&mut bytes, usize::MAX);
             }
-            let Some(ci) = self.clients.iter().position(|c| c.shard == shard && c.conn == conn) else { continue };
+            let Some(ci) = ci else { continue };
             let (ser, transport) = (self.clients[ci].ser, self.clients[ci].transport);
             let mut rest = &bytes[..];
             while !rest.is_empty() {

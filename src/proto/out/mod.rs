@@ -7,7 +7,7 @@ mod conns;
 mod outbox;
 
 pub use conns::{CertFingerprints, CloseReason, ConnInfo, CoreEvent, Origin, TlsPeer};
-pub(crate) use conns::{Class, Conn, ConnState, Live, Pushed, Slots, push_frame};
+pub(crate) use conns::{Class, Conn, ConnState, Live, Pushed, Slots, push_frame, refusal};
 pub(crate) use outbox::Outbox;
 
 use std::collections::VecDeque;

@@ -403,6 +403,79 @@ pub fn encode_to_vec(ser: Serializer, msg: &Message) -> Result<Vec<u8>, DecodeEr
     Ok(out)
 }
 
+/// Encode `d` as it stands in a message (`Options`, `Details`): the bytes a message writer
+/// writes for it, without a separator.
+pub fn encode_dict(ser: Serializer, d: &Dict, out: &mut Vec<u8>) {
+    match ser {
+        Serializer::Json => json::Writer::new(out).dict(d),
+        Serializer::MsgPack => msgpack::Writer::new(out).dict(d),
+        Serializer::Cbor => cbor::Writer::new(out).dict(d),
+    }
+}
+
+/// The start of an EVENT, up to and including its `Details` (given encoded by
+/// [`encode_dict`]): the part that differs per subscription. `payload_count` is the number
+/// of payload elements [`encode_event_tail`] writes. Head and tail together are the bytes
+/// [`encode`] writes for the same EVENT, so one tail serves every subscription of a
+/// publication in one serializer.
+pub fn encode_event_head(
+    ser: Serializer,
+    subscription: Id,
+    publication: Id,
+    details: &[u8],
+    payload_count: u8,
+    out: &mut Vec<u8>,
+) {
+    let head = |w: &mut dyn Writer| {
+        event_head_with(w, subscription, publication, payload_count);
+        // Verbatim, after the separator the writer puts in (JSON's comma).
+        w.raw(details);
+    };
+    match ser {
+        Serializer::Json => head(&mut json::Writer::new(out)),
+        Serializer::MsgPack => head(&mut msgpack::Writer::new(out)),
+        Serializer::Cbor => head(&mut cbor::Writer::new(out)),
+    }
+}
+
+/// The end of an EVENT after its `Details`: the payload (transcoded to `ser` if it is in
+/// another serializer) and the message's closing bytes. See [`encode_event_head`].
+pub fn encode_event_tail(ser: Serializer, payload: &Payload, out: &mut Vec<u8>) -> Result<(), DecodeError> {
+    match ser {
+        Serializer::Json => tail_with(&mut json::Writer::continuing(out), ser, payload),
+        Serializer::MsgPack => tail_with(&mut msgpack::Writer::new(out), ser, payload),
+        Serializer::Cbor => tail_with(&mut cbor::Writer::new(out), ser, payload),
+    }
+}
+
+/// The length [`encode_event_tail`] would write, if it is known without encoding: when the
+/// payload is already in `ser` (or empty), the tail is its bytes verbatim plus JSON's comma
+/// before them and closing bracket. None when the payload must be transcoded.
+pub fn event_tail_len(ser: Serializer, payload: &Payload) -> Option<usize> {
+    if payload.count == 0 {
+        return Some(usize::from(ser == Serializer::Json));
+    }
+    if payload.format != ser {
+        return None;
+    }
+    Some(payload.raw.len() + if ser == Serializer::Json { 2 } else { 0 })
+}
+
+/// EVENT's elements before `Details` (the layout [`encode_with`] and [`encode_event_head`]
+/// share).
+fn event_head_with<W: Writer + ?Sized>(w: &mut W, subscription: Id, publication: Id, payload_count: u8) {
+    w.begin(4 + payload_count as usize);
+    w.uint(code::EVENT);
+    w.uint(subscription);
+    w.uint(publication);
+}
+
+fn tail_with<W: Writer>(w: &mut W, ser: Serializer, payload: &Payload) -> Result<(), DecodeError> {
+    write_payload(w, ser, payload)?;
+    w.end();
+    Ok(())
+}
+
 fn ctx<T>(r: Result<T, DecodeError>, message: &'static str, element: &'static str) -> Result<T, DecodeError> {
     r.map_err(|e| e.in_element(Some(message), element))
 }
@@ -680,10 +753,7 @@ fn encode_with<W: Writer>(w: &mut W, ser: Serializer, msg: &Message) -> Result<(
             }
         }
         Message::Event { subscription, publication, details, payload } => {
-            w.begin(n(4, payload));
-            w.uint(code::EVENT);
-            w.uint(*subscription);
-            w.uint(*publication);
+            event_head_with(w, *subscription, *publication, payload.count);
             w.dict(details);
             write_payload(w, ser, payload)?;
         }

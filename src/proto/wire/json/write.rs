@@ -26,6 +26,12 @@ impl<'a> Writer<'a> {
         Writer { out, first: true }
     }
 
+    /// A writer that continues a message whose first elements another writer wrote (into
+    /// another buffer): the next element gets its separating comma.
+    pub fn continuing(out: &'a mut Vec<u8>) -> Self {
+        Writer { out, first: false }
+    }
+
     fn separator(&mut self) {
         if self.first {
             self.first = false;
