@@ -583,3 +583,51 @@ async def test_progressive_call_invocations_in_order_across_shards(router):
         req = caller.request_id()
         m = await caller.call_expect([rw.CALL, req, {"progress": True}, plain_proc, [0]], rw.RESULT)
         assert m[0] == rw.ERROR and m[4] == "wamp.error.feature_not_supported", m
+
+
+async def test_progressive_call_invocation_canceled_mid_stream(router):
+    # Goal: a CANCEL in the middle of a streamed CALL ends it at once: the caller gets ERROR
+    # wamp.error.canceled, the callee (on the other shard) INTERRUPT for the stream's one
+    # invocation after the chunks sent before the cancel; its late YIELD reaches nobody, and
+    # the next call between the two works.
+    proc = f"test.rpc.streamcancel.{uid()}"
+    roles = {k: {"features": dict(v["features"])} for k, v in rw.CLIENT_ROLES.items()}
+    roles["callee"]["features"]["progressive_call_invocations"] = True
+    roles["callee"]["features"]["call_canceling"] = True
+    async with Pool(router) as pool:
+        callee = None
+        for _ in range(64):
+            c = pool.track_raw(await rw.open_raw(router, "rs-msgpack"))
+            await c.hello("realm1", {"roles": roles})
+            if c.shard == 0:
+                callee = c
+                break
+            c.close()
+        assert callee is not None, "no callee on shard 0"
+        await callee.register(proc)
+        caller = await pool.raw("ws-json", shard=1)
+        req = caller.request_id()
+        for i in range(3):
+            await caller.send([rw.CALL, req, {"progress": True}, proc, [i]])
+        got = []
+        while len(got) < 3:
+            inv, _ = await callee.recv_until(lambda m: m[0] == rw.INVOCATION)
+            got.append(inv)
+        assert [m[4][0] for m in got] == [0, 1, 2]
+        inv_id = got[0][1]
+        await caller.send([rw.CANCEL, req, {}])
+        err, _ = await caller.recv_until(lambda m: m[0] == rw.ERROR and m[2] == req)
+        assert err[1] == rw.CALL and err[4] == "wamp.error.canceled", err
+        interrupt, skipped = await callee.recv_until(lambda m: m[0] == rw.INTERRUPT)
+        assert interrupt[1] == inv_id, interrupt
+        assert not [m for m in skipped if m[0] == rw.INVOCATION], skipped
+        # The late answer is dropped; a new call goes through and is the next thing the
+        # caller hears about.
+        await callee.send([rw.YIELD, inv_id, {}, ["too late"]])
+        req2 = caller.request_id()
+        await caller.send([rw.CALL, req2, {}, proc, ["again"]])
+        inv2, _ = await callee.recv_until(lambda m: m[0] == rw.INVOCATION)
+        assert inv2[4] == ["again"] and not inv2[3].get("progress"), inv2
+        await callee.send([rw.YIELD, inv2[1], {}, ["ok"]])
+        res = await caller.recv()
+        assert res[0] == rw.RESULT and res[1] == req2 and res[3] == ["ok"], res
