@@ -220,6 +220,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         return;
     }
     // The TLS the listener had when the connection came: a reload changes later ones only.
+    shard.sync_settings();
     let tls = shard.tls_of(listener.index);
     let arrival = Arrival { listener, origin, deadline, ticket };
     match (sniff(buf[0]), tls) {

@@ -16,7 +16,7 @@ use glommio::channels::channel_mesh::{Full, MeshBuilder};
 
 use super::guard::Guard;
 use super::mesh::{self, Batch, MeshOut};
-use super::reload::{self, Slot};
+use super::reload::Slot;
 use super::{accept, state::Shard};
 use crate::limits;
 use crate::proto::core::{CloseReason, CoreConfig, ShardCore};
@@ -46,9 +46,7 @@ pub(crate) async fn shard_main(
         Instant::now(),
     );
     let mesh_out = MeshOut::new(joined.senders, n);
-    let mut generation = slot.generation();
-    let listener_tls = slot.current().listener_tls.clone();
-    let shard = Rc::new(Shard::new(id, config.clone(), core, serving.clone(), mesh_out, guard, listener_tls));
+    let shard = Rc::new(Shard::new(id, config.clone(), core, serving.clone(), mesh_out, guard, slot));
     let tasks = mesh::spawn_tasks(&shard, joined.receivers);
     let accept_tasks = accept::bind_listeners(&shard)?;
     serving.fetch_add(1, Ordering::SeqCst);
@@ -57,11 +55,7 @@ pub(crate) async fn shard_main(
     let mut summary = Summary::new(&shard);
     while !shutdown.load(Ordering::SeqCst) {
         glommio::timer::sleep(Duration::from_millis(limits::SHUTDOWN_POLL_MS)).await;
-        let published = slot.generation();
-        if published != generation {
-            generation = published;
-            reload::apply(&shard, &slot.current());
-        }
+        shard.sync_settings();
         if let Some(every) = config.summary_interval {
             summary.log_if_due(&shard, every);
         }

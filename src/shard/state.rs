@@ -16,6 +16,7 @@ use std::time::Instant;
 use super::guard::{Guard, LogLimiter, ShardCounters};
 use super::mesh::MeshOut;
 use super::notify::{Gate, Notify};
+use super::reload::{self, Slot};
 use super::tls::ListenerTls;
 use crate::config::Config;
 use crate::limits;
@@ -89,6 +90,9 @@ pub(crate) struct Shard {
     /// connection takes its listener's at accept; `reload::apply` replaces them for the
     /// connections accepted after it.
     pub(crate) listener_tls: RefCell<Vec<Option<ListenerTls>>>,
+    /// Where SIGHUP publishes reloaded settings, and the generation this shard applied.
+    settings: Arc<Slot>,
+    applied: Cell<u64>,
 }
 
 impl Shard {
@@ -99,8 +103,11 @@ impl Shard {
         serving: Arc<AtomicUsize>,
         mesh: MeshOut,
         guard: Arc<Guard>,
-        listener_tls: Vec<Option<ListenerTls>>,
+        settings: Arc<Slot>,
     ) -> Self {
+        // Read the generation before the settings: a publish in between is applied again.
+        let applied = Cell::new(settings.generation());
+        let listener_tls = settings.current().listener_tls.clone();
         Shard {
             id,
             config,
@@ -121,6 +128,19 @@ impl Shard {
             timer_wake: Notify::default(),
             stats_waiters: RefCell::new(HashMap::new()),
             listener_tls: RefCell::new(listener_tls),
+            settings,
+            applied,
+        }
+    }
+
+    /// Apply settings a reload published since this shard last looked: called on every
+    /// connection's arrival (so one accepted after the reload was published never uses the
+    /// old TLS or principals, whichever shard takes it) and by the shard's poll loop.
+    pub(crate) fn sync_settings(&self) {
+        let published = self.settings.generation();
+        if published != self.applied.get() {
+            self.applied.set(published);
+            reload::apply(self, &self.settings.current());
         }
     }
 
