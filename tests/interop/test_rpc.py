@@ -540,6 +540,27 @@ async def test_call_timeout_is_enforced_by_the_router(router, callee_kind):
         assert e.value.error == "wamp.error.no_such_procedure"
 
 
+def stream_roles() -> dict:
+    """HELLO roles of a callee that takes streamed CALLs (progressive invocations need call
+    canceling too)."""
+    roles = {k: {"features": dict(v["features"])} for k, v in rw.CLIENT_ROLES.items()}
+    roles["callee"]["features"]["progressive_call_invocations"] = True
+    roles["callee"]["features"]["call_canceling"] = True
+    return roles
+
+
+async def streaming_callee(pool, router):
+    """A raw RawSocket session on shard 0 that takes streamed CALLs."""
+    roles = stream_roles()
+    for _ in range(64):
+        c = pool.track_raw(await rw.open_raw(router, "rs-msgpack"))
+        await c.hello("realm1", {"roles": roles})
+        if c.shard == 0:
+            return c
+        c.close()
+    raise AssertionError("no callee on shard 0")
+
+
 async def test_progressive_call_invocations_in_order_across_shards(router):
     # Goal: a caller's CALL chunks (progress=true) reach the callee of the first chunk as
     # INVOCATIONs of one request, in order, the last without progress; the callee's YIELD
@@ -548,18 +569,8 @@ async def test_progressive_call_invocations_in_order_across_shards(router):
     # Method: raw sessions (Autobahn|Python cannot stream a CALL), callee and caller on
     # different shards, 20 chunks.
     proc = f"test.rpc.stream.{uid()}"
-    roles = {k: {"features": dict(v["features"])} for k, v in rw.CLIENT_ROLES.items()}
-    roles["callee"]["features"]["progressive_call_invocations"] = True
     async with Pool(router) as pool:
-        callee = None
-        for _ in range(64):
-            c = pool.track_raw(await rw.open_raw(router, "rs-msgpack"))
-            await c.hello("realm1", {"roles": roles})
-            if c.shard == 0:
-                callee = c
-                break
-            c.close()
-        assert callee is not None, "no callee on shard 0"
+        callee = await streaming_callee(pool, router)
         await callee.register(proc)
         caller = await pool.raw("ws-json", shard=1)
         req = caller.request_id()
@@ -591,19 +602,8 @@ async def test_progressive_call_invocation_canceled_mid_stream(router):
     # invocation after the chunks sent before the cancel; its late YIELD reaches nobody, and
     # the next call between the two works.
     proc = f"test.rpc.streamcancel.{uid()}"
-    roles = {k: {"features": dict(v["features"])} for k, v in rw.CLIENT_ROLES.items()}
-    roles["callee"]["features"]["progressive_call_invocations"] = True
-    roles["callee"]["features"]["call_canceling"] = True
     async with Pool(router) as pool:
-        callee = None
-        for _ in range(64):
-            c = pool.track_raw(await rw.open_raw(router, "rs-msgpack"))
-            await c.hello("realm1", {"roles": roles})
-            if c.shard == 0:
-                callee = c
-                break
-            c.close()
-        assert callee is not None, "no callee on shard 0"
+        callee = await streaming_callee(pool, router)
         await callee.register(proc)
         caller = await pool.raw("ws-json", shard=1)
         req = caller.request_id()
