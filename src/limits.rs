@@ -37,13 +37,20 @@ pub const WS_CONTROL_PAYLOAD_MAX_BYTES: usize = 125;
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// A connection's read buffer starts at this size and returns to it when the connection is
-/// quiet; it doubles (up to `READ_CHUNK_BYTES`) while reads fill it. Idle sessions then
-/// cost a few KiB each instead of a whole read chunk.
+/// quiet; it doubles (up to `READ_CHUNK_BYTES`) while reads fill it. A connection whose reads
+/// are this small holds no read buffer between reads: it reads through the shard's scratch
+/// (`shard::buffers`), so idle sessions cost no read buffer at all.
 pub const READ_CHUNK_MIN_BYTES: usize = 4 * 1024;
 
-/// A connection's write buffer is released when the connection goes quiet holding more than
-/// this (it grows up to `WRITE_COALESCE_MAX_BYTES` while busy).
+/// A connection gives its write buffer back when it goes quiet; the shard keeps it for the
+/// next writer if it holds at most this (it grows up to `WRITE_COALESCE_MAX_BYTES` while
+/// busy; larger ones are freed).
 pub const WRITE_BUF_KEEP_BYTES: usize = 16 * 1024;
+
+/// Write buffers a shard keeps for its connections (`shard::buffers`): at most this many of
+/// at most `WRITE_BUF_KEEP_BYTES` each (1 MiB per shard), enough for the connections that
+/// write in one turn of a busy shard; idle connections hold none.
+pub const WRITE_POOL_BUFFERS: usize = 64;
 
 /// Payload slices smaller than this are copied out of the read chunk into a right-sized
 /// buffer, so a slow consumer holding a 64-byte EVENT does not pin a 64 KiB read chunk.

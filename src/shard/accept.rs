@@ -20,8 +20,8 @@ use glommio::Task;
 use glommio::net::{TcpListener, TcpStream, UnixListener};
 
 use super::admission::{self, Ticket};
-use super::guard::Refusal;
 use super::guard::TlsRejection;
+use super::guard::{AcceptError, Refusal};
 use super::state::{Counted, Place, Shard};
 use super::{handshake, http, io, tls};
 use crate::config::{Config, ListenAddr, ListenerConfig};
@@ -103,7 +103,14 @@ async fn accept_tcp(shard: Rc<Shard>, listener: TcpListener, l: Rc<Listener>) {
                     Err(refusal) => admission::refuse(&shard, stream, refusal, ip, true),
                 }
             }
-            Err(e) => admission::accept_failed(&shard, "tcp", e).await,
+            Err(e) => {
+                if admission::accept_failed(&shard, "tcp", e) == AcceptError::FdLimit
+                    && admission::refuse_out_of_fds(&shard, listener.accept(), true).await
+                {
+                    continue;
+                }
+                admission::pause_accept().await;
+            }
         }
     }
 }
@@ -118,7 +125,14 @@ async fn accept_unix(shard: Rc<Shard>, listener: UnixListener, l: Rc<Listener>) 
                 }
                 Err(refusal) => admission::refuse(&shard, stream, refusal, None, false),
             },
-            Err(e) => admission::accept_failed(&shard, "unix", e).await,
+            Err(e) => {
+                if admission::accept_failed(&shard, "unix", e) == AcceptError::FdLimit
+                    && admission::refuse_out_of_fds(&shard, listener.accept(), false).await
+                {
+                    continue;
+                }
+                admission::pause_accept().await;
+            }
         }
     }
 }
@@ -144,7 +158,10 @@ async fn accept_metrics(shard: Rc<Shard>, listener: TcpListener) {
                 })
                 .detach();
             }
-            Err(e) => admission::accept_failed(&shard, "metrics", e).await,
+            Err(e) => {
+                admission::accept_failed(&shard, "metrics", e);
+                admission::pause_accept().await;
+            }
         }
     }
 }
@@ -203,7 +220,7 @@ struct Arrival {
 /// Serve one accepted stream. `ticket` holds the connection's admitted places until it
 /// ends. TLS goes through the handshake first; on a listener with TLS and without
 /// `allow_plaintext`, plaintext is refused, and on one without TLS, TLS is.
-async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+async fn serve<S: AsyncRead + AsyncWrite + Unpin + 'static>(
     shard: Rc<Shard>,
     mut stream: S,
     listener: Rc<Listener>,
@@ -240,7 +257,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// The TLS handshake (within the connection's handshake deadline, on its admission ticket),
 /// then the first decrypted byte picks RawSocket or HTTP.
-async fn serve_tls<S: AsyncRead + AsyncWrite + Unpin>(
+async fn serve_tls<S: AsyncRead + AsyncWrite + Unpin + 'static>(
     shard: Rc<Shard>,
     stream: S,
     mut buf: BytesMut,
@@ -272,7 +289,12 @@ async fn serve_tls<S: AsyncRead + AsyncWrite + Unpin>(
 /// Hand a stream (plaintext, or decrypted) to the handshake its first byte (`buf[0]`)
 /// asks for. HTTP is served on TCP listeners only (Unix sockets carry RawSocket); TLS
 /// inside TLS is closed.
-async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(shard: Rc<Shard>, stream: S, buf: BytesMut, arrival: Arrival) {
+async fn dispatch<S: AsyncRead + AsyncWrite + Unpin + 'static>(
+    shard: Rc<Shard>,
+    stream: S,
+    buf: BytesMut,
+    arrival: Arrival,
+) {
     let Arrival { listener, origin, deadline, ticket } = arrival;
     let config = &listener.config;
     match sniff(buf[0]) {

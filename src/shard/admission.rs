@@ -10,6 +10,7 @@
 //!
 //! This file decides and counts; it must not speak a protocol (`handshake.rs` does).
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -98,10 +99,10 @@ pub(crate) fn note_refused(shard: &Shard, refusal: Refusal, ip: Option<IpAddr>) 
     }
 }
 
-/// A failed accept: count it, log it (rate-limited), and pause `limits::ACCEPT_RETRY_MS` so
-/// that a listener out of file descriptors (EMFILE, ENFILE) does not spin. Connections wait
-/// in the listen backlog meanwhile and are accepted once descriptors free up.
-pub(crate) async fn accept_failed(shard: &Shard, listener: &str, error: glommio::GlommioError<()>) {
+/// A failed accept: count it and log it (rate-limited). Returns why it failed; the accept
+/// loop then refuses a connection on the spare descriptor (`refuse_out_of_fds`, when out of
+/// descriptors) or pauses (`pause_accept`).
+pub(crate) fn accept_failed(shard: &Shard, listener: &str, error: glommio::GlommioError<()>) -> AcceptError {
     let error = std::io::Error::from(error);
     let kind = match error.raw_os_error() {
         Some(libc::EMFILE | libc::ENFILE) => AcceptError::FdLimit,
@@ -114,8 +115,52 @@ pub(crate) async fn accept_failed(shard: &Shard, listener: &str, error: glommio:
             listener,
             %error,
             not_logged_since = skipped,
-            "accept failed; pausing (counted in shardbar_accept_errors_total)"
+            "accept failed (counted in shardbar_accept_errors_total)"
         );
     }
+    kind
+}
+
+/// Pause `limits::ACCEPT_RETRY_MS` after a failed accept, so that a listener out of file
+/// descriptors does not spin. Connections wait in the listen backlog meanwhile.
+pub(crate) async fn pause_accept() {
     glommio::timer::sleep(Duration::from_millis(limits::ACCEPT_RETRY_MS)).await;
+}
+
+/// Out of file descriptors: lend the shard's spare descriptor to the connection that made
+/// accept fail — accept it and refuse it (`Refusal::FdLimit`: RawSocket error 4, HTTP 503),
+/// then take the spare back once it is closed. A client hears "at the connection limit" at
+/// once instead of waiting in the backlog until its connect times out. Returns false (the
+/// caller pauses) if the spare is already lent or the accept fails again.
+///
+/// The accept is not given a deadline: EMFILE means a connection is waiting, and dropping
+/// an accept in flight could lose the descriptor it completes with.
+pub(crate) async fn refuse_out_of_fds<S, F>(shard: &Rc<Shard>, accept: F, tcp: bool) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    F: Future<Output = Result<S, glommio::GlommioError<()>>>,
+{
+    let Some(spare) = shard.spare_fd.borrow_mut().take() else { return false };
+    drop(spare);
+    let Ok(stream) = accept.await else {
+        retake_spare(shard);
+        return false;
+    };
+    note_refused(shard, Refusal::FdLimit, None);
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        handshake::answer_refusal(stream, Refusal::FdLimit, tcp).await;
+        retake_spare(&shard);
+    })
+    .detach();
+    true
+}
+
+/// Open the shard's spare descriptor again if it is not held (fails quietly while the
+/// process is still out of descriptors; the next refusal tries again).
+fn retake_spare(shard: &Shard) {
+    let mut spare = shard.spare_fd.borrow_mut();
+    if spare.is_none() {
+        *spare = std::fs::File::open("/dev/null").ok();
+    }
 }

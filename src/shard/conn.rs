@@ -40,9 +40,11 @@ use crate::proto::core::ConnInfo;
 use crate::proto::session::ConnId;
 use crate::proto::wire::websocket;
 
-/// Serve a WAMP connection whose transport handshake is done; `buf` holds the bytes read
-/// past the handshake.
-pub(crate) async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+/// Serve a WAMP connection whose transport handshake is done, in a task of its own; `buf`
+/// holds the bytes read past the handshake. The handshake's task ends here: its futures
+/// (several KiB) are not kept for the connection's life, which holds only `Conn` and its
+/// loop's state.
+pub(crate) fn spawn_session<S: AsyncRead + AsyncWrite + Unpin + 'static>(
     shard: Rc<Shard>,
     stream: S,
     buf: BytesMut,
@@ -51,8 +53,13 @@ pub(crate) async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     ticket: Ticket,
 ) {
     let mut conn = Conn::open(shard, stream, buf, codec, info, ticket);
-    conn.run().await;
-    conn.close().await;
+    glommio::spawn_local(async move {
+        conn.run().await;
+        // Boxed: the close's timers and flush would otherwise be part of every idle
+        // connection's task.
+        Box::pin(conn.close()).await;
+    })
+    .detach();
 }
 
 /// How the connection ends: decided by the loop, carried out by `Conn::close`.
@@ -323,8 +330,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if let Some(payload) = self.handle.ping.take() {
             self.codec.write_ping(&payload, &mut self.control);
         }
-        self.wbuf.append(&mut self.control);
         let mut core = self.shard.core.borrow_mut();
+        let queued = core.out_queue(self.id).map_or(0, |q| q.bytes());
+        if self.control.is_empty() && queued == 0 {
+            return false;
+        }
+        if self.wbuf.capacity() == 0 {
+            self.wbuf = self.shard.buffers.take_write();
+        }
+        self.wbuf.append(&mut self.control);
         let Some(q) = core.out_queue(self.id) else { return false };
         // One allocation of the right size, not a chain of doublings (the buffer is released
         // between bursts, so this runs once per burst).
@@ -389,16 +403,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     async fn wait(&mut self) -> ControlFlow<()> {
         self.release_idle_buffers();
         let paused = self.shard.read_gate.is_closed();
-        let start = prepare_read_tracked(&mut self.buf, self.read_chunk, &mut self.spare_init);
-        let spare = self.buf.len() - start;
+        // No buffer (nothing partial, no burst): read through the shard's scratch.
+        let direct = self.buf.capacity() > 0;
+        let start = if direct { prepare_read_tracked(&mut self.buf, self.read_chunk, &mut self.spare_init) } else { 0 };
+        let spare = if direct { self.buf.len() - start } else { self.read_chunk };
         let wake = {
             let (stream, buf, shard, handle) = (&mut self.stream, &mut self.buf, &self.shard, &self.handle);
             let read = async {
                 if paused {
                     shard.read_gate.open().await;
                     Wake::GateOpen
-                } else {
+                } else if direct {
                     Wake::Read(stream.read(&mut buf[start..]).await)
+                } else {
+                    Wake::Read(shard.buffers.read_via_scratch(stream, spare, buf).await)
                 }
             };
             let notified = async {
@@ -427,12 +445,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// Going quiet: give back buffers a burst grew (idle sessions stay cheap).
+    /// Going quiet: give the write buffer back to the shard, and drop an empty read buffer
+    /// unless a burst is going on (reads filling it) — idle sessions hold no buffer.
     fn release_idle_buffers(&mut self) {
-        if self.wbuf.capacity() > limits::WRITE_BUF_KEEP_BYTES {
-            self.wbuf = Vec::new();
-        }
-        if self.buf.is_empty() && self.buf.capacity() > 2 * self.read_chunk {
+        self.shard.buffers.give_write(std::mem::take(&mut self.wbuf));
+        let quiet = self.read_chunk <= limits::READ_CHUNK_MIN_BYTES;
+        if self.buf.is_empty() && (quiet || self.buf.capacity() > 2 * self.read_chunk) {
             self.buf = BytesMut::new();
             self.spare_init = false;
         }

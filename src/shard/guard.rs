@@ -32,15 +32,19 @@ pub(crate) enum Refusal {
     ShardSessions,
     /// The metrics listener already has `limits::METRICS_CONNECTIONS_MAX` connections.
     MetricsConnections,
+    /// The process is out of file descriptors (accept failed with EMFILE/ENFILE): the
+    /// shard's spare descriptor was lent to accept the connection and refuse it.
+    FdLimit,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 5] = [
+    const ALL: [Refusal; 6] = [
         Refusal::MaxHandshakes,
         Refusal::MaxConnections,
         Refusal::MaxConnectionsPerIp,
         Refusal::ShardSessions,
         Refusal::MetricsConnections,
+        Refusal::FdLimit,
     ];
 
     /// The `reason` label in `/metrics` and the log.
@@ -51,6 +55,7 @@ impl Refusal {
             Refusal::MaxConnectionsPerIp => "max_connections_per_ip",
             Refusal::ShardSessions => "shard_sessions",
             Refusal::MetricsConnections => "metrics_connections",
+            Refusal::FdLimit => "fd_limit",
         }
     }
 }

@@ -2,7 +2,7 @@
 //! RawSocket handshake, and on HTTP the WebSocket upgrade (or a plain HTTP answer).
 //!
 //! Both run under the connection's handshake deadline and hand the stream, with any bytes
-//! read past the handshake and the connection's admission ticket, to `conn::session` (or
+//! read past the handshake and the connection's admission ticket, to `conn::spawn_session` (or
 //! `echo::echo` in testee mode). Also the answer to a connection refused at accept
 //! (`answer_refusal`) and to plaintext on a TLS-only listener (`tls_required`). Parsing the
 //! handshakes is `proto::wire`'s; this file only does their I/O. The TLS handshake, which
@@ -80,7 +80,7 @@ pub(crate) async fn tls_required<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// The RawSocket handshake (`buf` holds at least the magic byte), then the session.
-pub(crate) async fn rawsocket<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn rawsocket<S: AsyncRead + AsyncWrite + Unpin + 'static>(
     shard: Rc<Shard>,
     mut stream: S,
     mut buf: BytesMut,
@@ -122,11 +122,11 @@ pub(crate) async fn rawsocket<S: AsyncRead + AsyncWrite + Unpin>(
     let framing = Framing { transport: Transport::RawSocket, serializer: hs.serializer };
     let codec = Codec::Raw(rawsocket::Decoder::new(max_in));
     let info = ConnInfo { framing, max_out_message: hs.max_len_bytes(), origin };
-    conn::session(shard, stream, buf, codec, info, ticket).await;
+    conn::spawn_session(shard, stream, buf, codec, info, ticket);
 }
 
 /// HTTP on the WAMP port: a WebSocket upgrade, or a plain request answered and closed.
-pub(crate) async fn http<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn http<S: AsyncRead + AsyncWrite + Unpin + 'static>(
     shard: Rc<Shard>,
     mut stream: S,
     mut buf: BytesMut,
@@ -144,7 +144,7 @@ pub(crate) async fn http<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Accept or refuse the upgrade; once accepted, a WAMP session (or an echo in testee mode).
-async fn websocket_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+async fn websocket_upgrade<S: AsyncRead + AsyncWrite + Unpin + 'static>(
     shard: Rc<Shard>,
     mut stream: S,
     buf: BytesMut,
@@ -177,7 +177,7 @@ async fn websocket_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
         (false, Some(ser)) => {
             let framing = Framing { transport: Transport::WebSocket, serializer: ser };
             let info = ConnInfo { framing, max_out_message: usize::MAX, origin };
-            conn::session(shard, stream, buf, Codec::Ws(decoder), info, ticket).await;
+            conn::spawn_session(shard, stream, buf, Codec::Ws(decoder), info, ticket);
         }
         (false, None) => {}
     }

@@ -41,10 +41,12 @@
 //! - `conn.rs` with `codec.rs` and `timers.rs`: the WAMP connection loop;
 //! - `echo.rs`: the WebSocket testee (echo) mode;
 //! - `mesh.rs`: the flusher and the inter-shard channels;
-//! - `io.rs`, `notify.rs`: read/write helpers and wake-up primitives.
+//! - `io.rs`, `buffers.rs`, `notify.rs`: read/write helpers, the buffers a shard's connections
+//!   share, and wake-up primitives.
 
 mod accept;
 mod admission;
+mod buffers;
 mod codec;
 mod conn;
 mod echo;

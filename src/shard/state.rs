@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use super::buffers::Buffers;
 use super::guard::{Guard, LogLimiter, ShardCounters};
 use super::mesh::MeshOut;
 use super::notify::{Gate, Notify};
@@ -90,6 +91,12 @@ pub(crate) struct Shard {
     /// connection takes its listener's at accept; `reload::apply` replaces them for the
     /// connections accepted after it.
     pub(crate) listener_tls: RefCell<Vec<Option<ListenerTls>>>,
+    /// The read scratch and write buffers the shard's connections share.
+    pub(crate) buffers: Buffers,
+    /// A descriptor kept open (on /dev/null) to lend when the process runs out: accept then
+    /// takes the waiting connection and refuses it (`admission::refuse_out_of_fds`). None
+    /// while lent.
+    pub(crate) spare_fd: RefCell<Option<std::fs::File>>,
     /// Where SIGHUP publishes reloaded settings, and the generation this shard applied.
     settings: Arc<Slot>,
     applied: Cell<u64>,
@@ -128,6 +135,8 @@ impl Shard {
             timer_wake: Notify::default(),
             stats_waiters: RefCell::new(HashMap::new()),
             listener_tls: RefCell::new(listener_tls),
+            buffers: Buffers::default(),
+            spare_fd: RefCell::new(std::fs::File::open("/dev/null").ok()),
             settings,
             applied,
         }

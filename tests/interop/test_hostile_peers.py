@@ -255,6 +255,48 @@ async def test_out_of_file_descriptors_accept_pauses_and_recovers(make_router):
         router.cleanup()
 
 
+@pytest.mark.async_timeout(90)
+async def test_out_of_file_descriptors_refuses_cleanly_and_counts(make_router):
+    # Goal: a client arriving while the router is out of file descriptors is answered at
+    # once — RawSocket error 4, the same "at the connection limit" as a full
+    # max_connections — instead of waiting in the listen backlog until its connect times
+    # out (the shard lends its spare descriptor to accept and refuse it); each one counted
+    # in shardbar_connections_refused_total{reason="fd_limit"}; the router does not spin
+    # and serves again once descriptors are free.
+    # Method: a one-shard router under RLIMIT_NOFILE 64; 100 clients each send a RawSocket
+    # handshake at once and keep what they get. Every one must get an answer: accepted
+    # (while descriptors last) or error 4.
+    def low_nofile():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    from conftest import Router
+
+    router = Router(name="emfile-refuse", shards=1, unix=False, limits={"ping_interval_ms": 0})
+    router.start(preexec_fn=low_nofile)
+    try:
+        cpu0 = cpu_seconds(router.pid)
+        results = await asyncio.gather(*(rs_handshake(router.port) for _ in range(100)))
+        replies = [reply for _, _, reply in results]
+        ok = sum(accepted(r) for r in replies)
+        refused = sum(r == bytes([0x7F, 0x40, 0, 0]) for r in replies)
+        assert ok + refused == 100, [r.hex() for r in replies]
+        assert ok > 10 and refused > 10, (ok, refused)
+        assert router.alive(), router.log_text()
+        cpu = cpu_seconds(router.pid) - cpu0
+        assert cpu < 2.0, f"router used {cpu:.2f} s of CPU refusing {refused} connections"
+        for _, w, _ in results:
+            w.close()
+        m = await eventually(lambda: scrape(router.metrics_port))
+        assert total(m, REFUSED, reason="fd_limit") == refused, m
+        # Descriptors come back as the router notices the closes.
+        _, w = await eventually_accepted(router.port)
+        w.close()
+        s = await rw.raw_session(router, "rs-json")
+        s.close()
+    finally:
+        router.cleanup()
+
+
 def cpu_seconds(pid: int) -> float:
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
