@@ -57,9 +57,14 @@ impl Buffers {
         .await
     }
 
-    /// A write buffer (empty; from the pool when it has one).
-    pub(crate) fn take_write(&self) -> Vec<u8> {
-        self.write_pool.borrow_mut().pop().unwrap_or_default()
+    /// An empty write buffer of at least `need` bytes: the pool's last one if it is large
+    /// enough, a new one otherwise.
+    pub(crate) fn take_write(&self, need: usize) -> Vec<u8> {
+        let mut pool = self.write_pool.borrow_mut();
+        match pool.last() {
+            Some(v) if v.capacity() >= need => pool.pop().unwrap_or_default(),
+            _ => Vec::with_capacity(need),
+        }
     }
 
     /// Give back a write buffer: kept for the next connection if it is small and the pool
@@ -96,8 +101,13 @@ mod tests {
         let mut v = Vec::with_capacity(64);
         v.extend_from_slice(b"leftover");
         b.give_write(v);
-        let w = b.take_write();
+        let w = b.take_write(64);
         assert!(w.is_empty() && w.capacity() >= 64);
+        // A pooled buffer too small for the need is left in the pool.
+        b.give_write(Vec::with_capacity(100));
+        let w = b.take_write(4096);
+        assert!(w.capacity() >= 4096);
+        assert_eq!(b.write_pool.borrow().len(), 1);
     }
 
     #[test]

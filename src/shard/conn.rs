@@ -335,14 +335,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if self.control.is_empty() && queued == 0 {
             return false;
         }
-        if self.wbuf.capacity() == 0 {
-            self.wbuf = self.shard.buffers.take_write();
+        // One allocation of the right size, not a chain of doublings (growing a buffer copies
+        // it): the pooled one if it is large enough, a new one otherwise.
+        let need = self.control.len() + queued.min(limits::WRITE_COALESCE_MAX_BYTES);
+        if self.wbuf.capacity() < need {
+            let fresh = self.shard.buffers.take_write(need);
+            self.shard.buffers.give_write(std::mem::replace(&mut self.wbuf, fresh));
         }
         self.wbuf.append(&mut self.control);
         let Some(q) = core.out_queue(self.id) else { return false };
-        // One allocation of the right size, not a chain of doublings (the buffer is released
-        // between bursts, so this runs once per burst).
-        self.wbuf.reserve(q.bytes().min(limits::WRITE_COALESCE_MAX_BYTES));
         q.drain_into(&mut self.wbuf, limits::WRITE_COALESCE_MAX_BYTES);
         !q.is_empty()
     }
