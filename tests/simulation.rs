@@ -643,6 +643,46 @@ fn liveness_pings_reap_silent_peers() {
     });
 }
 
+/// Goal: a CALL that reaches its callee's shard between the callee's UNREGISTER and the
+/// refusal of its second REGISTER of the same procedure (parked behind that REGISTER) is
+/// answered once the REGISTER is refused, not kept forever (found by the `shards` fuzz
+/// target: the parked invocation was released only when a REGISTER succeeded). Method: a
+/// callee registers `sim.p` (invoke random), then, without waiting, registers it again with
+/// another invoke policy (refused: procedure_already_exists), unregisters the first and
+/// calls it itself; every message is then delivered in a seeded order.
+#[test]
+fn call_parked_behind_a_refused_register_is_answered() {
+    for_seeds("call_parked_behind_a_refused_register_is_answered", seeds(SEEDS / 10), |seed| {
+        let mut s = Sim::new(shards_for(seed), seed);
+        let (shard, ser) = (s.rng.below(s.shards()), serializer_for(s.rng.below(3)));
+        let c = s.join(shard, ser);
+        let reg = s.register_wait(c, "sim.p", Dict::new().with("invoke", "random")).expect("registered");
+        s.register(c, "sim.p", Dict::new().with("invoke", "roundrobin"));
+        let unregister = s.next_request(c);
+        s.send(c, &Message::Unregister { request: unregister, registration: reg });
+        let call = s.call(c, "sim.p", Dict::new(), vec![]);
+        s.run_until_idle();
+        // Whatever reached the callee is answered, then the call must have its answer.
+        let invocations: Vec<Id> = s.clients[c]
+            .log
+            .iter()
+            .filter_map(|m| if let Message::Invocation { request, .. } = m { Some(*request) } else { None })
+            .collect();
+        for request in invocations {
+            s.yield_(c, request, Dict::new(), vec![]);
+        }
+        s.run_until_idle();
+        let answers = s.clients[c]
+            .log
+            .iter()
+            .filter(|m| {
+                matches!(m, Message::Result { request, .. } | Message::Error { request_type: 48, request, .. } if *request == call)
+            })
+            .count();
+        assert_eq!(answers, 1, "seed {seed}: CALL answered {answers} times; log {:?}", s.clients[c].log);
+    });
+}
+
 /// Goal: request IDs outside [1, 2^53] are protocol violations (spec: IDs are in that
 /// range), for every client request type. Method: send each with 0 and 2^53 + 1.
 #[test]

@@ -135,16 +135,19 @@ pub(crate) fn on_register_done(
                 }
                 registrations::on_register(cx, r, s.id, registration);
             }
-            // Release invocations that overtook this REGISTERED, in arrival order.
-            let parked = std::mem::take(&mut rpc.parked);
-            let (mine, rest): (Vec<_>, Vec<_>) =
-                parked.into_iter().partition(|inv| inv.reg_uri == procedure && inv.reg_policy == policy);
-            rpc.parked = rest;
-            for inv in mine {
-                start_invocation(cx, calls, sessions, inv);
-            }
         }
         Err(refused) => cx.error(s.conn, code::REGISTER, p.request, refused.uri(), Some(refused.message(&procedure))),
+    }
+    // Invocations that overtook this answer, in arrival order: they start now, or (the
+    // REGISTER refused) bounce back to their callers — unless another REGISTER of the same
+    // procedure is still pending, behind which they park again.
+    let rpc = calls.session(p.session);
+    let parked = std::mem::take(&mut rpc.parked);
+    let (mine, rest): (Vec<_>, Vec<_>) =
+        parked.into_iter().partition(|inv| inv.reg_uri == procedure && inv.reg_policy == policy);
+    rpc.parked = rest;
+    for inv in mine {
+        start_invocation(cx, calls, sessions, inv);
     }
 }
 
