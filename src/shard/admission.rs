@@ -131,7 +131,7 @@ pub(crate) async fn pause_accept() {
 /// accept fail — accept it and refuse it (`Refusal::FdLimit`: RawSocket error 4, HTTP 503),
 /// then take the spare back once it is closed. A client hears "at the connection limit" at
 /// once instead of waiting in the backlog until its connect times out. Returns false (the
-/// caller pauses) if the spare is already lent or the accept fails again.
+/// caller pauses) if there is no spare to lend or the accept fails again.
 ///
 /// The accept is not given a deadline: EMFILE means a connection is waiting, and dropping
 /// an accept in flight could lose the descriptor it completes with.
@@ -140,6 +140,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
     F: Future<Output = Result<S, glommio::GlommioError<()>>>,
 {
+    // A spare that could not be reopened after an earlier refusal (another shard took the
+    // descriptor) is opened again first, or this shard would never refuse again.
+    retake_spare(shard);
     let Some(spare) = shard.spare_fd.borrow_mut().take() else { return false };
     drop(spare);
     let Ok(stream) = accept.await else {
