@@ -394,6 +394,8 @@ def kib(v):
     return f"{v / 1024:.1f} MiB" if v >= 10240 else f"{v:.0f} KiB"
 
 def ms(us):
+    if us >= 1e6:
+        return f"{us / 1e6:.2f} s"
     return f"{us / 1000:.1f} ms" if us >= 1000 else f"{us:.0f} µs"
 
 routers, kinds = E["ROUTERS"].split(), E["KINDS"].split()
@@ -484,6 +486,9 @@ if "shardbar" in routers and ek in kinds and "refused_fd_after" in e:
     add(f"| when the last of them had its answer (open or refused) | {x.get('setup_s', float('nan')):.1f} s after "
         f"they started ({x.get('params', {}).get('concurrency') or E['CONCURRENCY']} at once); the slowest that "
         f"opened: {slowest} |")
+    if failed and x.get("setup_s"):
+        add(f"| refusals per second in that burst | {failed / x['setup_s']:.0f} (a lone client is refused at once: "
+            "see below) |")
     add(f"| router CPU with {E['SESSIONS']} held, below the limit, nobody connecting ({E['CPU_WINDOW']} s) | "
         f"{float(e.get('idle_held_cpu_cores', 'nan')):.3f} cores |")
     add(f"| router CPU while they tried ({e.get('excess_s')} s) | {float(e.get('excess_cpu_cores', 'nan')):.2f} cores |")
@@ -502,8 +507,8 @@ if "shardbar" in routers and ek in kinds and "refused_fd_after" in e:
     add("")
     clean = failed > 0 and unfin == 0 and all(p[0] for p in probes.values()) and ref >= failed \
         and e.get("alive") == "1" and float(e.get("idle_full_cpu_cores", "1")) < 0.1 and e.get("after_rc") == "0"
-    add(f"**Past the limit: {'clean' if clean else 'NOT clean'}** (clean = every session past the limit and both new "
-        "clients refused at once and counted, under 0.1 core at the limit, alive, serving again afterwards).\n")
+    add(f"**Past the limit: {'clean' if clean else 'NOT clean'}** (clean = every session past the limit answered and "
+        "counted, both lone new clients refused at once, under 0.1 core at the limit, alive, serving again afterwards).\n")
 
 section = "\n".join(lines).rstrip() + "\n"
 open(f"{work}/section.md", "w").write(section)
