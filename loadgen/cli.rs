@@ -8,6 +8,7 @@
 //! connects, spawns or writes a file.
 
 use std::ffi::OsString;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -55,6 +56,9 @@ pub struct Options {
     pub url: String,
     pub serializer: Option<Serializer>,
     pub realm: String,
+    /// Local addresses to bind client sockets to, round-robin per session; empty: the
+    /// kernel picks.
+    pub source: Vec<IpAddr>,
     pub tls: TlsArgs,
     pub auth: AuthArgs,
     pub threads: usize,
@@ -68,6 +72,8 @@ pub struct Options {
     /// Session openings in progress at once, over all threads; None: 64 per thread.
     pub concurrency: Option<usize>,
     pub stall: usize,
+    /// connections: hold the sessions that opened when others fail to (or time out).
+    pub hold_partial: bool,
     pub shape: RawShape,
     pub server_threads: usize,
     pub rate: Option<u64>,
@@ -99,6 +105,7 @@ pub enum Command {
         url: String,
         serializer: Option<Serializer>,
         realm: String,
+        source: Vec<IpAddr>,
         tls: Box<TlsArgs>,
         auth: Box<AuthArgs>,
         timeout: Duration,
@@ -124,6 +131,7 @@ impl Options {
             url: "ws://127.0.0.1:8080/ws".into(),
             serializer: None,
             realm: "realm1".into(),
+            source: Vec::new(),
             tls: TlsArgs::default(),
             auth: AuthArgs::default(),
             threads: cpus(),
@@ -136,6 +144,7 @@ impl Options {
             sessions: if scenario == Scenario::Logins { 10_000 } else { 1000 },
             concurrency: None,
             stall: 0,
+            hold_partial: false,
             shape: RawShape::Fanout,
             server_threads: cpus(),
             rate: None,
@@ -161,6 +170,7 @@ impl Options {
             "url": self.url,
             "serializer": self.serializer.map(|s| s.name()),
             "realm": self.realm,
+            "source": self.source.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "tls_verified": self.tls.ca.is_some(),
             "tls_client_cert": self.tls.cert.is_some(),
             "tls_server_name": self.tls.server_name,
@@ -180,6 +190,7 @@ impl Options {
             "sessions": self.sessions,
             "concurrency": self.concurrency,
             "stall": self.stall,
+            "hold_partial": self.hold_partial,
             "shape": match self.shape { RawShape::Fanout => "fanout", RawShape::Echo => "echo" },
             "server_threads": self.server_threads,
             "rate_per_source": self.rate,
@@ -230,6 +241,32 @@ pub fn parse_count(s: &str) -> Result<u64, String> {
         return Err(bad());
     }
     Ok((v * mult).round() as u64)
+}
+
+/// `--source`'s value (a newtype: clap would read a bare `Vec` as a repeated flag).
+#[derive(Clone, Debug)]
+struct Sources(Vec<IpAddr>);
+
+fn sources(s: &str) -> Result<Sources, String> {
+    parse_sources(s).map(Sources)
+}
+
+/// `127.0.0.2,127.0.0.3`: one or more IP addresses of one family, comma-separated, no repeats.
+pub fn parse_sources(s: &str) -> Result<Vec<IpAddr>, String> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let ip: IpAddr = part.parse().map_err(|_| format!("{part:?} is not an IP address (127.0.0.2,127.0.0.3)"))?;
+        if out.contains(&ip) {
+            return Err(format!("{ip} is given twice"));
+        }
+        out.push(ip);
+    }
+    match out.first() {
+        Some(first) if out.iter().any(|ip| ip.is_ipv4() != first.is_ipv4()) => {
+            Err("mixes IPv4 and IPv6 addresses".into())
+        }
+        _ => Ok(out),
+    }
 }
 
 fn serializer(s: &str) -> Result<Serializer, String> {
@@ -318,6 +355,9 @@ struct TargetArgs {
     /// The realm to join
     #[arg(long, value_name = "R", default_value = "realm1")]
     realm: String,
+    /// Bind client sockets to these local addresses before connecting, sessions round-robin over them (more connections to one router port than one address's ephemeral ports, or per-address caps) [default: the kernel picks]
+    #[arg(long, value_name = "ADDR[,ADDR…]", value_parser = sources)]
+    source: Option<Sources>,
 }
 
 /// TLS for wss:// and rss:// URLs.
@@ -418,6 +458,9 @@ struct ShapeArgs {
     /// pub/sub: N of the subscribers subscribe and then never read (slow consumers); shows whether the router pushes back or buffers
     #[arg(long, value_name = "N", value_parser = count)]
     stall: Option<usize>,
+    /// connections: when some sessions fail to open (a router at its limit) or have not opened by --connect-timeout, hold those that did and report the rest (exit 1) instead of giving up
+    #[arg(long)]
+    hold_partial: bool,
     /// raw: the shape to run without WAMP
     #[arg(long, value_enum, default_value_t = RawShape::Fanout)]
     shape: RawShape,
@@ -451,7 +494,7 @@ struct TimelineArgs {
     /// Run before measuring
     #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "1s")]
     warmup: Duration,
-    /// Measure for this long
+    /// Measure for this long (connections: hold the sessions this long; SIGTERM or SIGINT ends the hold early, with the report)
     #[arg(long, value_name = "D", value_parser = positive_duration, default_value = "5s")]
     duration: Duration,
     /// Wait this long for messages still in flight
@@ -568,6 +611,7 @@ impl ScenarioArgs {
             url: t.url,
             serializer: t.serializer,
             realm: t.realm,
+            source: t.source.map(|s| s.0).unwrap_or_default(),
             tls: self.tls.into_args(),
             auth: self.auth.into_args(),
             threads: l.threads.map_or(d.threads, |n| n.max(1)),
@@ -580,6 +624,7 @@ impl ScenarioArgs {
             sessions: s.sessions.unwrap_or(d.sessions),
             concurrency: s.concurrency.map(|n| n.max(1)),
             stall: s.stall.unwrap_or(d.stall),
+            hold_partial: s.hold_partial,
             shape: s.shape,
             server_threads: s.server_threads.map_or(d.server_threads, |n| n.max(1)),
             // 0 is the closed loop, like no --rate.
@@ -628,6 +673,7 @@ where
             url: w.target.url,
             serializer: w.target.serializer,
             realm: w.target.realm,
+            source: w.target.source.map(|s| s.0).unwrap_or_default(),
             tls: Box::new(w.tls.into_args()),
             auth: Box::new(w.auth.into_args()),
             timeout: w.timeout,
@@ -738,6 +784,28 @@ mod tests {
         // Secrets never reach the report's parameters.
         let o = options("rpc --authmethod wampcra --authid a --secret hush");
         assert!(!o.to_json().to_string().contains("hush"));
+    }
+
+    #[test]
+    fn source_addresses() {
+        // Goal: --source takes one or more addresses of one family, in order, for every
+        // scenario and `wait`; a bad list is a usage error. Method: parse.
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(parse_sources("127.0.0.2").unwrap(), vec![ip("127.0.0.2")]);
+        assert_eq!(parse_sources("127.0.0.3, 127.0.0.2").unwrap(), vec![ip("127.0.0.3"), ip("127.0.0.2")]);
+        assert_eq!(parse_sources("::1").unwrap(), vec![ip("::1")]);
+        for bad in ["", "127.0.0.2,", "localhost", "127.0.0.2:80", "127.0.0.2,127.0.0.2", "127.0.0.2,::1"] {
+            assert!(parse_sources(bad).is_err(), "{bad:?}");
+        }
+        let o = options("connections --source 127.0.0.2,127.0.0.3 --hold-partial --url rs://127.0.0.1:9");
+        assert_eq!((o.source.clone(), o.hold_partial), (vec![ip("127.0.0.2"), ip("127.0.0.3")], true));
+        assert_eq!(o.to_json()["source"], serde_json::json!(["127.0.0.2", "127.0.0.3"]));
+        let o = options("connections --source 127.0.0.2 --source 127.0.0.4");
+        assert_eq!(o.source, vec![ip("127.0.0.4")], "the last --source wins");
+        assert!(options("rpc").source.is_empty() && !options("rpc").hold_partial);
+        assert!(parse("connections --source 127.0.0.2,nope").is_err());
+        let Command::Wait { source, .. } = parse("wait --source 127.0.0.5").unwrap() else { panic!() };
+        assert_eq!(source, vec![ip("127.0.0.5")]);
     }
 
     #[test]

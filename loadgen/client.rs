@@ -14,7 +14,7 @@
 //! opening answers a CHALLENGE with the run's credentials (`auth.rs`) before WELCOME.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -72,6 +72,9 @@ pub struct Target {
     pub host: String,
     pub path: String,
     pub realm: String,
+    /// Local addresses client sockets bind to, round-robin per session (`--source`);
+    /// empty: the kernel picks.
+    pub source: Vec<IpAddr>,
     /// TLS under the transport (`wss://`, `rss://`).
     pub tls: Option<TlsClient>,
     /// What HELLO announces and how a CHALLENGE is answered.
@@ -83,6 +86,11 @@ impl Target {
     pub fn transport_name(&self) -> String {
         let name = self.transport.name();
         if self.tls.is_some() { format!("{name}+tls") } else { name.to_owned() }
+    }
+
+    /// The local address session `i` (counted over the whole run) binds to, if any.
+    pub fn source_for(&self, i: usize) -> Option<IpAddr> {
+        (!self.source.is_empty()).then(|| self.source[i % self.source.len()])
     }
 }
 
@@ -212,11 +220,14 @@ impl Conn {
         self.fd
     }
 
-    /// Start a non-blocking connect.
-    pub fn connect(&mut self, addr: SocketAddr) -> io::Result<()> {
+    /// Start a non-blocking connect, from `source` if given (else the kernel picks).
+    pub fn connect(&mut self, addr: SocketAddr, source: Option<IpAddr>) -> io::Result<()> {
         let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         sock.set_nonblocking(true)?;
         sock.set_tcp_nodelay(true)?;
+        if let Some(ip) = source {
+            bind_source(&sock, ip)?;
+        }
         match sock.connect(&addr.into()) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
@@ -492,6 +503,25 @@ impl Conn {
     }
 }
 
+/// Bind a client socket to `ip` with the port left to `connect`: IP_BIND_ADDRESS_NO_PORT
+/// lets the kernel choose the port per (source, destination) pair, so one source address
+/// is not limited to the ephemeral range once over all destinations (best effort: without
+/// it, `bind` picks the port).
+fn bind_source(sock: &Socket, ip: IpAddr) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt reads `one` (an int, its size given) during the call only.
+    let _ = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    sock.bind(&SocketAddr::new(ip, 0).into()).map_err(|e| io::Error::new(e.kind(), format!("bind to {ip}: {e}")))
+}
+
 /// xorshift32 for WebSocket masking keys: cheap, never zero (seeded odd).
 fn xorshift(state: &mut u32) -> u32 {
     let mut x = *state;
@@ -531,7 +561,7 @@ impl std::fmt::Display for Opening {
 pub fn open_session_blocking(target: &Target, timeout: Duration) -> Result<Duration, String> {
     let t0 = Instant::now();
     let mut c = Conn::new(target.transport, target.serializer, false, RAW_ROLE_ECHO, 0x9E37_79B9);
-    c.connect(target.addr).map_err(|e| e.to_string())?;
+    c.connect(target.addr, target.source_for(0)).map_err(|e| e.to_string())?;
     let r = drive_to_welcome(&mut c, target, t0 + timeout);
     c.close();
     r.map(|()| t0.elapsed())
@@ -586,6 +616,22 @@ fn read_to_welcome(c: &mut Conn, target: &Target) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connects_from_the_source_address() {
+        // Goal: a session given a source address connects from it (the router sees it as
+        // the peer). Method: a loopback listener on 127.0.0.1; connect from 127.0.0.2 and
+        // 127.0.0.3 (all of 127/8 is local on Linux) and from the kernel's choice.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        for source in ["127.0.0.2", "127.0.0.3"].map(|s| Some(s.parse().unwrap())).into_iter().chain([None]) {
+            let mut c = Conn::new(Transport::RawSocket, Serializer::MsgPack, false, RAW_ROLE_ECHO, 1);
+            c.connect(addr, source).unwrap();
+            let (_, peer) = listener.accept().unwrap();
+            assert_eq!(peer.ip(), source.unwrap_or(addr.ip()));
+            c.close();
+        }
+    }
 
     #[test]
     fn urls() {

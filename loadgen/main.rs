@@ -77,8 +77,8 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Wait { url, serializer, realm, tls, auth, timeout } => {
-            match runner::target_from(&url, serializer, &realm, &tls, &auth) {
+        Command::Wait { url, serializer, realm, source, tls, auth, timeout } => {
+            match runner::target_from(&url, serializer, &realm, &source, &tls, &auth) {
                 Ok(target) => wait(&target, timeout),
                 Err(e) => {
                     eprintln!("loadgen: {e}");

@@ -95,6 +95,12 @@ pub struct Report {
     /// Calls without a result after the drain.
     pub calls_unanswered: u64,
     pub sessions_dropped: u64,
+    /// `connections --hold-partial`: sessions that did not open (the rest were held).
+    #[serde(default)]
+    pub sessions_failed: u64,
+    /// `connections --hold-partial`: sessions neither open nor failed at --connect-timeout.
+    #[serde(default)]
+    pub sessions_unfinished: u64,
     /// `--stall`: slow consumers, and how many the router had disconnected by the end.
     pub stalled: u64,
     pub stalled_closed_by_router: u64,
@@ -180,6 +186,17 @@ impl Report {
                 l.failed,
                 l.unfinished,
                 if l.timed_out { " (hit --connect-timeout)" } else { "" }
+            );
+        }
+        if self.sessions_failed + self.sessions_unfinished > 0 {
+            let _ = writeln!(
+                s,
+                "  partial      of {} sessions {} failed to open and {} had not opened at --connect-timeout; \
+                 the other {} were held",
+                self.sessions,
+                self.sessions_failed,
+                self.sessions_unfinished,
+                self.sessions.saturating_sub(self.sessions_failed + self.sessions_unfinished)
             );
         }
         for (reason, n) in &self.aborts {

@@ -8,6 +8,7 @@
 //! latency); throughput counts arrivals inside the window.
 
 use std::io::Write as _;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -73,10 +74,14 @@ pub fn target_from(
     url: &str,
     ser: Option<shardbar::proto::wire::Serializer>,
     realm: &str,
+    source: &[IpAddr],
     tls: &TlsArgs,
     auth: &AuthArgs,
 ) -> Result<Target, String> {
     let u = parse_url(url)?;
+    if let Some(ip) = source.iter().find(|ip| ip.is_ipv4() != u.addr.is_ipv4()) {
+        return Err(format!("--source {ip} and {} are not of one address family", u.addr));
+    }
     let serializer = ser.unwrap_or(match u.transport {
         Transport::WebSocket => shardbar::proto::wire::Serializer::Json,
         _ => shardbar::proto::wire::Serializer::MsgPack,
@@ -96,6 +101,7 @@ pub fn target_from(
         host: u.hostport,
         path: u.path,
         realm: realm.to_owned(),
+        source: source.to_vec(),
         tls,
         auth: Arc::new(Credentials::from_args(auth)?),
     })
@@ -150,13 +156,14 @@ pub fn run(o: &Options) -> Result<Report, String> {
             host: s.addr.to_string(),
             path: "/".into(),
             realm: o.realm.clone(),
+            source: o.source.clone(),
             tls: None,
             auth: Arc::new(Credentials::none()),
         };
         server = Some(s);
         t
     } else {
-        target_from(&o.url, o.serializer, &o.realm, &o.tls, &o.auth)?
+        target_from(&o.url, o.serializer, &o.realm, &o.source, &o.tls, &o.auth)?
     };
     let plan = Arc::new(Plan::build(o, target)?);
     let threads = plan.threads.min(plan.sessions.len().max(1));
@@ -196,15 +203,17 @@ pub fn run(o: &Options) -> Result<Report, String> {
 
     // 1. Set up every session (a login storm: open and close them all).
     let storm = o.scenario == Scenario::Logins;
-    let mut storm_timed_out = false;
+    // A partial hold, like a storm, ends its setup at --connect-timeout with what it has.
+    let partial = o.scenario == Scenario::Connections && o.hold_partial;
+    let mut setup_timed_out = false;
     loop {
         let (ready, failed) = (shared.ready.load(Ordering::SeqCst), shared.failed.load(Ordering::SeqCst));
         if ready + failed >= total {
             break;
         }
-        if setup_t0.elapsed() > plan.connect_timeout && storm {
-            // The logins so far are the result; the report says the storm did not finish.
-            storm_timed_out = true;
+        if setup_t0.elapsed() > plan.connect_timeout && (storm || partial) {
+            // The sessions so far are the result; the report says setup did not finish.
+            setup_timed_out = true;
             break;
         }
         if setup_t0.elapsed() > plan.connect_timeout {
@@ -222,7 +231,7 @@ pub fn run(o: &Options) -> Result<Report, String> {
     let setup_s = setup_t0.elapsed().as_secs_f64();
     let failed = shared.failed.load(Ordering::SeqCst);
     let logged_in = shared.ready.load(Ordering::SeqCst);
-    if failed > 0 && !storm {
+    if failed > 0 && !storm && !partial {
         progress.done();
         stop(&shared, handles);
         return Err(format!(
@@ -240,12 +249,16 @@ pub fn run(o: &Options) -> Result<Report, String> {
         rss_ready = o.pid.and_then(sys::tree_rss_kib);
         measured_s = setup_s;
     } else if o.scenario == Scenario::Connections {
-        let settle = o.warmup;
-        let t_end = Instant::now() + settle + o.duration;
-        std::thread::sleep(settle);
+        // From here on a SIGTERM or SIGINT ends the hold (and the report is written).
+        sys::catch_stop_signals();
+        let settle_end = Instant::now() + o.warmup;
+        let t_end = settle_end + o.duration;
+        while Instant::now() < settle_end && !sys::stop_requested() {
+            std::thread::sleep(Duration::from_millis(20).min(settle_end.saturating_duration_since(Instant::now())));
+        }
         rss_ready = o.pid.and_then(sys::tree_rss_kib);
         let t0 = Instant::now();
-        while Instant::now() < t_end {
+        while Instant::now() < t_end && !sys::stop_requested() {
             progress.line(&shared, "hold", &format!("{total} sessions"));
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -353,11 +366,13 @@ pub fn run(o: &Options) -> Result<Report, String> {
         unfinished: total.saturating_sub(logged_in + failed) as u64,
         per_s: logged_in as f64 / setup_s.max(1e-9),
         concurrency: plan.handshakes_max * threads,
-        timed_out: storm_timed_out,
+        timed_out: setup_timed_out,
     });
     if let Some(l) = &logins {
         ok &= l.failed == 0 && l.unfinished == 0;
     }
+    let held = if partial { logged_in } else { total };
+    ok &= !partial || logged_in == total;
     let rss = o.pid.map(|pid| {
         let before = rss_before.unwrap_or(0);
         let ready = rss_ready.unwrap_or(0);
@@ -368,7 +383,8 @@ pub fn run(o: &Options) -> Result<Report, String> {
             ready_kib: ready,
             max_kib: max,
             end_kib: rss_end.unwrap_or(0),
-            per_session_kib: if total > 0 { ready.saturating_sub(before) as f64 / total as f64 } else { 0.0 },
+            // Per session held: a partial hold's failed sessions cost nothing.
+            per_session_kib: if held > 0 { ready.saturating_sub(before) as f64 / held as f64 } else { 0.0 },
             growth_kib: max.saturating_sub(ready),
             grew_under_load: o.scenario != Scenario::Connections && ready > 0 && max > ready + 64 * 1024,
         }
@@ -420,6 +436,8 @@ pub fn run(o: &Options) -> Result<Report, String> {
         integrity,
         calls_unanswered: unanswered,
         sessions_dropped: dropped,
+        sessions_failed: if partial { failed as u64 } else { 0 },
+        sessions_unfinished: if partial { total.saturating_sub(logged_in + failed) as u64 } else { 0 },
         stalled,
         stalled_closed_by_router: stalled_closed,
         protocol_errors,
@@ -446,25 +464,35 @@ mod tests {
     #[test]
     fn targets_refuse_inconsistent_tls_and_auth() {
         let none = (TlsArgs::default(), AuthArgs::default());
-        let t = target_from("ws://127.0.0.1:1/ws", None, "realm1", &none.0, &none.1).unwrap();
+        let t = target_from("ws://127.0.0.1:1/ws", None, "realm1", &[], &none.0, &none.1).unwrap();
         assert!(t.tls.is_none());
         assert_eq!(t.transport_name(), "websocket");
         let insecure = TlsArgs { insecure: true, ..TlsArgs::default() };
-        let e = target_from("ws://127.0.0.1:1/ws", None, "realm1", &insecure, &none.1).unwrap_err();
+        let e = target_from("ws://127.0.0.1:1/ws", None, "realm1", &[], &insecure, &none.1).unwrap_err();
         assert!(e.contains("wss://"), "{e}");
-        let e = target_from("wss://127.0.0.1:1/ws", None, "realm1", &none.0, &none.1).unwrap_err();
+        let e = target_from("wss://127.0.0.1:1/ws", None, "realm1", &[], &none.0, &none.1).unwrap_err();
         assert!(e.contains("--tls-ca"), "{e}");
-        let t = target_from("rss://127.0.0.1:1", None, "realm1", &insecure, &none.1).unwrap();
+        let t = target_from("rss://127.0.0.1:1", None, "realm1", &[], &insecure, &none.1).unwrap();
         assert_eq!(
             (t.transport_name().as_str(), t.serializer),
             ("rawsocket+tls", shardbar::proto::wire::Serializer::MsgPack)
         );
         let tls_auth = AuthArgs { method: Some(AuthMethod::Tls), ..AuthArgs::default() };
         assert!(
-            target_from("rss://127.0.0.1:1", None, "realm1", &insecure, &tls_auth).is_err(),
+            target_from("rss://127.0.0.1:1", None, "realm1", &[], &insecure, &tls_auth).is_err(),
             "tls needs a client cert"
         );
+        let v4: [IpAddr; 2] = ["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()];
+        let t = target_from("rs://127.0.0.1:1", None, "realm1", &v4, &none.0, &none.1).unwrap();
+        let picks: Vec<_> = (0..4).map(|i| t.source_for(i).unwrap()).collect();
+        assert_eq!(picks, [v4[0], v4[1], v4[0], v4[1]], "sessions round-robin over the sources");
+        assert_eq!(target_from("rs://127.0.0.1:1", None, "realm1", &[], &none.0, &none.1).unwrap().source_for(0), None);
+        let e = target_from("rs://[::1]:1", None, "realm1", &v4, &none.0, &none.1).unwrap_err();
+        assert!(e.contains("address family"), "{e}");
         let ticket = AuthArgs { method: Some(AuthMethod::Ticket), ..AuthArgs::default() };
-        assert!(target_from("ws://127.0.0.1:1/ws", None, "realm1", &none.0, &ticket).is_err(), "ticket needs a ticket");
+        assert!(
+            target_from("ws://127.0.0.1:1/ws", None, "realm1", &[], &none.0, &ticket).is_err(),
+            "ticket needs a ticket"
+        );
     }
 }

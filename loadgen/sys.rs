@@ -2,6 +2,7 @@
 
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Token reserved for a worker's wake-up eventfd.
@@ -134,6 +135,28 @@ pub fn raise_nofile() -> u64 {
         }
     }
     lim.rlim_cur
+}
+
+/// Set by SIGTERM or SIGINT once `catch_stop_signals` ran.
+static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP_REQUESTED.store(true, Ordering::Relaxed);
+}
+
+/// From now on SIGTERM and SIGINT set a flag (`stop_requested`) instead of ending the
+/// process: a hold ends early and still reports. Before this, they end it as usual.
+pub fn catch_stop_signals() {
+    let handler = on_stop_signal as extern "C" fn(libc::c_int);
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: the handler only stores to an atomic (async-signal-safe); glibc's
+        // `signal` installs it with SA_RESTART.
+        unsafe { libc::signal(sig, handler as libc::sighandler_t) };
+    }
+}
+
+pub fn stop_requested() -> bool {
+    STOP_REQUESTED.load(Ordering::Relaxed)
 }
 
 /// Resident set size of one process in KiB (`VmRSS`), None if it is gone.

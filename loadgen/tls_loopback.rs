@@ -129,6 +129,7 @@ fn target(addr: SocketAddr, tls: &TlsArgs, ticket: &str) -> Target {
         host: addr.to_string(),
         path: "/".into(),
         realm: "realm1".into(),
+        source: Vec::new(),
         tls: Some(TlsClient::new(tls, "127.0.0.1").unwrap()),
         auth: Arc::new(Credentials::from_args(&auth).unwrap()),
     }
@@ -164,7 +165,7 @@ fn rawsocket_over_tls_with_ticket() {
     let tls = TlsArgs { ca: Some(pki.ca_file.clone()), ..TlsArgs::default() };
     let target = target(addr, &tls, TICKET);
     let mut c = Conn::new(Transport::RawSocket, Serializer::MsgPack, true, client::RAW_ROLE_ECHO, 1);
-    c.connect(addr).unwrap();
+    c.connect(addr, None).unwrap();
     client::drive_to_welcome(&mut c, &target, Instant::now() + Duration::from_secs(10)).unwrap();
     assert_eq!((c.state, c.session), (State::Authenticating, 7));
     assert_eq!(&echo(&mut c, b"hello over tls")[..], b"hello over tls");
@@ -191,7 +192,7 @@ fn verification_insecure_and_abort() {
     client::open_session_blocking(&target(addr, &insecure, TICKET), Duration::from_secs(10)).unwrap();
     let t = target(addr, &insecure, "wrong");
     let mut c = Conn::new(Transport::RawSocket, Serializer::MsgPack, false, client::RAW_ROLE_ECHO, 1);
-    c.connect(addr).unwrap();
+    c.connect(addr, None).unwrap();
     let e = client::drive_to_welcome(&mut c, &t, deadline()).unwrap_err();
     assert_eq!(e, "ABORT wamp.error.not_authorized");
     let results = router.join().unwrap();

@@ -392,9 +392,12 @@ impl Worker {
             let i = self.next_connect;
             self.next_connect += 1;
             let s = &mut self.sessions[i];
+            // Sessions are dealt to the workers round-robin: worker `id`'s i-th is the run's
+            // (i × workers + id)-th, which picks its source address.
+            let source = self.plan.target.source_for(i * self.shared.live.len() + self.id);
             let r = s
                 .conn
-                .connect(self.plan.target.addr)
+                .connect(self.plan.target.addr, source)
                 .and_then(|()| self.epoll.add(s.conn.fd(), i as u64, (libc::EPOLLIN | libc::EPOLLOUT) as u32));
             match r {
                 Ok(()) => {
