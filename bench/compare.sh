@@ -444,12 +444,12 @@ table(f"Start and idle footprint (medians of {n1} and {n2} starts)", [
 open(os.path.join(work, "tables.md"), "w").write("\n".join(rows) + "\n")
 PYEOF
 
-# bench/auth.sh, bench/authz.sh and bench/meta.sh write their own sections ("## Authentication
-# and TLS", "## Authorization", "## Meta API and event history") into the same file: keep
-# them, in the order they are in.
+# Other bench scripts (auth.sh, authz.sh, meta.sh, scale.sh, soak.sh) write their own "## "
+# sections into the same file (this one writes "###" headings only): keep them all, in the
+# order they are in.
 AUTH_SECTION=""
 if [[ -f "$RESULTS" ]]; then
-    AUTH_SECTION=$(awk '/^## / {on = ($0 == "## Authentication and TLS" || $0 == "## Authorization" || $0 == "## Meta API and event history")} on' "$RESULTS")
+    AUTH_SECTION=$(awk '/^## / {on = 1} on' "$RESULTS")
 fi
 {
     echo "# shardbar vs Crossbar.io — loadgen results"
