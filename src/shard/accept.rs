@@ -109,7 +109,7 @@ async fn accept_tcp(shard: Rc<Shard>, listener: TcpListener, l: Rc<Listener>) {
                 {
                     continue;
                 }
-                admission::pause_accept().await;
+                admission::pause_accept(&shard).await;
             }
         }
     }
@@ -131,7 +131,7 @@ async fn accept_unix(shard: Rc<Shard>, listener: UnixListener, l: Rc<Listener>) 
                 {
                     continue;
                 }
-                admission::pause_accept().await;
+                admission::pause_accept(&shard).await;
             }
         }
     }
@@ -160,7 +160,7 @@ async fn accept_metrics(shard: Rc<Shard>, listener: TcpListener) {
             }
             Err(e) => {
                 admission::accept_failed(&shard, "metrics", e);
-                admission::pause_accept().await;
+                admission::pause_accept(&shard).await;
             }
         }
     }

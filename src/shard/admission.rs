@@ -16,6 +16,7 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use futures_lite::future::or;
 use futures_lite::{AsyncRead, AsyncWrite};
 
 use super::guard::{AcceptError, LogKind, Refusal};
@@ -121,10 +122,12 @@ pub(crate) fn accept_failed(shard: &Shard, listener: &str, error: glommio::Glomm
     kind
 }
 
-/// Pause `limits::ACCEPT_RETRY_MS` after a failed accept, so that a listener out of file
-/// descriptors does not spin. Connections wait in the listen backlog meanwhile.
-pub(crate) async fn pause_accept() {
-    glommio::timer::sleep(Duration::from_millis(limits::ACCEPT_RETRY_MS)).await;
+/// Pause after a failed accept, so that a listener out of file descriptors does not spin:
+/// `limits::ACCEPT_RETRY_MS`, or until the shard's lent spare descriptor is back (the next
+/// waiting connection is then refused at once). Connections wait in the listen backlog
+/// meanwhile.
+pub(crate) async fn pause_accept(shard: &Shard) {
+    or(shard.spare_back.notified(), glommio::timer::sleep(Duration::from_millis(limits::ACCEPT_RETRY_MS))).await;
 }
 
 /// Out of file descriptors: lend the shard's spare descriptor to the connection that made
@@ -154,6 +157,7 @@ where
     glommio::spawn_local(async move {
         handshake::answer_refusal(stream, Refusal::FdLimit, tcp).await;
         retake_spare(&shard);
+        shard.spare_back.notify();
     })
     .detach();
     true

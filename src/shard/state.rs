@@ -97,6 +97,8 @@ pub(crate) struct Shard {
     /// takes the waiting connection and refuses it (`admission::refuse_out_of_fds`). None
     /// while lent.
     pub(crate) spare_fd: RefCell<Option<std::fs::File>>,
+    /// Rung when a lent spare descriptor is back: a paused accept loop goes on at once.
+    pub(crate) spare_back: Notify,
     /// Where SIGHUP publishes reloaded settings, and the generation this shard applied.
     settings: Arc<Slot>,
     applied: Cell<u64>,
@@ -137,6 +139,7 @@ impl Shard {
             listener_tls: RefCell::new(listener_tls),
             buffers: Buffers::default(),
             spare_fd: RefCell::new(std::fs::File::open("/dev/null").ok()),
+            spare_back: Notify::default(),
             settings,
             applied,
         }
