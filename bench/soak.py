@@ -661,16 +661,17 @@ def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
-def svg_plot(rows, warmup, load_end, title):
-    """RSS (MiB) and open files over time, two panels sharing the time axis."""
-    W, H, left, right, top, gap, ph = 900, 470, 70, 20, 40, 50, 170
+def svg_plot(rows, warmup, load_end, title, rss_limit_kib=None):
+    """RSS (MiB) and open files over time, two panels sharing the time axis; on the RSS panel a
+    dashed line at ``rss_limit_kib`` (the drift target above the RSS at the end of warm-up)."""
+    W, H, left, right, top, gap, ph = 900, 495, 70, 20, 40, 50, 170
     tmax = max(r["t"] for r in rows) or 1
 
     def x(t):
         return left + (W - left - right) * t / tmax
 
-    def panel(y0, key, scale, label, colour):
-        vals = [r[key] * scale for r in rows]
+    def panel(y0, key, scale, label, colour, mark=None):
+        vals = [r[key] * scale for r in rows] + ([mark] if mark is not None else [])
         lo, hi = min(vals), max(vals)
         span = (hi - lo) or 1.0
         lo, hi = lo - 0.1 * span, hi + 0.1 * span
@@ -687,6 +688,9 @@ def svg_plot(rows, warmup, load_end, title):
             v = lo + (hi - lo) * k / 4
             out.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" font-size="11" text-anchor="end">{v:.1f}</text>')
             out.append(f'<line x1="{left}" y1="{y(v):.1f}" x2="{W - right}" y2="{y(v):.1f}" stroke="#ddd"/>')
+        if mark is not None:
+            out.append(f'<line x1="{left}" y1="{y(mark):.1f}" x2="{W - right}" y2="{y(mark):.1f}" stroke="#e08000" '
+                       f'stroke-dasharray="6 4"/>')
         pts = " ".join(f"{x(r['t']):.1f},{y(r[key] * scale):.1f}" for r in rows)
         out.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="1.2"/>')
         return out
@@ -694,7 +698,9 @@ def svg_plot(rows, warmup, load_end, title):
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif">',
              f'<rect width="{W}" height="{H}" fill="white"/>',
              f'<text x="{W / 2}" y="20" font-size="15" text-anchor="middle">{title}</text>']
-    parts += panel(top + 10, "rss", 1 / 1024, "router RSS (MiB)", "#1f5fbf")
+    limit = rss_limit_kib / 1024 if rss_limit_kib else None
+    parts += panel(top + 10, "rss", 1 / 1024, "router RSS (MiB); dashed orange: end of warm-up + 5 %", "#1f5fbf",
+                   limit)
     parts += panel(top + 10 + ph + gap, "fds", 1, "router open files", "#2a8a2a")
     axis_y = top + 10 + 2 * ph + gap
     step = 60 if tmax <= 900 else 300
@@ -847,7 +853,8 @@ def cmd_report(a):
             lines.append("Healthy-session faults (first ones): " + "; ".join(samples))
     body = "\n".join(lines) + "\n"
 
-    svg = svg_plot(rows, warm, dur, f"shardbar soak {meta['stamp']}: {span(dur)} of mixed load")
+    svg = svg_plot(rows, warm, dur, f"shardbar soak {meta['stamp']}: {span(dur)} of mixed load",
+                   at_warm["rss"] * (1 + RSS_DRIFT_MAX / 100))
     if a.svg:
         with open(a.svg, "w") as f:
             f.write(svg)
