@@ -70,7 +70,14 @@ def read_proc(pid: int):
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
     fds = len(os.listdir(f"/proc/{pid}/fd"))
-    return rss_kib, fds, threads, ticks
+    # Time the router's threads spent runnable but waiting for a CPU (schedstat field 2, ns):
+    # high when the machine, not the router, is the bottleneck.
+    wait_ns = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                wait_ns += int(f.read().split()[1])
+    return rss_kib, fds, threads, ticks, wait_ns
 
 
 def cmd_sample(a):
@@ -79,19 +86,23 @@ def cmd_sample(a):
     prev = None
     with open(a.out, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["t_s", "rss_kib", "open_files", "threads", "cpu_pct", "loadavg1"])
+        w.writerow(["t_s", "rss_kib", "open_files", "threads", "cpu_pct", "loadavg1", "runq_wait_pct"])
         n = 0
         while True:
             try:
-                rss, fds, threads, ticks = read_proc(a.pid)
+                rss, fds, threads, ticks, wait_ns = read_proc(a.pid)
             except (FileNotFoundError, ProcessLookupError, KeyError):
                 return
             now = time.monotonic()
-            cpu = "" if prev is None else f"{100.0 * (ticks - prev[1]) / hz / (now - prev[0]):.1f}"
-            prev = (now, ticks)
+            cpu = wait = ""
+            if prev is not None:
+                dt = now - prev[0]
+                cpu = f"{100.0 * (ticks - prev[1]) / hz / dt:.1f}"
+                wait = f"{100.0 * (wait_ns - prev[2]) / 1e9 / dt:.1f}"
+            prev = (now, ticks, wait_ns)
             with open("/proc/loadavg") as la:
                 load1 = la.read().split()[0]
-            w.writerow([f"{now - t0:.1f}", rss, fds, threads, cpu, load1])
+            w.writerow([f"{now - t0:.1f}", rss, fds, threads, cpu, load1, wait])
             f.flush()
             n += 1
             time.sleep(max(0.0, t0 + n - time.monotonic()))
@@ -619,7 +630,8 @@ def load_samples(path):
         for r in csv.DictReader(f):
             rows.append({"t": float(r["t_s"]), "rss": int(r["rss_kib"]), "fds": int(r["open_files"]),
                          "threads": int(r["threads"]), "cpu": float(r["cpu_pct"]) if r["cpu_pct"] else None,
-                         "load": float(r["loadavg1"])})
+                         "load": float(r["loadavg1"]),
+                         "wait": float(r["runq_wait_pct"]) if r.get("runq_wait_pct") else None})
     return rows
 
 
@@ -662,16 +674,27 @@ def median(xs):
 
 
 def svg_plot(rows, warmup, load_end, title, rss_limit_kib=None):
-    """RSS (MiB) and open files over time, two panels sharing the time axis; on the RSS panel a
-    dashed line at ``rss_limit_kib`` (the drift target above the RSS at the end of warm-up)."""
-    W, H, left, right, top, gap, ph = 900, 495, 70, 20, 40, 50, 170
+    """Panels sharing the time axis: RSS (MiB, with a dashed line at ``rss_limit_kib``, the drift
+    target above the RSS at the end of warm-up), open files, and the router's CPU (with the time
+    its threads waited for a CPU, when the samples have it)."""
+    cpu = [("cpu", 1, "#7a3fb0")]
+    if any(r["wait"] is not None for r in rows):
+        cpu.append(("wait", 1, "#e08000"))
+    panels = [("router RSS (MiB); dashed orange: end of warm-up + 5 %", [("rss", 1 / 1024, "#1f5fbf")],
+               rss_limit_kib / 1024 if rss_limit_kib else None),
+              ("router open files", [("fds", 1, "#2a8a2a")], None),
+              ("router CPU, % of one core" + ("; orange: its threads waiting for a CPU" if len(cpu) > 1 else ""),
+               cpu, None)]
+    W, left, right, top, gap, ph = 900, 70, 20, 50, 45, 140
+    H = top + len(panels) * (ph + gap) + 5
     tmax = max(r["t"] for r in rows) or 1
 
     def x(t):
         return left + (W - left - right) * t / tmax
 
-    def panel(y0, key, scale, label, colour, mark=None):
-        vals = [r[key] * scale for r in rows] + ([mark] if mark is not None else [])
+    def panel(y0, label, series, mark):
+        vals = [r[key] * scale for key, scale, _ in series for r in rows if r[key] is not None]
+        vals += [mark] if mark is not None else []
         lo, hi = min(vals), max(vals)
         span = (hi - lo) or 1.0
         lo, hi = lo - 0.1 * span, hi + 0.1 * span
@@ -691,21 +714,20 @@ def svg_plot(rows, warmup, load_end, title, rss_limit_kib=None):
         if mark is not None:
             out.append(f'<line x1="{left}" y1="{y(mark):.1f}" x2="{W - right}" y2="{y(mark):.1f}" stroke="#e08000" '
                        f'stroke-dasharray="6 4"/>')
-        pts = " ".join(f"{x(r['t']):.1f},{y(r[key] * scale):.1f}" for r in rows)
-        out.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="1.2"/>')
+        for key, scale, colour in series:
+            pts = " ".join(f"{x(r['t']):.1f},{y(r[key] * scale):.1f}" for r in rows if r[key] is not None)
+            out.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="1.2"/>')
         return out
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif">',
              f'<rect width="{W}" height="{H}" fill="white"/>',
              f'<text x="{W / 2}" y="20" font-size="15" text-anchor="middle">{title}</text>']
-    limit = rss_limit_kib / 1024 if rss_limit_kib else None
-    parts += panel(top + 10, "rss", 1 / 1024, "router RSS (MiB); dashed orange: end of warm-up + 5 %", "#1f5fbf",
-                   limit)
-    parts += panel(top + 10 + ph + gap, "fds", 1, "router open files", "#2a8a2a")
-    axis_y = top + 10 + 2 * ph + gap
+    for i, (label, series, mark) in enumerate(panels):
+        parts += panel(top + i * (ph + gap), label, series, mark)
+    axis_y = top + len(panels) * (ph + gap) - gap
     step = 60 if tmax <= 900 else 300
-    for s in range(0, int(tmax) + 1, step):
-        parts.append(f'<text x="{x(s):.1f}" y="{axis_y + 16}" font-size="11" text-anchor="middle">{s // 60}</text>')
+    for sec in range(0, int(tmax) + 1, step):
+        parts.append(f'<text x="{x(sec):.1f}" y="{axis_y + 16}" font-size="11" text-anchor="middle">{sec // 60}</text>')
     parts.append(f'<text x="{W / 2}" y="{axis_y + 34}" font-size="12" text-anchor="middle">minutes '
                  f'(grey: warm-up; dashed red: load stopped)</text>')
     parts.append("</svg>")
@@ -806,6 +828,19 @@ def cmd_report(a):
                  f"{at_warm['fds']} / {during[-1]['fds']} / {idle[-1]['fds'] if idle else '–'} | |")
     lines.append(f"| router CPU after warm-up (% of one core): mean / p95 / max | {statistics.mean(cpu):.0f} / "
                  f"{cpu_p95:.0f} / {max(cpu):.0f} | |")
+    waits = [r["wait"] for r in after_warm if r["wait"] is not None]
+    if waits:
+        lines.append(f"| router threads runnable but waiting for a CPU after warm-up (% of one core, schedstat): "
+                     f"mean / max | {statistics.mean(waits):.0f} / {max(waits):.0f} | |")
+    # What the machine was doing in the 30 s up to the RSS peak: a router starved of CPU queues
+    # what it cannot write yet.
+    near = [r for r in after_warm if peak["t"] - 30 <= r["t"] <= peak["t"]]
+    near_cpu = [r["cpu"] for r in near if r["cpu"] is not None]
+    near_wait = [r["wait"] for r in near if r["wait"] is not None]
+    lines.append(f"| in the 30 s up to the RSS peak: router CPU mean / min (% of one core); load average"
+                 + ("; CPU wait mean" if near_wait else "") + f" | {statistics.mean(near_cpu):.0f} / "
+                 f"{min(near_cpu):.0f}; {max(r['load'] for r in near):.1f}"
+                 + (f"; {statistics.mean(near_wait):.0f} %" if near_wait else "") + " | |")
     loads = [r["load"] for r in during]
     lines.append(f"| machine load average (1 min) during the run: median / max | {median(loads):.1f} / "
                  f"{max(loads):.1f} | |")
