@@ -924,7 +924,7 @@ def section_intro(meta):
 def write_section(path, body, svg, intro):
     rel = os.path.relpath(svg, os.path.dirname(os.path.abspath(path))) if svg else None
     text = open(path).read() if os.path.exists(path) else ""
-    section = f"{SECTION}\n\n{intro}" + (f"![RSS and open files over the run]({rel})\n\n" if rel else "") + body
+    section = f"{SECTION}\n\n{intro}" + (f"![RSS, open files and CPU over the run]({rel})\n\n" if rel else "") + body
     start = text.find(f"\n{SECTION}\n")
     if start < 0:
         text = text.rstrip("\n") + "\n\n" + section

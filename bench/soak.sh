@@ -23,8 +23,9 @@
 #     hostile HOSTILE_RATE misbehaving peers/s (tests/interop/rawwamp.py): bad RawSocket
 #             handshakes, garbage frames, oversized HELLO, violations after WELCOME, unmasked
 #             WebSocket frames, garbage HTTP, silent connections, sessions dropped without GOODBYE.
-#   sampler   /proc/PID every second: VmRSS, entries of /proc/PID/fd, threads, utime+stime
-#             (samples.csv).
+#   sampler   /proc/PID every second: VmRSS, entries of /proc/PID/fd, threads, utime+stime, and
+#             the threads' schedstat run-queue wait (time runnable but without a CPU: how much
+#             the shared machine held the router back) (samples.csv).
 # The first WARMUP seconds are warm-up (allocator pools, buffers and route tables reach their
 # working size). At the end the load stops by itself; the script waits for /metrics to show
 # nothing left over (at most SETTLE s), keeps that scrape, samples 10 s more of idle, stops the
