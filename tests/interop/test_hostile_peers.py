@@ -227,13 +227,7 @@ async def test_out_of_file_descriptors_accept_pauses_and_recovers(make_router):
     # Method: a one-shard router under RLIMIT_NOFILE 64 (it warns at start that this is below
     # max_connections); open 100 idle TCP connections, hold them 1.5 s while sampling the
     # router's CPU time, close them, then scrape and open a session.
-    def low_nofile():
-        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-
-    from conftest import Router
-
-    router = Router(name="emfile", shards=1, unix=False, limits={"ping_interval_ms": 0})
-    router.start(preexec_fn=low_nofile)
+    router = low_nofile_router("emfile")
     try:
         assert "RLIMIT_NOFILE is below limits.max_connections" in router.log_text()
         conns = []
@@ -266,13 +260,7 @@ async def test_out_of_file_descriptors_refuses_cleanly_and_counts(make_router):
     # Method: a one-shard router under RLIMIT_NOFILE 64; 100 clients each send a RawSocket
     # handshake at once and keep what they get. Every one must get an answer: accepted
     # (while descriptors last) or error 4.
-    def low_nofile():
-        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-
-    from conftest import Router
-
-    router = Router(name="emfile-refuse", shards=1, unix=False, limits={"ping_interval_ms": 0})
-    router.start(preexec_fn=low_nofile)
+    router = low_nofile_router("emfile-refuse")
     try:
         cpu0 = cpu_seconds(router.pid)
         results = await asyncio.gather(*(rs_handshake(router.port) for _ in range(100)))
@@ -295,6 +283,18 @@ async def test_out_of_file_descriptors_refuses_cleanly_and_counts(make_router):
         s.close()
     finally:
         router.cleanup()
+
+
+def low_nofile_router(name: str):
+    """A started one-shard router (TCP only, no liveness pings) under RLIMIT_NOFILE 64."""
+    from conftest import Router
+
+    def low_nofile():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    router = Router(name=name, shards=1, unix=False, limits={"ping_interval_ms": 0})
+    router.start(preexec_fn=low_nofile)
+    return router
 
 
 def cpu_seconds(pid: int) -> float:
