@@ -9,7 +9,7 @@
 //!   `limits::WRITE_BUF_KEEP_BYTES` each are kept; larger ones are freed.
 //!
 //! With both, an idle connection costs its task (`Conn` and the loop's state), its entries in
-//! the core and the runtime's readiness poll: about 3 KiB (bench/RESULTS.md, "Idle sessions").
+//! the core and the runtime's readiness poll: about 3 KiB of RSS (bench/RESULTS.md, "Scale").
 
 use std::cell::RefCell;
 use std::future::poll_fn;
