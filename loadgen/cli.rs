@@ -175,6 +175,7 @@ impl Options {
             "tls_client_cert": self.tls.cert.is_some(),
             "tls_server_name": self.tls.server_name,
             "tls_resume": self.tls.resume,
+            "tls_rustls_records": self.tls.rustls_records,
             "authmethod": self.auth.method.map(AuthMethod::name),
             "authid": self.auth.authid,
             "authrole": self.auth.authrole,
@@ -382,6 +383,9 @@ struct TlsFlags {
     /// Resume earlier TLS sessions (session tickets): cheaper handshakes; off, every connection does a full handshake like a distinct client
     #[arg(long)]
     tls_resume: bool,
+    /// Keep rustls's record layer after the handshake (default: TLS 1.3 records are sealed and opened by loadgen with the negotiated keys, one plaintext copy per record; this flag measures the difference)
+    #[arg(long)]
+    tls_rustls_records: bool,
 }
 
 /// How sessions authenticate (HELLO.authmethods and the CHALLENGE answer).
@@ -571,6 +575,7 @@ impl TlsFlags {
             key: self.tls_key,
             server_name: self.tls_server_name,
             resume: self.tls_resume,
+            rustls_records: self.tls_rustls_records,
         }
     }
 }

@@ -21,12 +21,11 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use rustls::ClientConnection;
 use shardbar::proto::wire::{Dict, Message, Serializer, Value, decode, encode, rawsocket, websocket};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::auth::Credentials;
-use crate::tls::{self, TlsClient};
+use crate::tls::{TlsClient, TlsConn};
 
 /// Largest message we accept from the router (RawSocket L = 15 is 16 MiB).
 pub const MESSAGE_MAX_BYTES: usize = 16 * 1024 * 1024;
@@ -161,7 +160,7 @@ pub struct Conn {
     sock: Option<Socket>,
     fd: RawFd,
     /// Present on `wss://` and `rss://` connections once the TCP connect completed.
-    tls: Option<Box<ClientConnection>>,
+    tls: Option<Box<TlsConn>>,
     pub state: State,
     pub transport: Transport,
     pub ser: Serializer,
@@ -249,7 +248,7 @@ impl Conn {
         if let Some(t) = &target.tls {
             // The ClientHello goes out with the first flush; the transport handshake below
             // waits inside rustls until the TLS handshake is done.
-            self.tls = Some(t.connect().map_err(ConnError)?);
+            self.tls = Some(Box::new(t.connect().map_err(ConnError)?));
         }
         match self.transport {
             Transport::WebSocket => {
@@ -273,7 +272,7 @@ impl Conn {
     /// Read what the socket has (up to `max_reads` reads). Ok(false) on EOF.
     pub fn read_some(&mut self, max_reads: usize) -> io::Result<bool> {
         if let Some(t) = &mut self.tls {
-            return tls::read_some(t, self.fd, &mut self.rbuf, self.read_chunk, max_reads, &mut self.bytes_in);
+            return t.read_some(self.fd, &mut self.rbuf, self.read_chunk, max_reads, &mut self.bytes_in);
         }
         for _ in 0..max_reads {
             self.rbuf.reserve(self.read_chunk);
@@ -457,7 +456,7 @@ impl Conn {
     /// rustls for its handshake, which a read completes).
     pub fn flush(&mut self) -> io::Result<bool> {
         if let Some(t) = &mut self.tls {
-            let all = tls::flush(t, self.fd, &self.wbuf, &mut self.wpos)?;
+            let all = t.flush(self.fd, &self.wbuf, &mut self.wpos)?;
             self.compact_written();
             return Ok(all);
         }

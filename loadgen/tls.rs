@@ -1,15 +1,21 @@
 //! TLS for loadgen's client connections (`wss://`, `rss://`): the rustls client
-//! configuration built from the command line, and the two I/O steps that move bytes
-//! between a non-blocking socket and a `rustls::ClientConnection`.
+//! configuration built from the command line, and the I/O steps that move bytes between a
+//! non-blocking socket and the connection's TLS ([`TlsConn`]).
 //!
-//! rustls does no I/O itself; `client.rs` owns the socket and the plaintext buffers and
-//! calls [`read_some`] / [`flush`] instead of its plain `read`/`write` loop when the
-//! connection has TLS. Nothing here knows WAMP, WebSocket or RawSocket framing.
+//! rustls does the handshake; `client.rs` owns the socket and the plaintext buffers and
+//! calls [`TlsConn::read_some`] / [`TlsConn::flush`] instead of its plain `read`/`write`
+//! loop when the connection has TLS. Nothing here knows WAMP, WebSocket or RawSocket
+//! framing.
 //!
-//! Costs: one `read` syscall per chunk as on plain connections (the ciphertext lands in a
-//! per-thread buffer and is fed to rustls from there: rustls's own `read_tls` would read at
-//! most 4 KiB per call), one copy of the plaintext into the connection's read buffer, and
-//! one `writev` per flush of rustls's records.
+//! After a TLS 1.3 handshake, loadgen protects the records itself with the traffic keys
+//! rustls negotiated ([`RecordLayer`], ring's AEADs): the ciphertext is read into the
+//! connection's read buffer and each record decrypted in the same pass that moves it down
+//! over its header, so the plaintext costs no copy besides the kernel's. Through rustls's
+//! buffered API the same bytes were copied three times (into its deframer, into a
+//! per-record allocation, out to the read buffer): on two cores shared with the router that
+//! was a fifth of loadgen's CPU in a TLS fan-out, and the router's share of the machine
+//! shrank by as much (bench/RESULTS.md, "Authentication and TLS"). TLS 1.2, `--tls-resume`
+//! (tickets arrive after the handshake) and `--tls-rustls-records` keep rustls's records.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -19,11 +25,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::BytesMut;
+use ring::aead;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    ClientConfig, ClientConnection, ConnectionTrafficSecrets, DigitallySignedStruct, ExtractedSecrets, ProtocolVersion,
+    RootCertStore, SignatureScheme, SupportedCipherSuite,
+};
 
 /// Ciphertext read per `read` call at most (the plaintext read size is the connection's).
 const CIPHER_CHUNK_MAX_BYTES: usize = 64 * 1024;
@@ -47,6 +57,8 @@ pub struct TlsArgs {
     /// Let sessions resume earlier TLS sessions (tickets): cheaper handshakes, less like
     /// many distinct clients.
     pub resume: bool,
+    /// Keep rustls's record layer after the handshake (see [`TlsConn`]).
+    pub rustls_records: bool,
 }
 
 impl TlsArgs {
@@ -58,6 +70,7 @@ impl TlsArgs {
             || self.key.is_some()
             || self.server_name.is_some()
             || self.resume
+            || self.rustls_records
     }
 }
 
@@ -67,6 +80,8 @@ pub struct TlsClient {
     config: Arc<ClientConfig>,
     server_name: ServerName<'static>,
     pub verified: bool,
+    /// Connections switch to loadgen's record layer after a TLS 1.3 handshake.
+    own_records: bool,
 }
 
 impl fmt::Debug for TlsClient {
@@ -104,17 +119,20 @@ impl TlsClient {
         if !a.resume {
             config.resumption = rustls::client::Resumption::disabled();
         }
+        // Session tickets arrive after the handshake, where the record layer drops them.
+        let own_records = !a.resume && !a.rustls_records;
+        config.enable_secret_extraction = own_records;
         let name = a.server_name.clone().unwrap_or_else(|| host.to_owned());
         let server_name = ServerName::try_from(name.clone()).map_err(|e| format!("TLS server name {name:?}: {e}"))?;
-        Ok(TlsClient { config: Arc::new(config), server_name, verified: !a.insecure })
+        Ok(TlsClient { config: Arc::new(config), server_name, verified: !a.insecure, own_records })
     }
 
     /// A fresh client connection; its ClientHello is queued at once.
-    pub fn connect(&self) -> Result<Box<ClientConnection>, String> {
+    pub fn connect(&self) -> Result<TlsConn, String> {
         let mut c =
             ClientConnection::new(self.config.clone(), self.server_name.clone()).map_err(|e| format!("TLS: {e}"))?;
         c.set_buffer_limit(Some(TLS_BUFFER_LIMIT_BYTES));
-        Ok(Box::new(c))
+        Ok(TlsConn::new(c, self.own_records))
     }
 }
 
@@ -171,62 +189,309 @@ impl ServerCertVerifier for NoVerify {
 }
 
 thread_local! {
-    /// Ciphertext just read, before rustls takes it: one per thread, as a worker reads
-    /// one connection at a time and hands everything read to rustls before returning.
+    /// Ciphertext just read (after the start of a record carried over from the previous
+    /// read), before it is decrypted: one per thread, as a worker reads one connection at a
+    /// time and processes everything read before returning.
     static CIPHER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Read what the socket has (at most `max_reads` reads of up to `chunk` bytes), decrypt it
-/// and append the plaintext to `rbuf`. Ok(false) on EOF or the router's close_notify.
-/// `plain_bytes` counts the plaintext (the transport's bytes, comparable with a plain run).
-pub fn read_some(
-    tls: &mut ClientConnection,
-    fd: RawFd,
-    rbuf: &mut BytesMut,
-    chunk: usize,
-    max_reads: usize,
-    plain_bytes: &mut u64,
-) -> io::Result<bool> {
-    let chunk = chunk.clamp(1, CIPHER_CHUNK_MAX_BYTES);
-    CIPHER.with(|cell| {
-        let mut buf = cell.borrow_mut();
-        if buf.len() < chunk {
-            buf.resize(chunk, 0);
+/// A connection's TLS: rustls until the handshake is done; then, on TLS 1.3 (unless the
+/// run resumes sessions or asked for `--tls-rustls-records`), loadgen's own record layer
+/// with the traffic keys rustls negotiated ([`RecordLayer`]).
+pub struct TlsConn {
+    stage: Stage,
+    /// The first bytes of a record whose rest has not arrived yet (reads through `CIPHER`).
+    partial: Vec<u8>,
+    /// In-place reads: bytes after the read buffer's length that are of no use, then the
+    /// first bytes of a record whose rest has not arrived (see [`Self::read_in_place`]).
+    tail_gap: usize,
+    tail_pending: usize,
+    /// Records sealed by the record layer and not yet written: `out[out_pos..]`.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// Whether the record layer may take over once the handshake is done.
+    may_switch: bool,
+}
+
+enum Stage {
+    Rustls(Box<ClientConnection>),
+    Records(Box<RecordLayer>),
+    /// The switch failed half-way (the connection is unusable; reported as an error).
+    Broken,
+}
+
+impl TlsConn {
+    fn new(conn: ClientConnection, may_switch: bool) -> TlsConn {
+        TlsConn {
+            stage: Stage::Rustls(Box::new(conn)),
+            partial: Vec::new(),
+            tail_gap: 0,
+            tail_pending: 0,
+            out: Vec::new(),
+            out_pos: 0,
+            may_switch,
+        }
+    }
+
+    /// Whether loadgen's record layer carries the traffic (the handshake is done).
+    #[cfg(test)]
+    pub fn uses_record_layer(&self) -> bool {
+        matches!(self.stage, Stage::Records(_))
+    }
+
+    /// Records wait to be written (a handshake reply, or sealed application data).
+    pub fn wants_write(&self) -> bool {
+        match &self.stage {
+            Stage::Rustls(c) => c.wants_write(),
+            Stage::Records(_) => self.out_pos < self.out.len(),
+            Stage::Broken => false,
+        }
+    }
+
+    /// Read what the socket has (at most `max_reads` reads of up to `chunk` bytes), decrypt
+    /// it and append the plaintext to `rbuf`. Ok(false) on EOF or the router's close_notify.
+    /// `plain_bytes` counts the plaintext (the transport's bytes, comparable with a plain run).
+    pub fn read_some(
+        &mut self,
+        fd: RawFd,
+        rbuf: &mut BytesMut,
+        chunk: usize,
+        max_reads: usize,
+        plain_bytes: &mut u64,
+    ) -> io::Result<bool> {
+        let chunk = chunk.clamp(1, CIPHER_CHUNK_MAX_BYTES);
+        if matches!(self.stage, Stage::Records(_)) {
+            return self.read_in_place(fd, rbuf, chunk, max_reads, plain_bytes);
+        }
+        CIPHER.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            for _ in 0..max_reads {
+                let carried = self.partial.len();
+                if buf.len() < carried + chunk {
+                    buf.resize(carried + chunk, 0);
+                }
+                // SAFETY: reading into an initialised buffer of at least `carried + chunk` bytes.
+                let n = unsafe { libc::read(fd, buf[carried..].as_mut_ptr().cast(), chunk) };
+                if n < 0 {
+                    let e = io::Error::last_os_error();
+                    match e.kind() {
+                        io::ErrorKind::WouldBlock => return Ok(true),
+                        io::ErrorKind::Interrupted => continue,
+                        _ => return Err(e),
+                    }
+                }
+                let n = n as usize;
+                if n == 0 {
+                    return Ok(false);
+                }
+                buf[..carried].copy_from_slice(&self.partial);
+                self.partial.clear();
+                let before = rbuf.len();
+                let (used, open) = self.records_in(&mut buf[..carried + n], rbuf, fd)?;
+                *plain_bytes += (rbuf.len() - before) as u64;
+                if !open {
+                    return Ok(false);
+                }
+                self.partial.extend_from_slice(&buf[used..carried + n]);
+                if n < chunk {
+                    break;
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    /// [`Self::read_some`] once the record layer carries the traffic: the ciphertext is read
+    /// into `rbuf`'s spare room right after the plaintext, and each record is decrypted by
+    /// moving it down over its own header (one pass: no copy besides the kernel's).
+    ///
+    /// Between reads, `rbuf`'s spare room holds `tail_gap` bytes of no use and then
+    /// `tail_pending` bytes of a record not complete yet; they are brought back into the
+    /// buffer's length before it can move (`reserve` copies them along).
+    fn read_in_place(
+        &mut self,
+        fd: RawFd,
+        rbuf: &mut BytesMut,
+        chunk: usize,
+        max_reads: usize,
+        plain_bytes: &mut u64,
+    ) -> io::Result<bool> {
+        let Stage::Records(layer) = &mut self.stage else { return Err(broken()) };
+        if !self.partial.is_empty() {
+            // Carried from the read that completed the handshake (through `CIPHER`).
+            let plain = rbuf.len();
+            rbuf.extend_from_slice(&self.partial);
+            rbuf.truncate(plain);
+            (self.tail_gap, self.tail_pending) = (0, self.partial.len());
+            self.partial = Vec::new();
         }
         for _ in 0..max_reads {
-            // SAFETY: reading into an initialised buffer of at least `chunk` bytes.
-            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), chunk) };
-            if n < 0 {
+            let plain = rbuf.len();
+            let pending_at = plain + self.tail_gap;
+            // SAFETY: the `tail_gap + tail_pending` bytes after the length were written by the
+            // previous call and left in place by `truncate`; nothing else writes a BytesMut's
+            // spare room, and `reserve` keeps them (they are within the length when it runs).
+            unsafe { rbuf.set_len(pending_at + self.tail_pending) };
+            rbuf.reserve(chunk);
+            let room = rbuf.spare_capacity_mut();
+            let want = room.len().min(CIPHER_CHUNK_MAX_BYTES);
+            // SAFETY: reading into the spare capacity; `set_len` below covers exactly the bytes
+            // the kernel wrote.
+            let n = unsafe { libc::read(fd, room.as_mut_ptr().cast(), want) };
+            let n = if n < 0 {
                 let e = io::Error::last_os_error();
+                rbuf.truncate(plain);
                 match e.kind() {
                     io::ErrorKind::WouldBlock => return Ok(true),
                     io::ErrorKind::Interrupted => continue,
                     _ => return Err(e),
                 }
-            }
-            let n = n as usize;
-            let before = rbuf.len();
-            // At EOF the empty slice tells rustls the peer closed (read_tls returns 0).
-            let open = feed(tls, &buf[..n], rbuf)?;
-            *plain_bytes += (rbuf.len() - before) as u64;
-            if !open || n == 0 {
+            } else {
+                n as usize
+            };
+            if n == 0 {
+                rbuf.truncate(plain);
                 return Ok(false);
             }
-            if n < chunk {
+            let end = rbuf.len() + n;
+            // SAFETY: the kernel initialised `n` bytes of the spare capacity.
+            unsafe { rbuf.set_len(end) };
+            let (written, next, open) = layer.open_within(&mut rbuf[..], plain, pending_at)?;
+            *plain_bytes += (written - plain) as u64;
+            if !open {
+                rbuf.truncate(written);
+                return Ok(false);
+            }
+            let pending = end - next;
+            if pending > 0 && next - written > TAIL_GAP_MAX_BYTES {
+                // Keep the gap small: the record's start moves down next to the plaintext.
+                rbuf.copy_within(next..end, written);
+                (self.tail_gap, self.tail_pending) = (0, pending);
+            } else {
+                (self.tail_gap, self.tail_pending) = (if pending > 0 { next - written } else { 0 }, pending);
+            }
+            rbuf.truncate(written);
+            if n < want {
                 break;
             }
         }
         Ok(true)
-    })
+    }
+
+    /// Decrypt the whole records at the start of `cipher` into `rbuf`; returns how many
+    /// bytes they took (the rest is the start of a record) and false once the router closed.
+    fn records_in(&mut self, cipher: &mut [u8], rbuf: &mut BytesMut, fd: RawFd) -> io::Result<(usize, bool)> {
+        let mut pos = 0;
+        while cipher.len() - pos >= RECORD_HEADER_BYTES {
+            let len = u16::from_be_bytes([cipher[pos + 3], cipher[pos + 4]]) as usize;
+            let end = if len > RECORD_LEN_MAX_BYTES {
+                match self.stage {
+                    // Not TLS (or broken): rustls names what is wrong.
+                    Stage::Rustls(_) => cipher.len(),
+                    _ => return Err(invalid(format!("TLS: a record of {len} bytes (at most {RECORD_LEN_MAX_BYTES})"))),
+                }
+            } else if cipher.len() - pos >= RECORD_HEADER_BYTES + len {
+                pos + RECORD_HEADER_BYTES + len
+            } else {
+                break;
+            };
+            let record = &mut cipher[pos..end];
+            pos = end;
+            let open = match &mut self.stage {
+                Stage::Rustls(conn) => {
+                    let open = feed(conn, record, rbuf)?;
+                    if open {
+                        self.maybe_switch(fd)?;
+                    }
+                    open
+                }
+                Stage::Records(layer) => layer.open(record, rbuf)?,
+                Stage::Broken => return Err(broken()),
+            };
+            if !open {
+                return Ok((pos, false));
+            }
+        }
+        Ok((pos, true))
+    }
+
+    /// Once rustls has finished a TLS 1.3 handshake and written everything it holds, take
+    /// its traffic keys and carry on with [`RecordLayer`]. Leaves rustls in charge when the
+    /// socket cannot take its last records now (the next flush tries again) or when the
+    /// connection may not switch.
+    fn maybe_switch(&mut self, fd: RawFd) -> io::Result<()> {
+        let Stage::Rustls(conn) = &mut self.stage else { return Ok(()) };
+        if !self.may_switch || conn.is_handshaking() {
+            return Ok(());
+        }
+        let limit = match (conn.protocol_version(), conn.negotiated_cipher_suite()) {
+            (Some(ProtocolVersion::TLSv1_3), Some(SupportedCipherSuite::Tls13(suite))) => {
+                suite.common.confidentiality_limit
+            }
+            _ => {
+                self.may_switch = false;
+                return Ok(());
+            }
+        };
+        // Our Finished and any application data written during the handshake go first,
+        // under rustls's sequence numbers.
+        while conn.wants_write() {
+            match conn.write_tls(&mut FdWriter(fd)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let Stage::Rustls(conn) = std::mem::replace(&mut self.stage, Stage::Broken) else { return Ok(()) };
+        let secrets = conn.dangerous_extract_secrets().map_err(|e| invalid(format!("TLS: taking the keys: {e}")))?;
+        self.stage = Stage::Records(Box::new(RecordLayer::new(secrets, limit)?));
+        Ok(())
+    }
+
+    /// Encrypt `wbuf[*wpos..]` and write the records. Ok(true) when nothing waits for the
+    /// socket to become writable: everything is written, or rustls holds the rest until its
+    /// handshake completes (a later read finishes it, and the caller flushes again then).
+    pub fn flush(&mut self, fd: RawFd, wbuf: &[u8], wpos: &mut usize) -> io::Result<bool> {
+        self.maybe_switch(fd)?;
+        let layer = match &mut self.stage {
+            Stage::Rustls(conn) => return flush_rustls(conn, fd, wbuf, wpos),
+            Stage::Records(layer) => layer,
+            Stage::Broken => return Err(broken()),
+        };
+        loop {
+            while self.out_pos < self.out.len() {
+                let rest = &self.out[self.out_pos..];
+                // SAFETY: writes from a valid slice.
+                let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
+                if n < 0 {
+                    let e = io::Error::last_os_error();
+                    match e.kind() {
+                        io::ErrorKind::WouldBlock => return Ok(false),
+                        io::ErrorKind::Interrupted => continue,
+                        _ => return Err(e),
+                    }
+                }
+                self.out_pos += n as usize;
+            }
+            self.out.clear();
+            self.out_pos = 0;
+            if *wpos == wbuf.len() {
+                return Ok(true);
+            }
+            let take = (wbuf.len() - *wpos).min(TLS_BUFFER_LIMIT_BYTES);
+            layer.seal(&wbuf[*wpos..*wpos + take], &mut self.out)?;
+            *wpos += take;
+        }
+    }
 }
 
-/// Hand `cipher` to rustls record by record, moving the plaintext into `rbuf`.
-/// Ok(false) once the router has closed the TLS session.
+/// Hand one record (or, before the handshake is done, whatever was read) to rustls, moving
+/// the plaintext into `rbuf`. Ok(false) once the router has closed the TLS session.
 fn feed(tls: &mut ClientConnection, mut cipher: &[u8], rbuf: &mut BytesMut) -> io::Result<bool> {
     loop {
-        // Takes at most about one record per call; an empty slice is the EOF.
         tls.read_tls(&mut cipher)?;
-        tls.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {e}")))?;
+        tls.process_new_packets().map_err(|e| invalid(format!("TLS: {e}")))?;
         let mut reader = tls.reader();
         loop {
             match reader.fill_buf() {
@@ -247,10 +512,8 @@ fn feed(tls: &mut ClientConnection, mut cipher: &[u8], rbuf: &mut BytesMut) -> i
     }
 }
 
-/// Encrypt `wbuf[*wpos..]` and write the records. Ok(true) when nothing waits for the
-/// socket to become writable: everything is written, or rustls holds the rest until its
-/// handshake completes (a later read finishes it, and the caller flushes again then).
-pub fn flush(tls: &mut ClientConnection, fd: RawFd, wbuf: &[u8], wpos: &mut usize) -> io::Result<bool> {
+/// rustls's write path: encrypt `wbuf[*wpos..]` into its buffers and write its records.
+fn flush_rustls(tls: &mut ClientConnection, fd: RawFd, wbuf: &[u8], wpos: &mut usize) -> io::Result<bool> {
     loop {
         let took = if *wpos < wbuf.len() { tls.writer().write(&wbuf[*wpos..])? } else { 0 };
         *wpos += took;
@@ -267,6 +530,234 @@ pub fn flush(tls: &mut ClientConnection, fd: RawFd, wbuf: &[u8], wpos: &mut usiz
             return Ok(true);
         }
     }
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+fn broken() -> io::Error {
+    io::Error::other("TLS: the connection is unusable after a failed key hand-over")
+}
+
+/// The header of a TLS record: type, legacy version, length.
+const RECORD_HEADER_BYTES: usize = 5;
+
+/// Largest record length accepted in a header (TLS 1.2's 2^14 + 2048; TLS 1.3 allows
+/// 2^14 + 256, which `RecordLayer::open` checks).
+const RECORD_LEN_MAX_BYTES: usize = 16384 + 2048;
+
+/// TLS 1.3's largest `TLSCiphertext.length` (RFC 8446 §5.2).
+const RECORD_CIPHERTEXT_MAX_BYTES: usize = 16384 + 256;
+
+/// In-place reads move a waiting record's start down to the plaintext once the bytes of no
+/// use before it exceed this (they grow by a header and a tag per record opened).
+const TAIL_GAP_MAX_BYTES: usize = 4096;
+
+/// Plaintext per record loadgen seals (the TLS maximum, 2^14).
+const RECORD_PLAINTEXT_MAX_BYTES: usize = 16384;
+
+/// Record content types (RFC 8446 §5.1).
+const CONTENT_ALERT: u8 = 21;
+const CONTENT_HANDSHAKE: u8 = 22;
+const CONTENT_APPLICATION_DATA: u8 = 23;
+
+/// Post-handshake messages (RFC 8446 §4).
+const HANDSHAKE_NEW_SESSION_TICKET: u8 = 4;
+const HANDSHAKE_KEY_UPDATE: u8 = 24;
+
+/// TLS 1.3's record protection (RFC 8446 §5.2–5.3) with the traffic keys of a handshake
+/// rustls did: each record is opened in place in the read buffer and its content copied
+/// once into the connection's plaintext buffer; sealing writes header, plaintext, content
+/// type and tag into one reused buffer. No allocation per record, no second copy.
+///
+/// Scope, as a load generator needs it: application data and close_notify both ways;
+/// session tickets the router sends after the handshake are dropped (the run does not
+/// resume, or rustls would keep the records); a KeyUpdate or any other alert ends the
+/// connection with an error naming it; loadgen never updates its own keys and stops a
+/// connection that would exceed the cipher's record limit.
+struct RecordLayer {
+    rx: Direction,
+    tx: Direction,
+}
+
+/// One direction's key, IV and next record number.
+struct Direction {
+    key: aead::LessSafeKey,
+    iv: [u8; aead::NONCE_LEN],
+    seq: u64,
+    /// Records this key may protect.
+    limit: u64,
+}
+
+impl Direction {
+    fn new((seq, secrets): (u64, ConnectionTrafficSecrets), limit: u64) -> io::Result<Direction> {
+        let (algorithm, key, iv) = match &secrets {
+            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (&aead::AES_128_GCM, key, iv),
+            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (&aead::AES_256_GCM, key, iv),
+            ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => (&aead::CHACHA20_POLY1305, key, iv),
+            _ => return Err(invalid("TLS: a cipher loadgen's record layer does not know".into())),
+        };
+        let key = aead::UnboundKey::new(algorithm, key.as_ref()).map_err(|_| invalid("TLS: bad key length".into()))?;
+        let iv = iv.as_ref().try_into().map_err(|_| invalid("TLS: bad IV length".into()))?;
+        Ok(Direction { key: aead::LessSafeKey::new(key), iv, seq, limit })
+    }
+
+    /// The next record's nonce: the IV XOR the record number (RFC 8446 §5.3).
+    fn next_nonce(&mut self) -> io::Result<aead::Nonce> {
+        if self.seq >= self.limit {
+            return Err(io::Error::other("TLS: the key's record limit is reached (loadgen does not update keys)"));
+        }
+        let mut nonce = self.iv;
+        for (b, s) in nonce[aead::NONCE_LEN - 8..].iter_mut().zip(self.seq.to_be_bytes()) {
+            *b ^= s;
+        }
+        self.seq += 1;
+        Ok(aead::Nonce::assume_unique_for_key(nonce))
+    }
+}
+
+impl RecordLayer {
+    fn new(secrets: ExtractedSecrets, limit: u64) -> io::Result<RecordLayer> {
+        Ok(RecordLayer { rx: Direction::new(secrets.rx, u64::MAX)?, tx: Direction::new(secrets.tx, limit)? })
+    }
+
+    /// Open one whole record (header included) in place; application data goes to `rbuf`.
+    /// Ok(false) on the router's close_notify.
+    fn open(&mut self, record: &mut [u8], rbuf: &mut BytesMut) -> io::Result<bool> {
+        let (header, body) = record.split_at_mut(RECORD_HEADER_BYTES);
+        let header = check_header(header)?;
+        let nonce = self.rx.next_nonce()?;
+        let plain = self
+            .rx
+            .key
+            .open_in_place(nonce, aead::Aad::from(header), body)
+            .map_err(|_| invalid("TLS: a record failed authentication".into()))?;
+        match inner(plain)? {
+            Inner::Data(n) => {
+                rbuf.extend_from_slice(&plain[..n]);
+                Ok(true)
+            }
+            Inner::Dropped => Ok(true),
+            Inner::Closed => Ok(false),
+        }
+    }
+
+    /// Open the whole records in `buf[from..]` in place, moving each one's content down to
+    /// `buf[to..]` as it is decrypted (`to` ≤ `from`). Returns where the content ends, where
+    /// the first incomplete record starts, and false once the router closed.
+    fn open_within(&mut self, buf: &mut [u8], mut to: usize, mut from: usize) -> io::Result<(usize, usize, bool)> {
+        while buf.len() - from >= RECORD_HEADER_BYTES {
+            let header = check_header(&buf[from..from + RECORD_HEADER_BYTES])?;
+            let end = from + RECORD_HEADER_BYTES + u16::from_be_bytes([header[3], header[4]]) as usize;
+            if end > buf.len() {
+                break;
+            }
+            let nonce = self.rx.next_nonce()?;
+            let body = from + RECORD_HEADER_BYTES - to;
+            let plain = self
+                .rx
+                .key
+                .open_within(nonce, aead::Aad::from(header), &mut buf[to..end], body..)
+                .map_err(|_| invalid("TLS: a record failed authentication".into()))?;
+            from = end;
+            match inner(plain)? {
+                Inner::Data(n) => to += n,
+                Inner::Dropped => {}
+                Inner::Closed => return Ok((to, from, false)),
+            }
+        }
+        Ok((to, from, true))
+    }
+
+    /// Seal `plain` into records appended to `out`.
+    fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        let tag_len = self.tx.key.algorithm().tag_len();
+        for piece in plain.chunks(RECORD_PLAINTEXT_MAX_BYTES) {
+            let len = piece.len() + 1 + tag_len;
+            let header = [CONTENT_APPLICATION_DATA, 3, 3, (len >> 8) as u8, len as u8];
+            out.extend_from_slice(&header);
+            let start = out.len();
+            out.extend_from_slice(piece);
+            out.push(CONTENT_APPLICATION_DATA);
+            let nonce = self.tx.next_nonce()?;
+            let tag = self
+                .tx
+                .key
+                .seal_in_place_separate_tag(nonce, aead::Aad::from(header), &mut out[start..])
+                .map_err(|_| io::Error::other("TLS: sealing a record failed"))?;
+            out.extend_from_slice(tag.as_ref());
+        }
+        Ok(())
+    }
+}
+
+/// A TLS 1.3 record header after the handshake: application data (the outer type of every
+/// protected record) and a length TLS 1.3 allows.
+fn check_header(header: &[u8]) -> io::Result<[u8; RECORD_HEADER_BYTES]> {
+    let header: [u8; RECORD_HEADER_BYTES] =
+        header.try_into().map_err(|_| invalid("TLS: a short record header".into()))?;
+    if header[0] != CONTENT_APPLICATION_DATA {
+        return Err(invalid(format!("TLS: a record of type {} after the handshake", header[0])));
+    }
+    let len = u16::from_be_bytes([header[3], header[4]]) as usize;
+    if len > RECORD_CIPHERTEXT_MAX_BYTES {
+        return Err(invalid(format!("TLS: a record of {len} bytes (at most {RECORD_CIPHERTEXT_MAX_BYTES})")));
+    }
+    Ok(header)
+}
+
+/// What an opened record carried.
+enum Inner {
+    /// Application data: the first n bytes of the plaintext.
+    Data(usize),
+    /// A session ticket, dropped.
+    Dropped,
+    /// The router's close_notify.
+    Closed,
+}
+
+/// Read a decrypted TLSInnerPlaintext: content, content type, zero padding (RFC 8446 §5.2).
+fn inner(plain: &[u8]) -> io::Result<Inner> {
+    let Some(end) = plain.iter().rposition(|&b| b != 0) else {
+        return Err(invalid("TLS: a record without content type".into()));
+    };
+    let content = &plain[..end];
+    match plain[end] {
+        CONTENT_APPLICATION_DATA => Ok(Inner::Data(end)),
+        CONTENT_ALERT => match content {
+            [_, 0] => Ok(Inner::Closed),
+            [_, what] => Err(invalid(format!("TLS: the router sent alert {what}"))),
+            _ => Err(invalid("TLS: a malformed alert".into())),
+        },
+        CONTENT_HANDSHAKE => post_handshake(content).map(|()| Inner::Dropped),
+        other => Err(invalid(format!("TLS: a record of content type {other}"))),
+    }
+}
+
+/// Handshake messages after the handshake: session tickets are dropped; anything else
+/// (a KeyUpdate above all) ends the connection with an error naming it.
+fn post_handshake(mut messages: &[u8]) -> io::Result<()> {
+    while !messages.is_empty() {
+        let [kind, a, b, c, rest @ ..] = messages else {
+            return Err(invalid("TLS: a split post-handshake message".into()));
+        };
+        let len = u32::from_be_bytes([0, *a, *b, *c]) as usize;
+        if rest.len() < len {
+            return Err(invalid("TLS: a split post-handshake message".into()));
+        }
+        match *kind {
+            HANDSHAKE_NEW_SESSION_TICKET => {}
+            HANDSHAKE_KEY_UPDATE => {
+                return Err(io::Error::other(
+                    "TLS: the router updated its keys (loadgen's record layer does not; --tls-rustls-records does)",
+                ));
+            }
+            other => return Err(invalid(format!("TLS: handshake message {other} after the handshake"))),
+        }
+        messages = &rest[len..];
+    }
+    Ok(())
 }
 
 /// `write(2)` / `writev(2)` on a borrowed non-blocking socket.
