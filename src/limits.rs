@@ -433,6 +433,15 @@ pub const HISTORY_BYTES_PER_SHARD_MAX: usize = 256 << 20;
 /// topic and filters: the `Publication`, its `Arc`, the ring slot.
 pub const STORED_EVENT_OVERHEAD_BYTES: usize = 192;
 
+/// `wamp.subscription.get_events` stops selecting once the events it picked hold more than
+/// this many times the caller's largest message in stored bytes (payload, topic, filters
+/// and `STORED_EVENT_OVERHEAD_BYTES` each: an estimate of the encoded answer, with room for
+/// its error). Such an answer could not be sent, and building it would cost the history's
+/// owner shard up to `HISTORY_BYTES_PER_SHARD_MAX` of transient values per call.
+/// Outcome: ERROR `wamp.error.payload_size_exceeded` (counted per URI) that says to ask
+/// for fewer events.
+pub const HISTORY_ANSWER_ESTIMATE_FACTOR: usize = 2;
+
 /// `wamp.subscription.get_events` with a positional limit (Crossbar's default 10).
 pub const HISTORY_GET_EVENTS_LIMIT_DEFAULT: usize = 10;
 

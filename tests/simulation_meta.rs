@@ -147,3 +147,58 @@ fn subscription_lifecycle_events_keep_their_order_across_shards() {
         }
     });
 }
+
+#[test]
+fn get_events_larger_than_the_caller_accepts_is_refused_before_it_is_built() {
+    // Goal: `wamp.subscription.get_events` answers what fits the caller's message limit,
+    // and a selection far over it is an ERROR wamp.error.payload_size_exceeded that says to
+    // ask for fewer (decided from the stored sizes on the history's owner shard, before
+    // the answer is built), while the session goes on.
+    // Method: 20 kept events of ~1 kB; callers on random shards accepting 64 KiB and 4 KiB
+    // messages ask for all 20, and for 2.
+    use shardbar::proto::realm::{HistoryEntry, RealmConfig};
+    use shardbar::proto::wire::uri::MatchPolicy;
+    for_seeds("get_events_byte_bound", seeds(12), |seed| {
+        let n = shards_for(seed);
+        let mut realm = RealmConfig::new("realm1");
+        realm.history = vec![HistoryEntry { uri: "hist.t".into(), policy: MatchPolicy::Exact, limit: 100 }];
+        let config = shardbar::proto::realm::RouterConfig { realms: vec![realm], ..Default::default() };
+        let mut s = Sim::with_config(n, seed, config);
+        let ser = serializer_for(seed as usize);
+        let shard = s.rng.below(n);
+        let publisher = s.join(shard, ser);
+        for i in 0..20u64 {
+            s.publish(publisher, "hist.t", Dict::new(), vec![Value::from(i), Value::Str("x".repeat(1000))]);
+        }
+        s.run_until_idle();
+        let caller = |s: &mut Sim, max| {
+            let shard = s.rng.below(n);
+            let c = s.connect_limited(shard, ser, shardbar::proto::frame::Transport::RawSocket, max);
+            s.hello(c);
+            let sub = s.subscribe_wait(c, "hist.t", Dict::new());
+            (c, sub)
+        };
+        let count = |v: Value| v.as_list().map(<[Value]>::len);
+        let (big, sub) = caller(&mut s, 64 * 1024);
+        assert_eq!(
+            call(&mut s, big, "wamp.subscription.get_events", vec![sub.into(), 20u64.into()]).map(count),
+            Ok(Some(20))
+        );
+        let (small, sub) = caller(&mut s, 4 * 1024);
+        let request = s.call(small, "wamp.subscription.get_events", Dict::new(), vec![sub.into(), 20u64.into()]);
+        let answer = s.wait_for(
+            small,
+            |m| matches!(m, Message::Result { request: r, .. } | Message::Error { request: r, .. } if *r == request),
+        );
+        let Message::Error { error, payload, .. } = answer else {
+            panic!("seed {seed}: expected ERROR, got {answer:?}")
+        };
+        assert_eq!(error, "wamp.error.payload_size_exceeded");
+        let text = payload.args().ok().and_then(|a| a.first().and_then(|v| v.as_str().map(str::to_owned)));
+        assert!(text.as_deref().is_some_and(|t| t.contains("ask for fewer")), "seed {seed}: {text:?}");
+        assert_eq!(
+            call(&mut s, small, "wamp.subscription.get_events", vec![sub.into(), 2u64.into()]).map(count),
+            Ok(Some(2))
+        );
+    });
+}

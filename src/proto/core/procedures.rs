@@ -16,6 +16,7 @@ use super::super::uris;
 use super::super::wire::message::code;
 use super::super::wire::{Dict, Id, Message, Payload, Value, peer_text};
 use super::ShardCore;
+use crate::limits;
 
 impl ShardCore {
     /// A CALL (already authorized) to a `wamp.` procedure: answered by the router.
@@ -69,9 +70,14 @@ impl ShardCore {
             None => Err((uris::NO_SUCH_SUBSCRIPTION, "no such subscription".to_owned())),
         };
         match planned {
-            Ok(q) => {
+            Ok(mut q) => {
                 let owner = self.cx.owner_shard(&realm, &q.uri, q.policy);
-                self.gather(conn, (sid, request), realm, Query::Events(owner, Box::new(q)), Combine::Value)
+                q.bytes_max = self
+                    .cx
+                    .conns
+                    .get(conn)
+                    .map(|c| c.info.max_out_message.saturating_mul(limits::HISTORY_ANSWER_ESTIMATE_FACTOR));
+                self.gather(conn, (sid, request), realm, Query::Events(owner, Box::new(q)), Combine::Events)
             }
             Err((uri, msg)) => self.cx.error(conn, code::CALL, request, uri, Some(msg)),
         }
@@ -217,10 +223,11 @@ impl ShardCore {
             Query::Reg(q) => {
                 registrations::answer(&mut self.cx, &mut self.realms, &self.sessions, &mut self.calls, realm, q)
             }
-            Query::Events(_, q) => {
-                let events = self.store.history.select(realm, q);
-                Value::List(events.into_iter().map(|e| history::event_value(e, realm, q)).collect())
-            }
+            Query::Events(_, q) => match self.store.history.select(realm, q) {
+                Ok(events) => Value::List(events.into_iter().map(|e| history::event_value(e, realm, q)).collect()),
+                // Too large for the caller: `finish` answers with an ERROR.
+                Err(_) => Value::Null,
+            },
         }
     }
 
@@ -243,6 +250,11 @@ impl ShardCore {
         if self.session_of(g.conn) != Some(g.session) {
             return;
         }
+        if matches!(g.combine, Combine::Events) && matches!(g.parts.first(), None | Some(Value::Null)) {
+            let message = "the events selected are more than this client accepts in one message: ask for fewer (limit)";
+            self.cx.error(g.conn, code::CALL, g.request, uris::PAYLOAD_SIZE_EXCEEDED, Some(message.to_owned()));
+            return;
+        }
         let ids = |parts: &[Value]| -> Vec<Value> {
             let mut all: Vec<Value> = parts.iter().filter_map(Value::as_list).flatten().cloned().collect();
             all.sort_by_key(|v| v.as_u64());
@@ -252,7 +264,7 @@ impl ShardCore {
             Combine::Count => Ok(Value::from(ids(&g.parts).len() as u64)),
             Combine::List => Ok(Value::List(ids(&g.parts))),
             Combine::One { missing } => g.parts.into_iter().find(|p| !matches!(p, Value::Null)).ok_or(missing),
-            Combine::Value => Ok(g.parts.into_iter().next().unwrap_or(Value::Null)),
+            Combine::Value | Combine::Events => Ok(g.parts.into_iter().next().unwrap_or(Value::Null)),
             Combine::Members { count } => {
                 if g.parts.iter().all(|p| matches!(p, Value::Null)) {
                     Err(uris::NO_SUCH_SUBSCRIPTION)

@@ -44,6 +44,9 @@ pub struct EventsQuery {
     pub reader: Id,
     pub reader_authid: String,
     pub reader_authrole: String,
+    /// Stop once the selected events' stored bytes pass this (None: no bound); see
+    /// `limits::HISTORY_ANSWER_ESTIMATE_FACTOR`.
+    pub bytes_max: Option<usize>,
 }
 
 impl EventsQuery {

@@ -140,6 +140,9 @@ pub(crate) enum Combine {
     One { missing: &'static str },
     /// The one part as it is (a question for one shard).
     Value,
+    /// `get_events`: the owner's list, or (a null part) ERROR
+    /// `wamp.error.payload_size_exceeded`: the selection passed `EventsQuery::bytes_max`.
+    Events,
     /// All parts' member IDs (or their number); `wamp.error.no_such_subscription` if no
     /// shard knows the subscription (every part null).
     Members { count: bool },

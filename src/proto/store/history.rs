@@ -93,9 +93,10 @@ impl History {
         Recorded::Stored { evicted }
     }
 
-    /// The events of entry (realm, uri, policy) that `q` selects, in the order asked for.
-    pub fn select(&self, realm: &str, q: &EventsQuery) -> Vec<&StoredEvent> {
-        let Some(ring) = self.rings.get(&(Arc::from(realm), q.uri.clone(), q.policy)) else { return Vec::new() };
+    /// The events of entry (realm, uri, policy) that `q` selects, in the order asked for;
+    /// Err(n) if their stored bytes pass `q.bytes_max` (after the n-th event).
+    pub fn select(&self, realm: &str, q: &EventsQuery) -> Result<Vec<&StoredEvent>, usize> {
+        let Some(ring) = self.rings.get(&(Arc::from(realm), q.uri.clone(), q.policy)) else { return Ok(Vec::new()) };
         let events = &ring.events;
         let position = |id| events.iter().position(|e| e.publication.id == id);
         // The index range [lo, hi) the publication bounds leave; an unknown publication ID
@@ -109,7 +110,7 @@ impl History {
             (q.until_publication, true, false),
         ] {
             let Some(id) = bound else { continue };
-            let Some(i) = position(id) else { return Vec::new() };
+            let Some(i) = position(id) else { return Ok(Vec::new()) };
             match (lower, inclusive) {
                 (true, true) => lo = lo.max(i),
                 (true, false) => lo = lo.max(i + 1),
@@ -118,17 +119,36 @@ impl History {
             }
         }
         if lo >= hi {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let admits = |e: &&StoredEvent| q.admits(e.time_ns, &e.publication);
         let range = events.range(lo..hi);
         let limit = q.limit.unwrap_or(usize::MAX);
+        let bytes_max = q.bytes_max.unwrap_or(usize::MAX);
         if q.newest_first {
-            range.rev().filter(admits).take(limit).collect()
+            within(range.rev().filter(admits).take(limit), bytes_max)
         } else {
-            range.filter(admits).take(limit).collect()
+            within(range.filter(admits).take(limit), bytes_max)
         }
     }
+}
+
+/// The events of `selected` while their stored bytes stay within `bytes_max`, else Err(the
+/// number taken before).
+fn within<'a>(
+    selected: impl Iterator<Item = &'a StoredEvent>,
+    bytes_max: usize,
+) -> Result<Vec<&'a StoredEvent>, usize> {
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    for e in selected {
+        bytes = bytes.saturating_add(e.bytes);
+        if bytes > bytes_max {
+            return Err(out.len());
+        }
+        out.push(e);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -145,7 +165,7 @@ mod tests {
     }
 
     fn ids(h: &History, q: &EventsQuery) -> Vec<u64> {
-        h.select("r1", q).iter().map(|e| e.publication.id).collect()
+        h.select("r1", q).unwrap().iter().map(|e| e.publication.id).collect()
     }
 
     #[test]
@@ -167,6 +187,24 @@ mod tests {
         assert!(ids(&h, &q).is_empty(), "an evicted publication selects nothing");
         let q = EventsQuery { time_min_ns: Some(450), time_max_ns: Some(600), ..query(false, None) };
         assert_eq!(ids(&h, &q), [5, 6]);
+    }
+
+    #[test]
+    fn selection_stops_at_its_byte_bound() {
+        // Goal: a selection whose stored bytes pass `bytes_max` is refused (with how many
+        // events fitted) instead of built, whichever direction; one that fits, or is cut by
+        // `limit` first, is not. Method: 10 events of the same size, bounds around 4 of them.
+        let mut h = History::new(1 << 20);
+        let uri: Arc<str> = Arc::from("t");
+        for i in 1..=10 {
+            h.record((&uri, MatchPolicy::Exact, 100), publication(i, "t", 1000, None), who(), i);
+        }
+        let size = stored_bytes(&publication(1, "t", 1000, None)) + 2;
+        let bounded = |newest_first, limit| EventsQuery { bytes_max: Some(size * 4), ..query(newest_first, limit) };
+        assert_eq!(h.select("r1", &bounded(true, None)).unwrap_err(), 4);
+        assert_eq!(h.select("r1", &bounded(false, Some(5))).unwrap_err(), 4);
+        assert_eq!(ids(&h, &bounded(false, Some(4))), [1, 2, 3, 4]);
+        assert_eq!(ids(&h, &bounded(true, Some(3))), [10, 9, 8]);
     }
 
     #[test]
