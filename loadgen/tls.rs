@@ -16,23 +16,25 @@
 //! was a fifth of loadgen's CPU in a TLS fan-out, and the router's share of the machine
 //! shrank by as much (bench/RESULTS.md, "Authentication and TLS"). TLS 1.2, `--tls-resume`
 //! (tickets arrive after the handshake) and `--tls-rustls-records` keep rustls's records.
+//! Key updates, both ways, derive the next keys from the traffic secrets rustls gives a
+//! per-connection key log ([`TrafficSecrets`]).
 
 use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, BufRead as _, Write as _};
 use std::os::fd::RawFd;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
-use ring::aead;
+use ring::{aead, hkdf};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
-    ClientConfig, ClientConnection, ConnectionTrafficSecrets, DigitallySignedStruct, ExtractedSecrets, ProtocolVersion,
-    RootCertStore, SignatureScheme, SupportedCipherSuite,
+    ClientConfig, ClientConnection, ConnectionTrafficSecrets, DigitallySignedStruct, ExtractedSecrets, KeyLog,
+    ProtocolVersion, RootCertStore, SignatureScheme, SupportedCipherSuite,
 };
 
 /// Ciphertext read per `read` call at most (the plaintext read size is the connection's).
@@ -127,12 +129,59 @@ impl TlsClient {
         Ok(TlsClient { config: Arc::new(config), server_name, verified: !a.insecure, own_records })
     }
 
-    /// A fresh client connection; its ClientHello is queued at once.
+    /// A fresh client connection; its ClientHello is queued at once. A connection that may
+    /// switch to loadgen's record layer gets a configuration of its own whose key log keeps
+    /// its traffic secrets (to follow key updates).
     pub fn connect(&self) -> Result<TlsConn, String> {
-        let mut c =
-            ClientConnection::new(self.config.clone(), self.server_name.clone()).map_err(|e| format!("TLS: {e}"))?;
+        let (config, secrets) = if self.own_records {
+            let secrets = Arc::new(TrafficSecrets::default());
+            let mut config = (*self.config).clone();
+            config.key_log = secrets.clone();
+            (Arc::new(config), Some(secrets))
+        } else {
+            (self.config.clone(), None)
+        };
+        let mut c = ClientConnection::new(config, self.server_name.clone()).map_err(|e| format!("TLS: {e}"))?;
         c.set_buffer_limit(Some(TLS_BUFFER_LIMIT_BYTES));
-        Ok(TlsConn::new(c, self.own_records))
+        Ok(TlsConn::new(c, secrets))
+    }
+}
+
+/// The TLS 1.3 application traffic secrets of one handshake (client, server), as rustls
+/// reports them to its key log; rustls's extracted secrets are only the first keys, and a
+/// key update derives the next ones from these (RFC 8446 §7.2).
+#[derive(Debug, Default)]
+struct TrafficSecrets(Mutex<SecretPair>);
+
+/// (client, server) traffic secrets, each once rustls has reported it.
+type SecretPair = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+const CLIENT_TRAFFIC_SECRET: &str = "CLIENT_TRAFFIC_SECRET_0";
+const SERVER_TRAFFIC_SECRET: &str = "SERVER_TRAFFIC_SECRET_0";
+
+impl KeyLog for TrafficSecrets {
+    fn will_log(&self, label: &str) -> bool {
+        label == CLIENT_TRAFFIC_SECRET || label == SERVER_TRAFFIC_SECRET
+    }
+
+    fn log(&self, label: &str, _client_random: &[u8], secret: &[u8]) {
+        let mut both = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match label {
+            CLIENT_TRAFFIC_SECRET => both.0 = Some(secret.to_vec()),
+            SERVER_TRAFFIC_SECRET => both.1 = Some(secret.to_vec()),
+            _ => {}
+        }
+    }
+}
+
+impl TrafficSecrets {
+    /// (client, server), taken once.
+    fn take(&self) -> Option<(Vec<u8>, Vec<u8>)> {
+        let mut both = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match std::mem::take(&mut *both) {
+            (Some(client), Some(server)) => Some((client, server)),
+            _ => None,
+        }
     }
 }
 
@@ -211,6 +260,8 @@ pub struct TlsConn {
     out_pos: usize,
     /// Whether the record layer may take over once the handshake is done.
     may_switch: bool,
+    /// The handshake's traffic secrets (connections that may switch).
+    secrets: Option<Arc<TrafficSecrets>>,
 }
 
 enum Stage {
@@ -221,7 +272,7 @@ enum Stage {
 }
 
 impl TlsConn {
-    fn new(conn: ClientConnection, may_switch: bool) -> TlsConn {
+    fn new(conn: ClientConnection, secrets: Option<Arc<TrafficSecrets>>) -> TlsConn {
         TlsConn {
             stage: Stage::Rustls(Box::new(conn)),
             partial: Vec::new(),
@@ -229,7 +280,8 @@ impl TlsConn {
             tail_pending: 0,
             out: Vec::new(),
             out_pos: 0,
-            may_switch,
+            may_switch: secrets.is_some(),
+            secrets,
         }
     }
 
@@ -237,6 +289,24 @@ impl TlsConn {
     #[cfg(test)]
     pub fn uses_record_layer(&self) -> bool {
         matches!(self.stage, Stage::Records(_))
+    }
+
+    /// Key updates so far (the router's, loadgen's), once the record layer carries the traffic.
+    #[cfg(test)]
+    pub fn key_generations(&self) -> Option<(u64, u64)> {
+        match &self.stage {
+            Stage::Records(layer) => Some((layer.rx.generation, layer.tx.generation)),
+            _ => None,
+        }
+    }
+
+    /// Records loadgen's own key may seal before loadgen updates it (the cipher's limit
+    /// otherwise): tests make updates happen within a few records.
+    #[cfg(test)]
+    pub fn set_record_limit(&mut self, records: u64) {
+        if let Stage::Records(layer) = &mut self.stage {
+            layer.tx.limit = records;
+        }
     }
 
     /// Records wait to be written (a handshake reply, or sealed application data).
@@ -444,8 +514,10 @@ impl TlsConn {
             }
         }
         let Stage::Rustls(conn) = std::mem::replace(&mut self.stage, Stage::Broken) else { return Ok(()) };
-        let secrets = conn.dangerous_extract_secrets().map_err(|e| invalid(format!("TLS: taking the keys: {e}")))?;
-        self.stage = Stage::Records(Box::new(RecordLayer::new(secrets, limit)?));
+        let keys = conn.dangerous_extract_secrets().map_err(|e| invalid(format!("TLS: taking the keys: {e}")))?;
+        let traffic = self.secrets.take().and_then(|s| s.take());
+        let traffic = traffic.ok_or_else(|| io::Error::other("TLS: rustls did not report the traffic secrets"))?;
+        self.stage = Stage::Records(Box::new(RecordLayer::new(keys, traffic, limit)?));
         Ok(())
     }
 
@@ -566,6 +638,10 @@ const CONTENT_APPLICATION_DATA: u8 = 23;
 const HANDSHAKE_NEW_SESSION_TICKET: u8 = 4;
 const HANDSHAKE_KEY_UPDATE: u8 = 24;
 
+/// KeyUpdate's `request_update` (RFC 8446 §4.6.3).
+const UPDATE_NOT_REQUESTED: u8 = 0;
+const UPDATE_REQUESTED: u8 = 1;
+
 /// TLS 1.3's record protection (RFC 8446 §5.2–5.3) with the traffic keys of a handshake
 /// rustls did: each record is opened in place in the read buffer and its content copied
 /// once into the connection's plaintext buffer; sealing writes header, plaintext, content
@@ -573,40 +649,78 @@ const HANDSHAKE_KEY_UPDATE: u8 = 24;
 ///
 /// Scope, as a load generator needs it: application data and close_notify both ways;
 /// session tickets the router sends after the handshake are dropped (the run does not
-/// resume, or rustls would keep the records); a KeyUpdate or any other alert ends the
-/// connection with an error naming it; loadgen never updates its own keys and stops a
-/// connection that would exceed the cipher's record limit.
+/// resume, or rustls would keep the records); key updates both ways (the router's, which
+/// rustls sends near the cipher's record limit, asking for ours; loadgen's own before its
+/// key reaches that limit); any other alert or handshake message ends the connection with
+/// an error naming it.
 struct RecordLayer {
     rx: Direction,
     tx: Direction,
+    /// The router asked for our key update: it goes before our next application data.
+    tx_update_due: bool,
 }
 
-/// One direction's key, IV and next record number.
+/// One direction's traffic secret, key, IV and next record number.
 struct Direction {
+    aead: &'static aead::Algorithm,
+    hkdf: hkdf::Algorithm,
+    secret: Vec<u8>,
     key: aead::LessSafeKey,
     iv: [u8; aead::NONCE_LEN],
     seq: u64,
     /// Records this key may protect.
     limit: u64,
+    /// Key updates so far.
+    generation: u64,
 }
 
 impl Direction {
-    fn new((seq, secrets): (u64, ConnectionTrafficSecrets), limit: u64) -> io::Result<Direction> {
-        let (algorithm, key, iv) = match &secrets {
-            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (&aead::AES_128_GCM, key, iv),
-            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (&aead::AES_256_GCM, key, iv),
-            ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => (&aead::CHACHA20_POLY1305, key, iv),
+    /// From rustls's extracted keys (sequence number, key, IV) and the traffic secret they
+    /// come from; the two must agree (a check of the derivation key updates use).
+    fn new((seq, keys): (u64, ConnectionTrafficSecrets), secret: Vec<u8>, limit: u64) -> io::Result<Direction> {
+        let (algorithm, hkdf, key, iv) = match &keys {
+            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (&aead::AES_128_GCM, hkdf::HKDF_SHA256, key, iv),
+            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (&aead::AES_256_GCM, hkdf::HKDF_SHA384, key, iv),
+            ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
+                (&aead::CHACHA20_POLY1305, hkdf::HKDF_SHA256, key, iv)
+            }
             _ => return Err(invalid("TLS: a cipher loadgen's record layer does not know".into())),
         };
-        let key = aead::UnboundKey::new(algorithm, key.as_ref()).map_err(|_| invalid("TLS: bad key length".into()))?;
-        let iv = iv.as_ref().try_into().map_err(|_| invalid("TLS: bad IV length".into()))?;
-        Ok(Direction { key: aead::LessSafeKey::new(key), iv, seq, limit })
+        let (derived_key, derived_iv) = derive_key_iv(algorithm, hkdf, &secret)?;
+        if derived_key != key.as_ref() || derived_iv != iv.as_ref() {
+            return Err(io::Error::other("TLS: the traffic secret does not give rustls's keys"));
+        }
+        Direction::with(algorithm, hkdf, secret, seq, limit, 0)
+    }
+
+    fn with(
+        aead: &'static aead::Algorithm,
+        hkdf: hkdf::Algorithm,
+        secret: Vec<u8>,
+        seq: u64,
+        limit: u64,
+        generation: u64,
+    ) -> io::Result<Direction> {
+        let (key, iv) = derive_key_iv(aead, hkdf, &secret)?;
+        let key = aead::UnboundKey::new(aead, &key).map_err(|_| invalid("TLS: bad key length".into()))?;
+        let iv = iv.as_slice().try_into().map_err(|_| invalid("TLS: bad IV length".into()))?;
+        Ok(Direction { aead, hkdf, secret, key: aead::LessSafeKey::new(key), iv, seq, limit, generation })
+    }
+
+    /// The next generation of this direction's keys (RFC 8446 §7.2): numbering restarts.
+    fn update(&mut self) -> io::Result<()> {
+        let next = expand_label(self.hkdf, &self.secret, b"traffic upd", self.secret.len())?;
+        *self = Direction::with(self.aead, self.hkdf, next, 0, self.limit, self.generation + 1)?;
+        Ok(())
     }
 
     /// The next record's nonce: the IV XOR the record number (RFC 8446 §5.3).
     fn next_nonce(&mut self) -> io::Result<aead::Nonce> {
         if self.seq >= self.limit {
-            return Err(io::Error::other("TLS: the key's record limit is reached (loadgen does not update keys)"));
+            return Err(io::Error::other(format!(
+                "TLS: the record limit of a key is reached (its generation {}, {} records)",
+                self.generation, self.limit
+            )));
         }
         let mut nonce = self.iv;
         for (b, s) in nonce[aead::NONCE_LEN - 8..].iter_mut().zip(self.seq.to_be_bytes()) {
@@ -618,8 +732,20 @@ impl Direction {
 }
 
 impl RecordLayer {
-    fn new(secrets: ExtractedSecrets, limit: u64) -> io::Result<RecordLayer> {
-        Ok(RecordLayer { rx: Direction::new(secrets.rx, u64::MAX)?, tx: Direction::new(secrets.tx, limit)? })
+    /// `traffic`: the (client, server) traffic secrets.
+    fn new(keys: ExtractedSecrets, (client, server): (Vec<u8>, Vec<u8>), limit: u64) -> io::Result<RecordLayer> {
+        Ok(RecordLayer {
+            rx: Direction::new(keys.rx, server, u64::MAX)?,
+            tx: Direction::new(keys.tx, client, limit)?,
+            tx_update_due: false,
+        })
+    }
+
+    /// The router updated its key: open with the next one; answer its request with ours.
+    fn router_updated(&mut self, requested: bool) -> io::Result<()> {
+        self.rx.update()?;
+        self.tx_update_due |= requested;
+        Ok(())
     }
 
     /// Open one whole record (header included) in place; application data goes to `rbuf`.
@@ -639,6 +765,7 @@ impl RecordLayer {
                 Ok(true)
             }
             Inner::Dropped => Ok(true),
+            Inner::KeyUpdate { requested } => self.router_updated(requested).map(|()| true),
             Inner::Closed => Ok(false),
         }
     }
@@ -664,32 +791,76 @@ impl RecordLayer {
             match inner(plain)? {
                 Inner::Data(n) => to += n,
                 Inner::Dropped => {}
+                Inner::KeyUpdate { requested } => self.router_updated(requested)?,
                 Inner::Closed => return Ok((to, from, false)),
             }
         }
         Ok((to, from, true))
     }
 
-    /// Seal `plain` into records appended to `out`.
+    /// Seal `plain` into records appended to `out`, each preceded by our KeyUpdate when the
+    /// router asked for it or our key has one record left before its limit (the KeyUpdate's).
     fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
-        let tag_len = self.tx.key.algorithm().tag_len();
         for piece in plain.chunks(RECORD_PLAINTEXT_MAX_BYTES) {
-            let len = piece.len() + 1 + tag_len;
-            let header = [CONTENT_APPLICATION_DATA, 3, 3, (len >> 8) as u8, len as u8];
-            out.extend_from_slice(&header);
-            let start = out.len();
-            out.extend_from_slice(piece);
-            out.push(CONTENT_APPLICATION_DATA);
-            let nonce = self.tx.next_nonce()?;
-            let tag = self
-                .tx
-                .key
-                .seal_in_place_separate_tag(nonce, aead::Aad::from(header), &mut out[start..])
-                .map_err(|_| io::Error::other("TLS: sealing a record failed"))?;
-            out.extend_from_slice(tag.as_ref());
+            if self.tx_update_due || self.tx.seq.saturating_add(1) >= self.tx.limit {
+                let update = [HANDSHAKE_KEY_UPDATE, 0, 0, 1, UPDATE_NOT_REQUESTED];
+                self.seal_record(CONTENT_HANDSHAKE, &update, out)?;
+                self.tx.update()?;
+                self.tx_update_due = false;
+            }
+            self.seal_record(CONTENT_APPLICATION_DATA, piece, out)?;
         }
         Ok(())
     }
+
+    /// One record of content type `kind` (at most `RECORD_PLAINTEXT_MAX_BYTES`).
+    fn seal_record(&mut self, kind: u8, piece: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        let len = piece.len() + 1 + self.tx.key.algorithm().tag_len();
+        let header = [CONTENT_APPLICATION_DATA, 3, 3, (len >> 8) as u8, len as u8];
+        out.extend_from_slice(&header);
+        let start = out.len();
+        out.extend_from_slice(piece);
+        out.push(kind);
+        let nonce = self.tx.next_nonce()?;
+        let tag = self
+            .tx
+            .key
+            .seal_in_place_separate_tag(nonce, aead::Aad::from(header), &mut out[start..])
+            .map_err(|_| io::Error::other("TLS: sealing a record failed"))?;
+        out.extend_from_slice(tag.as_ref());
+        Ok(())
+    }
+}
+
+/// HKDF-Expand-Label(secret, label, "", len) (RFC 8446 §7.1).
+fn expand_label(algorithm: hkdf::Algorithm, secret: &[u8], label: &[u8], len: usize) -> io::Result<Vec<u8>> {
+    struct Len(usize);
+    impl hkdf::KeyType for Len {
+        fn len(&self) -> usize {
+            self.0
+        }
+    }
+    if secret.len() != hkdf::KeyType::len(&algorithm) {
+        return Err(invalid(format!("TLS: a traffic secret of {} bytes", secret.len())));
+    }
+    let prk = hkdf::Prk::new_less_safe(algorithm, secret);
+    let length = (len as u16).to_be_bytes();
+    let label_len = [(b"tls13 ".len() + label.len()) as u8];
+    let info: [&[u8]; 5] = [&length, &label_len, b"tls13 ", label, &[0]];
+    let mut out = vec![0; len];
+    prk.expand(&info, Len(len))
+        .and_then(|okm| okm.fill(&mut out))
+        .map_err(|_| io::Error::other("TLS: HKDF-Expand-Label failed"))?;
+    Ok(out)
+}
+
+/// A traffic secret's write key and IV (RFC 8446 §7.3).
+fn derive_key_iv(
+    aead: &'static aead::Algorithm,
+    hkdf: hkdf::Algorithm,
+    secret: &[u8],
+) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    Ok((expand_label(hkdf, secret, b"key", aead.key_len())?, expand_label(hkdf, secret, b"iv", aead::NONCE_LEN)?))
 }
 
 /// A TLS 1.3 record header after the handshake: application data (the outer type of every
@@ -713,6 +884,8 @@ enum Inner {
     Data(usize),
     /// A session ticket, dropped.
     Dropped,
+    /// The router's KeyUpdate (at the end of the record), and whether it asks for ours.
+    KeyUpdate { requested: bool },
     /// The router's close_notify.
     Closed,
 }
@@ -730,14 +903,18 @@ fn inner(plain: &[u8]) -> io::Result<Inner> {
             [_, what] => Err(invalid(format!("TLS: the router sent alert {what}"))),
             _ => Err(invalid("TLS: a malformed alert".into())),
         },
-        CONTENT_HANDSHAKE => post_handshake(content).map(|()| Inner::Dropped),
+        CONTENT_HANDSHAKE => Ok(match post_handshake(content)? {
+            Some(requested) => Inner::KeyUpdate { requested },
+            None => Inner::Dropped,
+        }),
         other => Err(invalid(format!("TLS: a record of content type {other}"))),
     }
 }
 
-/// Handshake messages after the handshake: session tickets are dropped; anything else
-/// (a KeyUpdate above all) ends the connection with an error naming it.
-fn post_handshake(mut messages: &[u8]) -> io::Result<()> {
+/// Handshake messages after the handshake: session tickets are dropped; a KeyUpdate, which
+/// must end its record (RFC 8446 §5.1), gives Some(whether it asks for ours); anything else
+/// ends the connection with an error naming it.
+fn post_handshake(mut messages: &[u8]) -> io::Result<Option<bool>> {
     while !messages.is_empty() {
         let [kind, a, b, c, rest @ ..] = messages else {
             return Err(invalid("TLS: a split post-handshake message".into()));
@@ -749,15 +926,18 @@ fn post_handshake(mut messages: &[u8]) -> io::Result<()> {
         match *kind {
             HANDSHAKE_NEW_SESSION_TICKET => {}
             HANDSHAKE_KEY_UPDATE => {
-                return Err(io::Error::other(
-                    "TLS: the router updated its keys (loadgen's record layer does not; --tls-rustls-records does)",
-                ));
+                return match (&rest[..len], rest.len() == len) {
+                    (_, false) => Err(invalid("TLS: a KeyUpdate not at the end of its record".into())),
+                    ([UPDATE_NOT_REQUESTED], true) => Ok(Some(false)),
+                    ([UPDATE_REQUESTED], true) => Ok(Some(true)),
+                    _ => Err(invalid("TLS: a malformed KeyUpdate".into())),
+                };
             }
             other => return Err(invalid(format!("TLS: handshake message {other} after the handshake"))),
         }
         messages = &rest[len..];
     }
-    Ok(())
+    Ok(None)
 }
 
 /// `write(2)` / `writev(2)` on a borrowed non-blocking socket.
@@ -779,5 +959,28 @@ impl io::Write for FdWriter {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Goal: post-handshake messages are read as RFC 8446 has them: tickets dropped, a
+    // KeyUpdate's request read, and a KeyUpdate that is malformed or not last in its record,
+    // or any other message, refused. Method: hand-made message sequences.
+    #[test]
+    fn post_handshake_messages() {
+        let ticket = [HANDSHAKE_NEW_SESSION_TICKET, 0, 0, 2, 9, 9];
+        let update = |request: u8| [HANDSHAKE_KEY_UPDATE, 0, 0, 1, request];
+        assert_eq!(post_handshake(&ticket).unwrap(), None);
+        assert_eq!(post_handshake(&update(0)).unwrap(), Some(false));
+        assert_eq!(post_handshake(&[&ticket[..], &update(1)].concat()).unwrap(), Some(true));
+        let not_last = post_handshake(&[&update(0)[..], &ticket].concat()).unwrap_err();
+        assert!(not_last.to_string().contains("not at the end"), "{not_last}");
+        assert!(post_handshake(&update(2)).unwrap_err().to_string().contains("malformed KeyUpdate"));
+        assert!(post_handshake(&[HANDSHAKE_KEY_UPDATE, 0, 0, 2, 0, 0]).is_err());
+        assert!(post_handshake(&[HANDSHAKE_KEY_UPDATE, 0, 0, 1]).is_err(), "split");
+        assert!(post_handshake(&[13, 0, 0, 0]).unwrap_err().to_string().contains("handshake message 13"));
     }
 }

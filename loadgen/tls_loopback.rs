@@ -30,6 +30,9 @@ struct Pki {
     server: rustls::ServerConfig,
     /// The same certificate, TLS 1.2 only.
     server_tls12: rustls::ServerConfig,
+    /// The same certificate, TLS 1.3 with one cipher suite each: AES-128-GCM, AES-256-GCM,
+    /// ChaCha20-Poly1305.
+    server_suites: Vec<rustls::ServerConfig>,
 }
 
 /// A CA and a server certificate for localhost / 127.0.0.1; the CA's PEM in a temp file.
@@ -45,18 +48,28 @@ fn pki(tag: &str) -> Pki {
     std::fs::write(&ca_file, ca.pem()).unwrap();
     let chain: Vec<CertificateDer<'static>> = vec![cert.der().clone()];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let server_with = |versions: &[&'static rustls::SupportedProtocolVersion]| {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        rustls::ServerConfig::builder_with_provider(provider)
+    let server_with = |versions: &[&'static rustls::SupportedProtocolVersion],
+                       suites: &[rustls::SupportedCipherSuite]| {
+        let mut provider = rustls::crypto::ring::default_provider();
+        if !suites.is_empty() {
+            provider.cipher_suites = suites.to_vec();
+        }
+        rustls::ServerConfig::builder_with_provider(Arc::new(provider))
             .with_protocol_versions(versions)
             .unwrap()
             .with_no_client_auth()
             .with_single_cert(chain.clone(), key.clone_key())
             .unwrap()
     };
-    let server = server_with(rustls::DEFAULT_VERSIONS);
-    let server_tls12 = server_with(&[&rustls::version::TLS12]);
-    Pki { ca_file, server, server_tls12 }
+    let server = server_with(rustls::DEFAULT_VERSIONS, &[]);
+    let server_tls12 = server_with(&[&rustls::version::TLS12], &[]);
+    use rustls::crypto::ring::cipher_suite as cs;
+    let server_suites =
+        [cs::TLS13_AES_128_GCM_SHA256, cs::TLS13_AES_256_GCM_SHA384, cs::TLS13_CHACHA20_POLY1305_SHA256]
+            .iter()
+            .map(|&suite| server_with(&[&rustls::version::TLS13], &[suite]))
+            .collect();
+    Pki { ca_file, server, server_tls12, server_suites }
 }
 
 /// Read one RawSocket message frame from a blocking stream.
@@ -349,12 +362,10 @@ fn record_layer_matches_rustls_both_ways() {
     let _ = std::fs::remove_file(&pki.ca_file);
 }
 
-// Goal: what the record layer cannot take is an error that says so, never wrong data: a
-// record altered in transit fails authentication, and a KeyUpdate from the server (which
-// loadgen does not follow) is named. Method: a byte of the server's next record flipped on
-// its way; on a second pair, rustls's refresh_traffic_keys before a write.
+// Goal: a record altered in transit is an error that says so, never wrong data.
+// Method: a byte of the server's next record flipped on its way.
 #[test]
-fn altered_records_and_key_updates_are_errors() {
+fn altered_records_are_errors() {
     let pki = pki("errors");
     let mut p = Pair::new(&pki, &pki.server, TlsArgs::default());
     p.handshake();
@@ -367,14 +378,46 @@ fn altered_records_and_key_updates_are_errors() {
     p.server_sock.write_all(&wire).unwrap();
     let e = p.round(&[], &mut 0).unwrap_err();
     assert!(e.to_string().contains("failed authentication"), "{e}");
+    let _ = std::fs::remove_file(&pki.ca_file);
+}
 
-    let mut p = Pair::new(&pki, &pki.server, TlsArgs::default());
-    p.handshake();
-    p.server.refresh_traffic_keys().unwrap();
-    p.server.writer().write_all(b"after the update").unwrap();
-    p.server_out().unwrap();
-    let e = p.round(&[], &mut 0).unwrap_err();
-    assert!(e.to_string().contains("updated its keys"), "{e}");
+// Goal: key updates keep a long connection going both ways (rustls sends one near the
+// cipher's record limit, asking for ours; loadgen updates its own before its limit): data
+// sealed and opened under each new generation of keys is what rustls opens and seals.
+// Method: per TLS 1.3 suite: the server updates its keys three times, each with data down,
+// then both ways (ours answers its request before our next data, not before); then with
+// loadgen's key limited to 8 records, 1 MiB up (64 records, ~9 updates of ours) and 1 MiB
+// down, twice.
+#[test]
+fn key_updates_both_ways_keep_the_data_flowing() {
+    let pki = pki("updates");
+    let mut suites = Vec::new();
+    for server in &pki.server_suites {
+        let mut p = Pair::new(&pki, server, TlsArgs::default());
+        p.handshake();
+        assert!(p.client.uses_record_layer());
+        suites.push(p.server.negotiated_cipher_suite().map(|s| s.suite()));
+        for i in 0..3u8 {
+            p.server.refresh_traffic_keys().unwrap();
+            p.exchange(b"", &pattern(70_000, i + 10), MIXED, false);
+            assert_eq!(p.client.key_generations(), Some((u64::from(i) + 1, u64::from(i))));
+            // Its request is answered with our update before our next data.
+            p.exchange(&pattern(50_000, i), &pattern(70_000, i + 20), MIXED, false);
+            assert_eq!(p.client.key_generations(), Some((u64::from(i) + 1, u64::from(i) + 1)));
+        }
+        // Our key's numbering restarted at the last update (4 records since).
+        p.client.set_record_limit(8);
+        let (_, ours) = p.client.key_generations().unwrap();
+        for i in 0..2u8 {
+            p.exchange(&pattern(1 << 20, 30 + i), &pattern(1 << 20, 40 + i), MIXED, false);
+        }
+        let (theirs, now) = p.client.key_generations().unwrap();
+        assert_eq!(theirs, 3);
+        assert!(now - ours >= 2 * 64 / 7, "our updates at the 8-record limit: {}", now - ours);
+    }
+    use rustls::CipherSuite as S;
+    let expected = [S::TLS13_AES_128_GCM_SHA256, S::TLS13_AES_256_GCM_SHA384, S::TLS13_CHACHA20_POLY1305_SHA256];
+    assert_eq!(suites, expected.map(Some));
     let _ = std::fs::remove_file(&pki.ca_file);
 }
 
